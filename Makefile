@@ -1,0 +1,31 @@
+# lensaudit: two commands do all set-up on a fresh machine.
+#   make demo   - build .venv if missing, install, run the whole pipeline on the mock survey
+#   make test   - build .venv if missing, install, run the test suite
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO_OUT ?= demo_out
+
+.PHONY: demo test bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/lensaudit demo --out $(DEMO_OUT) $(DEMO_ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/bench_cutouts.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT)

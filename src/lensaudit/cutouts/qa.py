@@ -1,0 +1,93 @@
+"""Cutout quality assessment: pure functions over (3, N, N) float32 nanomaggy cubes.
+
+Rules (foundation issue): a cutout is rejected when a band is missing (all NaN, or all
+exactly 0.0 - the service returns 0.0 outside the footprint, spec 3.7), when more than 2
+percent of the central 50x50 pixels are NaN in any band, or when any pixel of the central
+16x16 is NaN. The overall NaN fraction and per-band sky statistics are recorded as QA fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lensaudit.survey.constants import BANDS
+from lensaudit.survey.geometry import centre_region
+
+
+@dataclass(frozen=True)
+class QAConfig:
+    """Thresholds of the cutout validation (pixels and fractions)."""
+
+    central_box_pix: int = 50
+    max_central_nan_frac: float = 0.02
+    core_box_pix: int = 16
+    max_core_nan: int = 0
+    max_nan_frac: float = 0.25
+
+
+#: QA columns written to the store index, in order.
+QA_FIELDS: tuple[str, ...] = (
+    "nan_frac",
+    "central_nan_frac",
+    "core_nan_count",
+    *(f"has_{b}" for b in BANDS),
+    *(f"sky_median_{b}" for b in BANDS),
+    *(f"sky_mad_{b}" for b in BANDS),
+)
+
+
+def assess(cube: np.ndarray, cfg: QAConfig = QAConfig(), bands: tuple[str, ...] = BANDS) -> tuple[bool, str, dict]:
+    """Validate one cutout. Returns (ok, reason, qa) where reason is '' when ok.
+
+    ``sky_median_*``/``sky_mad_*`` are the median and unscaled median absolute deviation
+    (nanomaggies) of the pixels outside radius N/4 of the centre, ignoring NaN.
+    """
+    cube = np.asarray(cube)
+    if cube.ndim != 3 or cube.shape[0] != len(bands) or cube.shape[1] != cube.shape[2]:
+        return False, f"wrong_shape: {cube.shape}", {}
+    n = cube.shape[1]
+    nan = np.isnan(cube)
+    cy, cx = centre_region(n, min(cfg.central_box_pix, n))
+    ky, kx = centre_region(n, min(cfg.core_box_pix, n))
+    central_nan = nan[:, cy, cx].mean(axis=(1, 2))
+    core_nan = int(nan[:, ky, kx].sum())
+    qa: dict = {
+        "nan_frac": float(nan.mean()),
+        "central_nan_frac": float(central_nan.max()),
+        "core_nan_count": core_nan,
+    }
+    yy, xx = np.mgrid[0:n, 0:n]
+    outer = np.hypot(yy - (n - 1) / 2, xx - (n - 1) / 2) > n / 4
+    missing = []
+    for i, b in enumerate(bands):
+        plane = cube[i]
+        finite = plane[~nan[i]]
+        present = finite.size > 0 and bool(np.any(finite != 0.0))
+        qa[f"has_{b}"] = present
+        if not present:
+            missing.append(b)
+        sky = plane[outer]
+        sky = sky[np.isfinite(sky)]
+        if sky.size:
+            med = float(np.median(sky))
+            qa[f"sky_median_{b}"] = med
+            qa[f"sky_mad_{b}"] = float(np.median(np.abs(sky - med)))
+        else:
+            qa[f"sky_median_{b}"] = float("nan")
+            qa[f"sky_mad_{b}"] = float("nan")
+    if missing:
+        return False, f"missing_band: {','.join(missing)} all zero or NaN (outside footprint?)", qa
+    if core_nan > cfg.max_core_nan:
+        return False, f"core_nan: {core_nan} NaN pixel(s) in the central {cfg.core_box_pix}x{cfg.core_box_pix}", qa
+    if central_nan.max() > cfg.max_central_nan_frac:
+        return (
+            False,
+            f"central_nan: {central_nan.max():.3%} NaN in the central {cfg.central_box_pix}x{cfg.central_box_pix}"
+            f" (limit {cfg.max_central_nan_frac:.0%})",
+            qa,
+        )
+    if qa["nan_frac"] > cfg.max_nan_frac:
+        return False, f"nan_frac: {qa['nan_frac']:.1%} NaN overall (limit {cfg.max_nan_frac:.0%})", qa
+    return True, "", qa

@@ -1,0 +1,5 @@
+"""The mock DR10 survey: sweeps, truth, a renderer, and a loopback copy of the cutout service."""
+
+from lensaudit.mock.server import CutoutHTTPServer, CutoutRequest, Fault, NoOverlapError, serve_in_thread
+
+__all__ = ["CutoutHTTPServer", "CutoutRequest", "Fault", "NoOverlapError", "serve_in_thread"]

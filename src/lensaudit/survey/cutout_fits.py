@@ -1,0 +1,129 @@
+"""The Legacy Survey cutout-service FITS layout (``fits-cutout`` endpoint, resampled mode).
+
+Spec ``shared/specs/dr10_formats.md`` section 3.4: HDU0 holds a float32 cube of numpy shape
+(n_bands, height, width) in the order of the ``bands`` argument (a single band gives a 2-D
+array), header ``SURVEY='LegacySurvey'``, ``VERSION='DR10'``, ``IMAGETYP='IMAGE'``,
+``BANDS``, ``BAND0..``, a TAN WCS with ``CRPIX=(N+1)/2`` and ``CD1_1<0``, ``IMAGEW/IMAGEH``.
+With ``invvar`` an HDU1 cube of the same shape has ``IMAGETYP='INVVAR'``. No EXTNAME.
+Pixels are nanomaggies at 0.262 arcsec/pixel; uncovered pixels are 0.0 (not NaN).
+
+Both the loopback service (``lensaudit.mock``) and the client (``lensaudit.cutouts``) use
+this module, so the writer and the reader cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from astropy.io import fits
+
+from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
+from lensaudit.survey.geometry import cutout_header
+
+
+class CutoutFormatError(ValueError):
+    """A cutout-service response is not a valid FITS cutout of the expected layout.
+
+    ``reason`` is a short machine-readable code (``truncated``, ``not_fits``, ``wrong_shape``,
+    ``missing_band``, ``wrong_dtype``, ...); the message names the object and the problem.
+    """
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def cutout_hdulist(
+    cube_nmgy: np.ndarray,
+    ra_deg: float,
+    dec_deg: float,
+    bands: str = "grz",
+    pixscale_arcsec: float = PIXEL_SCALE_ARCSEC,
+    invvar: np.ndarray | None = None,
+) -> fits.HDUList:
+    """Build the HDUList the real service returns for ``cube_nmgy`` of shape (n_bands, H, W)."""
+    cube = np.asarray(cube_nmgy, dtype=np.float32)
+    if cube.ndim != 3 or cube.shape[0] != len(bands):
+        raise ValueError(f"cutout_hdulist: cube shape {cube.shape} does not match bands {bands!r}")
+    h, w = cube.shape[1:]
+    hdr = fits.Header()
+    hdr["SURVEY"] = "LegacySurvey"
+    hdr["VERSION"] = "DR10"
+    hdr["IMAGETYP"] = "IMAGE"
+    hdr["BANDS"] = bands
+    for i, b in enumerate(bands):
+        hdr[f"BAND{i}"] = b
+    hdr.extend(cutout_header(ra_deg, dec_deg, pixscale_arcsec=pixscale_arcsec, width=w, height=h))
+    data = cube[0] if len(bands) == 1 else cube
+    hdus: list[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU] = [fits.PrimaryHDU(data=data, header=hdr)]
+    if invvar is not None:
+        ihdr = hdr.copy()
+        ihdr["IMAGETYP"] = "INVVAR"
+        iv = np.asarray(invvar, dtype=np.float32)
+        hdus.append(fits.ImageHDU(data=iv[0] if len(bands) == 1 else iv, header=ihdr))
+    return fits.HDUList(hdus)
+
+
+def cutout_fits_bytes(*args, **kwargs) -> bytes:
+    """Serialise :func:`cutout_hdulist` to the bytes the service sends."""
+    buf = io.BytesIO()
+    cutout_hdulist(*args, **kwargs).writeto(buf)
+    return buf.getvalue()
+
+
+def read_cutout_fits(
+    payload: bytes, expected_size: int | None = None, bands: str = "grz", source: str = "cutout"
+) -> tuple[np.ndarray, fits.Header]:
+    """Parse service bytes into a float32 cube (n_bands, H, W) in native byte order and its header.
+
+    Raises :class:`CutoutFormatError` naming ``source`` when the payload is not FITS, is
+    truncated, lacks image data, has the wrong shape or band layout.
+    """
+    if not payload:
+        raise CutoutFormatError("empty", f"{source}: empty response body")
+    if not payload[:30].startswith(b"SIMPLE  ="):
+        snippet = payload[:60].decode("ascii", "replace").strip()
+        raise CutoutFormatError("not_fits", f"{source}: response is not FITS (starts with {snippet!r})")
+    if len(payload) % 2880 != 0:
+        raise CutoutFormatError(
+            "truncated", f"{source}: FITS payload of {len(payload)} bytes is not a multiple of 2880 (truncated)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # astropy warns (not raises) on truncated or odd files
+            with fits.open(io.BytesIO(payload), memmap=False, lazy_load_hdus=False) as hdul:
+                hdr = hdul[0].header.copy()
+                data = hdul[0].data
+                data = None if data is None else np.array(data)
+    except CutoutFormatError:
+        raise
+    except Exception as exc:  # astropy raises OSError/ValueError or warns for broken files
+        reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+        raise CutoutFormatError(reason, f"{source}: cannot parse FITS ({type(exc).__name__}: {exc})") from exc
+    if data is None:
+        raise CutoutFormatError("no_data", f"{source}: FITS HDU0 has no image data")
+    if data.dtype.kind != "f":
+        raise CutoutFormatError("wrong_dtype", f"{source}: HDU0 dtype {data.dtype}, expected float32")
+    if data.ndim == 2 and len(bands) == 1:
+        data = data[None]
+    if data.ndim != 3:
+        raise CutoutFormatError("wrong_shape", f"{source}: HDU0 has shape {data.shape}, expected ({len(bands)}, N, N)")
+    if data.shape[0] != len(bands):
+        raise CutoutFormatError(
+            "missing_band", f"{source}: HDU0 has {data.shape[0]} band plane(s), expected {len(bands)} ({bands})"
+        )
+    hdr_bands = str(hdr.get("BANDS", bands)).strip()
+    if hdr_bands != bands:
+        raise CutoutFormatError("wrong_bands", f"{source}: header BANDS={hdr_bands!r}, requested {bands!r}")
+    for i, b in enumerate(bands):
+        got = str(hdr.get(f"BAND{i}", b)).strip()
+        if got != b:
+            raise CutoutFormatError("wrong_bands", f"{source}: header BAND{i}={got!r}, expected {b!r}")
+    if expected_size is not None and data.shape[1:] != (expected_size, expected_size):
+        raise CutoutFormatError(
+            "wrong_shape",
+            f"{source}: cutout is {data.shape[1]}x{data.shape[2]} pixels, expected {expected_size}x{expected_size}",
+        )
+    return np.ascontiguousarray(data, dtype=np.float32), hdr

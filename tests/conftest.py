@@ -1,0 +1,47 @@
+"""Shared fixtures: the real DR10 reference data, a simple loopback field renderer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lensaudit.mock.server import CutoutRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("LENSAUDIT_SHARED_DATA")
+    return Path(env) if env else ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    d = shared_data_dir()
+    if not (d / "dr10_sample_cutouts").is_dir():
+        pytest.fail(f"real DR10 reference data not found at {d} (set LENSAUDIT_SHARED_DATA)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def sample_npz(shared_data: Path) -> list[Path]:
+    return sorted((shared_data / "dr10_sample_cutouts").glob("*.npz"))
+
+
+def field_render(req: CutoutRequest):
+    """Deterministic sky: a Gaussian blob at the centre plus noise seeded by the position."""
+    seed = int(abs(req.ra * 1e6) + abs(req.dec * 1e6) * 7) % (2**32)
+    rng = np.random.default_rng(seed)
+    n = len(req.bands)
+    y, x = np.mgrid[0 : req.height, 0 : req.width]
+    blob = np.exp(-((x - (req.width - 1) / 2) ** 2 + (y - (req.height - 1) / 2) ** 2) / (2 * 3.0**2))
+    cube = (0.05 * blob[None] + rng.normal(0, 0.003, (n, req.height, req.width))).astype(np.float32)
+    return cube, None
+
+
+@pytest.fixture
+def render():
+    return field_render

@@ -1,0 +1,64 @@
+"""Command line: help texts, exit codes, clear errors on bad input, the demo's stage skipping."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from lensaudit.cli import main
+from lensaudit.cutouts import CutoutStore
+
+
+@pytest.mark.parametrize("args", [["--help"], ["cutouts", "--help"], ["cutouts", "fetch", "--help"],
+                                  ["cutouts", "export", "--help"], ["demo", "--help"]])
+def test_help(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 0
+    assert "usage: lensaudit" in capsys.readouterr().out
+
+
+def test_fetch_rejects_bad_manifest_with_named_rows(tmp_path, capsys):
+    m = tmp_path / "m.csv"
+    pd.DataFrame({"id": ["a", "b", "b"], "ra": [1.0, 2.0, 3.0], "dec": [0.0, 95.0, 0.0]}).to_csv(m, index=False)
+    rc = main(["cutouts", "fetch", "--manifest", str(m), "--service", "http://127.0.0.1:9/x", "--store",
+               str(tmp_path / "s")])
+    assert rc == 2
+    assert "out-of-range ra/dec, ids ['b']" in capsys.readouterr().err
+    pd.DataFrame({"id": ["a"], "ra": [1.0]}).to_csv(m, index=False)
+    assert main(["cutouts", "fetch", "--manifest", str(m), "--store", str(tmp_path / "s")]) == 2
+    assert "missing required column(s) ['dec']" in capsys.readouterr().err
+
+
+def test_fetch_config_rejects_unknown_keys(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("concurrency: 2\nconcurency: 3\n")
+    m = tmp_path / "m.csv"
+    pd.DataFrame({"id": ["a"], "ra": [1.0], "dec": [0.0]}).to_csv(m, index=False)
+    assert main(["cutouts", "fetch", "--manifest", str(m), "--store", str(tmp_path / "s"), "--config", str(cfg)]) == 2
+    assert "concurency: Extra inputs are not permitted" in capsys.readouterr().err
+
+
+def test_fetch_import_export_verify_via_cli(tmp_path, render, capsys, sample_npz):
+    from lensaudit.mock.server import serve_in_thread
+
+    m = tmp_path / "m.parquet"
+    pd.DataFrame({"id": ["x1", "x2"], "ra": [20.0, 20.01], "dec": [1.0, 1.0]}).to_parquet(m)
+    with serve_in_thread(render) as srv:
+        rc = main(["cutouts", "fetch", "--manifest", str(m), "--service", srv.url, "--store", str(tmp_path / "s"),
+                   "--rate", "100"])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["n_stored"] == 2
+    assert main(["cutouts", "import", "--store", str(tmp_path / "s"), str(sample_npz[0].parent)]) == 0
+    capsys.readouterr()
+    assert len(CutoutStore(tmp_path / "s")) == 6
+    assert main(["cutouts", "export", "--store", str(tmp_path / "s"), "--ids", "x2", "--format", "npz",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "x2.npz").exists()
+    capsys.readouterr()
+    assert main(["cutouts", "verify", "--store", str(tmp_path / "s")]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert main(["cutouts", "export", "--store", str(tmp_path / "s"), "--ids", "zz", "--out", str(tmp_path)]) == 2

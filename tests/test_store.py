@@ -1,0 +1,147 @@
+"""Sharded store: round trips, atomicity under a killed writer, corruption, locking."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from lensaudit.cutouts.store import CutoutStore, StoreCorruptError, StoreError
+
+
+def _cubes(n, seed=0):
+    return np.random.default_rng(seed).normal(0, 0.01, (n, 3, 101, 101)).astype(np.float32)
+
+
+def _fill(store, cubes, prefix="c", commit_every=None):
+    with store.writer(commit_every=commit_every) as w:
+        for i, c in enumerate(cubes):
+            w.add(f"{prefix}{i}", c, ra=10 + i * 1e-3, dec=-1.0, tier="A")
+
+
+def test_roundtrip_random_order_and_shards(tmp_path):
+    store = CutoutStore(tmp_path / "s", create=True, shard_size=7)
+    cubes = _cubes(20)
+    _fill(store, cubes)
+    assert len(store) == 20 and store.index["shard"].nunique() == 3  # 7 + 7 + 6
+    order = [13, 2, 19, 0, 7]
+    got = store.get([f"c{i}" for i in order])
+    np.testing.assert_array_equal(got, cubes[order])
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(store["c5"], cubes[5])
+    assert set(store.index.columns) >= {"id", "shard", "offset", "ra", "dec", "tier"}
+    with pytest.raises(KeyError, match="1 id\\(s\\) not stored, e.g. \\['nope'\\]"):
+        store.get(["c1", "nope"])
+    # reopen from disk
+    again = CutoutStore(tmp_path / "s")
+    np.testing.assert_array_equal(again.get(["c19"])[0], cubes[19])
+    assert again.verify()["ok"]
+
+
+def test_writer_rejects_bad_input_without_touching_stored_data(tmp_path):
+    store = CutoutStore(tmp_path / "s", create=True)
+    _fill(store, _cubes(3))
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "s" / "shards").iterdir()}
+    with pytest.raises(ValueError, match="shape \\(3, 64, 64\\)"):
+        with store.writer() as w:
+            w.add("x", np.zeros((3, 64, 64), np.float32), 0, 0)
+    with pytest.raises(ValueError, match="already in store"):
+        with store.writer() as w:
+            w.add("c1", _cubes(1)[0], 0, 0)
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "s" / "shards").iterdir()}
+    assert before == after and len(CutoutStore(tmp_path / "s")) == 3
+
+
+def test_not_a_store_and_bad_metadata(tmp_path):
+    with pytest.raises(StoreError, match="no store.json"):
+        CutoutStore(tmp_path / "missing")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "store.json").write_text("{not json")
+    with pytest.raises(StoreError, match="not valid JSON"):
+        CutoutStore(tmp_path / "bad")
+
+
+def test_second_writer_is_refused(tmp_path):
+    store = CutoutStore(tmp_path / "s", create=True)
+    other = CutoutStore(tmp_path / "s")
+    with store.writer():
+        with pytest.raises(StoreError, match="another process is writing"):
+            with other.writer():
+                pass
+
+
+def test_corrupt_shard_is_detected_and_named(tmp_path):
+    store = CutoutStore(tmp_path / "s", create=True)
+    cubes = _cubes(4)
+    _fill(store, cubes)
+    shard = store.index["shard"].iloc[0]
+    path = tmp_path / "s" / "shards" / shard
+    with h5py.File(path, "r") as h:
+        off = h["images"].id.get_offset() + 2 * cubes[0].nbytes  # start of cutout c2
+    with open(path, "r+b") as fh:
+        fh.seek(off + 1000)
+        fh.write(b"\x00\xff" * 64)
+    fresh = CutoutStore(tmp_path / "s")
+    np.testing.assert_array_equal(fresh.get(["c1"])[0], cubes[1])  # other cutouts still readable
+    with pytest.raises(StoreCorruptError, match=f"shard {shard} offset 2 \\(cutout 'c2'\\)"):
+        fresh.get(["c2"])
+    with pytest.raises(StoreCorruptError, match="failed its CRC-32 checksum"):
+        fresh.verify()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time, numpy as np
+    from lensaudit.cutouts.store import CutoutStore
+    store = CutoutStore(sys.argv[1], create=True)
+    rng = np.random.default_rng(0)
+    with store.writer(commit_every=10) as w:
+        for i in range(100000):
+            w.add(f"k{i}", rng.normal(0, 0.01, (3, 101, 101)).astype(np.float32), 1.0, 2.0)
+            if i == 35:
+                print("READY", flush=True)
+    """
+)
+
+
+def test_killed_writer_leaves_only_complete_shards(tmp_path):
+    root = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "READY"
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = CutoutStore(root)
+    n = len(store)
+    assert n >= 30 and n % 10 == 0  # only whole committed shards are visible
+    rng = np.random.default_rng(0)
+    expected = [rng.normal(0, 0.01, (3, 101, 101)).astype(np.float32) for _ in range(n)]
+    np.testing.assert_array_equal(store.get([f"k{i}" for i in range(n)]), np.stack(expected))
+    report = store.verify()
+    assert report["ok"]
+    # a writer killed mid-shard leaves at most an orphan or temp file, which repair removes
+    removed = store.repair()
+    assert all(p.name.startswith((".", "shard-")) for p in removed)
+    assert store.orphans() == [] and len(CutoutStore(root)) == n
+    # and the store accepts new writes afterwards
+    with store.writer() as w:
+        w.add("after", np.zeros((3, 101, 101), np.float32) + 1, 0, 0)
+    assert len(CutoutStore(root)) == n + 1
+
+
+def test_store_survives_pickling_for_workers(tmp_path):
+    import pickle  # noqa: S403 - pickling our own object to emulate a DataLoader worker hand-off
+
+    store = CutoutStore(tmp_path / "s", create=True)
+    cubes = _cubes(3)
+    _fill(store, cubes)
+    store.get(["c0"])  # open a handle
+    clone = pickle.loads(pickle.dumps(store))  # noqa: S301
+    np.testing.assert_array_equal(clone.get(["c2"])[0], cubes[2])
