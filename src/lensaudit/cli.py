@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--repair", action="store_true", help="remove orphan shards left by a killed writer first")
     v.set_defaults(fn=_cmd_verify)
 
+    from lensaudit.mock.cli import add_mock_commands
+
+    add_mock_commands(sub)
     return p
 
 

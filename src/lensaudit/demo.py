@@ -41,6 +41,61 @@ def _stage_samples(shared: Path):
     return inputs, run
 
 
+def _stage_mock(shared: Path, quick: bool, seed: int):
+    from lensaudit.mock.config import MockConfig
+    from lensaudit.mock.survey import build_survey
+
+    cfg = MockConfig(area_deg2=0.25 if quick else 1.0, seed=seed)
+
+    def run(stage_dir: Path) -> dict:
+        return build_survey(cfg, stage_dir / "survey", shared)
+
+    inputs = {"config": cfg.model_dump(mode="json"),
+              "conditions": {f: sha256_file(shared / f) for f in ("dr10_region_conditions.csv", "dr10_brick_conditions.csv")}}
+    return inputs, run
+
+
+def _stage_fetch(survey_dir: Path, upstream: str, n: int, seed: int):
+    """Serve the mock survey on loopback and fetch cutouts through the real client into a store."""
+    import numpy as np
+    import pandas as pd
+
+    from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest
+    from lensaudit.mock.render import load_renderer
+    from lensaudit.mock.server import serve_in_thread
+
+    def run(stage_dir: Path) -> dict:
+        renderer = load_renderer(survey_dir)
+        src = renderer.src
+        rng = np.random.default_rng(seed)
+        lenses = src[src.kind == "lens"]
+        others = src[(src.kind != "lens") & src.type.isin(["DEV", "SER", "REX", "EXP"]) & (src.rmag < 20)]
+        pick = pd.concat([lenses.head(n // 4), others.iloc[rng.choice(len(others), min(len(others), n - min(len(lenses), n // 4)), replace=False)]])
+        manifest = pd.DataFrame({"id": pick["id"], "ra": pick["ra"], "dec": pick["dec"], "type": pick["type"]})
+        manifest.to_parquet(stage_dir / "manifest.parquet", index=False)
+        store = CutoutStore(stage_dir / "store", create=True)
+        with serve_in_thread(renderer) as srv:
+            rep = fetch_manifest(manifest, store, FetchConfig(service_url=srv.url, rate_per_s=500, concurrency=4))
+        return {"service": "loopback mock fits-cutout", **rep.to_dict()}
+
+    return {"upstream": upstream, "n": n, "seed": seed}, run
+
+
+def _stage_check(survey_dir: Path, upstream: str, shared: Path):
+    from lensaudit.mock.check import format_check, real_data_check
+    from lensaudit.mock.render import load_renderer
+
+    def run(stage_dir: Path) -> dict:
+        r = load_renderer(survey_dir)
+        res = real_data_check(r, r.src, sorted((shared / "dr10_sample_cutouts").glob("*.npz")))
+        text = format_check(res)
+        (stage_dir / "check.txt").write_text(text + "\n")
+        log.info("\n%s", text)
+        return res
+
+    return {"upstream": upstream}, run
+
+
 def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, force: bool = False) -> dict:
     """Run the demo pipeline into ``out``; returns a summary of every stage."""
     out = Path(out)
@@ -52,6 +107,14 @@ def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, fo
     stages: dict[str, dict] = {}
     inputs, fn = _stage_samples(shared)
     stages["samples"] = run_stage(out, "samples", inputs, fn, force=force)
+    seed = 42
+    inputs, fn = _stage_mock(shared, quick, seed)
+    stages["mock"] = run_stage(out, "mock", inputs, fn, force=force)
+    survey_dir = out / "mock" / "survey"
+    inputs, fn = _stage_fetch(survey_dir, stages["mock"]["inputs_sha256"], 120 if quick else 400, seed)
+    stages["fetch"] = run_stage(out, "fetch", inputs, fn, force=force)
+    inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], shared)
+    stages["check"] = run_stage(out, "check", inputs, fn, force=force)
     summary = {name: {"skipped": rec["skipped"], **rec.get("summary", {})} for name, rec in stages.items()}
     atomic_write_json(out / "run_info.json", run_info(config={"quick": quick, "shared_data": str(shared)},
                                                       extra={"stages": summary}))

@@ -55,8 +55,8 @@ def _build() -> tuple[Column, ...]:
         _c("TYPE", "S3", desc="PSF REX DEV EXP SER DUP"),
         _c("RA", "f8", "deg"),
         _c("DEC", "f8", "deg"),
-        _c("RA_IVAR", "f4", "1/deg^2"),
-        _c("DEC_IVAR", "f4", "1/deg^2"),
+        _c("RA_IVAR", "f4", "deg-2"),
+        _c("DEC_IVAR", "f4", "deg-2"),
         _c("DCHISQ", "f4", shape=(5,), desc="chi2 improvement for PSF REX DEV EXP SER"),
         _c("EBV", "f4", "mag", desc="SFD98 E(B-V)"),
     ]
@@ -78,7 +78,7 @@ def _build() -> tuple[Column, ...]:
     cols += [
         _c("WISE_COADD_ID", "S8"),
         _c("SHAPE_R", "f4", "arcsec", desc="half-light radius"),
-        _c("SHAPE_R_IVAR", "f4", "1/arcsec^2"),
+        _c("SHAPE_R_IVAR", "f4", "arcsec-2"),
         _c("SHAPE_E1", "f4"),
         _c("SHAPE_E1_IVAR", "f4"),
         _c("SHAPE_E2", "f4"),
@@ -112,11 +112,11 @@ def _build() -> tuple[Column, ...]:
     ]
     cols += [
         _c("PARALLAX", "f4", "mas"),
-        _c("PARALLAX_IVAR", "f4", "1/mas^2"),
+        _c("PARALLAX_IVAR", "f4", "mas-2"),
         _c("PMRA", "f4", "mas/yr"),
-        _c("PMRA_IVAR", "f4", "1/(mas/yr)^2"),
+        _c("PMRA_IVAR", "f4", "yr2 mas-2"),
         _c("PMDEC", "f4", "mas/yr"),
-        _c("PMDEC_IVAR", "f4", "1/(mas/yr)^2"),
+        _c("PMDEC_IVAR", "f4", "yr2 mas-2"),
         _c("MASKBITS", "i4", desc="bitmask, see survey.maskbits.MASKBITS"),
         _c("FITBITS", "i2", desc="bitmask, see survey.maskbits.FITBITS"),
         _c("SERSIC", "f4"),

@@ -1,0 +1,71 @@
+"""Observing conditions per brick, drawn from the real DR10 distributions in shared/data.
+
+``dr10_region_conditions.csv`` gives the joint distribution of r-band seeing (FWHM), r-band
+5-sigma depth and E(B-V) over 2,689 regions; ``dr10_brick_conditions.csv`` gives the relation
+between bands (g broader and deeper than r, z sharper and shallower). Each mock brick takes
+one real region's (psf_r, depth_r, ebv) and per-band offsets drawn from the real brick
+relations (mean and scatter of psf_g/psf_r, psf_z/psf_r, depth_g - depth_r, depth_z - depth_r).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lensaudit.survey.photometry import mag5_to_depth
+
+#: Single-exposure 5-sigma point-source depths (AB) used to turn coadd depth into NOBS.
+SINGLE_EPOCH_DEPTH = {"g": 23.75, "r": 23.35, "z": 22.45}
+
+
+class ConditionsError(ValueError):
+    pass
+
+
+def load_reference(shared_data: Path) -> tuple[pd.DataFrame, dict[str, tuple[float, float]]]:
+    """Real region conditions (zeros dropped) and per-band relations (mean, std)."""
+    reg_path = shared_data / "dr10_region_conditions.csv"
+    brk_path = shared_data / "dr10_brick_conditions.csv"
+    for p in (reg_path, brk_path):
+        if not p.exists():
+            raise ConditionsError(f"real DR10 conditions file missing: {p}")
+    reg = pd.read_csv(reg_path)
+    reg = reg[(reg["median_psf_r_arcsec"] > 0) & (reg["median_psfdepth_r"] > 0) & (reg["total_area_deg2"] > 0)]
+    reg = reg[reg["dec_center_deg"].between(-18, 32)].reset_index(drop=True)  # DECaLS-like footprint
+    b = pd.read_csv(brk_path)
+    rel = {
+        "psf_g_over_r": (float((b.psfsize_g / b.psfsize_r).mean()), float((b.psfsize_g / b.psfsize_r).std())),
+        "psf_z_over_r": (float((b.psfsize_z / b.psfsize_r).mean()), float((b.psfsize_z / b.psfsize_r).std())),
+        "depth_g_minus_r": (float((b.psfdepth_g - b.psfdepth_r).mean()), float((b.psfdepth_g - b.psfdepth_r).std())),
+        "depth_z_minus_r": (float((b.psfdepth_z - b.psfdepth_r).mean()), float((b.psfdepth_z - b.psfdepth_r).std())),
+    }
+    return reg, rel
+
+
+def draw_brick_conditions(n_bricks: int, shared_data: Path, rng: np.random.Generator) -> pd.DataFrame:
+    """Per-brick psfsize_{g,r,z} (FWHM arcsec), psfdepth_{g,r,z} (5-sigma AB mag and ivar), ebv,
+    galaxy density (per deg^2) and expected NOBS per band."""
+    reg, rel = load_reference(shared_data)
+    pick = rng.integers(0, len(reg), n_bricks)
+    r = reg.iloc[pick].reset_index(drop=True)
+    out = pd.DataFrame({"region_id": r["region_id"].to_numpy(), "ebv": r["median_ebv"].to_numpy(np.float64)})
+    psf_r = r["median_psf_r_arcsec"].to_numpy(np.float64)
+    d_r = r["median_psfdepth_r"].to_numpy(np.float64)
+    gdens = (r["total_n_gal"] / r["total_area_deg2"]).to_numpy(np.float64)
+    m, s = rel["psf_g_over_r"]
+    out["psfsize_g"] = psf_r * np.clip(rng.normal(m, s, n_bricks), 0.8, 1.6)
+    out["psfsize_r"] = psf_r
+    m, s = rel["psf_z_over_r"]
+    out["psfsize_z"] = psf_r * np.clip(rng.normal(m, s, n_bricks), 0.7, 1.4)
+    m, s = rel["depth_g_minus_r"]
+    out["psfdepth_mag_g"] = d_r + rng.normal(m, s, n_bricks)
+    out["psfdepth_mag_r"] = d_r
+    m, s = rel["depth_z_minus_r"]
+    out["psfdepth_mag_z"] = d_r + rng.normal(m, s, n_bricks)
+    for b in "grz":
+        out[f"psfdepth_{b}"] = mag5_to_depth(out[f"psfdepth_mag_{b}"])
+        out[f"nobs_mean_{b}"] = np.clip(10 ** ((out[f"psfdepth_mag_{b}"] - SINGLE_EPOCH_DEPTH[b]) / 1.25), 1, 40)
+    out["galaxy_density_per_deg2"] = gdens
+    return out

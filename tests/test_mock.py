@@ -1,0 +1,218 @@
+"""Mock DR10 survey: schema of its sweeps, the service, consistency, truth, rates, determinism,
+and the real-data check against the real DR10 sample cutouts."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+
+from lensaudit.mock.check import real_data_check
+from lensaudit.mock.config import MockConfig
+from lensaudit.mock.render import load_renderer
+from lensaudit.mock.server import CutoutRequest, serve_in_thread
+from lensaudit.mock.survey import MockSurvey, SurveyError, build_survey, tan_deproject, tan_project
+from lensaudit.survey.columns import SWEEP_SCHEMA, check_sweep_columns
+from lensaudit.survey.cutout_fits import read_cutout_fits
+
+
+@pytest.fixture(scope="module")
+def survey_dir(tmp_path_factory, shared_data):
+    d = tmp_path_factory.mktemp("mock") / "survey"
+    build_survey(MockConfig(area_deg2=0.25, seed=7), d, shared_data)
+    return d
+
+
+@pytest.fixture(scope="module")
+def renderer(survey_dir):
+    return load_renderer(survey_dir)
+
+
+def _req(ra, dec, size=101):
+    return CutoutRequest(ra, dec, size, size, 0.262, "grz", "ls-dr10", False)
+
+
+def test_sweeps_pass_independent_schema_check(survey_dir):
+    files = sorted((survey_dir / "sweeps").glob("sweep-*.fits"))
+    assert files
+    for f in files:
+        with fits.open(f) as h:
+            assert h[1].header["EXTNAME"] == "SWEEP"
+            assert {"RAMIN", "RAMAX", "DECMIN", "DECMAX"} <= set(h[0].header)
+            cols = h[1].columns
+            assert all(c.name == c.name.upper() for c in cols)
+            assert h[1].data.dtype["RA"].byteorder == ">"  # FITS big-endian on disk
+            fmt = {c.name: c.format for c in cols}
+            assert fmt["TYPE"] == "3A" and fmt["BRICKNAME"] == "8A" and fmt["DCHISQ"] == "5E"
+            assert fmt["NOBS_Z"] == "I" and fmt["MASKBITS"] == "J" and fmt["FLUX_R"] == "E"
+            units = {c.name: c.unit for c in cols}
+            assert units["FLUX_R"] == "nanomaggy" and units["PSFDEPTH_R"] == "1/nanomaggy^2"
+            assert units["SHAPE_R"] == "arcsec" and units["RA"] == "deg"
+            ramin, ramax, dmin, dmax = (h[0].header[k] for k in ("RAMIN", "RAMAX", "DECMIN", "DECMAX"))
+            d = h[1].data
+            assert (d["RA"] >= ramin).all() and (d["RA"] < ramax).all() and (d["DEC"] >= dmin).all()
+        t = Table.read(f, hdu="SWEEP")
+        check_sweep_columns({c: t[c].dtype for c in t.colnames}, required=tuple(SWEEP_SCHEMA), source=f.name)
+        types = set(np.char.strip(t["TYPE"].astype(str)))
+        assert types <= {"PSF", "REX", "EXP", "DEV", "SER"} and {"PSF", "REX", "DEV"} <= types
+        assert np.mean(t["PSFDEPTH_G"]) > np.mean(t["PSFDEPTH_Z"])  # g deeper than z (by ~1.4 mag)
+
+
+def test_conditions_follow_real_band_relations(shared_data):
+    from lensaudit.mock.conditions import draw_brick_conditions
+
+    c = draw_brick_conditions(3000, shared_data, np.random.default_rng(0))
+    assert (c.psfsize_g / c.psfsize_r).mean() > 1.05  # g broader than r
+    assert (c.psfsize_z / c.psfsize_r).mean() < 1.0  # z sharper
+    assert (c.psfdepth_mag_g - c.psfdepth_mag_r).mean() == pytest.approx(0.40, abs=0.05)  # g deeper
+    assert (c.psfdepth_mag_z - c.psfdepth_mag_r).mean() == pytest.approx(-1.02, abs=0.05)  # z shallower
+    real = pd.read_csv(shared_data / "dr10_region_conditions.csv")
+    real = real[(real.median_psf_r_arcsec > 0) & real.dec_center_deg.between(-18, 32)]
+    assert c.psfsize_r.median() == pytest.approx(real.median_psf_r_arcsec.median(), rel=0.05)
+
+
+def test_candidates_real_format_and_truth_positions(survey_dir, shared_data):
+    cand = pd.read_csv(survey_dir / "candidates.csv", dtype={"zlens": str})
+    real = pd.read_csv(shared_data / "desi_lens_candidates.csv", nrows=5)
+    assert list(cand.columns) == list(real.columns)
+    assert set(cand.grading) == {"confident", "probable"}
+    assert cand.name.str.match(r"^DESI-\d{3}\.\d{4}[+-]\d{2}\.\d{4}$").all()
+    truth = MockSurvey.load(survey_dir).truth()
+    listed = truth[truth.in_candidates]
+    assert len(listed) == len(cand)
+    # every candidate is within 1 arcsec of a truth-table object, and truth says what it is
+    d = np.hypot((cand.ra.to_numpy()[:, None] - listed.ra.to_numpy()[None]) * np.cos(np.deg2rad(cand.dec.to_numpy()))[:, None],
+                 cand.dec.to_numpy()[:, None] - listed.dec.to_numpy()[None]) * 3600
+    assert (d.min(axis=1) < 1.0).all()
+    tier_a = listed[listed.grading == "confident"]
+    assert (tier_a.kind == "lens").all() and len(tier_a) > 0
+    tier_b = listed[listed.grading == "probable"]
+    false_frac = (tier_b.kind != "lens").mean()
+    assert 0.1 < false_frac < 0.4  # configured 0.25
+    lenses = truth[truth.kind == "lens"]
+    assert lenses.theta_e.between(0.5, 3.0).all() and (lenses.src_n_knots >= 2).all()
+
+
+def test_confuser_rates_match_configuration(tmp_path, shared_data):
+    cfg = MockConfig(area_deg2=1.0, seed=3, lens_rate_per_deg2=100)
+    summary = build_survey(cfg, tmp_path / "s", shared_data)
+    area = summary["area_deg2"]
+    for name, rate in cfg.confusers.model_dump().items():
+        got = summary["kinds"].get(name, 0)
+        expected = rate * area
+        assert abs(got - expected) < 4 * np.sqrt(expected) + 1, (name, got, expected)
+    assert abs(summary["kinds"]["lens"] - 100 * area) < 4 * np.sqrt(100 * area)
+
+
+def test_same_sky_pixel_same_value_in_overlapping_cutouts(renderer):
+    ra0, dec0 = renderer.ra0 + 0.01, renderer.dec0 + 0.01
+    gx, gy = tan_project(ra0, dec0, renderer.ra0, renderer.dec0)
+    gx, gy = np.round(gx) + 0.2, np.round(gy) - 0.3  # a sub-pixel offset like any real request
+    ra_a, dec_a = tan_deproject(gx, gy, renderer.ra0, renderer.dec0)
+    ra_b, dec_b = tan_deproject(gx + 17, gy - 9, renderer.ra0, renderer.dec0)  # 17 px west, 9 px south
+    a, _ = renderer(_req(float(ra_a), float(dec_a)))
+    b, _ = renderer(_req(float(ra_b), float(dec_b)))
+    # pixel (x, y) of a is pixel (x - 17, y + 9) of b (array index [band, y, x]); 6-pixel edges skipped
+    np.testing.assert_allclose(a[:, 6 : 101 - 9 - 6, 17 + 6 : 101 - 6], b[:, 9 + 6 : 101 - 6, 6 : 101 - 17 - 6],
+                               rtol=1e-5, atol=1e-7)
+    assert not np.allclose(a, b)
+
+
+def test_service_answers_real_url_with_real_fits(renderer, survey_dir):
+    lens = renderer.src[renderer.src.kind == "lens"].iloc[0]
+    with serve_in_thread(renderer) as srv:
+        r = httpx.get(srv.url, params={"ra": lens.ra, "dec": lens.dec, "size": 101, "layer": "ls-dr10",
+                                       "pixscale": 0.262, "bands": "grz"})
+        assert r.status_code == 200 and r.headers["content-type"] == "image/fits"
+        with fits.open(__import__("io").BytesIO(r.content)) as h:
+            assert h[0].data.shape == (3, 101, 101) and h[0].data.dtype.kind == "f" and h[0].data.dtype.itemsize == 4
+            assert [h[0].header[f"BAND{i}"] for i in range(3)] == ["g", "r", "z"]
+            w = WCS(h[0].header, naxis=2)
+            assert w.pixel_to_world_values(50, 50) == pytest.approx((lens.ra, lens.dec))
+        cube, _ = read_cutout_fits(r.content, 101)
+        # the lens host is at the centre: the central pixels are far above the sky
+        assert cube[1, 48:53, 48:53].mean() > 20 * np.median(np.abs(cube[1]))
+        # outside the footprint: the real service's NoOverlapError -> HTTP 500
+        r = httpx.get(srv.url, params={"ra": lens.ra + 5, "dec": lens.dec, "size": 101, "layer": "ls-dr10"})
+        assert r.status_code == 500
+        # partly outside: zeros beyond the edge, data inside
+        fp = renderer.fp
+        r = httpx.get(srv.url, params={"ra": fp["ra_min"], "dec": (fp["dec_min"] + fp["dec_max"]) / 2, "size": 101,
+                                       "layer": "ls-dr10", "bands": "grz"})
+        cube, _ = read_cutout_fits(r.content, 101)
+        assert (cube[:, :, -20:] == 0).all() and (cube[:, :, :20] != 0).all()  # east (left) of ra_min is empty
+
+
+def test_lensed_arc_is_present(renderer):
+    src = renderer.src
+    lens = src[(src.kind == "lens")].sort_values("arc_rmag").iloc[0]
+    cube, _ = renderer(_req(lens.ra, lens.dec))
+    k = src.index.get_loc(lens.name)
+    img = np.zeros((3, 111, 111))
+    x0 = int(round(renderer._gx[k])) - 55
+    y0 = int(round(renderer._gy[k])) - 55
+    renderer._paint_arc(img, renderer._gx[k] - x0, renderer._gy[k] - y0, renderer.src.loc[lens.name], 111, 111)
+    flux = img.sum(axis=(1, 2))
+    expected_r = 10 ** (-0.4 * (lens.src_rmag - 22.5)) * 2  # magnified at least x2
+    assert flux[1] > expected_r * 0.7
+    assert flux[0] > 0 and flux[2] > 0
+
+
+def test_determinism(tmp_path, shared_data):
+    cfg = MockConfig(area_deg2=0.0625, seed=11)
+    build_survey(cfg, tmp_path / "a", shared_data)
+    build_survey(cfg, tmp_path / "b", shared_data)
+    for rel in ("candidates.csv", "truth/truth.parquet", "internal/sources.parquet"):
+        ha = hashlib.sha256((tmp_path / "a" / rel).read_bytes()).hexdigest()
+        hb = hashlib.sha256((tmp_path / "b" / rel).read_bytes()).hexdigest()
+        assert ha == hb, rel
+    ta = Table.read(next((tmp_path / "a" / "sweeps").glob("*.fits")), hdu=1)
+    tb = Table.read(next((tmp_path / "b" / "sweeps").glob("*.fits")), hdu=1)
+    assert np.array_equal(ta["FLUX_R"], tb["FLUX_R"])
+    ra, rb = load_renderer(tmp_path / "a"), load_renderer(tmp_path / "b")
+    s = ra.src.iloc[10]
+    np.testing.assert_array_equal(ra(_req(s.ra, s.dec))[0], rb(_req(s.ra, s.dec))[0])
+    other = build_survey(MockConfig(area_deg2=0.0625, seed=12), tmp_path / "c", shared_data)
+    assert other["n_sources"] != len(ra.src)
+
+
+def test_bad_input(tmp_path, shared_data):
+    from lensaudit.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match="area_deg2"):
+        validate_config({"area_deg2": 100}, MockConfig)
+    with pytest.raises(ConfigError, match="seed"):
+        validate_config({"seed": -1}, MockConfig)
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "survey.json").write_text("{}")
+    with pytest.raises(SurveyError, match="incomplete: missing"):
+        MockSurvey.load(tmp_path / "half")
+
+
+def test_real_data_check_passes(renderer, sample_npz):
+    res = real_data_check(renderer, renderer.src, sample_npz, n_mock=25)
+    ratios = np.array(res["ratio_mad"])
+    assert ((ratios > 1 / 1.5) & (ratios < 1.5)).all(), res
+    assert res["passed"]
+    assert 0.7 < res["ratio_fwhm_r"] < 1.4
+
+
+def test_projection_matches_astropy_wcs():
+    from lensaudit.survey.geometry import cutout_wcs
+
+    w = cutout_wcs(150.0, 2.0, 1)  # CRPIX 1 (1-based) -> pixel 0 at the tangent point
+    ra = np.array([150.0, 150.1, 149.8])
+    dec = np.array([2.0, 2.2, 1.7])
+    x, y = tan_project(ra, dec, 150.0, 2.0)
+    px, py = w.world_to_pixel_values(ra, dec)
+    np.testing.assert_allclose(x, px, atol=1e-6)
+    np.testing.assert_allclose(y, py, atol=1e-6)
+    r2, d2 = tan_deproject(x, y, 150.0, 2.0)
+    np.testing.assert_allclose(r2, ra, atol=1e-10)
+    np.testing.assert_allclose(d2, dec, atol=1e-10)
