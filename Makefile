@@ -26,6 +26,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_cutouts.py
+	$(BIN)/python benchmarks/bench_mock.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)
