@@ -108,8 +108,6 @@ def add_lenses(cfg: MockConfig, src: pd.DataFrame, area: float, rng: np.random.G
     beta_r = theta * np.sqrt(rng.random(n)) * 0.7
     beta_a = rng.uniform(0, 2 * np.pi, n)
     sre = rng.uniform(0.12, 0.55, n)
-    ebv = src["flux_r"].to_numpy()[pick] * 0  # placeholder for shape; extinction applied below
-    del ebv
     cols: dict[str, np.ndarray] = {
         "theta_e": theta, "lens_q": q_l, "lens_phi": phi_l, "shear_g1": gam * np.cos(2 * gphi),
         "shear_g2": gam * np.sin(2 * gphi), "src_x": beta_r * np.cos(beta_a), "src_y": beta_r * np.sin(beta_a),

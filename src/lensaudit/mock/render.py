@@ -219,7 +219,7 @@ class Renderer:
                 disc += mo.sersic(bx, by, s["src_re"], s["src_n"], s["src_q"], s["src_phi"]) / 4
                 knots += mo.knots_profile(bx, by, kx, ky, ks, kw) / 4
         pix_area = PIXEL_SCALE_ARCSEC**2
-        f_r = 10 ** (-0.4 * (s["src_rmag"] - 22.5)) * float(self._flux[self.src.index.get_loc(s.name)][1] > -1)
+        f_r = 10 ** (-0.4 * (s["src_rmag"] - 22.5))  # unlensed source r flux, nanomaggies
         kf = s["src_knot_frac"]
         disc_col = 10 ** (-0.4 * np.array([s["src_gr_disc"], 0.0, -s["src_rz_disc"]]))
         knot_col = 10 ** (-0.4 * np.array([s["src_gr_knot"], 0.0, -s["src_rz_knot"]]))
