@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,spark]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,6 +27,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/bench_cutouts.py
 	$(BIN)/python benchmarks/bench_mock.py
+	$(BIN)/python benchmarks/bench_catalog.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

@@ -45,3 +45,17 @@ def field_render(req: CutoutRequest):
 @pytest.fixture
 def render():
     return field_render
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One quiet local Spark session for every Spark test (UI off, 2 shuffle partitions, loopback only)."""
+    pytest.importorskip("pyspark")
+    import os
+
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    from lensaudit.catalog.engines import spark_session
+
+    s = spark_session("local[2]", app="lensaudit-tests")
+    yield s
+    s.stop()

@@ -62,3 +62,17 @@ def test_fetch_import_export_verify_via_cli(tmp_path, render, capsys, sample_npz
     assert main(["cutouts", "verify", "--store", str(tmp_path / "s")]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
     assert main(["cutouts", "export", "--store", str(tmp_path / "s"), "--ids", "zz", "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
+    from lensaudit.demo import run_demo
+
+    s = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
+    assert list(s) == ["samples", "mock", "catalog", "fetch", "check"]
+    assert not any(v["skipped"] for v in s.values())
+    assert s["catalog"]["verified"] == {"70_30": True, "70_15_15": True}
+    assert s["fetch"]["n_failed"] == 0 and s["fetch"]["n_stored"] == 200
+    assert s["check"]["passed"]
+    again = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
+    assert all(v["skipped"] for v in again.values())

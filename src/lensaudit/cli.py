@@ -145,9 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--repair", action="store_true", help="remove orphan shards left by a killed writer first")
     v.set_defaults(fn=_cmd_verify)
 
+    from lensaudit.catalog.cli import add_catalog_commands
     from lensaudit.mock.cli import add_mock_commands
 
     add_mock_commands(sub)
+    add_catalog_commands(sub)
     return p
 
 

@@ -45,7 +45,7 @@ def _stage_mock(shared: Path, quick: bool, seed: int):
     from lensaudit.mock.config import MockConfig
     from lensaudit.mock.survey import build_survey
 
-    cfg = MockConfig(area_deg2=0.25 if quick else 1.0, seed=seed)
+    cfg = MockConfig(area_deg2=1.0 if quick else 4.0, seed=seed)
 
     def run(stage_dir: Path) -> dict:
         return build_survey(cfg, stage_dir / "survey", shared)
@@ -55,30 +55,43 @@ def _stage_mock(shared: Path, quick: bool, seed: int):
     return inputs, run
 
 
-def _stage_fetch(survey_dir: Path, upstream: str, n: int, seed: int):
-    """Serve the mock survey on loopback and fetch cutouts through the real client into a store."""
-    import numpy as np
-    import pandas as pd
+def _stage_catalog(survey_dir: Path, upstream: str):
+    """Training set from the mock's sweeps and candidate list (configs/catalog/mock_demo.yaml)."""
+    from lensaudit.catalog import CatalogConfig, build_catalog
+    from lensaudit.config import load_config
+    from lensaudit.configs import bundled_config
 
-    from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest
+    path = bundled_config("catalog/mock_demo.yaml")
+
+    def run(stage_dir: Path) -> dict:
+        cfg = load_config(path, CatalogConfig, {"sweeps": str(survey_dir / "sweeps"),
+                                                "candidates": str(survey_dir / "candidates.csv"),
+                                                "out": str(stage_dir)})
+        summary = build_catalog(cfg)
+        if not all(summary["verified"].values()):
+            raise RuntimeError(f"catalog: verification failed, see {stage_dir}/verify_*.txt")
+        log.info("\n%s", (stage_dir / "verify_70_15_15.txt").read_text())
+        return summary
+
+    return {"upstream": upstream, "config": sha256_file(path)}, run
+
+
+def _stage_fetch(manifest: Path, upstream: str, survey_dir: Path, limit: int | None):
+    """Serve the mock survey on loopback and fetch the manifest's cutouts through the real client."""
+    from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest, read_manifest
     from lensaudit.mock.render import load_renderer
     from lensaudit.mock.server import serve_in_thread
 
     def run(stage_dir: Path) -> dict:
-        renderer = load_renderer(survey_dir)
-        src = renderer.src
-        rng = np.random.default_rng(seed)
-        lenses = src[src.kind == "lens"]
-        others = src[(src.kind != "lens") & src.type.isin(["DEV", "SER", "REX", "EXP"]) & (src.rmag < 20)]
-        pick = pd.concat([lenses.head(n // 4), others.iloc[rng.choice(len(others), min(len(others), n - min(len(lenses), n // 4)), replace=False)]])
-        manifest = pd.DataFrame({"id": pick["id"], "ra": pick["ra"], "dec": pick["dec"], "type": pick["type"]})
-        manifest.to_parquet(stage_dir / "manifest.parquet", index=False)
+        m = read_manifest(manifest)
+        if limit is not None:  # quick mode: every positive and the first negatives by id
+            m = m[(m["label"] == 1) | (m.index < limit)].head(limit).reset_index(drop=True)
         store = CutoutStore(stage_dir / "store", create=True)
-        with serve_in_thread(renderer) as srv:
-            rep = fetch_manifest(manifest, store, FetchConfig(service_url=srv.url, rate_per_s=500, concurrency=4))
-        return {"service": "loopback mock fits-cutout", **rep.to_dict()}
+        with serve_in_thread(load_renderer(survey_dir)) as srv:
+            rep = fetch_manifest(m, store, FetchConfig(service_url=srv.url, rate_per_s=1000, concurrency=4))
+        return {"service": "loopback mock fits-cutout", "manifest": str(manifest), **rep.to_dict()}
 
-    return {"upstream": upstream, "n": n, "seed": seed}, run
+    return {"upstream": upstream, "limit": limit}, run
 
 
 def _stage_check(survey_dir: Path, upstream: str, shared: Path):
@@ -111,7 +124,10 @@ def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, fo
     inputs, fn = _stage_mock(shared, quick, seed)
     stages["mock"] = run_stage(out, "mock", inputs, fn, force=force)
     survey_dir = out / "mock" / "survey"
-    inputs, fn = _stage_fetch(survey_dir, stages["mock"]["inputs_sha256"], 120 if quick else 400, seed)
+    inputs, fn = _stage_catalog(survey_dir, stages["mock"]["inputs_sha256"])
+    stages["catalog"] = run_stage(out, "catalog", inputs, fn, force=force)
+    manifest = out / "catalog" / "manifest_70_15_15.parquet"
+    inputs, fn = _stage_fetch(manifest, stages["catalog"]["inputs_sha256"], survey_dir, 200 if quick else None)
     stages["fetch"] = run_stage(out, "fetch", inputs, fn, force=force)
     inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], shared)
     stages["check"] = run_stage(out, "check", inputs, fn, force=force)

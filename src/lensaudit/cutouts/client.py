@@ -147,6 +147,7 @@ def fetch_one(client: httpx.Client, cfg: FetchConfig, cid: str, ra: float, dec: 
     url = cutout_url(cfg, ra, dec)
     status: int | None = None
     reason = ""
+    retry_after: str | None = None
     for attempt in range(cfg.max_retries + 1):
         if attempt:
             sleep(_backoff(cfg, attempt - 1, retry_after))

@@ -33,6 +33,7 @@ from lensaudit.mock.population import MAX_KNOTS
 from lensaudit.mock.server import CutoutRequest, NoOverlapError
 from lensaudit.mock.survey import MockSurvey, tan_deproject, tan_project
 from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC
+from lensaudit.utils.hashing import splitmix64
 
 BANDS = "grz"
 #: Sky background per pixel (nanomaggies) setting the shot-noise gain: g 22.0, r 21.0, z 19.9 mag/arcsec^2.
@@ -58,20 +59,13 @@ def moffat_psf(fwhm_pix: float, size: int = 41) -> np.ndarray:
     return (0.9 * moffat(fwhm_pix, 3.5) + 0.1 * moffat(2.0 * fwhm_pix, 2.2)).astype(np.float64)
 
 
-def _splitmix(v: np.ndarray) -> np.ndarray:
-    v = v + np.uint64(0x9E3779B97F4A7C15)
-    v = (v ^ (v >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    v = (v ^ (v >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return v ^ (v >> np.uint64(31))
-
-
 def _hashed_normal_keys(gx: np.ndarray, gy: np.ndarray, keys: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         pix = (np.asarray(gx).astype(np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
                ^ np.asarray(gy).astype(np.int64).astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
         kk = keys.astype(np.uint64) * np.uint64(0x165667B19E3779F9)
-        a = _splitmix(pix[None] ^ kk.reshape((-1,) + (1,) * pix.ndim))
-        b = _splitmix(a)
+        a = splitmix64(pix[None] ^ kk.reshape((-1,) + (1,) * pix.ndim))
+        b = splitmix64(a)
     u1 = ((a >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
     u2 = (b >> np.uint64(11)).astype(np.float64) / 2.0**53
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * np.pi * u2)

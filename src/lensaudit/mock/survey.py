@@ -20,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from astropy.io import fits
 
 from lensaudit.mock.conditions import draw_brick_conditions
 from lensaudit.mock.config import MockConfig
 from lensaudit.mock.population import add_confusers, add_lenses, sample_sources
-from lensaudit.survey.columns import SWEEP_COLUMNS, sweep_numpy_dtype
+from lensaudit.survey.columns import sweep_numpy_dtype
 from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC, RELEASE_DR10
 from lensaudit.survey.geometry import brickname, sweep_box, sweep_filename
 from lensaudit.survey.maskbits import MASKBITS
 from lensaudit.survey.photometry import mw_transmission
+from lensaudit.survey.sweepio import write_sweep_fits
 from lensaudit.utils.io import atomic_path, atomic_write_json, atomic_write_text
 from lensaudit.utils.provenance import run_info
 
@@ -223,17 +223,8 @@ def write_sweeps(src: pd.DataFrame, bricks: pd.DataFrame, out: Path, rng: np.ran
     for key in np.unique(boxes, axis=0):
         sel = np.all(boxes == key, axis=1)
         ramin, ramax, decmin, decmax = key
-        path = out / sweep_filename(ramin, ramax, decmin, decmax)
-        hdr = fits.Header()
-        hdr["RAMIN"], hdr["RAMAX"], hdr["DECMIN"], hdr["DECMAX"] = ramin, ramax, decmin, decmax
-        hdr["DEPNAM00"], hdr["DEPVER00"] = "gen_sweep", "lensaudit-mock"
-        tab = fits.BinTableHDU(arr[sel], name="SWEEP")
-        units = {c.name: c.unit for c in SWEEP_COLUMNS if c.unit}
-        for i, c in enumerate(tab.columns, start=1):
-            if c.name in units:
-                tab.header[f"TUNIT{i}"] = units[c.name]
-        with atomic_path(path) as tmp:
-            fits.HDUList([fits.PrimaryHDU(header=hdr), tab]).writeto(tmp, overwrite=True)
+        path = write_sweep_fits(arr[sel], out / sweep_filename(ramin, ramax, decmin, decmax),
+                                (ramin, ramax, decmin, decmax), version="lensaudit-mock")
         files.append(path)
     return files
 
