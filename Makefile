@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,spark]"
+	$(BIN)/python -m pip install --quiet -e ".[test,spark,train]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_cutouts.py
 	$(BIN)/python benchmarks/bench_mock.py
 	$(BIN)/python benchmarks/bench_catalog.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

@@ -59,3 +59,14 @@ def spark():
     s = spark_session("local[2]", app="lensaudit-tests")
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """(store, manifest, manifest path) of :func:`make_tiny_store`."""
+    d = tmp_path_factory.mktemp("tiny")
+    from lensaudit.data.synthetic import make_tiny_store
+
+    store, m = make_tiny_store(d / "store")
+    m.to_parquet(d / "manifest.parquet", index=False)
+    return store, m, d / "manifest.parquet"

@@ -150,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mock_commands(sub)
     add_catalog_commands(sub)
+    try:
+        from lensaudit.train.cli import add_train_commands
+    except ImportError as exc:  # torch not installed: the other commands still work
+        log.debug("train commands unavailable: %s", exc)
+    else:
+        add_train_commands(sub)
     return p
 
 

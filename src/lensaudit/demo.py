@@ -84,14 +84,52 @@ def _stage_fetch(manifest: Path, upstream: str, survey_dir: Path, limit: int | N
 
     def run(stage_dir: Path) -> dict:
         m = read_manifest(manifest)
-        if limit is not None:  # quick mode: every positive and the first negatives by id
-            m = m[(m["label"] == 1) | (m.index < limit)].head(limit).reset_index(drop=True)
+        if limit is not None:  # quick mode: the first rows by id of every (split, label) group
+            groups = m.groupby(["split", "label"]).ngroups
+            m = m.groupby(["split", "label"]).head(-(-limit // groups)).head(limit).reset_index(drop=True)
         store = CutoutStore(stage_dir / "store", create=True)
         with serve_in_thread(load_renderer(survey_dir)) as srv:
             rep = fetch_manifest(m, store, FetchConfig(service_url=srv.url, rate_per_s=1000, concurrency=4))
         return {"service": "loopback mock fits-cutout", "manifest": str(manifest), **rep.to_dict()}
 
     return {"upstream": upstream, "limit": limit}, run
+
+
+def _stage_train(manifest: Path, store: Path, upstream: str, quick: bool):
+    """Train the demo model (configs/train/demo.yaml) on the fetched cutouts."""
+    from lensaudit.config import load_config
+    from lensaudit.configs import bundled_config
+    from lensaudit.train.config import TrainConfig
+    from lensaudit.train.loop import train
+
+    path = bundled_config("train/demo.yaml")
+    over = {"manifest": str(manifest), "store": str(store)}
+    if quick:  # a first look: one short epoch on what the quick fetch stored
+        over.update({"epochs": 1, "on_missing": "skip"})
+
+    def run(stage_dir: Path) -> dict:
+        cfg = load_config(path, TrainConfig, {**over, "out": str(stage_dir)})
+        s = train(cfg, config_path=str(path))
+        return {k: v for k, v in s.items() if k != "history"}
+
+    return {"upstream": upstream, "config": sha256_file(path), "quick": quick}, run
+
+
+def _stage_score(manifest: Path, store: Path, checkpoint: Path, upstream: str):
+    """Score the validation and test splits with the best checkpoint, with penultimate features."""
+    import pandas as pd
+
+    from lensaudit.cutouts import CutoutStore
+    from lensaudit.train.score import score_manifest, write_predictions
+
+    def run(stage_dir: Path) -> dict:
+        m = pd.read_parquet(manifest)
+        m = m[m["split"].isin(["val", "test"])]
+        df = score_manifest(checkpoint, m, CutoutStore(store), features=True, on_missing="skip")
+        write_predictions(df, stage_dir / "predictions.parquet", checkpoint)
+        return {"n_scored": len(df), "n_missing": len(df.attrs["missing"]), "predictions": str(stage_dir / "predictions.parquet")}
+
+    return {"upstream": upstream}, run
 
 
 def _stage_check(survey_dir: Path, upstream: str, shared: Path):
@@ -129,6 +167,11 @@ def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, fo
     manifest = out / "catalog" / "manifest_70_15_15.parquet"
     inputs, fn = _stage_fetch(manifest, stages["catalog"]["inputs_sha256"], survey_dir, 200 if quick else None)
     stages["fetch"] = run_stage(out, "fetch", inputs, fn, force=force)
+    store = out / "fetch" / "store"
+    inputs, fn = _stage_train(manifest, store, stages["fetch"]["inputs_sha256"], quick)
+    stages["train"] = run_stage(out, "train", inputs, fn, force=force)
+    inputs, fn = _stage_score(manifest, store, out / "train" / "best.pt", stages["train"]["inputs_sha256"])
+    stages["score"] = run_stage(out, "score", inputs, fn, force=force)
     inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], shared)
     stages["check"] = run_stage(out, "check", inputs, fn, force=force)
     summary = {name: {"skipped": rec["skipped"], **rec.get("summary", {})} for name, rec in stages.items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 _LIBS = ("lensaudit", "numpy", "scipy", "astropy", "h5py", "pyarrow", "pandas", "httpx", "pydantic", "torch",
-         "torchvision", "healpy", "pyspark")
+         "torchvision", "healpy", "astropy-healpix", "pyspark", "scikit-learn")
 
 
 def git_commit(start: str | Path | None = None) -> str:

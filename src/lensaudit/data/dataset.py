@@ -1,0 +1,111 @@
+"""PyTorch dataset over a training manifest and a cutout store.
+
+Cutouts come from the store's memory-mapped shards by row number (no per-sample file opens);
+with ``cache=True`` the split is read and preprocessed once into memory. Missing cutouts (never
+fetched, or failed QA) are an error naming them, or a counted skip (``on_missing="skip"``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from lensaudit.cutouts import CutoutStore
+from lensaudit.data.augment import augment
+from lensaudit.data.preprocess import PreprocessConfig, preprocess
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A manifest, store or batch cannot be used for training or scoring."""
+
+
+def resolve_rows(manifest: pd.DataFrame, store: CutoutStore, on_missing: Literal["error", "skip"] = "error",
+                 what: str = "manifest") -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Manifest rows whose cutouts are stored, their store row numbers, and the ids skipped."""
+    if "id" not in manifest.columns:
+        raise DataError(f"{what}: no 'id' column")
+    ids = manifest["id"].astype(str).to_numpy()
+    store_ids = pd.Index(store.index["id"].astype(str))
+    rows = store_ids.get_indexer(ids)
+    missing = ids[rows < 0].tolist()
+    if missing:
+        failed = set(store.failures()["id"].astype(str)) if len(store.failures()) else set()
+        n_failed = sum(m in failed for m in missing)
+        msg = (f"{what}: {len(missing)} cutout(s) not in store {store.root} ({n_failed} failed QA or fetch), "
+               f"e.g. {missing[:5]}")
+        if on_missing == "error":
+            raise DataError(msg)
+        log.warning("%s; skipped", msg)
+    keep = rows >= 0
+    return manifest[keep].reset_index(drop=True), rows[keep], missing
+
+
+class CutoutDataset(Dataset):
+    """Items ``(x float32 (3, N, N), label float32, weight float32, index int64)``.
+
+    ``augment_seed`` enables training augmentation (flips, quarter turns) seeded per
+    (seed, sample index, epoch); call :meth:`set_epoch` each epoch.
+    """
+
+    def __init__(self, manifest: pd.DataFrame, store: CutoutStore, preprocess_cfg: PreprocessConfig,
+                 split: str | None = None, augment_seed: int | None = None, cache: bool = True,
+                 on_missing: Literal["error", "skip"] = "error", max_samples: int | None = None):
+        m = manifest if split is None else manifest[manifest["split"] == split]
+        if max_samples is not None and len(m) > max_samples:
+            m = m.sort_values("id", kind="mergesort").head(max_samples)
+        if not len(m):
+            raise DataError(f"manifest has no rows{'' if split is None else f' in split {split!r}'}")
+        self.frame, self.rows, self.missing = resolve_rows(m, store, on_missing, f"split {split}" if split else "manifest")
+        if not len(self.frame):
+            raise DataError(f"no cutouts of split {split!r} are in store {store.root}")
+        self.store, self.cfg, self.augment_seed, self.epoch = store, preprocess_cfg, augment_seed, 0
+        self.labels = self.frame["label"].to_numpy(np.float32) if "label" in self.frame else np.zeros(len(self.frame), np.float32)
+        self.weights = (self.frame["sample_weight"].to_numpy(np.float32) if "sample_weight" in self.frame
+                        else np.ones(len(self.frame), np.float32))
+        if not np.isfinite(self.weights).all() or (self.weights < 0).any():
+            raise DataError("sample_weight must be finite and non-negative")
+        self._cache = None
+        if cache:
+            self._cache = np.empty((len(self.rows), 3, *[preprocess_cfg.output_size(store.size)] * 2), np.float32)
+            for lo in range(0, len(self.rows), 512):
+                self._cache[lo : lo + 512] = preprocess(store.get_rows(self.rows[lo : lo + 512]), preprocess_cfg)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        if self._cache is not None:
+            x = self._cache[i]
+        else:
+            x = preprocess(self.store.get_rows(self.rows[i : i + 1]), self.cfg)[0]
+        if self.augment_seed is not None:
+            x = augment(x, self.augment_seed, i, self.epoch)
+        return torch.from_numpy(np.array(x, copy=True)), self.labels[i], self.weights[i], i
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation per epoch from (seed, epoch): the same order on every resume."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True):
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(self.n))
+        return iter(np.random.default_rng([self.seed, self.epoch, 1]).permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n

@@ -1,0 +1,117 @@
+"""``lensaudit train | score | meta | clean-negatives`` (thin layer over :mod:`lensaudit.train`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _train(a: argparse.Namespace) -> int:
+    from lensaudit.config import load_config
+    from lensaudit.train.config import TrainConfig
+    from lensaudit.train.loop import train
+
+    over = {"manifest": a.manifest, "store": a.store, "out": a.out, "epochs": a.epochs, "device": a.device}
+    cfg = load_config(a.config, TrainConfig, over)
+    s = train(cfg, resume=a.resume, config_path=a.config)
+    print(json.dumps({k: v for k, v in s.items() if k != "history"}, indent=2))
+    return 0
+
+
+def _score(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from lensaudit.cutouts import CutoutStore
+    from lensaudit.train.score import score_manifest, write_predictions
+
+    m = pd.read_parquet(a.manifest) if a.manifest.endswith(".parquet") else pd.read_csv(a.manifest, dtype={"id": str})
+    df = score_manifest(a.checkpoint, m, CutoutStore(a.store), features=a.features, batch_size=a.batch_size,
+                        device=a.device, split=a.split, num_workers=a.workers, on_missing=a.on_missing)
+    write_predictions(df, a.out, a.checkpoint)
+    print(json.dumps({"out": a.out, "n_scored": len(df), "n_missing": len(df.attrs.get("missing", []))}))
+    return 0
+
+
+def _meta(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from lensaudit.train.meta import MetaConfig, fit_meta_learner, save_meta
+    from lensaudit.utils.io import atomic_write_json
+
+    if len(a.preds) != len(a.names):
+        raise ValueError("--names needs one name per --preds file")
+    m = pd.read_parquet(a.manifest)
+    if a.split:
+        m = m[m["split"] == a.split]
+    preds = {n: pd.read_parquet(p) for n, p in zip(a.names, a.preds, strict=True)}
+    oof, state, rep = fit_meta_learner(preds, m, MetaConfig(folds=a.folds, seed=a.seed), tuple(a.meta_features))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    oof.to_parquet(out / "meta_oof.parquet", index=False)
+    save_meta(state, out / "meta.pt")
+    atomic_write_json(out / "meta_report.json", rep)
+    print(json.dumps(rep, indent=2))
+    return 0
+
+
+def _clean(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from lensaudit.cutouts import CutoutStore
+    from lensaudit.train.clean import clean_negatives
+
+    rep = clean_negatives(pd.read_parquet(a.preds), a.manifest, a.out, a.threshold,
+                          CutoutStore(a.store) if a.store else None)
+    print(json.dumps(rep, indent=2))
+    return 0
+
+
+def add_train_commands(sub) -> None:
+    t = sub.add_parser("train", help="train a lens finder from a manifest and a cutout store",
+                       description="Train per a YAML config (configs/train/*.yaml); --resume continues exactly "
+                                   "from last.pt in the run folder.")
+    t.add_argument("--config", required=True)
+    t.add_argument("--resume", action="store_true")
+    for k in ("manifest", "store", "out", "device"):
+        t.add_argument(f"--{k}", default=None, help=f"override the config's {k}")
+    t.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    t.set_defaults(fn=_train)
+
+    s = sub.add_parser("score", help="score a manifest's cutouts with a checkpoint",
+                       description="Batch inference with the checkpoint's own preprocessing; one row per cutout "
+                                   "(id, logit, probability[, features]).")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--manifest", required=True, help="Parquet or CSV with an id column")
+    s.add_argument("--store", required=True)
+    s.add_argument("--out", required=True, help="predictions Parquet")
+    s.add_argument("--split", default=None, help="score only this split")
+    s.add_argument("--features", action="store_true", help="also write penultimate-layer features")
+    s.add_argument("--batch-size", type=int, default=512)
+    s.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    s.add_argument("--on-missing", default="error", choices=("error", "skip"))
+    s.set_defaults(fn=_score)
+
+    m = sub.add_parser("meta", help="stack two or more models' validation scores with a meta-learner",
+                       description="One-hidden-layer (300 units) stacking network with k-fold cross-validation "
+                                   "(folds by HEALPix pixel); writes out-of-fold predictions and meta.pt.")
+    m.add_argument("--preds", nargs="+", required=True)
+    m.add_argument("--names", nargs="+", required=True)
+    m.add_argument("--manifest", required=True)
+    m.add_argument("--split", default="val")
+    m.add_argument("--meta-features", nargs="*", default=[], help="manifest columns, e.g. psfsize_r psfdepth_r")
+    m.add_argument("--folds", type=int, default=5)
+    m.add_argument("--seed", type=int, default=42)
+    m.add_argument("--out", required=True)
+    m.set_defaults(fn=_meta)
+
+    c = sub.add_parser("clean-negatives", help="flag high-scoring negatives and write a cleaned manifest",
+                       description="Two-pass protocol: negatives above --threshold (default 0.4) are listed with "
+                                   "previews and removed from the manifest for the second pass.")
+    c.add_argument("--preds", required=True)
+    c.add_argument("--manifest", required=True)
+    c.add_argument("--store", default=None, help="for previews")
+    c.add_argument("--threshold", type=float, default=0.4)
+    c.add_argument("--out", required=True)
+    c.set_defaults(fn=_clean)

@@ -1,0 +1,78 @@
+"""Batch scoring of any manifest with a checkpoint, with the checkpoint's own preprocessing.
+
+Writes one row per cutout: ``id, logit, probability`` (and optionally ``features``: the
+penultimate-layer vector, the input of the final Linear layer, which the realism gate uses).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader
+
+from lensaudit.cutouts import CutoutStore
+from lensaudit.data.dataset import CutoutDataset
+from lensaudit.models import classifier_layer
+from lensaudit.train.checkpoint import load_model
+from lensaudit.train.loop import pick_device
+from lensaudit.utils.io import atomic_path, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def score_manifest(checkpoint: str | os.PathLike, manifest: pd.DataFrame, store: CutoutStore,
+                   features: bool = False, batch_size: int = 512, device: str = "auto", split: str | None = None,
+                   num_workers: int = 0, on_missing: str = "error", amp: bool = True) -> pd.DataFrame:
+    """Scores (and optionally features) for the manifest's cutouts, in manifest order (skipped ids dropped)."""
+    model, pre, ck = load_model(checkpoint)
+    dev = pick_device(device)
+    model.to(dev).eval()
+    ds = CutoutDataset(manifest, store, pre, split, cache=False, on_missing=on_missing)
+    kw = {"num_workers": num_workers, "persistent_workers": False} if num_workers else {}
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, pin_memory=dev.type == "cuda", **kw)
+    feats: list[torch.Tensor] = []
+    hook = None
+    if features:
+        hook = classifier_layer(model).register_forward_hook(lambda m, inp, out: feats.append(inp[0].float().cpu()))
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (amp and dev.type == "cuda") else torch.autocast("cpu", enabled=False)
+    logits = []
+    t0 = time.perf_counter()
+    try:
+        for x, *_ in loader:
+            with ctx:
+                logits.append(model(x.to(dev, non_blocking=True)).float().squeeze(1).cpu())
+    finally:
+        if hook is not None:
+            hook.remove()
+    lg = torch.cat(logits).numpy().astype(np.float64) if logits else np.zeros(0)
+    log.info("scored %d cutouts in %.1f s", len(lg), time.perf_counter() - t0)
+    out = pd.DataFrame({"id": ds.frame["id"].astype(str).to_numpy(), "logit": lg, "probability": 1 / (1 + np.exp(-lg))})
+    if features:
+        f = torch.cat(feats).numpy()
+        out["features"] = list(f.astype(np.float32))
+    out.attrs["missing"] = ds.missing
+    out.attrs["arch"] = ck["arch"]
+    return out
+
+
+def write_predictions(df: pd.DataFrame, path: str | os.PathLike, checkpoint: str | os.PathLike) -> Path:
+    """Parquet with the checkpoint's identity (path, SHA-256, architecture) in the file metadata."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
+            "arch": df.attrs.get("arch"), "n_missing": len(df.attrs.get("missing", []))}
+    table = table.replace_schema_metadata({b"lensaudit.predictions": json.dumps(meta).encode()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return path
