@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_mock.py
 	$(BIN)/python benchmarks/bench_catalog.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_evaluate.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

@@ -69,11 +69,12 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
     from lensaudit.demo import run_demo
 
     s = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
-    assert list(s) == ["samples", "mock", "catalog", "fetch", "train", "score", "check"]
+    assert list(s) == ["samples", "mock", "catalog", "fetch", "train", "score", "evaluate", "check"]
     assert not any(v["skipped"] for v in s.values())
     assert s["catalog"]["verified"] == {"70_30": True, "70_15_15": True}
     assert s["fetch"]["n_failed"] == 0 and 50 < s["fetch"]["n_stored"] == s["fetch"]["n_requested"] <= 200
     assert s["check"]["passed"]
     assert 0 <= s["train"]["best_val_auc"] <= 1 and s["score"]["n_scored"] > 0
+    assert (tmp_path / "demo" / "evaluate" / "metrics.json").exists() and s["evaluate"]["n_pos"] > 0
     again = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
     assert all(v["skipped"] for v in again.values())

@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mock_commands(sub)
     add_catalog_commands(sub)
+    from lensaudit.evaluate.cli import add_evaluate_commands
+
+    add_evaluate_commands(sub)
     try:
         from lensaudit.train.cli import add_train_commands
     except ImportError as exc:  # torch not installed: the other commands still work

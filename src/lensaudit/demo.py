@@ -132,6 +132,29 @@ def _stage_score(manifest: Path, store: Path, checkpoint: Path, upstream: str):
     return {"upstream": upstream}, run
 
 
+def _stage_evaluate(preds: Path, manifest: Path, store: Path, truth: Path, upstream: str):
+    """Evaluate the validation predictions: intervals, strata, leakage, shortcuts, mock truth."""
+    import pandas as pd
+
+    from lensaudit.cutouts import CutoutStore
+    from lensaudit.evaluate import EvalConfig, evaluate, summary_lines
+
+    def run(stage_dir: Path) -> dict:
+        m = pd.read_parquet(manifest)
+        p = pd.read_parquet(preds)
+        m = m[m["id"].isin(set(p["id"])) | ~m["split"].isin(["val", "test"])]  # rows the quick fetch left out
+        res = evaluate(p, m, stage_dir, EvalConfig(split="val", n_boot=1000), store=CutoutStore(store),
+                       truth=pd.read_parquet(truth))
+        text = "\n".join(summary_lines(res))
+        (stage_dir / "summary.txt").write_text(text + "\n")
+        log.info("\n%s", text)
+        o = res["overall"]
+        return {"roc_auc": o["roc_auc"].get("value"), "n_pos": o["n_pos"], "n_neg": o["n_neg"],
+                "metrics": str(stage_dir / "metrics.json")}
+
+    return {"upstream": upstream}, run
+
+
 def _stage_check(survey_dir: Path, upstream: str, shared: Path):
     from lensaudit.mock.check import format_check, real_data_check
     from lensaudit.mock.render import load_renderer
@@ -172,6 +195,9 @@ def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, fo
     stages["train"] = run_stage(out, "train", inputs, fn, force=force)
     inputs, fn = _stage_score(manifest, store, out / "train" / "best.pt", stages["train"]["inputs_sha256"])
     stages["score"] = run_stage(out, "score", inputs, fn, force=force)
+    inputs, fn = _stage_evaluate(out / "score" / "predictions.parquet", manifest, store,
+                                 survey_dir / "truth" / "truth.parquet", stages["score"]["inputs_sha256"])
+    stages["evaluate"] = run_stage(out, "evaluate", inputs, fn, force=force)
     inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], shared)
     stages["check"] = run_stage(out, "check", inputs, fn, force=force)
     summary = {name: {"skipped": rec["skipped"], **rec.get("summary", {})} for name, rec in stages.items()}

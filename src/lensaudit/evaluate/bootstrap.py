@@ -1,0 +1,112 @@
+"""Vectorised, seeded bootstrap intervals.
+
+Stratified bootstrap of the AUC (positives and negatives resampled separately) without
+materialising resamples: the AUC of a resample depends only on how many resampled positives sit
+at each distinct positive score and how many resampled negatives fall below or level with each
+of those scores. Those counts are multinomial over 2K+1 cells (K distinct positive scores), so
+each replicate costs O(K) instead of O(N) and 10,000 replicates on 150,000 predictions take
+seconds. Exact in distribution; written by hand because no library bootstraps this way.
+
+Block bootstrap (``groups``, e.g. HEALPix pixels): whole groups are resampled, so spatially
+correlated objects move together; each replicate is a weighted AUC, O(N) per replicate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lensaudit.evaluate.metrics import MetricError, _check
+
+LEVELS = (0.68, 0.95)
+
+
+def percentile_interval(samples: np.ndarray, levels=LEVELS) -> dict[str, list[float]]:
+    s = np.asarray(samples, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    out = {}
+    for lv in levels:
+        lo, hi = np.percentile(s, [50 * (1 - lv), 50 * (1 + lv)]) if s.size else (np.nan, np.nan)
+        out[f"ci{int(round(lv * 100))}"] = [float(lo), float(hi)]
+    return out
+
+
+def _cells(pos: np.ndarray, neg: np.ndarray):
+    """Distinct positive scores u (K), positive counts per u, negative counts in the 2K+1 cells
+    (below u_1, equal u_1, between u_1 and u_2, equal u_2, ..., above u_K)."""
+    u, pos_counts = np.unique(pos, return_counts=True)
+    lo = np.searchsorted(neg_sorted := np.sort(neg), u, side="left")
+    hi = np.searchsorted(neg_sorted, u, side="right")
+    eq = hi - lo
+    cells = np.empty(2 * len(u) + 1, dtype=np.int64)
+    cells[0] = lo[0]
+    cells[1::2] = eq
+    cells[2:-1:2] = lo[1:] - hi[:-1]
+    cells[-1] = len(neg) - hi[-1]
+    return u, pos_counts, cells
+
+
+def bootstrap_auc(labels, scores, n_boot: int = 2000, seed: int = 0, chunk: int = 500) -> np.ndarray:
+    """``n_boot`` AUC values of stratified bootstrap resamples (positives, negatives separately)."""
+    y, s = _check(labels, scores)
+    pos, neg = s[y], s[~y]
+    if pos.size == 0 or neg.size == 0:
+        raise MetricError("bootstrap AUC needs both classes")
+    u, pc, cells = _cells(pos, neg)
+    rng = np.random.default_rng(seed)
+    n_p, n_n, K = pos.size, neg.size, u.size
+    out = np.empty(n_boot)
+    for lo in range(0, n_boot, chunk):
+        r = min(chunk, n_boot - lo)
+        c = rng.multinomial(n_p, pc / n_p, size=r).astype(np.float64)           # (r, K)
+        m = rng.multinomial(n_n, cells / n_n, size=r).astype(np.float64)        # (r, 2K+1)
+        below = np.cumsum(m, axis=1)[:, 0:2 * K:2]                              # negatives below u_k
+        eq = m[:, 1::2]                                                         # negatives equal u_k
+        out[lo : lo + r] = (c * (below + 0.5 * eq)).sum(axis=1) / (n_p * n_n)
+    return out
+
+
+def weighted_auc(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """AUC with per-row multiplicities; ``w`` is (R, N) (one row per replicate), ties count one half."""
+    order = np.argsort(s, kind="mergesort")
+    s_o, y_o = s[order], y[order]
+    w = w[:, order]
+    _, start = np.unique(s_o, return_index=True)
+    wn = np.where(~y_o, w, 0.0)
+    wp = np.where(y_o, w, 0.0)
+    gn = np.add.reduceat(wn, start, axis=1)                                   # negatives per tie group
+    gp = np.add.reduceat(wp, start, axis=1)
+    below = np.cumsum(gn, axis=1) - gn
+    num = (gp * (below + 0.5 * gn)).sum(axis=1)
+    den = gp.sum(axis=1) * gn.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
+
+
+def bootstrap_auc_blocks(labels, scores, groups, n_boot: int = 1000, seed: int = 0, chunk: int = 50) -> np.ndarray:
+    """AUC of block-bootstrap resamples: whole groups (e.g. HEALPix pixels) drawn with replacement."""
+    y, s = _check(labels, scores)
+    g_uni, g_idx = np.unique(np.asarray(groups), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    for lo in range(0, n_boot, chunk):
+        r = min(chunk, n_boot - lo)
+        draws = rng.integers(0, g_uni.size, size=(r, g_uni.size))
+        counts = np.stack([np.bincount(d, minlength=g_uni.size) for d in draws]).astype(np.float64)
+        out[lo : lo + r] = weighted_auc(y, s, counts[:, g_idx])
+    return out
+
+
+def bootstrap_proportion(k: int, n: int, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """Resampled proportions k*/n for a stratified bootstrap (k* ~ Binomial(n, k/n))."""
+    if n <= 0:
+        return np.full(n_boot, np.nan)
+    return np.random.default_rng(seed).binomial(n, k / n, size=n_boot) / n
+
+
+def bootstrap_precision(tp: int, n_pos: int, fp: int, n_neg: int, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """Resampled precision TP*/(TP*+FP*) with positives and negatives resampled separately."""
+    rng = np.random.default_rng(seed)
+    tps = rng.binomial(n_pos, tp / n_pos, n_boot) if n_pos else np.zeros(n_boot)
+    fps = rng.binomial(n_neg, fp / n_neg, n_boot) if n_neg else np.zeros(n_boot)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tps / (tps + fps)

@@ -1,0 +1,205 @@
+"""Evaluation: metrics against scikit-learn and hand-computed cases (ties, one class, tiny strata),
+Wilson intervals against known values, bootstrap coverage on synthetic data, leakage and shortcut
+checks, bad inputs, and the end-to-end command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from lensaudit.cli import main
+from lensaudit.evaluate import (
+    EvalConfig,
+    EvaluationInputError,
+    LeakageError,
+    MetricError,
+    bootstrap_auc,
+    bootstrap_auc_blocks,
+    calibration,
+    evaluate,
+    pr_auc,
+    precision_at_prevalence,
+    roc_auc,
+    shortcut_gates,
+    split_leakage,
+    summary_lines,
+    threshold_at_fpr,
+    weighted_auc,
+    wilson_interval,
+)
+from lensaudit.evaluate.run import stratify
+
+
+def test_auc_and_ap_against_sklearn_including_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = rng.integers(5, 300)
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        s = np.round(rng.normal(y * 0.7, 1), 1)  # rounding makes many ties
+        assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert pr_auc(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+
+
+def test_hand_computed_cases():
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+    assert roc_auc([0, 1], [0.5, 0.5]) == 0.5
+    assert roc_auc([0, 1, 1], [0.2, 0.2, 0.9]) == 0.75
+    assert pr_auc([1, 0, 1], [0.9, 0.8, 0.7]) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    with pytest.raises(MetricError, match="both classes"):
+        roc_auc([1, 1, 1], [0.1, 0.2, 0.3])
+    with pytest.raises(MetricError, match="non-finite"):
+        roc_auc([0, 1], [0.1, np.nan])
+    assert precision_at_prevalence(0.8, 0.01, 1e-3) == pytest.approx(0.8e-3 / (0.8e-3 + 0.01 * 0.999))
+    # at most floor(0.25 * 8) = 2 negatives at or above the threshold
+    t = threshold_at_fpr([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], 0.25)
+    assert 0.6 < t <= 0.6000001
+    cal = calibration([0, 0, 1, 1], [0.1, 0.2, 0.7, 0.9], n_bins=2)
+    assert cal["ece"] == pytest.approx(0.5 * 0.15 + 0.5 * 0.2) and cal["mce"] == pytest.approx(0.2)
+    with pytest.raises(MetricError, match="both classes"):
+        calibration([1, 1], [0.5, 0.6])
+
+
+def test_wilson_known_values():
+    lo, hi = wilson_interval(5, 10)
+    assert (float(lo), float(hi)) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    lo, hi = wilson_interval(0, 10)
+    assert float(lo) == 0 and float(hi) == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson_interval(10, 10)
+    assert float(lo) == pytest.approx(0.7225, abs=1e-4) and float(hi) == pytest.approx(1.0)
+    lo, _ = wilson_interval(0, 0)
+    assert np.isnan(lo)
+
+
+def test_weighted_and_block_auc_match_sklearn_weights():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 200).astype(bool)
+    s = np.round(rng.normal(y * 1.0, 1), 1)
+    w = rng.integers(0, 4, (3, 200)).astype(float)
+    for r in range(3):
+        assert weighted_auc(y, s, w[r : r + 1])[0] == pytest.approx(roc_auc_score(y, s, sample_weight=w[r]))
+    b = bootstrap_auc_blocks(y.astype(int), s, np.arange(200) // 10, n_boot=200, seed=1)
+    assert abs(np.median(b) - roc_auc_score(y, s)) < 0.03 and b.std() > 0
+
+
+def test_bootstrap_matches_naive_resampling_distribution():
+    rng = np.random.default_rng(5)
+    y = (rng.random(300) < 0.3).astype(int)
+    s = np.round(rng.normal(y * 0.8, 1), 1)
+    fast = bootstrap_auc(y, s, 3000, seed=2)
+    pos, neg = s[y == 1], s[y == 0]
+    lab = np.r_[np.ones(pos.size), np.zeros(neg.size)]
+    naive = np.array([roc_auc_score(lab, np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
+                      for _ in range(1500)])
+    assert fast.mean() == pytest.approx(naive.mean(), abs=0.003)
+    assert fast.std() == pytest.approx(naive.std(), rel=0.08)
+
+
+def test_bootstrap_95_percent_intervals_cover_the_truth_93_to_97_percent():
+    d = 1.0
+    truth = norm.cdf(d / np.sqrt(2))  # binormal AUC
+    rng = np.random.default_rng(11)
+    hits, draws = 0, 800
+    for k in range(draws):
+        y = np.r_[np.ones(120, int), np.zeros(360, int)]
+        s = np.r_[rng.normal(d, 1, 120), rng.normal(0, 1, 360)]
+        b = bootstrap_auc(y, s, 400, seed=k)
+        lo, hi = np.percentile(b, [2.5, 97.5])
+        hits += lo <= truth <= hi
+    assert 0.93 <= hits / draws <= 0.97, hits / draws
+
+
+def test_planted_leak_fails_the_leakage_check():
+    m = pd.DataFrame({"id": ["a", "b", "c", "d"], "cutout_ref": ["1", "2", "3", "4"], "split": ["train", "train", "val", "val"],
+                      "healpix_128": [1, 2, 3, 4], "label": [1, 0, 1, 0]})
+    assert split_leakage(m)["passed"]
+    leak = m.assign(healpix_128=[1, 2, 2, 4])  # pixel 2 in train and val
+    with pytest.raises(LeakageError, match="train\\|val\\|healpix_128"):
+        split_leakage(leak)
+    with pytest.raises(LeakageError, match="id"):
+        split_leakage(m.assign(id=["a", "b", "a", "d"]))
+
+
+def _synthetic(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.25).astype(int)
+    m = pd.DataFrame({"id": [f"o{i}" for i in range(n)], "label": y, "split": np.where(np.arange(n) % 3 == 0, "val", "train"),
+                      "tier": np.where(y == 1, np.where(rng.random(n) < 0.5, "A", "B"), np.where(rng.random(n) < 0.8, "N1", "N2")),
+                      "type": rng.choice(["DEV", "SER", "REX"], n), "nobs_z_bin": rng.choice(["3-5", "6-10"], n),
+                      "psfsize_r": rng.uniform(0.9, 1.8, n), "psfdepth_r": 10 ** rng.uniform(2.5, 3.5, n),
+                      "ebv": rng.uniform(0, 0.1, n), "confuser_category": "", "cutout_ref": [f"r{i}" for i in range(n)]})
+    m["healpix_128"] = np.arange(n) // 3 * 3 + (m["split"] == "val").astype(int)  # pixels never shared between splits
+    m.loc[(m.label == 0) & (m.tier == "N2"), "confuser_category"] = "ring"
+    logit = rng.normal(np.where(y == 1, 1.5, -1.5), 1.2)
+    p = pd.DataFrame({"id": m["id"], "logit": logit, "probability": 1 / (1 + np.exp(-logit))})
+    return m, p
+
+
+def test_strata_below_min_count_are_insufficient():
+    m, p = _synthetic()
+    df = m.merge(p, on="id")
+    df.loc[df.index[:3], "type"] = "PSF"  # a tiny stratum
+    t = stratify(df, "type", EvalConfig(min_count=10, n_boot=200))
+    tiny = t[t.value == "PSF"]
+    assert (tiny.status == "insufficient").all() and tiny.recall.isna().all() and tiny.auc.isna().all()
+    big = t[t.value == "DEV"]
+    assert (big.status == "ok").all() and big.recall.notna().all()
+    sub = df[df.type == "DEV"]
+    assert big.auc.iloc[0] == pytest.approx(roc_auc_score(sub.label, sub.logit))
+    assert (big.recall_lo95 <= big.recall).all() and (big.recall <= big.recall_hi95).all()
+
+
+def test_bad_prediction_inputs(tmp_path):
+    m, p = _synthetic()
+    with pytest.raises(EvaluationInputError, match="not in the manifest"):
+        evaluate(pd.concat([p, pd.DataFrame({"id": ["zz"], "logit": [0.0], "probability": [0.5]})]), m, tmp_path)
+    with pytest.raises(EvaluationInputError, match="have no score"):
+        evaluate(p.iloc[3:], m, tmp_path)
+    bad = p.copy()
+    bad.loc[0, "probability"] = 1.5
+    bad.loc[1, "probability"] = np.nan
+    with pytest.raises(EvaluationInputError, match="2 row\\(s\\) with NaN or out-of-range probability"):
+        evaluate(bad, m, tmp_path)
+    with pytest.raises(EvaluationInputError, match="no positives"):
+        evaluate(p, m.assign(label=0), tmp_path)
+
+
+def test_evaluate_end_to_end_writes_metrics_tables_figures(tmp_path, capsys):
+    m, p = _synthetic(1500)
+    m.to_parquet(tmp_path / "m.parquet", index=False)
+    p.to_parquet(tmp_path / "p.parquet", index=False)
+    assert main(["evaluate", "--preds", str(tmp_path / "p.parquet"), "--manifest", str(tmp_path / "m.parquet"),
+                 "--out", str(tmp_path / "ev"), "--n-boot", "300"]) == 0
+    text = capsys.readouterr().out
+    res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    val = m[m.split == "val"].merge(p, on="id")
+    assert res["overall"]["roc_auc"]["value"] == pytest.approx(roc_auc_score(val.label, val.logit))
+    ci = res["overall"]["roc_auc"]["bootstrap"]["ci95"]
+    assert ci[0] < res["overall"]["roc_auc"]["value"] < ci[1]
+    for line in text.splitlines()[1:]:
+        if line.startswith("{"):
+            continue
+        assert "insufficient" in line or ("[" in line and "(" in line), line  # interval and count on every line
+    for f in ("roc_pr.png", "reliability.png", "fpr_by_confuser.png", "metrics_vs_conditions.png",
+              "strata_tier.parquet", "strata_psfsize_r_bin.parquet", "confuser_fpr.parquet", "failures.parquet"):
+        assert (tmp_path / "ev" / f).stat().st_size > 0, f
+    tiers = pd.read_parquet(tmp_path / "ev" / "strata_tier.parquet")
+    assert set(tiers.value) == {"A", "B", "N1", "N2"}
+    assert summary_lines(res)[0].startswith("split val")
+
+
+def test_shortcut_gates_flag_a_planted_shortcut():
+    rng = np.random.default_rng(0)
+    n = 200
+    y = np.r_[np.ones(n // 2, int), np.zeros(n // 2, int)]
+    cubes = rng.normal(0, 1, (n, 3, 41, 41)).astype(np.float32)
+    clean = shortcut_gates(cubes, y, n_boot=200)
+    assert all(g["status"] == "green" for g in clean), clean
+    cubes[y == 1, :, 18:23, 18:23] += 2.0  # positives have brighter cores: a host shortcut
+    planted = {g["gate"]: g for g in shortcut_gates(cubes, y, n_boot=200)}
+    assert planted["core_r4"]["status"] == "red" and planted["core_r4"]["ci95"][0] > 0.7
