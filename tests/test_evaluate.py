@@ -203,3 +203,70 @@ def test_shortcut_gates_flag_a_planted_shortcut():
     cubes[y == 1, :, 18:23, 18:23] += 2.0  # positives have brighter cores: a host shortcut
     planted = {g["gate"]: g for g in shortcut_gates(cubes, y, n_boot=200)}
     assert planted["core_r4"]["status"] == "red" and planted["core_r4"]["ci95"][0] > 0.7
+
+
+# ----------------------------------------------------------------------------- detectability, saliency
+def _stamps(n, ring_amp, coherent=True, seed=0):
+    from lensaudit.evaluate.detectability import detectability_features  # noqa: F401
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:101, 0:101] - 50.0
+    r = np.hypot(xx, yy)
+    gal = 5 * np.exp(-0.5 * (r / 3) ** 2)
+    arc = np.exp(-0.5 * ((r - 9) / 1.0) ** 2) * (np.arctan2(yy, xx) > 0.5)  # half ring: not azimuthally symmetric
+    cubes = rng.normal(0, 0.1, (n, 3, 101, 101)) + gal
+    if coherent:
+        cubes += ring_amp * arc
+    else:  # structure whose sign flips from band to band: not a physical arc
+        cubes[:, 0] += ring_amp * arc
+        cubes[:, 1] -= ring_amp * arc
+        cubes[:, 2] += ring_amp * arc
+    return cubes
+
+
+def test_detectability_features_separate_arcs_from_smooth_hosts():
+    from lensaudit.evaluate.detectability import calibrate_threshold, decompose, detectability_features
+
+    smooth = detectability_features(_stamps(20, 0.0))
+    faint = detectability_features(_stamps(20, 0.3, seed=3))   # arc peak 3 sigma per pixel
+    arcs = detectability_features(_stamps(20, 1.0, seed=1))
+    anti = detectability_features(_stamps(20, 1.0, coherent=False, seed=2))
+    assert smooth["detectability"].abs().max() < 6       # residual energy consistent with noise
+    assert faint["detectability"].min() > 6 and arcs["detectability"].min() > 100
+    assert arcs["coherence"].min() > 0.5 and smooth["coherence"].abs().max() < 0.2 and anti["coherence"].max() < 0
+    assert 0.8 < smooth["noise_stability"].mean() < 1.2
+    assert calibrate_threshold(np.array([5.0, 6, 7]), np.array([1.0, 2, 3])) == 5.0
+    feats = pd.concat([arcs, smooth.iloc[:10], smooth], ignore_index=True)  # smooth positives look like negatives
+    df = pd.DataFrame({"id": [f"x{i}" for i in range(50)], "label": np.r_[np.ones(30, int), np.zeros(20, int)],
+                       "tier": ["A"] * 30 + ["N1"] * 20, "type": "DEV",
+                       "probability": np.r_[np.full(10, 0.9), np.full(10, 0.1), np.full(10, 0.1), np.full(20, 0.05)]})
+    summ, strata, diag = decompose(df, feats, 0.5, ("type",), min_count=5)
+    # rows 0-19 carry arcs (10 detected, 10 missed but visible); rows 20-29 are smooth positives (not detectable)
+    assert summ["n_detectable_but_missed"] == 10 and summ["n_not_detectable"] == 10
+    assert summ["n_observable"] == 20 and summ["recall_given_observable"] == 0.5
+    assert (diag["diagnosis"].value_counts()["detected"]) == 10
+
+
+def test_grad_cam_maps_and_evaluate_with_checkpoint(tiny, tmp_path):
+    from lensaudit.evaluate.saliency import grad_cam
+    from lensaudit.train import TrainConfig, load_model, score_manifest, train
+
+    store, m, mpath = tiny
+    cfg = TrainConfig.model_validate({"manifest": str(mpath), "store": str(store.root), "out": str(tmp_path / "r"),
+                                      "arch": "bottleneck_resnet", "preprocess": {"crop": 48}, "epochs": 2,
+                                      "batch_size": 16, "lr": 3e-3, "device": "cpu", "threads": 1,
+                                      "model_kwargs": {"stages": [[16, 8, 1, 1], [32, 8, 1, 2]], "stem": 16}})
+    train(cfg)
+    model, pre, _ = load_model(tmp_path / "r" / "best.pt")
+    cams = grad_cam(model, pre, store.get(m["id"][:6].tolist()))
+    assert cams.shape == (6, 48, 48) and np.isfinite(cams).all() and cams.min() >= 0 and cams.max() <= 1
+    np.testing.assert_array_equal(cams, grad_cam(model, pre, store.get(m["id"][:6].tolist())))
+    preds = score_manifest(tmp_path / "r" / "best.pt", m, store, device="cpu")
+    mm = m.assign(cutout_ref=m["id"], psfsize_r=1.2, psfdepth_r=1000.0, ebv=0.02, type="DEV", nobs_z_bin="3-5",
+                  confuser_category="")
+    res = evaluate(preds, mm, tmp_path / "ev", EvalConfig(n_boot=200, min_count=5), store=store,
+                   checkpoint=tmp_path / "r" / "best.pt")
+    with np.load(tmp_path / "ev" / "gradcam.npz", allow_pickle=False) as z:
+        assert z["cams"].shape[0] == len(z["ids"]) == res["saliency"]["n_maps"] > 0
+    assert (tmp_path / "ev" / "gallery_low_scoring_positive.png").exists()
+    assert res["detectability"]["n_pos"] == int((mm[mm.split == "val"].label == 1).sum())

@@ -132,7 +132,7 @@ def _stage_score(manifest: Path, store: Path, checkpoint: Path, upstream: str):
     return {"upstream": upstream}, run
 
 
-def _stage_evaluate(preds: Path, manifest: Path, store: Path, truth: Path, upstream: str):
+def _stage_evaluate(preds: Path, manifest: Path, store: Path, truth: Path, checkpoint: Path, upstream: str):
     """Evaluate the validation predictions: intervals, strata, leakage, shortcuts, mock truth."""
     import pandas as pd
 
@@ -144,7 +144,7 @@ def _stage_evaluate(preds: Path, manifest: Path, store: Path, truth: Path, upstr
         p = pd.read_parquet(preds)
         m = m[m["id"].isin(set(p["id"])) | ~m["split"].isin(["val", "test"])]  # rows the quick fetch left out
         res = evaluate(p, m, stage_dir, EvalConfig(split="val", n_boot=1000), store=CutoutStore(store),
-                       truth=pd.read_parquet(truth))
+                       truth=pd.read_parquet(truth), checkpoint=checkpoint)
         text = "\n".join(summary_lines(res))
         (stage_dir / "summary.txt").write_text(text + "\n")
         log.info("\n%s", text)
@@ -196,7 +196,8 @@ def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, fo
     inputs, fn = _stage_score(manifest, store, out / "train" / "best.pt", stages["train"]["inputs_sha256"])
     stages["score"] = run_stage(out, "score", inputs, fn, force=force)
     inputs, fn = _stage_evaluate(out / "score" / "predictions.parquet", manifest, store,
-                                 survey_dir / "truth" / "truth.parquet", stages["score"]["inputs_sha256"])
+                                 survey_dir / "truth" / "truth.parquet", out / "train" / "best.pt",
+                                 stages["score"]["inputs_sha256"])
     stages["evaluate"] = run_stage(out, "evaluate", inputs, fn, force=force)
     inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], shared)
     stages["check"] = run_stage(out, "check", inputs, fn, force=force)

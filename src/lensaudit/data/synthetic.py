@@ -30,5 +30,5 @@ def make_tiny_store(root: Path, n: int = 96, seed: int = 0):
             w.add(cid, cube, 150.0 + i * 0.01, 2.0)
             rows.append({"id": cid, "ra": 150.0 + i * 0.01, "dec": 2.0, "label": label,
                          "tier": "A" if label else "N1", "split": "train" if i < 2 * n // 3 else "val",
-                         "sample_weight": 1.0, "healpix_128": i // 6})
+                         "sample_weight": 1.0, "healpix_128": i // 8})
     return CutoutStore(root), pd.DataFrame(rows)

@@ -20,7 +20,8 @@ def _evaluate(a: argparse.Namespace) -> int:
     cfg = load_config(a.config, EvalConfig, over) if a.config else validate_config(over, EvalConfig, "command line")
     res = evaluate(pd.read_parquet(a.preds), pd.read_parquet(a.manifest), a.out, cfg,
                    store=CutoutStore(a.store) if a.store else None,
-                   truth=pd.read_parquet(a.truth) if a.truth else None, figures=not a.no_figures)
+                   truth=pd.read_parquet(a.truth) if a.truth else None, figures=not a.no_figures,
+                   checkpoint=a.checkpoint)
     print("\n".join(summary_lines(res)))
     print(json.dumps({"metrics": f"{a.out}/metrics.json", "tables": res["tables"], "figures": res.get("figures", [])}))
     return 0
@@ -37,6 +38,7 @@ def add_evaluate_commands(sub) -> None:
     e.add_argument("--all-rows", action="store_true", help="evaluate every scored row, whatever its split")
     e.add_argument("--store", default=None, help="cutout store: enables the shortcut gates")
     e.add_argument("--truth", default=None, help="mock survey truth table: truth-aware metrics")
+    e.add_argument("--checkpoint", default=None, help="the scored model: Grad-CAM maps of the failures (needs --store)")
     e.add_argument("--config", default=None, help="YAML with EvalConfig keys")
     e.add_argument("--n-boot", type=int, default=None)
     e.add_argument("--seed", type=int, default=None)

@@ -266,7 +266,7 @@ def truth_metrics(df: pd.DataFrame, truth: pd.DataFrame, cfg: EvalConfig) -> dic
 
 
 def evaluate(preds: pd.DataFrame, manifest: pd.DataFrame, out_dir: str | os.PathLike, cfg: EvalConfig = EvalConfig(),
-             store=None, truth: pd.DataFrame | None = None, figures: bool = True) -> dict:
+             store=None, truth: pd.DataFrame | None = None, figures: bool = True, checkpoint=None) -> dict:
     """Run the whole evaluation; returns the metrics dict (also written to ``metrics.json``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -281,9 +281,19 @@ def evaluate(preds: pd.DataFrame, manifest: pd.DataFrame, out_dir: str | os.Path
     tables["confuser_fpr"] = confuser_fpr(df, cfg)
     tables["failures"] = failure_tables(df)
     if store is not None:
+        from lensaudit.evaluate.detectability import decompose, detectability_features
+
         cubes = store.get(df["id"].tolist())
         res["shortcut_gates"] = shortcut_gates(cubes, df["label"].to_numpy(), cfg.shortcut_yellow, cfg.shortcut_red,
                                                min(cfg.n_boot, 1000), cfg.seed)
+        feats = detectability_features(cubes)
+        summ, strata_t, diag = decompose(df, feats, cfg.thresholds[0], ("type", "psfsize_r_bin", "depth_r_bin"),
+                                         cfg.min_count)
+        res["detectability"] = summ
+        tables["detectability_strata"] = strata_t
+        tables["detectability_positives"] = diag
+        if checkpoint is not None and len(tables["failures"]):
+            res["saliency"] = _saliency(checkpoint, store, tables["failures"], out)
     if truth is not None:
         tm = truth_metrics(df, truth, cfg)
         tables["truth_recall"] = pd.DataFrame(tm.pop("true_recall_table"))
@@ -298,6 +308,53 @@ def evaluate(preds: pd.DataFrame, manifest: pd.DataFrame, out_dir: str | os.Path
         res["figures"] = write_figures(df, tables, res, out, cfg)
     atomic_write_json(out / "metrics.json", res)
     return res
+
+
+def _saliency(checkpoint, store, failures: pd.DataFrame, out: Path, per_kind: int = 16) -> dict:
+    """Grad-CAM maps of the failure-table cutouts: ``gradcam.npz`` and a gallery PNG per failure kind."""
+    from lensaudit.evaluate.saliency import grad_cam
+    from lensaudit.train.checkpoint import load_model
+
+    model, pre, _ = load_model(checkpoint)
+    ids = failures["id"].astype(str).tolist()
+    cubes = store.get(ids)
+    cams = grad_cam(model, pre, cubes)
+    np.savez_compressed(out / "gradcam.npz", ids=np.array(ids), cams=cams.astype(np.float32), allow_pickle=False)
+    galleries = []
+    for kind, g in failures.reset_index(drop=True).groupby("failure"):
+        rows = g.sort_values("probability", ascending=(kind == "low_scoring_positive")).index[:per_kind]
+        galleries.append(_gallery(cubes[rows], cams[rows], [f"{ids[i]} p={failures['probability'].iloc[i]:.2f}"
+                                                            for i in rows], pre, out / f"gallery_{kind}.png"))
+    return {"n_maps": int(len(ids)), "file": "gradcam.npz", "galleries": galleries}
+
+
+def _gallery(cubes, cams, labels, pre, path: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lensaudit.train.clean import rgb_asinh
+    from lensaudit.utils.io import atomic_path
+
+    n = len(cubes)
+    fig, axes = plt.subplots(2, max(n, 1), figsize=(1.6 * max(n, 1), 3.4), squeeze=False)
+    crop = pre.crop
+    for i in range(n):
+        img = rgb_asinh(cubes[i])
+        if crop:
+            lo = (img.shape[0] - crop) // 2
+            img = img[lo : lo + crop, lo : lo + crop]
+        axes[0, i].imshow(img, origin="lower")
+        axes[0, i].set_title(labels[i], fontsize=5)
+        axes[1, i].imshow(img, origin="lower")
+        axes[1, i].imshow(cams[i], origin="lower", cmap="inferno", alpha=0.5)
+    for ax in axes.ravel():
+        ax.axis("off")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path.name
 
 
 def summary_lines(res: dict) -> list[str]:
@@ -330,6 +387,17 @@ def summary_lines(res: dict) -> list[str]:
         if "auc" in g:
             L.append(f"shortcut gate {g['gate']}: AUC {g['auc']:.3f} 95% [{g['ci95'][0]:.3f}, {g['ci95'][1]:.3f}]"
                      f" (n {g['n']}) -> {g['status']}")
+    dt = res.get("detectability")
+    if dt and dt.get("observable_fraction") is not None:
+        w1 = dt["observable_wilson95"]
+        line = (f"detectability: observable {dt['observable_fraction']:.3f} 95% [{w1[0]:.3f}, {w1[1]:.3f}] "
+                f"({dt['n_observable']}/{dt['n_pos']} positives)")
+        if dt.get("recall_given_observable") is not None:
+            w2 = dt["recall_given_observable_wilson95"]
+            line += (f"; recall given observable {dt['recall_given_observable']:.3f} 95% [{w2[0]:.3f}, {w2[1]:.3f}]"
+                     f" (n {dt['n_observable']}); missed: {dt['n_detectable_but_missed']} detectable, "
+                     f"{dt['n_not_detectable']} not detectable")
+        L.append(line)
     tb = res.get("truth", {}).get("tier_b_wrong_fraction")
     if tb:
         L.append(f"mock truth: Tier-B labels that are not lenses {tb['value']:.3f} 95% "
