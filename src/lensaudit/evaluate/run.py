@@ -234,7 +234,7 @@ def failure_tables(df: pd.DataFrame, n: int = 20) -> pd.DataFrame:
 
 
 def truth_metrics(df: pd.DataFrame, truth: pd.DataFrame, cfg: EvalConfig) -> dict:
-    """Mock survey only: true recall vs Einstein radius and arc brightness, and wrong Tier-B labels."""
+    """Mock survey only: true recall vs Einstein radius, arc brightness and seeing, and wrong Tier-A/B labels."""
     t = truth.copy()
     t["id"] = t["id"].astype(str)
     lenses = t[t["kind"] == "lens"].set_index("id")
@@ -250,7 +250,10 @@ def truth_metrics(df: pd.DataFrame, truth: pd.DataFrame, cfg: EvalConfig) -> dic
         out["tier_a_wrong_fraction"] = _prop(int((~a["true_lens"]).sum()), len(a), cfg, cfg.seed + 31)
     tl = d[d["true_lens"]].join(lenses[["theta_e", "arc_rmag"]], on="id")
     rows = []
-    for col, edges in (("theta_e", (0.5, 1.0, 1.5, 2.0, 3.0)), ("arc_rmag", (19, 20, 21, 22, 23, 24, 26))):
+    quantities = [("theta_e", (0.5, 1.0, 1.5, 2.0, 3.0)), ("arc_rmag", (19, 20, 21, 22, 23, 24, 26))]
+    if "psfsize_r" in tl:
+        quantities.append(("psfsize_r", (0.0, *cfg.psfsize_edges_arcsec, 5.0)))
+    for col, edges in quantities:
         bins = pd.cut(tl[col], edges)
         for iv, g in tl.groupby(bins, observed=True):
             for th in cfg.thresholds:
