@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from astropy.io import fits
 from astropy.table import Table
 
 from lensaudit.catalog import (
@@ -366,3 +367,40 @@ def test_spark_ingestion_matches_local(spark, fake, tmp_path):
     assert [r["rows"] for r in loc] == [r["rows"] for r in spk]
     for r_l, r_s in zip(loc, spk, strict=True):
         assert pq.read_table(r_l["partition"]).equals(pq.read_table(r_s["partition"]))
+
+
+def _write_vac(path, rows):
+    cols = [fits.Column(name="TARGETID", format="K", array=np.array([r[0] for r in rows])),
+            fits.Column(name="SURVEY", format="7A", array=np.array(["main"] * len(rows))),
+            fits.Column(name="PROGRAM", format="6A", array=np.array(["dark"] * len(rows))),
+            fits.Column(name="HEALPIX", format="J", array=np.zeros(len(rows), np.int32)),
+            fits.Column(name="Z", format="D", array=np.full(len(rows), 0.5)),
+            fits.Column(name="ZWARN", format="K", array=np.array([r[3] for r in rows])),
+            fits.Column(name="SPECTYPE", format="6A", array=np.array(["GALAXY"] * len(rows))),
+            fits.Column(name="TARGET_RA", format="D", array=np.array([r[1] for r in rows])),
+            fits.Column(name="TARGET_DEC", format="D", array=np.array([r[2] for r in rows]))]
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols, name="DESI_SL_CATALOG")]).writeto(path)
+
+
+def test_desi_sl_vac_evaluation_set_overlaps_removed_and_reported(fake, tmp_path):
+    _write_vac(tmp_path / "desi-sl-vac-v1.fits", [
+        (1, 153.0, 1.0, 0),                                   # the host of training candidate C0: same object
+        (2, 153.0 + 2 / 60 + 5 * ARCSEC, 1.0, 0),             # its own source, 5" from training candidate C2
+        (3, 151.0 + 5 / 60, 1.0 + 0.2 * ARCSEC, 0),           # a new system: kept
+        (3, 151.0 + 5 / 60, 1.0 + 0.2 * ARCSEC, 0),           # a second spectrum of it
+        (4, 40.0, -5.0, 0),                                   # outside the sweeps: unmatched
+        (5, 151.0 + 7 / 60, 1.0, 4),                          # ZWARN set: cut
+    ])
+    s = build_catalog(_cfg(fake, tmp_path / "o", eval_sets=[{"name": "desi_sl", "path": str(tmp_path / "desi-sl-vac-v1.fits")}]))
+    rep = json.loads((tmp_path / "o" / "evalset_desi_sl.json").read_text())
+    assert rep["read"] == {"rows_in": 6, "zwarn_nonzero": 1, "spectype_not_galaxy": 0, "duplicate_targetid": 1, "rows_kept": 4}
+    assert rep["n_matched"] == 3 and rep["n_unmatched"] == 1
+    assert rep["removed_same_object_as_training"] == 1
+    assert rep["removed_within_exclusion_radius_of_training_candidate"] == 1
+    ev = pd.read_parquet(tmp_path / "o" / "evalset_desi_sl.parquet")
+    assert ev["name"].tolist() == ["DESI-SL-3"] and ev["tier"].tolist() == ["S"] and ev["split"].tolist() == ["eval_desi_sl"]
+    assert not set(ev["id"]) & set(pd.read_parquet(s["manifests"]["70_30"])["id"])
+    with pytest.raises(CatalogInputError, match="no HDU 'DESI_SL_CATALOG'"):
+        fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
+            [fits.Column(name="X", format="D", array=np.zeros(1))], name="OTHER")]).writeto(tmp_path / "bad.fits")
+        build_catalog(_cfg(fake, tmp_path / "o2", eval_sets=[{"name": "x", "path": str(tmp_path / "bad.fits")}]))

@@ -93,6 +93,19 @@ def build_catalog(cfg: CatalogConfig, engine=None) -> dict:
         atomic_write_text(out / f"verify_{scheme.name}.txt", format_report(rep) + "\n")
         manifests[scheme.name] = str(path)
         reports[scheme.name] = rep["passed"]
+    eval_sets = {}
+    for es in cfg.eval_sets:
+        from lensaudit.catalog.evalsets import build_evalset, load_extra
+
+        extra, read_counts = load_extra(es.format, es.path, cfg.on_bad_rows)
+        kept, rep = build_evalset(extra, parts, cfg, pos, cands)
+        scheme = cfg.splits.schemes[0]
+        df = assemble_manifest(kept.assign(tier="S"), g.selected.iloc[:0], cfg, scheme).assign(split=f"eval_{es.name}")
+        path = write_manifest(df, out / f"evalset_{es.name}.parquet",
+                              {**manifest_metadata(cfg, scheme), "eval_set": es.model_dump(mode="json")})
+        rep = {"read": read_counts, **rep, "manifest": str(path)}
+        atomic_write_json(out / f"evalset_{es.name}.json", rep)
+        eval_sets[es.name] = {k: v for k, v in rep.items() if k != "unmatched"}
     n_short = int(short["shortfall"].clip(lower=0).sum())
     summary = {"engine": eng.name, "n_sweeps": len(parts), "n_candidates": int(len(cands)),
                "n_candidate_rows_skipped": len(skipped), "n_positives": int(len(pos)),
@@ -100,7 +113,7 @@ def build_catalog(cfg: CatalogConfig, engine=None) -> dict:
                "n_unmatched": len(unmatched), "unmatched_fraction": round(len(unmatched) / len(cands), 4),
                "n_negatives": int(len(g.selected)), "n_eligible_negatives": int(g.available["available"].sum()),
                "negative_shortfall": n_short, "cutflow_total": flow["total"], "manifests": manifests,
-               "verified": reports, "elapsed_s": round(time.monotonic() - t0, 2)}
+               "verified": reports, "eval_sets": eval_sets, "elapsed_s": round(time.monotonic() - t0, 2)}
     atomic_write_json(out / "run_info.json", run_info(config=cfg.model_dump(mode="json"), config_sha256=cfg_sha,
                                                       seeds={"split": cfg.splits.seed, "sampling": cfg.sampling.seed},
                                                       extra={"summary": summary}))

@@ -124,6 +124,14 @@ class PositivesConfig(_Strict):
         description="per-tier sample weight (the tier-weighted variant uses A 1.0, B 0.5)")
 
 
+class EvalSetConfig(_Strict):
+    """A further positive channel kept apart as an evaluation set (e.g. the DESI DR1 SL VAC)."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_\-]+$")
+    path: str
+    format: Literal["desi_sl_vac", "candidates_csv"] = "desi_sl_vac"
+
+
 class CatalogConfig(_Strict):
     """One training-set build: inputs, cuts, proxies, splits, sampling, engine."""
 
@@ -141,3 +149,4 @@ class CatalogConfig(_Strict):
     positives: PositivesConfig = PositivesConfig()
     splits: SplitsConfig = SplitsConfig()
     sampling: SamplingConfig = SamplingConfig()
+    eval_sets: tuple[EvalSetConfig, ...] = Field((), description="extra positives, written as evalset_<name>.parquet")

@@ -46,7 +46,7 @@ def cutout_ref(ra: np.ndarray, dec: np.ndarray, layer: str = DEFAULT_LAYER, size
 def assemble_manifest(pos: pd.DataFrame, neg: pd.DataFrame, cfg: CatalogConfig, scheme: SplitScheme) -> pd.DataFrame:
     """Positives (label 1, tier A/B) and sampled negatives (label 0, tier N1/N2) with the scheme's split."""
     nside = cfg.splits.nside
-    p = pos.assign(label=1, sample_weight=pos["tier"].map(cfg.positives.tier_weights).astype(np.float32),
+    p = pos.assign(label=1, sample_weight=pos["tier"].map(cfg.positives.tier_weights).fillna(1.0).astype(np.float32),
                    confuser_category="")
     n = neg.assign(label=0, tier=neg["pool"], sample_weight=np.float32(1.0), name="", zlens=np.nan,
                    match_sep_arcsec=np.nan)
