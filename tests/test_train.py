@@ -261,3 +261,10 @@ def test_negative_cleaning_removes_exactly_the_flagged(tiny, tmp_path):
     assert set(pd.read_csv(tmp_path / "clean" / "flagged_negatives.csv")["id"]) == want
     with pytest.raises(ValueError, match="threshold"):
         clean_negatives(p, tmp_path / "man.parquet", tmp_path / "c2", 1.5)
+
+
+def test_models_command_prints_parameter_counts(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "bottleneck_resnet" in out and "194,488 parameters (published: 194,433)" in out
+    assert "11,177,025" in out and "20,178,769" in out

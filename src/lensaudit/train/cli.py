@@ -67,7 +67,20 @@ def _clean(a: argparse.Namespace) -> int:
     return 0
 
 
+def _models(a: argparse.Namespace) -> int:
+    from lensaudit.models import build_model, count_parameters, list_models, model_spec
+
+    for arch in list_models():
+        spec = model_spec(arch)
+        ref = f" (published: {spec.reference_params:,})" if spec.reference_params else ""
+        print(f"{arch:<20} {count_parameters(build_model(arch)):>12,} parameters{ref}  {spec.description}")
+    return 0
+
+
 def add_train_commands(sub) -> None:
+    ml = sub.add_parser("models", help="list the registered architectures with their parameter counts")
+    ml.set_defaults(fn=_models)
+
     t = sub.add_parser("train", help="train a lens finder from a manifest and a cutout store",
                        description="Train per a YAML config (configs/train/*.yaml); --resume continues exactly "
                                    "from last.pt in the run folder.")
