@@ -268,3 +268,13 @@ def test_models_command_prints_parameter_counts(capsys):
     out = capsys.readouterr().out
     assert "bottleneck_resnet" in out and "194,488 parameters (published: 194,433)" in out
     assert "11,177,025" in out and "20,178,769" in out
+
+
+def test_worker_processes_augment_with_the_right_epoch(tiny, tmp_path):
+    """Persistent DataLoader workers never see set_epoch: the epoch must travel with the index."""
+    a = train(_cfg(tiny, tmp_path / "w0", epochs=2))
+    b = train(_cfg(tiny, tmp_path / "w1", epochs=2, num_workers=1))
+    wa = torch.load(tmp_path / "w0" / "last.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "w1" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [h["val_auc"] for h in a["history"]] == [h["val_auc"] for h in b["history"]]

@@ -83,18 +83,24 @@ class CutoutDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item):
+        # samplers may pass (index, epoch): the epoch then travels with the index, which is what keeps
+        # augmentation right in persistent DataLoader workers (their copy of the dataset never sees set_epoch)
+        i, epoch = item if isinstance(item, tuple) else (item, self.epoch)
         if self._cache is not None:
             x = self._cache[i]
         else:
             x = preprocess(self.store.get_rows(self.rows[i : i + 1]), self.cfg)[0]
         if self.augment_seed is not None:
-            x = augment(x, self.augment_seed, i, self.epoch)
+            x = augment(x, self.augment_seed, i, epoch)
         return torch.from_numpy(np.array(x, copy=True)), self.labels[i], self.weights[i], i
 
 
-class EpochSampler(Sampler[int]):
-    """A permutation per epoch from (seed, epoch): the same order on every resume."""
+class EpochSampler(Sampler):
+    """A permutation per epoch from (seed, epoch): the same order on every resume.
+
+    Yields ``(index, epoch)`` pairs so that workers augment with the right epoch.
+    """
 
     def __init__(self, n: int, seed: int, shuffle: bool = True):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
@@ -103,9 +109,9 @@ class EpochSampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def __iter__(self):
-        if not self.shuffle:
-            return iter(range(self.n))
-        return iter(np.random.default_rng([self.seed, self.epoch, 1]).permutation(self.n).tolist())
+        order = (np.random.default_rng([self.seed, self.epoch, 1]).permutation(self.n).tolist() if self.shuffle
+                 else range(self.n))
+        return iter([(i, self.epoch) for i in order])
 
     def __len__(self) -> int:
         return self.n
