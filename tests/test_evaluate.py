@@ -270,3 +270,23 @@ def test_grad_cam_maps_and_evaluate_with_checkpoint(tiny, tmp_path):
         assert z["cams"].shape[0] == len(z["ids"]) == res["saliency"]["n_maps"] > 0
     assert (tmp_path / "ev" / "gallery_low_scoring_positive.png").exists()
     assert res["detectability"]["n_pos"] == int((mm[mm.split == "val"].label == 1).sum())
+
+
+def test_recall_at_fpr_bootstrap_with_reestimated_threshold_matches_naive():
+    from lensaudit.evaluate import bootstrap_recall_at_fpr
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(6000) < 0.1).astype(int)
+    s = np.round(rng.normal(y * 2.0, 1), 2)
+    rec, thr = bootstrap_recall_at_fpr(y, s, 0.01, 2000, seed=3)
+    pos, neg = s[y == 1], s[y == 0]
+    naive_r, naive_t = [], []
+    for _ in range(800):
+        p, n = rng.choice(pos, pos.size), rng.choice(neg, neg.size)
+        t = threshold_at_fpr(n, 0.01)
+        naive_r.append((p >= t).mean())
+        naive_t.append(t)
+    assert not np.isnan(rec).any()
+    assert np.mean(rec) == pytest.approx(np.mean(naive_r), abs=0.01)
+    assert np.std(rec) == pytest.approx(np.std(naive_r), rel=0.15)
+    assert np.median(thr) == pytest.approx(np.median(naive_t), abs=0.02)

@@ -110,3 +110,43 @@ def bootstrap_precision(tp: int, n_pos: int, fp: int, n_neg: int, n_boot: int = 
     fps = rng.binomial(n_neg, fp / n_neg, n_boot) if n_neg else np.zeros(n_boot)
     with np.errstate(invalid="ignore", divide="ignore"):
         return tps / (tps + fps)
+
+
+def bootstrap_recall_at_fpr(labels, scores, fpr: float, n_boot: int = 2000, seed: int = 0,
+                            chunk: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Recall at a target FPR with the threshold re-derived in every stratified resample.
+
+    The threshold of a resample sits just above its (k+1)-th highest negative, k = floor(fpr * n_neg)
+    (as :func:`lensaudit.evaluate.metrics.threshold_at_fpr`). Only the top of the negative
+    distribution matters, so resampled negatives are drawn as multinomial counts over the top
+    distinct negative scores plus one cell for the rest, and positives as counts over their distinct
+    scores. Returns (recall samples, threshold samples); NaN where the threshold fell below the cells
+    kept (vanishingly rare with the margin used).
+    """
+    y, s = _check(labels, scores)
+    pos, neg = s[y], s[~y]
+    if pos.size == 0 or neg.size == 0:
+        raise MetricError("recall at FPR needs both classes")
+    n_p, n_n = pos.size, neg.size
+    k = int(np.floor(fpr * n_n))
+    v, cnt = np.unique(neg, return_counts=True)
+    v, cnt = v[::-1], cnt[::-1]                                              # descending
+    need = 20 * (k + 1) + 100
+    m = int(min(np.searchsorted(np.cumsum(cnt), need) + 1, v.size))
+    cells = np.r_[cnt[:m], n_n - cnt[:m].sum()].astype(np.float64)
+    u, pc = np.unique(pos, return_counts=True)                               # ascending
+    rng = np.random.default_rng(seed)
+    rec, thr = np.empty(n_boot), np.empty(n_boot)
+    for lo in range(0, n_boot, chunk):
+        r = min(chunk, n_boot - lo)
+        cn = rng.multinomial(n_n, cells / n_n, size=r)[:, :m]
+        first = np.argmax(np.cumsum(cn, axis=1) >= k + 1, axis=1)          # cell holding the (k+1)-th highest
+        ok = np.cumsum(cn, axis=1)[:, -1] >= k + 1
+        t = np.where(ok, v[first], np.nan)
+        c = rng.multinomial(n_p, pc / n_p, size=r)
+        cum = np.cumsum(c, axis=1)
+        pos_idx = np.searchsorted(u, np.nan_to_num(t, nan=np.inf), side="right")  # levels <= t are not selected
+        below = np.where(pos_idx > 0, np.take_along_axis(cum, np.clip(pos_idx - 1, 0, None)[:, None], 1)[:, 0], 0)
+        rec[lo : lo + r] = np.where(ok, (n_p - below) / n_p, np.nan)
+        thr[lo : lo + r] = t
+    return rec, thr

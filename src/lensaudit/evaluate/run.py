@@ -16,6 +16,7 @@ from lensaudit.evaluate.bootstrap import (
     bootstrap_auc_blocks,
     bootstrap_precision,
     bootstrap_proportion,
+    bootstrap_recall_at_fpr,
     percentile_interval,
 )
 from lensaudit.evaluate.config import EvalConfig
@@ -130,6 +131,10 @@ def core_metrics(df: pd.DataFrame, cfg: EvalConfig) -> dict:
             entry.update({"status": "insufficient", "reason": f"{n_neg} negatives cannot resolve FPR {f}"})
         else:
             entry.update(threshold_metrics(y, s, threshold_at_fpr(s[y == 0], f), cfg, cfg.seed + 10 + i))
+            rec, thr = bootstrap_recall_at_fpr(y, s, f, cfg.n_boot, cfg.seed + 50 + i)
+            entry["recall_threshold_reestimated"] = {"bootstrap": percentile_interval(rec),
+                                                     "threshold_bootstrap": percentile_interval(thr),
+                                                     "note": "threshold re-derived from each resample's negatives"}
         out["at_target_fpr"].append(entry)
     t_top = threshold_at_top_fraction(s, cfg.top_fraction)
     out["at_top_fraction"] = {"fraction": cfg.top_fraction, **threshold_metrics(y, s, t_top, cfg, cfg.seed + 20)}
@@ -376,8 +381,12 @@ def summary_lines(res: dict) -> list[str]:
         r, f = t["recall"], t["fpr"]
         name = (f"p >= {t['threshold']:.3g}" if "target_fpr" not in t and "fraction" not in t else
                 f"FPR target {t['target_fpr']:g}" if "target_fpr" in t else f"top {t['fraction']:g}")
-        L.append(f"{name}: recall {r['value']:.3f} 95% [{r['wilson95'][0]:.3f}, {r['wilson95'][1]:.3f}] ({r['k']}/{r['n']});"
-                 f" FPR {f['value']:.4f} 95% [{f['wilson95'][0]:.4f}, {f['wilson95'][1]:.4f}] ({f['k']}/{f['n']})")
+        line = (f"{name}: recall {r['value']:.3f} 95% [{r['wilson95'][0]:.3f}, {r['wilson95'][1]:.3f}] ({r['k']}/{r['n']});"
+                f" FPR {f['value']:.4f} 95% [{f['wilson95'][0]:.4f}, {f['wilson95'][1]:.4f}] ({f['k']}/{f['n']})")
+        if "recall_threshold_reestimated" in t:
+            b = t["recall_threshold_reestimated"]["bootstrap"]["ci95"]
+            line += f"; recall 95% with the threshold re-derived per resample [{b[0]:.3f}, {b[1]:.3f}]"
+        L.append(line)
     for t in o["at_target_fpr"]:
         if t.get("status") == "insufficient":
             L.append(f"FPR target {t['target_fpr']:g}: insufficient ({t['reason']})")
