@@ -290,3 +290,20 @@ def test_recall_at_fpr_bootstrap_with_reestimated_threshold_matches_naive():
     assert np.mean(rec) == pytest.approx(np.mean(naive_r), abs=0.01)
     assert np.std(rec) == pytest.approx(np.std(naive_r), rel=0.15)
     assert np.median(thr) == pytest.approx(np.median(naive_t), abs=0.02)
+
+
+def test_block_bootstrap_of_proportions_widens_for_correlated_groups():
+    from lensaudit.evaluate.bootstrap import bootstrap_proportion, bootstrap_ratio_blocks
+
+    # 40 pixels of 25 objects each; within a pixel all objects share the outcome (perfect correlation)
+    rng = np.random.default_rng(0)
+    outcome = rng.random(40) < 0.5
+    k, n = np.where(outcome, 25, 0), np.full(40, 25)
+    blocks = bootstrap_ratio_blocks(k, n, 4000, seed=1)
+    iid = bootstrap_proportion(int(k.sum()), int(n.sum()), 4000, seed=1)
+    assert np.mean(blocks) == pytest.approx(k.sum() / n.sum(), abs=0.01)
+    assert np.std(blocks) > 3 * np.std(iid)  # sqrt(25) = 5x in the limit
+    # independent groups of one object: the two agree
+    k1 = (rng.random(1000) < 0.3).astype(int)
+    b1 = bootstrap_ratio_blocks(k1, np.ones(1000), 4000, seed=2)
+    assert np.std(b1) == pytest.approx(np.std(bootstrap_proportion(int(k1.sum()), 1000, 4000, seed=2)), rel=0.1)

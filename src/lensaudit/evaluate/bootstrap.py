@@ -150,3 +150,14 @@ def bootstrap_recall_at_fpr(labels, scores, fpr: float, n_boot: int = 2000, seed
         rec[lo : lo + r] = np.where(ok, (n_p - below) / n_p, np.nan)
         thr[lo : lo + r] = t
     return rec, thr
+
+
+def bootstrap_ratio_blocks(k_per_group: np.ndarray, n_per_group: np.ndarray, n_boot: int = 1000,
+                           seed: int = 0) -> np.ndarray:
+    """Block bootstrap of a pooled proportion sum(k)/sum(n): groups (e.g. HEALPix pixels) drawn with replacement."""
+    k = np.asarray(k_per_group, dtype=np.float64)
+    n = np.asarray(n_per_group, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(k.size, np.full(k.size, 1.0 / k.size), size=n_boot).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (w @ k) / (w @ n)

@@ -16,6 +16,7 @@ from lensaudit.evaluate.bootstrap import (
     bootstrap_auc_blocks,
     bootstrap_precision,
     bootstrap_proportion,
+    bootstrap_ratio_blocks,
     bootstrap_recall_at_fpr,
     percentile_interval,
 )
@@ -94,7 +95,8 @@ def _auc_entry(y: np.ndarray, s: np.ndarray, cfg: EvalConfig, groups=None) -> di
     return d
 
 
-def threshold_metrics(y: np.ndarray, s: np.ndarray, t: float, cfg: EvalConfig, seed: int) -> dict:
+def threshold_metrics(y: np.ndarray, s: np.ndarray, t: float, cfg: EvalConfig, seed: int,
+                      groups: np.ndarray | None = None) -> dict:
     c = confusion_at(y, s, t)
     n_pos, n_neg = c["tp"] + c["fn"], c["fp"] + c["tn"]
     prec = bootstrap_precision(c["tp"], n_pos, c["fp"], n_neg, cfg.n_boot, seed)
@@ -104,7 +106,22 @@ def threshold_metrics(y: np.ndarray, s: np.ndarray, t: float, cfg: EvalConfig, s
             "precision": {"value": c["tp"] / sel if sel else None, "k": c["tp"], "n": sel,
                           "wilson95": [float(v) for v in wilson_interval(c["tp"], sel)] if sel else None,
                           "bootstrap": percentile_interval(prec)},
-            "precision_at_prevalence": {str(pi): float(precision_at_prevalence(recall, fpr, pi)) for pi in cfg.prevalences}}
+            "precision_at_prevalence": {str(pi): float(precision_at_prevalence(recall, fpr, pi)) for pi in cfg.prevalences},
+            **_block_props(y, s >= t, groups, cfg, seed)}
+
+
+def _block_props(y: np.ndarray, sel: np.ndarray, groups, cfg: EvalConfig, seed: int) -> dict:
+    """Recall and FPR intervals from resampling whole HEALPix pixels (spatially correlated rows move together)."""
+    if groups is None or not cfg.block_bootstrap or len(np.unique(groups)) < 5:
+        return {}
+    g_uni, g_idx = np.unique(groups, return_inverse=True)
+    out = {}
+    for name, cls in (("recall", 1), ("fpr", 0)):
+        m = y == cls
+        k = np.bincount(g_idx[m & sel], minlength=g_uni.size)
+        n = np.bincount(g_idx[m], minlength=g_uni.size)
+        out[f"{name}_block_bootstrap"] = percentile_interval(bootstrap_ratio_blocks(k, n, min(cfg.n_boot, 2000), seed))
+    return out
 
 
 def core_metrics(df: pd.DataFrame, cfg: EvalConfig) -> dict:
@@ -122,7 +139,8 @@ def core_metrics(df: pd.DataFrame, cfg: EvalConfig) -> dict:
                          "bootstrap": percentile_interval(np.array(boots)), "n_boot": len(boots)}
     except MetricError as exc:
         out["pr_auc"] = {"value": None, "status": str(exc)}
-    out["at_probability"] = [threshold_metrics(y, p, t, cfg, cfg.seed + i) for i, t in enumerate(cfg.thresholds)]
+    groups = df[hp].to_numpy() if hp else None
+    out["at_probability"] = [threshold_metrics(y, p, t, cfg, cfg.seed + i, groups) for i, t in enumerate(cfg.thresholds)]
     out["at_target_fpr"] = []
     for i, f in enumerate(cfg.target_fprs):
         n_neg = int((1 - y).sum())
@@ -130,7 +148,7 @@ def core_metrics(df: pd.DataFrame, cfg: EvalConfig) -> dict:
         if f * n_neg < 1:
             entry.update({"status": "insufficient", "reason": f"{n_neg} negatives cannot resolve FPR {f}"})
         else:
-            entry.update(threshold_metrics(y, s, threshold_at_fpr(s[y == 0], f), cfg, cfg.seed + 10 + i))
+            entry.update(threshold_metrics(y, s, threshold_at_fpr(s[y == 0], f), cfg, cfg.seed + 10 + i, groups))
             rec, thr = bootstrap_recall_at_fpr(y, s, f, cfg.n_boot, cfg.seed + 50 + i)
             entry["recall_threshold_reestimated"] = {"bootstrap": percentile_interval(rec),
                                                      "threshold_bootstrap": percentile_interval(thr),
