@@ -307,3 +307,23 @@ def test_block_bootstrap_of_proportions_widens_for_correlated_groups():
     k1 = (rng.random(1000) < 0.3).astype(int)
     b1 = bootstrap_ratio_blocks(k1, np.ones(1000), 4000, seed=2)
     assert np.std(b1) == pytest.approx(np.std(bootstrap_proportion(int(k1.sum()), 1000, 4000, seed=2)), rel=0.1)
+
+
+def test_ap_bootstrap_is_exact_without_resampling_and_matches_naive():
+    from lensaudit.evaluate.bootstrap import _ap_from_counts, _cells, bootstrap_ap
+
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        y = rng.random(200) < 0.3
+        y[:2] = [True, False]
+        s = np.round(rng.normal(y * 1.0, 1), 1)
+        _, pc, cells = _cells(s[y], s[~y])
+        assert _ap_from_counts(pc[None].astype(float), cells[None].astype(float))[0] == pytest.approx(
+            average_precision_score(y, s), abs=1e-12)
+    y = (rng.random(400) < 0.3).astype(int)
+    s = np.round(rng.normal(y * 0.8, 1), 1)
+    b = bootstrap_ap(y, s, 3000, seed=1)
+    pos, neg = s[y == 1], s[y == 0]
+    lab = np.r_[np.ones(pos.size), np.zeros(neg.size)]
+    naive = [average_precision_score(lab, np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]) for _ in range(1500)]
+    assert np.mean(b) == pytest.approx(np.mean(naive), abs=0.005) and np.std(b) == pytest.approx(np.std(naive), rel=0.08)

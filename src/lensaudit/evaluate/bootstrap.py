@@ -161,3 +161,33 @@ def bootstrap_ratio_blocks(k_per_group: np.ndarray, n_per_group: np.ndarray, n_b
     w = rng.multinomial(k.size, np.full(k.size, 1.0 / k.size), size=n_boot).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (w @ k) / (w @ n)
+
+
+def _ap_from_counts(c: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Average precision from positive counts per distinct positive score (R, K, ascending) and negative
+    counts in the 2K+1 cells of :func:`_cells` (R, 2K+1). Recall steps happen only at positive scores;
+    at u_k every row scoring >= u_k is selected (negatives level with u_k included), as in scikit-learn."""
+    tp = np.cumsum(c[:, ::-1], axis=1)[:, ::-1]                            # positives >= u_k
+    neg_ge = np.cumsum(m[:, ::-1], axis=1)[:, ::-1]                        # negatives in cells from index j up
+    fp = neg_ge[:, 1::2]                                                   # from cell E_k upward
+    n_p = c.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = np.where(c > 0, tp / np.maximum(tp + fp, 1), 0.0)          # levels with no resampled positive add nothing
+        return (c / n_p[:, None] * prec).sum(axis=1)
+
+
+def bootstrap_ap(labels, scores, n_boot: int = 2000, seed: int = 0, chunk: int = 500) -> np.ndarray:
+    """``n_boot`` average-precision values of stratified bootstrap resamples (same cells as :func:`bootstrap_auc`)."""
+    y, s = _check(labels, scores)
+    pos, neg = s[y], s[~y]
+    if pos.size == 0 or neg.size == 0:
+        raise MetricError("bootstrap AP needs both classes")
+    u, pc, cells = _cells(pos, neg)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    for lo in range(0, n_boot, chunk):
+        r = min(chunk, n_boot - lo)
+        c = rng.multinomial(pos.size, pc / pos.size, size=r).astype(np.float64)
+        m = rng.multinomial(neg.size, cells / neg.size, size=r).astype(np.float64)
+        out[lo : lo + r] = _ap_from_counts(c, m)
+    return out

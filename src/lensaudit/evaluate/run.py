@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lensaudit.evaluate.bootstrap import (
+    bootstrap_ap,
     bootstrap_auc,
     bootstrap_auc_blocks,
     bootstrap_precision,
@@ -131,12 +132,9 @@ def core_metrics(df: pd.DataFrame, cfg: EvalConfig) -> dict:
            "roc_auc": _auc_entry(y, s, cfg, df[hp].to_numpy() if hp else None)}
     try:
         ap = pr_auc(y, s)
-        pos, neg = s[y == 1], s[y == 0]
-        rng = np.random.default_rng(cfg.seed)
-        boots = [pr_auc(np.r_[np.ones(pos.size), np.zeros(neg.size)],
-                        np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]) for _ in range(min(cfg.n_boot, 300))]
         out["pr_auc"] = {"value": ap, "n_pos": int(y.sum()), "n_neg": int((1 - y).sum()),
-                         "bootstrap": percentile_interval(np.array(boots)), "n_boot": len(boots)}
+                         "bootstrap": percentile_interval(bootstrap_ap(y, s, cfg.n_boot, cfg.seed + 60)),
+                         "n_boot": cfg.n_boot}
     except MetricError as exc:
         out["pr_auc"] = {"value": None, "status": str(exc)}
     groups = df[hp].to_numpy() if hp else None
