@@ -90,7 +90,8 @@ def bench_arch(arch: str, store, manifest, dev: torch.device, batch: int, steps:
     train_on = _rate(lambda: loop(lt, train_step, steps), batch * steps, 1)
     model.eval()
     score_on = _rate(lambda: loop(ls, score_step, steps), batch * steps, 1)
-    loader_only = _rate(lambda: loop(ls, lambda xb: None, steps), batch * steps, 1)
+    n_lo = max(steps, 40)  # the loader alone is cheap: time enough batches to see its steady rate
+    loader_only = _rate(lambda: loop(ls, lambda xb: None, n_lo), batch * n_lo, 1)
     return {"params": count_parameters(model), "batch": batch, "steps": steps,
             "train_samples_per_s_loader_off": round(train_off, 1), "train_samples_per_s_loader_on": round(train_on, 1),
             "score_samples_per_s_loader_off": round(score_off, 1), "score_samples_per_s_loader_on": round(score_on, 1),
@@ -112,7 +113,7 @@ def main() -> None:
            "workers": a.workers, "targets_h100": {"efficientnet_v2_s_train_samples_per_s": 3000,
                                                    "resnet18_score_samples_per_s": 10000}, "archs": {}}
     with tempfile.TemporaryDirectory() as d:
-        store, manifest = make_tiny_store(Path(d) / "store", n=max(batch * 4, 256))
+        store, manifest = make_tiny_store(Path(d) / "store", n=max(batch * 8, 1024))
         for arch in a.archs:
             res["archs"][arch] = bench_arch(arch, store, manifest, dev, batch, steps, a.workers)
             print(arch, json.dumps(res["archs"][arch]), flush=True)
