@@ -45,24 +45,33 @@ def _cells(pos: np.ndarray, neg: np.ndarray):
     return u, pos_counts, cells
 
 
-def bootstrap_auc(labels, scores, n_boot: int = 2000, seed: int = 0, chunk: int = 500) -> np.ndarray:
-    """``n_boot`` AUC values of stratified bootstrap resamples (positives, negatives separately)."""
+def _cell_bootstrap(labels, scores, n_boot: int, seed: int, chunk: int, stat, what: str) -> np.ndarray:
+    """Draw (positive counts per distinct positive score, negative counts per cell) per replicate; apply ``stat``."""
     y, s = _check(labels, scores)
     pos, neg = s[y], s[~y]
     if pos.size == 0 or neg.size == 0:
-        raise MetricError("bootstrap AUC needs both classes")
-    u, pc, cells = _cells(pos, neg)
+        raise MetricError(f"bootstrap {what} needs both classes")
+    _, pc, cells = _cells(pos, neg)
     rng = np.random.default_rng(seed)
-    n_p, n_n, K = pos.size, neg.size, u.size
     out = np.empty(n_boot)
     for lo in range(0, n_boot, chunk):
         r = min(chunk, n_boot - lo)
-        c = rng.multinomial(n_p, pc / n_p, size=r).astype(np.float64)           # (r, K)
-        m = rng.multinomial(n_n, cells / n_n, size=r).astype(np.float64)        # (r, 2K+1)
-        below = np.cumsum(m, axis=1)[:, 0:2 * K:2]                              # negatives below u_k
-        eq = m[:, 1::2]                                                         # negatives equal u_k
-        out[lo : lo + r] = (c * (below + 0.5 * eq)).sum(axis=1) / (n_p * n_n)
+        c = rng.multinomial(pos.size, pc / pos.size, size=r).astype(np.float64)      # (r, K)
+        m = rng.multinomial(neg.size, cells / neg.size, size=r).astype(np.float64)   # (r, 2K+1)
+        out[lo : lo + r] = stat(c, m)
     return out
+
+
+def _auc_from_counts(c: np.ndarray, m: np.ndarray) -> np.ndarray:
+    K = c.shape[1]
+    below = np.cumsum(m, axis=1)[:, 0 : 2 * K : 2]                          # negatives below u_k
+    eq = m[:, 1::2]                                                         # negatives level with u_k
+    return (c * (below + 0.5 * eq)).sum(axis=1) / (c.sum(axis=1) * m.sum(axis=1))
+
+
+def bootstrap_auc(labels, scores, n_boot: int = 2000, seed: int = 0, chunk: int = 500) -> np.ndarray:
+    """``n_boot`` AUC values of stratified bootstrap resamples (positives, negatives separately)."""
+    return _cell_bootstrap(labels, scores, n_boot, seed, chunk, _auc_from_counts, "AUC")
 
 
 def weighted_auc(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -178,16 +187,4 @@ def _ap_from_counts(c: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 def bootstrap_ap(labels, scores, n_boot: int = 2000, seed: int = 0, chunk: int = 500) -> np.ndarray:
     """``n_boot`` average-precision values of stratified bootstrap resamples (same cells as :func:`bootstrap_auc`)."""
-    y, s = _check(labels, scores)
-    pos, neg = s[y], s[~y]
-    if pos.size == 0 or neg.size == 0:
-        raise MetricError("bootstrap AP needs both classes")
-    u, pc, cells = _cells(pos, neg)
-    rng = np.random.default_rng(seed)
-    out = np.empty(n_boot)
-    for lo in range(0, n_boot, chunk):
-        r = min(chunk, n_boot - lo)
-        c = rng.multinomial(pos.size, pc / pos.size, size=r).astype(np.float64)
-        m = rng.multinomial(neg.size, cells / neg.size, size=r).astype(np.float64)
-        out[lo : lo + r] = _ap_from_counts(c, m)
-    return out
+    return _cell_bootstrap(labels, scores, n_boot, seed, chunk, _ap_from_counts, "AP")
