@@ -22,6 +22,7 @@ demo: install
 	$(BIN)/lensaudit demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 test: install
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: install

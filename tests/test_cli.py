@@ -78,3 +78,36 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
     assert (tmp_path / "demo" / "evaluate" / "metrics.json").exists() and s["evaluate"]["n_pos"] > 0
     again = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
     assert all(v["skipped"] for v in again.values())
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, capsys, monkeypatch):
+    import lensaudit.cutouts.cli as ccli
+    from lensaudit.errors import EXIT_USER_ERROR, InputError
+
+    def user_error(a):
+        raise InputError("manifest x.parquet: 2 duplicate id(s)")
+
+    monkeypatch.setattr(ccli, "_cmd_verify", user_error)
+    assert main(["cutouts", "verify", "--store", str(tmp_path)]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert err == "lensaudit: error: manifest x.parquet: 2 duplicate id(s)\n"
+
+    def bug(a):
+        return {}["no such key"]  # a KeyError from a bug is not a user error
+
+    monkeypatch.setattr(ccli, "_cmd_verify", bug)
+    with pytest.raises(KeyError, match="no such key"):
+        main(["cutouts", "verify", "--store", str(tmp_path)])
+
+
+def test_missing_input_file_is_a_user_error(tmp_path, capsys):
+    assert main(["cutouts", "fetch", "--manifest", str(tmp_path / "nope.parquet"), "--store", str(tmp_path / "s")]) == 2
+    assert capsys.readouterr().err.strip().endswith("nope.parquet: file not found")
+
+
+def test_help_states_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "exit codes: 0 ok, 1 a verification or check failed, 2 user error" in out
+    assert "3 partial success" in out

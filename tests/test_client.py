@@ -182,3 +182,25 @@ def test_loopback_service_semantics(render):
         r = httpx.get(base.replace("fits-cutout", "cutout.fits"), params={"ra": 1, "dec": 1, "size": 9,
                                                                           "layer": "ls-dr10", "bands": "r"})
         assert read_cutout_fits(r.content, 9, "r")[0].shape == (1, 9, 9)
+
+
+def test_client_hanging_up_early_is_one_log_line_not_a_traceback(render, capfd, caplog):
+    import logging
+    import socket
+    import struct
+
+    with caplog.at_level(logging.INFO, logger="lensaudit.mock.server"), serve_in_thread(render) as srv:
+        host, port = srv.server_address[:2]
+        for _ in range(3):
+            s = socket.create_connection((host, port))
+            s.sendall("GET /viewer/fits-cutout?ra=20&dec=1&size=1500&layer=ls-dr10 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+            s.close()
+        # the server keeps answering after the hang-ups
+        assert httpx.get(srv.url, params={"ra": 20, "dec": 1, "size": 11, "layer": "ls-dr10"}).status_code == 200
+        deadline = time.monotonic() + 20  # the handler threads notice the reset when they write
+        while not any("hung up" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and 'File "' not in err
+    assert any("hung up" in r.getMessage() for r in caplog.records)

@@ -22,6 +22,7 @@ from lensaudit.evaluate import (
     bootstrap_auc_blocks,
     calibration,
     evaluate,
+    load_result,
     pr_auc,
     precision_at_prevalence,
     roc_auc,
@@ -32,7 +33,7 @@ from lensaudit.evaluate import (
     weighted_auc,
     wilson_interval,
 )
-from lensaudit.evaluate.run import stratify
+from lensaudit.evaluate.strata import stratify
 
 
 def test_auc_and_ap_against_sklearn_including_ties():
@@ -190,7 +191,11 @@ def test_evaluate_end_to_end_writes_metrics_tables_figures(tmp_path, capsys):
         assert (tmp_path / "ev" / f).stat().st_size > 0, f
     tiers = pd.read_parquet(tmp_path / "ev" / "strata_tier.parquet")
     assert set(tiers.value) == {"A", "B", "N1", "N2"}
-    assert summary_lines(res)[0].startswith("split val")
+    # metrics.json reads back into the typed result, and the summary is the same from either
+    back = load_result(tmp_path / "ev" / "metrics.json")
+    assert back.overall.roc_auc.value == res["overall"]["roc_auc"]["value"]
+    assert summary_lines(back)[0].startswith("split val")
+    assert "\n".join(summary_lines(back)) in text
 
 
 def test_shortcut_gates_flag_a_planted_shortcut():
@@ -267,9 +272,10 @@ def test_grad_cam_maps_and_evaluate_with_checkpoint(tiny, tmp_path):
     res = evaluate(preds, mm, tmp_path / "ev", EvalConfig(n_boot=200, min_count=5), store=store,
                    checkpoint=tmp_path / "r" / "best.pt")
     with np.load(tmp_path / "ev" / "gradcam.npz", allow_pickle=False) as z:
-        assert z["cams"].shape[0] == len(z["ids"]) == res["saliency"]["n_maps"] > 0
+        assert sorted(z.files) == ["cams", "ids"]
+        assert z["cams"].shape[0] == len(z["ids"]) == res.saliency.n_maps > 0
     assert (tmp_path / "ev" / "gallery_low_scoring_positive.png").exists()
-    assert res["detectability"]["n_pos"] == int((mm[mm.split == "val"].label == 1).sum())
+    assert res.detectability.n_pos == int((mm[mm.split == "val"].label == 1).sum())
 
 
 def test_recall_at_fpr_bootstrap_with_reestimated_threshold_matches_naive():

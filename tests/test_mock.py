@@ -25,7 +25,8 @@ from lensaudit.survey.cutout_fits import read_cutout_fits
 @pytest.fixture(scope="module")
 def survey_dir(tmp_path_factory, shared_data):
     d = tmp_path_factory.mktemp("mock") / "survey"
-    build_survey(MockConfig(area_deg2=0.25, seed=7), d, shared_data)
+    # 1 deg^2 (16 bricks): enough bricks that every real sample cutout has depth-matched partners
+    build_survey(MockConfig(area_deg2=1.0, seed=7), d, shared_data)
     return d
 
 

@@ -12,7 +12,11 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from lensaudit.survey import MASKBITS, depth_to_mag5, flux_to_mag, mag5_to_depth, mag_to_flux, mw_transmission
 from lensaudit.survey.columns import SWEEP_SCHEMA, SchemaError, check_sweep_columns, decode_type, sweep_numpy_dtype
 from lensaudit.survey.geometry import (
-    brickname, cutout_wcs, parse_sweep_filename, sweep_box, sweep_filename,
+    brickname,
+    cutout_wcs,
+    parse_sweep_filename,
+    sweep_box,
+    sweep_filename,
 )
 from lensaudit.survey.maskbits import DEFAULT_EXCLUDED_MASKBITS, has_any_bits, maskbits_mask
 from lensaudit.survey.photometry import shape_to_axis_ratio

@@ -1,86 +1,35 @@
 """The ``lensaudit`` command line: a thin layer over the library API.
 
 Every sub-command maps onto functions that notebooks can call directly; see ``--help`` of
-each sub-command.
+each sub-command. Errors a user can cause (:class:`lensaudit.errors.LensauditError`, and
+operating-system errors about a named file such as a missing file or a full disk) print as
+one line and exit 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
 from pathlib import Path
 
 from lensaudit import __version__
+from lensaudit.errors import EXIT_CODES_HELP, EXIT_USER_ERROR, LensauditError
 from lensaudit.utils.logs import setup_logging
 
 log = logging.getLogger("lensaudit")
-
-
-# --------------------------------------------------------------------------- cutouts
-def _cmd_fetch(a: argparse.Namespace) -> int:
-    from lensaudit.config import load_config, validate_config
-    from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest, read_manifest
-
-    overrides = {"service_url": a.service, "layer": a.layer, "concurrency": a.concurrency,
-                 "rate_per_s": a.rate, "timeout_s": a.timeout, "max_retries": a.retries,
-                 "commit_every": a.commit_every}
-    if a.no_retry_failed:
-        overrides["retry_failed"] = False
-    if a.config:
-        cfg = load_config(a.config, FetchConfig, overrides)
-    else:
-        cfg = validate_config({k: v for k, v in overrides.items() if v is not None}, FetchConfig, "command line")
-    manifest = read_manifest(a.manifest)
-    store = CutoutStore(a.store, create=True)
-    rep = fetch_manifest(manifest, store, cfg, progress=sys.stderr.isatty())
-    print(json.dumps(rep.to_dict(), indent=2))
-    return 0 if rep.n_failed == 0 or a.allow_failures else 3
-
-
-def _cmd_import(a: argparse.Namespace) -> int:
-    from lensaudit.cutouts import CutoutStore, import_npz
-
-    paths: list[Path] = []
-    for p in map(Path, a.paths):
-        paths += sorted(p.glob("*.npz")) if p.is_dir() else [p]
-    rep = import_npz(paths, CutoutStore(a.store, create=True))
-    print(json.dumps(rep.__dict__, indent=2))
-    return 0 if not rep.failures else 3
-
-
-def _cmd_export(a: argparse.Namespace) -> int:
-    from lensaudit.cutouts import export_cutouts, open_store
-
-    written = export_cutouts(open_store(a.store), a.ids, a.out, a.format)
-    for w in written:
-        print(w)
-    return 0
-
-
-def _cmd_verify(a: argparse.Namespace) -> int:
-    from lensaudit.cutouts import StoreCorruptError, open_store
-
-    store = open_store(a.store)
-    if a.repair:
-        store.repair()
-    try:
-        rep = store.verify(check_data=not a.quick)
-    except StoreCorruptError as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 2
-    rep["n_failures_recorded"] = int(len(store.failures()))
-    print(json.dumps(rep, indent=2))
-    return 0
+#: errno values that describe the environment (full disk, quota, read-only file system), not a bug
+_ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 # --------------------------------------------------------------------------- demo
 def _cmd_demo(a: argparse.Namespace) -> int:
-    from lensaudit.demo import run_demo
+    from lensaudit.demo import load_demo_config, run_demo
 
     summary = run_demo(Path(a.out), quick=a.quick, shared_data=Path(a.shared_data) if a.shared_data else None,
-                       force=a.force)
+                       force=a.force, config=load_demo_config(a.config))
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -89,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lensaudit",
         description="Build, train and audit CNN strong-lens finders on DESI Legacy Imaging Surveys DR10.",
+        epilog=EXIT_CODES_HELP + ".",
     )
     p.add_argument("--version", action="version", version=f"lensaudit {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
@@ -103,55 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="re-run every stage even if its inputs are unchanged")
     d.add_argument("--shared-data", default=None,
                    help="folder with the real DR10 reference data (default: $LENSAUDIT_SHARED_DATA or ../shared/data)")
+
+    d.add_argument("--config", default=None, help="demo YAML (default: the bundled configs/demo/demo.yaml)")
     d.set_defaults(fn=_cmd_demo)
 
-    c = sub.add_parser("cutouts", help="fetch, import, export and verify g,r,z cutouts",
-                       description="Acquire 101x101 g,r,z cutouts into a sharded store and inspect it.")
-    csub = c.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-
-    f = csub.add_parser("fetch", help="fetch a manifest's cutouts from a cutout service into a store",
-                        description="Concurrent, rate-limited, resumable fetch from a Legacy Survey-style "
-                                    "fits-cutout service. Re-running fetches only what is missing.")
-    f.add_argument("--manifest", required=True, help="Parquet or CSV with columns id, ra, dec (others kept)")
-    f.add_argument("--service", default=None, help="fits-cutout URL (default: the Legacy Survey viewer)")
-    f.add_argument("--store", required=True, help="cutout store directory (created if missing)")
-    f.add_argument("--config", default=None, help="YAML with FetchConfig keys")
-    f.add_argument("--layer", default=None, help="service layer (default ls-dr10)")
-    f.add_argument("--concurrency", type=int, default=None, help="requests in flight (default 4)")
-    f.add_argument("--rate", type=float, default=None, help="max requests started per second (default 5)")
-    f.add_argument("--timeout", type=float, default=None, help="per-request timeout, seconds (default 30)")
-    f.add_argument("--retries", type=int, default=None, help="retries per cutout (default 4)")
-    f.add_argument("--commit-every", type=int, default=None, help="cutouts per committed shard (default 512)")
-    f.add_argument("--no-retry-failed", action="store_true", help="skip ids whose earlier fetch failed")
-    f.add_argument("--allow-failures", action="store_true", help="exit 0 even if some cutouts failed")
-    f.set_defaults(fn=_cmd_fetch)
-
-    i = csub.add_parser("import", help="import legacy per-cutout .npz files into a store",
-                        description="Import .npz cutouts (key 'cutout' of shape 101x101x3, meta_* keys).")
-    i.add_argument("--store", required=True)
-    i.add_argument("paths", nargs="+", help=".npz files or folders of them")
-    i.set_defaults(fn=_cmd_import)
-
-    e = csub.add_parser("export", help="write chosen cutouts as FITS (service layout) or npz")
-    e.add_argument("--store", required=True)
-    e.add_argument("--ids", nargs="+", required=True)
-    e.add_argument("--format", choices=("fits", "npz"), default="fits")
-    e.add_argument("--out", required=True)
-    e.set_defaults(fn=_cmd_export)
-
-    v = csub.add_parser("verify", help="check a store's shards, index and checksums")
-    v.add_argument("--store", required=True)
-    v.add_argument("--quick", action="store_true", help="skip reading every cutout's checksum")
-    v.add_argument("--repair", action="store_true", help="remove orphan shards left by a killed writer first")
-    v.set_defaults(fn=_cmd_verify)
-
     from lensaudit.catalog.cli import add_catalog_commands
+    from lensaudit.cutouts.cli import add_cutouts_commands
+    from lensaudit.evaluate.cli import add_evaluate_commands
     from lensaudit.mock.cli import add_mock_commands
 
+    add_cutouts_commands(sub)
     add_mock_commands(sub)
     add_catalog_commands(sub)
-    from lensaudit.evaluate.cli import add_evaluate_commands
-
     add_evaluate_commands(sub)
     try:
         from lensaudit.train.cli import add_train_commands
@@ -171,12 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lensaudit: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, RuntimeError, OSError) as exc:
+    except LensauditError as exc:
         if a.verbose > 1:
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"lensaudit: error: {msg}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
+    except OSError as exc:
+        # the environment, not a bug: a named file that is missing, unreadable or unwritable, a full disk
+        if a.verbose > 1 or not (exc.filename or exc.errno in _ENV_ERRNOS):
+            raise
+        what = f": {exc.filename}" if exc.filename else ""
+        print(f"lensaudit: error: {exc.strerror or exc}{what}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

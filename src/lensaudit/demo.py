@@ -1,7 +1,8 @@
 """``lensaudit demo``: every stage that exists, in order, on the embedded default data.
 
 Each stage is skipped when its recorded inputs are unchanged (see :mod:`lensaudit.pipeline`).
-Later pipeline stages add themselves here.
+Settings live in ``configs/demo/demo.yaml`` (:class:`DemoConfig`); later pipeline stages add
+themselves here.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ import logging
 import os
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from lensaudit.config import load_config, shared_data_or_error
+from lensaudit.configs import bundled_config
 from lensaudit.pipeline import run_stage
 from lensaudit.utils.io import atomic_write_json, sha256_file
 from lensaudit.utils.provenance import run_info
@@ -17,10 +22,33 @@ from lensaudit.utils.provenance import run_info
 log = logging.getLogger(__name__)
 
 
-def default_shared_data() -> Path:
-    """Real DR10 reference data: ``$LENSAUDIT_SHARED_DATA`` or ``../shared/data`` from the cwd."""
-    env = os.environ.get("LENSAUDIT_SHARED_DATA")
-    return Path(env) if env else Path.cwd().parent / "shared" / "data"
+class QuickSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    area_deg2: float = Field(1.0, ge=0.0625, le=25.0)
+    fetch_limit: int = Field(200, ge=10, description="cutouts fetched in quick mode")
+    epochs: int = Field(1, ge=1)
+
+
+class DemoConfig(BaseModel):
+    """The demo's settings; its seed drives the mock survey and the evaluation's resampling."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = Field(42, ge=0, lt=2**32)
+    area_deg2: float = Field(4.0, ge=0.0625, le=25.0, description="mock patch area, deg^2")
+    catalog_config: str = Field("catalog/mock_demo.yaml", description="bundled name or path")
+    train_config: str = Field("train/demo.yaml", description="bundled name or path")
+    eval_n_boot: int = Field(1000, ge=100)
+    quick: QuickSettings = QuickSettings()
+
+
+def _config_path(name: str) -> Path:
+    p = Path(name)
+    return p if p.is_file() else bundled_config(name)
+
+
+def load_demo_config(path: str | os.PathLike | None = None) -> DemoConfig:
+    """The demo config at ``path``, or the bundled ``configs/demo/demo.yaml``."""
+    return load_config(path or bundled_config("demo/demo.yaml"), DemoConfig)
 
 
 def _stage_samples(shared: Path):
@@ -41,11 +69,11 @@ def _stage_samples(shared: Path):
     return inputs, run
 
 
-def _stage_mock(shared: Path, quick: bool, seed: int):
+def _stage_mock(shared: Path, area_deg2: float, seed: int):
     from lensaudit.mock.config import MockConfig
     from lensaudit.mock.survey import build_survey
 
-    cfg = MockConfig(area_deg2=1.0 if quick else 4.0, seed=seed)
+    cfg = MockConfig(area_deg2=area_deg2, seed=seed)
 
     def run(stage_dir: Path) -> dict:
         return build_survey(cfg, stage_dir / "survey", shared)
@@ -55,13 +83,10 @@ def _stage_mock(shared: Path, quick: bool, seed: int):
     return inputs, run
 
 
-def _stage_catalog(survey_dir: Path, upstream: str):
+def _stage_catalog(survey_dir: Path, upstream: str, path: Path):
     """Training set from the mock's sweeps and candidate list (configs/catalog/mock_demo.yaml)."""
     from lensaudit.catalog import CatalogConfig, build_catalog
-    from lensaudit.config import load_config
-    from lensaudit.configs import bundled_config
-
-    path = bundled_config("catalog/mock_demo.yaml")
+    from lensaudit.catalog.candidates import CatalogInputError
 
     def run(stage_dir: Path) -> dict:
         cfg = load_config(path, CatalogConfig, {"sweeps": str(survey_dir / "sweeps"),
@@ -69,7 +94,7 @@ def _stage_catalog(survey_dir: Path, upstream: str):
                                                 "out": str(stage_dir)})
         summary = build_catalog(cfg)
         if not all(summary["verified"].values()):
-            raise RuntimeError(f"catalog: verification failed, see {stage_dir}/verify_*.txt")
+            raise CatalogInputError(f"catalog: verification failed, see {stage_dir}/verify_*.txt")
         log.info("\n%s", (stage_dir / "verify_70_15_15.txt").read_text())
         return summary
 
@@ -78,7 +103,8 @@ def _stage_catalog(survey_dir: Path, upstream: str):
 
 def _stage_fetch(manifest: Path, upstream: str, survey_dir: Path, limit: int | None):
     """Serve the mock survey on loopback and fetch the manifest's cutouts through the real client."""
-    from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest, read_manifest
+    from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest
+    from lensaudit.manifest import read_manifest
     from lensaudit.mock.render import load_renderer
     from lensaudit.mock.server import serve_in_thread
 
@@ -95,35 +121,31 @@ def _stage_fetch(manifest: Path, upstream: str, survey_dir: Path, limit: int | N
     return {"upstream": upstream, "limit": limit}, run
 
 
-def _stage_train(manifest: Path, store: Path, upstream: str, quick: bool):
+def _stage_train(manifest: Path, store: Path, upstream: str, path: Path, quick_epochs: int | None):
     """Train the demo model (configs/train/demo.yaml) on the fetched cutouts."""
-    from lensaudit.config import load_config
-    from lensaudit.configs import bundled_config
     from lensaudit.train.config import TrainConfig
     from lensaudit.train.loop import train
 
-    path = bundled_config("train/demo.yaml")
     over = {"manifest": str(manifest), "store": str(store)}
-    if quick:  # a first look: one short epoch on what the quick fetch stored
-        over.update({"epochs": 1, "on_missing": "skip"})
+    if quick_epochs is not None:  # a first look: a short run on what the quick fetch stored
+        over.update({"epochs": quick_epochs, "on_missing": "skip"})
 
     def run(stage_dir: Path) -> dict:
         cfg = load_config(path, TrainConfig, {**over, "out": str(stage_dir)})
         s = train(cfg, config_path=str(path))
         return {k: v for k, v in s.items() if k != "history"}
 
-    return {"upstream": upstream, "config": sha256_file(path), "quick": quick}, run
+    return {"upstream": upstream, "config": sha256_file(path), "quick_epochs": quick_epochs}, run
 
 
 def _stage_score(manifest: Path, store: Path, checkpoint: Path, upstream: str):
     """Score the validation and test splits with the best checkpoint, with penultimate features."""
-    import pandas as pd
-
     from lensaudit.cutouts import CutoutStore
+    from lensaudit.manifest import read_manifest
     from lensaudit.train.score import score_manifest, write_predictions
 
     def run(stage_dir: Path) -> dict:
-        m = pd.read_parquet(manifest)
+        m = read_manifest(manifest, require=("id", "split"))
         m = m[m["split"].isin(["val", "test"])]
         df = score_manifest(checkpoint, m, CutoutStore(store), features=True, on_missing="skip")
         write_predictions(df, stage_dir / "predictions.parquet", checkpoint)
@@ -132,27 +154,27 @@ def _stage_score(manifest: Path, store: Path, checkpoint: Path, upstream: str):
     return {"upstream": upstream}, run
 
 
-def _stage_evaluate(preds: Path, manifest: Path, store: Path, truth: Path, checkpoint: Path, upstream: str):
+def _stage_evaluate(preds: Path, manifest: Path, store: Path, truth: Path, checkpoint: Path, upstream: str,
+                    seed: int, n_boot: int):
     """Evaluate the validation predictions: intervals, strata, leakage, shortcuts, mock truth."""
-    import pandas as pd
-
     from lensaudit.cutouts import CutoutStore
     from lensaudit.evaluate import EvalConfig, evaluate, summary_lines
+    from lensaudit.manifest import read_manifest, read_predictions, read_table
 
     def run(stage_dir: Path) -> dict:
-        m = pd.read_parquet(manifest)
-        p = pd.read_parquet(preds)
+        m = read_manifest(manifest, require=("id", "label", "split"))
+        p = read_predictions(preds)
         m = m[m["id"].isin(set(p["id"])) | ~m["split"].isin(["val", "test"])]  # rows the quick fetch left out
-        res = evaluate(p, m, stage_dir, EvalConfig(split="val", n_boot=1000), store=CutoutStore(store),
-                       truth=pd.read_parquet(truth), checkpoint=checkpoint)
+        res = evaluate(p, m, stage_dir, EvalConfig(split="val", n_boot=n_boot, seed=seed), store=CutoutStore(store),
+                       truth=read_table(truth, "truth table"), checkpoint=checkpoint)
         text = "\n".join(summary_lines(res))
         (stage_dir / "summary.txt").write_text(text + "\n")
         log.info("\n%s", text)
-        o = res["overall"]
-        return {"roc_auc": o["roc_auc"].get("value"), "n_pos": o["n_pos"], "n_neg": o["n_neg"],
+        o = res.overall
+        return {"roc_auc": o.roc_auc.value, "n_pos": o.n_pos, "n_neg": o.n_neg,
                 "metrics": str(stage_dir / "metrics.json")}
 
-    return {"upstream": upstream}, run
+    return {"upstream": upstream, "seed": seed, "n_boot": n_boot}, run
 
 
 def _stage_check(survey_dir: Path, upstream: str, shared: Path):
@@ -170,38 +192,40 @@ def _stage_check(survey_dir: Path, upstream: str, shared: Path):
     return {"upstream": upstream}, run
 
 
-def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, force: bool = False) -> dict:
+def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, force: bool = False,
+             config: DemoConfig | None = None) -> dict:
     """Run the demo pipeline into ``out``; returns a summary of every stage."""
+    cfg = config or load_demo_config()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    shared = shared_data or default_shared_data()
-    if not (shared / "dr10_sample_cutouts").is_dir():
-        raise FileNotFoundError(f"demo: real DR10 reference data not found in {shared} "
-                                "(pass --shared-data or set LENSAUDIT_SHARED_DATA)")
+    shared = shared_data_or_error(shared_data)
+    area = cfg.quick.area_deg2 if quick else cfg.area_deg2
     stages: dict[str, dict] = {}
     inputs, fn = _stage_samples(shared)
     stages["samples"] = run_stage(out, "samples", inputs, fn, force=force)
-    seed = 42
-    inputs, fn = _stage_mock(shared, quick, seed)
+    inputs, fn = _stage_mock(shared, area, cfg.seed)
     stages["mock"] = run_stage(out, "mock", inputs, fn, force=force)
     survey_dir = out / "mock" / "survey"
-    inputs, fn = _stage_catalog(survey_dir, stages["mock"]["inputs_sha256"])
+    inputs, fn = _stage_catalog(survey_dir, stages["mock"]["inputs_sha256"], _config_path(cfg.catalog_config))
     stages["catalog"] = run_stage(out, "catalog", inputs, fn, force=force)
     manifest = out / "catalog" / "manifest_70_15_15.parquet"
-    inputs, fn = _stage_fetch(manifest, stages["catalog"]["inputs_sha256"], survey_dir, 200 if quick else None)
+    inputs, fn = _stage_fetch(manifest, stages["catalog"]["inputs_sha256"], survey_dir,
+                              cfg.quick.fetch_limit if quick else None)
     stages["fetch"] = run_stage(out, "fetch", inputs, fn, force=force)
     store = out / "fetch" / "store"
-    inputs, fn = _stage_train(manifest, store, stages["fetch"]["inputs_sha256"], quick)
+    inputs, fn = _stage_train(manifest, store, stages["fetch"]["inputs_sha256"], _config_path(cfg.train_config),
+                              cfg.quick.epochs if quick else None)
     stages["train"] = run_stage(out, "train", inputs, fn, force=force)
     inputs, fn = _stage_score(manifest, store, out / "train" / "best.pt", stages["train"]["inputs_sha256"])
     stages["score"] = run_stage(out, "score", inputs, fn, force=force)
     inputs, fn = _stage_evaluate(out / "score" / "predictions.parquet", manifest, store,
                                  survey_dir / "truth" / "truth.parquet", out / "train" / "best.pt",
-                                 stages["score"]["inputs_sha256"])
+                                 stages["score"]["inputs_sha256"], cfg.seed, cfg.eval_n_boot)
     stages["evaluate"] = run_stage(out, "evaluate", inputs, fn, force=force)
     inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], shared)
     stages["check"] = run_stage(out, "check", inputs, fn, force=force)
     summary = {name: {"skipped": rec["skipped"], **rec.get("summary", {})} for name, rec in stages.items()}
-    atomic_write_json(out / "run_info.json", run_info(config={"quick": quick, "shared_data": str(shared)},
-                                                      extra={"stages": summary}))
+    atomic_write_json(out / "run_info.json", run_info(config={"demo": cfg.model_dump(mode="json"), "quick": quick,
+                                                              "shared_data": str(shared)},
+                                                      seeds={"demo": cfg.seed}, extra={"stages": summary}))
     return summary

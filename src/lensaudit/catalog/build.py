@@ -22,7 +22,7 @@ import pandas as pd
 from lensaudit.catalog import stages as st
 from lensaudit.catalog.candidates import CatalogInputError, read_candidates
 from lensaudit.catalog.config import CatalogConfig
-from lensaudit.catalog.engines import make_engine
+from lensaudit.catalog.engines import Engine, make_engine
 from lensaudit.catalog.ingest import list_partitions, list_sweeps
 from lensaudit.catalog.manifest import assemble_manifest, manifest_metadata, write_manifest
 from lensaudit.catalog.verify import format_report, verify_manifest
@@ -44,7 +44,7 @@ def cutflow_table(flows: list[dict], candidate_skips: list[dict], n_duplicates: 
             "candidate_rows_skipped": candidate_skips}
 
 
-def build_catalog(cfg: CatalogConfig, engine=None) -> dict:
+def build_catalog(cfg: CatalogConfig, engine: Engine | None = None) -> dict:
     """Run the whole build; returns a summary (manifests, counts, verification results)."""
     t0 = time.monotonic()
     out = Path(cfg.out)

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.errors import LensauditError
+
 CANDIDATE_COLUMNS = ("name", "ra", "dec", "zlens", "type", "grading", "ref")
 TIER_OF_GRADING = {"confident": "A", "probable": "B"}
 
 
-class CatalogInputError(ValueError):
+class CatalogInputError(LensauditError, ValueError):
     """An input of the training-set build (sweep, candidate catalog, config) is invalid."""
 
 

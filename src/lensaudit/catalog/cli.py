@@ -21,13 +21,14 @@ def _build(a: argparse.Namespace) -> int:
 
 
 def _ingest(a: argparse.Namespace) -> int:
+    from lensaudit.catalog.candidates import CatalogInputError
     from lensaudit.catalog.engines import make_engine
     from lensaudit.catalog.ingest import list_sweeps
     from lensaudit.survey.columns import LENS_COLUMNS
 
     files = list_sweeps(a.sweeps)
     if not files:
-        raise ValueError(f"sweeps {a.sweeps}: no sweep-*.fits files")
+        raise CatalogInputError(f"sweeps {a.sweeps}: no sweep-*.fits files")
     rows = make_engine(a.engine or "local", a.workers or 1, a.spark_master or "local[*]").ingest(files, Path(a.out),
                                                                     None if a.all_columns else LENS_COLUMNS, a.force)
     print(json.dumps(rows, indent=2))

@@ -13,9 +13,11 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 from lensaudit.catalog import stages as st
 from lensaudit.catalog.config import CatalogConfig
 from lensaudit.catalog.ingest import ingest_sweep
+from lensaudit.errors import InputError
 
 log = logging.getLogger(__name__)
 STRATUM = ["nobs_z_bin", "type", "pool"]
@@ -38,6 +41,22 @@ class Gathered:
     selected: pd.DataFrame            # sampled negatives (ROW_COLUMNS)
     n_duplicate_ids: int = 0
     extra: dict = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """Where the stage functions run. Both engines return the same results for the same inputs."""
+
+    name: str
+
+    def ingest(self, sweeps: list[Path], out_root: Path, columns: tuple[str, ...] | None,
+               force: bool = False) -> list[dict]:
+        """Sweep FITS -> Parquet partitions (one per file); one record per file (see ``ingest_sweep``)."""
+        ...
+
+    def gather(self, parts: list[Path], cfg: CatalogConfig, cands: pd.DataFrame,
+               quotas_of: Callable[[pd.DataFrame], pd.DataFrame]) -> Gathered:
+        """Run the per-sweep stage functions over ``parts`` and reduce them (nearest matches, counts, top-K)."""
+        ...
 
 
 def read_partition(path: str | os.PathLike) -> pd.DataFrame:
@@ -118,7 +137,7 @@ def spark_session(master: str | None = "local[*]", app: str = "lensaudit-catalog
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:  # pragma: no cover - depends on the extra
-        raise RuntimeError("the spark engine needs pyspark: pip install 'lensaudit[spark]'") from exc
+        raise InputError("the spark engine needs pyspark: pip install 'lensaudit[spark]'") from exc
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
@@ -134,9 +153,12 @@ def spark_session(master: str | None = "local[*]", app: str = "lensaudit-catalog
                 "spark.sql.optimizer.windowGroupLimitThreshold": "1000000",
                 "spark.sql.session.timeZone": "UTC"}
     if local:
+        quiet = Path(__file__).with_name("log4j2-quiet.properties")
         settings.update({"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
                          "spark.sql.shuffle.partitions": "2",
-                         "spark.driver.bindAddress": "127.0.0.1"})
+                         "spark.driver.bindAddress": "127.0.0.1",
+                         # Spark's INFO/WARN start-up chatter stays out of local runs and test output
+                         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{quiet}"})
     settings.update(conf or {})
     for k, v in settings.items():
         b = b.config(k, v)
@@ -222,9 +244,10 @@ def _typed(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     return df[list(columns)].astype(columns).reset_index(drop=True)
 
 
-def make_engine(name: str, workers: int = 1, master: str | None = "local[*]"):
+def make_engine(name: str, workers: int = 1, master: str | None = "local[*]") -> Engine:
+    """The engine called ``name`` (local or spark)."""
     if name == "local":
         return LocalEngine(workers)
     if name == "spark":
         return SparkEngine(master=master)
-    raise ValueError(f"unknown engine {name!r} (local or spark)")
+    raise InputError(f"unknown engine {name!r} (local or spark)")

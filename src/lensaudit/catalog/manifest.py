@@ -8,34 +8,19 @@ The split definition (nside, seed, fractions) travels in the file's metadata, so
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lensaudit.catalog.config import CatalogConfig, SplitScheme
 from lensaudit.catalog.spatial import assign_split
+from lensaudit.manifest import MANIFEST_META_KEY, manifest_columns, read_manifest_metadata, write_table
 from lensaudit.survey.constants import CUTOUT_SIZE, DEFAULT_LAYER
-from lensaudit.utils.io import atomic_path
 
-META_KEY = b"lensaudit.manifest"
-
-
-def manifest_columns(nside: int) -> dict[str, str]:
-    """Manifest columns (name -> pandas dtype) in file order."""
-    return {
-        "id": "object", "name": "object", "ra": "float64", "dec": "float64", "label": "int8", "tier": "object",
-        "confuser_category": "object", "type": "object", "nobs_z": "int16", "nobs_z_bin": "object",
-        "psfsize_g": "float32", "psfsize_r": "float32", "psfsize_z": "float32",
-        "psfdepth_g": "float32", "psfdepth_r": "float32", "psfdepth_z": "float32", "galdepth_r": "float32",
-        "ebv": "float32", "flux_r": "float32", f"healpix_{nside}": "int64", "split": "object",
-        "sample_weight": "float32", "cutout_ref": "object", "release": "int16", "brickname": "object",
-        "objid": "int32", "zlens": "float64", "match_sep_arcsec": "float64",
-    }
+__all__ = ["assemble_manifest", "cutout_ref", "manifest_columns", "manifest_metadata", "read_manifest_metadata",
+           "write_manifest"]
 
 
 def cutout_ref(ra: np.ndarray, dec: np.ndarray, layer: str = DEFAULT_LAYER, size: int = CUTOUT_SIZE) -> np.ndarray:
@@ -70,17 +55,4 @@ def manifest_metadata(cfg: CatalogConfig, scheme: SplitScheme) -> dict:
 
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike, meta: dict) -> Path:
     """Write a manifest deterministically (fixed schema, no pandas metadata, zstd) and atomically."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    return path
-
-
-def read_manifest_metadata(path: str | os.PathLike) -> dict:
-    md = pq.read_schema(path).metadata or {}
-    if META_KEY not in md:
-        raise ValueError(f"manifest {path}: no lensaudit metadata (not written by lensaudit catalog build)")
-    return json.loads(md[META_KEY])
+    return write_table(df, path, MANIFEST_META_KEY, meta)

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from lensaudit.errors import InputError
+
 CONFIG_DIR = Path(__file__).resolve().parent
 
 
@@ -9,5 +11,5 @@ def bundled_config(name: str) -> Path:
     """Path of a bundled config, e.g. ``bundled_config("catalog/mock_demo.yaml")``."""
     p = CONFIG_DIR / name
     if not p.is_file():
-        raise FileNotFoundError(f"no bundled config {name!r} in {CONFIG_DIR}")
+        raise InputError(f"no bundled config {name!r} in {CONFIG_DIR}")
     return p

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +19,12 @@ import numpy as np
 
 from lensaudit.cutouts.qa import QAConfig, assess
 from lensaudit.cutouts.store import CutoutStore
+from lensaudit.errors import InputError
 from lensaudit.survey.cutout_fits import cutout_fits_bytes
+from lensaudit.survey.npz_cutout import CutoutFileError, read_npz_cutout
 from lensaudit.utils.io import atomic_path, atomic_write_bytes
 
 log = logging.getLogger(__name__)
-
-
-class CutoutFileError(ValueError):
-    """A cutout file is unreadable or malformed; the message names the file and the problem."""
 
 
 @dataclass
@@ -36,31 +33,6 @@ class ImportReport:
     n_imported: int = 0
     n_already_stored: int = 0
     failures: dict[str, str] = field(default_factory=dict)
-
-
-def read_npz_cutout(path: str | os.PathLike, size: int = 101) -> tuple[np.ndarray, dict]:
-    """Read one legacy ``.npz`` cutout: returns ((3, N, N) float32 g,r,z cube, meta dict)."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "cutout" not in z.files:
-                raise CutoutFileError(f"{path}: no 'cutout' array (keys {z.files[:10]})")
-            arr = z["cutout"]
-            meta = {}
-            for k in z.files:
-                if k.startswith("meta_"):
-                    v = z[k]
-                    if v.ndim == 0:
-                        meta[k[5:]] = v.item()
-    except CutoutFileError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise CutoutFileError(f"{path}: not a readable npz file ({type(exc).__name__}: {exc})") from exc
-    if arr.shape != (size, size, 3):
-        raise CutoutFileError(f"{path}: 'cutout' has shape {arr.shape}, expected ({size}, {size}, 3) (H, W, g/r/z)")
-    if arr.dtype.kind != "f":
-        raise CutoutFileError(f"{path}: 'cutout' dtype {arr.dtype} is not floating point")
-    return np.ascontiguousarray(np.moveaxis(arr.astype(np.float32), -1, 0)), meta
 
 
 def import_npz(paths: Iterable[str | os.PathLike], store: CutoutStore, qa_cfg: QAConfig = QAConfig()) -> ImportReport:
@@ -93,7 +65,7 @@ def import_npz(paths: Iterable[str | os.PathLike], store: CutoutStore, qa_cfg: Q
                   layer=str(meta.get("meta_layer", "")), fetched_utc=str(meta.get("meta_timestamp", "")),
                   import_path=p.name, **meta)
             rep.n_imported += 1
-    for f, msg in rep.failures.items():
+    for msg in rep.failures.values():
         log.warning("import skipped %s", msg)
     return rep
 
@@ -101,7 +73,7 @@ def import_npz(paths: Iterable[str | os.PathLike], store: CutoutStore, qa_cfg: Q
 def export_cutouts(store: CutoutStore, ids: Sequence[str], out_dir: str | os.PathLike, fmt: str = "fits") -> list[Path]:
     """Write chosen cutouts to ``out_dir`` as service-layout FITS or legacy npz; returns paths."""
     if fmt not in ("fits", "npz"):
-        raise ValueError(f"export format {fmt!r} is not one of 'fits', 'npz'")
+        raise InputError(f"export format {fmt!r} is not one of 'fits', 'npz'")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = store.locate(ids)

@@ -45,6 +45,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lensaudit.errors import LensauditError
 from lensaudit.survey.constants import BANDS, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 from lensaudit.utils.io import atomic_path, atomic_write_json
 
@@ -55,8 +56,12 @@ STORE_VERSION = 1
 DEFAULT_SHARD_SIZE = 2048
 
 
-class StoreError(RuntimeError):
+class StoreError(LensauditError, RuntimeError):
     """A cutout store is missing, malformed, locked or corrupt; the message names what."""
+
+
+class CutoutNotFoundError(StoreError, KeyError):
+    """Requested ids are not in the store (the message names them)."""
 
 
 class StoreCorruptError(StoreError):
@@ -161,7 +166,7 @@ class CutoutStore:
         return len(self.index)
 
     def __contains__(self, cid: object) -> bool:
-        self.index
+        _ = self.index  # builds the id lookup
         assert self._pos is not None
         return str(cid) in self._pos
 
@@ -193,13 +198,13 @@ class CutoutStore:
 
     def locate(self, ids: Sequence[Any]) -> np.ndarray:
         """Row numbers in :attr:`index` of ``ids``; KeyError naming the missing ids."""
-        self.index
+        _ = self.index  # builds the id lookup
         assert self._pos is not None
         keys = np.asarray([str(i) for i in ids])
         rows = self._pos.get_indexer(keys)
         if (rows < 0).any():
             missing = keys[rows < 0]
-            raise KeyError(f"cutout store {self.root}: {len(missing)} id(s) not stored, e.g. {[str(m) for m in missing[:5]]}")
+            raise CutoutNotFoundError(f"cutout store {self.root}: {len(missing)} id(s) not stored, e.g. {[str(m) for m in missing[:5]]}")
         return rows
 
     def get(self, ids: Sequence[Any], out: np.ndarray | None = None) -> np.ndarray:

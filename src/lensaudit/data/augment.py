@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from lensaudit.utils.seeds import rng
+
 
 def augment_params(seed: int, index: int, epoch: int) -> tuple[bool, bool, int]:
     """(horizontal flip, vertical flip, k quarter turns) for one sample of one epoch (each flip p = 0.5)."""
-    r = np.random.default_rng([int(seed), int(index), int(epoch)]).random(3)
+    r = rng(seed, "train.augment", index, epoch).random(3)
     return bool(r[0] < 0.5), bool(r[1] < 0.5), int(r[2] * 4)
 
 

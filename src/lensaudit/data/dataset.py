@@ -18,11 +18,13 @@ from torch.utils.data import Dataset, Sampler
 from lensaudit.cutouts import CutoutStore
 from lensaudit.data.augment import augment
 from lensaudit.data.preprocess import PreprocessConfig, preprocess
+from lensaudit.errors import LensauditError
+from lensaudit.utils.seeds import rng
 
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(LensauditError, ValueError):
     """A manifest, store or batch cannot be used for training or scoring."""
 
 
@@ -109,7 +111,7 @@ class EpochSampler(Sampler):
         self.epoch = int(epoch)
 
     def __iter__(self):
-        order = (np.random.default_rng([self.seed, self.epoch, 1]).permutation(self.n).tolist() if self.shuffle
+        order = (rng(self.seed, "train.order", self.epoch).permutation(self.n).tolist() if self.shuffle
                  else range(self.n))
         return iter([(i, self.epoch) for i in order])
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lensaudit.evaluate.metrics import MetricError, _check
+from lensaudit.evaluate.metrics import MetricError
+from lensaudit.utils.stats import check_labels_scores
 
 LEVELS = (0.68, 0.95)
 
@@ -47,7 +48,7 @@ def _cells(pos: np.ndarray, neg: np.ndarray):
 
 def _cell_bootstrap(labels, scores, n_boot: int, seed: int, chunk: int, stat, what: str) -> np.ndarray:
     """Draw (positive counts per distinct positive score, negative counts per cell) per replicate; apply ``stat``."""
-    y, s = _check(labels, scores)
+    y, s = check_labels_scores(labels, scores)
     pos, neg = s[y], s[~y]
     if pos.size == 0 or neg.size == 0:
         raise MetricError(f"bootstrap {what} needs both classes")
@@ -93,7 +94,7 @@ def weighted_auc(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def bootstrap_auc_blocks(labels, scores, groups, n_boot: int = 1000, seed: int = 0, chunk: int = 50) -> np.ndarray:
     """AUC of block-bootstrap resamples: whole groups (e.g. HEALPix pixels) drawn with replacement."""
-    y, s = _check(labels, scores)
+    y, s = check_labels_scores(labels, scores)
     g_uni, g_idx = np.unique(np.asarray(groups), return_inverse=True)
     rng = np.random.default_rng(seed)
     out = np.empty(n_boot)
@@ -132,7 +133,7 @@ def bootstrap_recall_at_fpr(labels, scores, fpr: float, n_boot: int = 2000, seed
     scores. Returns (recall samples, threshold samples); NaN where the threshold fell below the cells
     kept (vanishingly rare with the margin used).
     """
-    y, s = _check(labels, scores)
+    y, s = check_labels_scores(labels, scores)
     pos, neg = s[y], s[~y]
     if pos.size == 0 or neg.size == 0:
         raise MetricError("recall at FPR needs both classes")

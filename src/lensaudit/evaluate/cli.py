@@ -7,23 +7,22 @@ import json
 
 
 def _evaluate(a: argparse.Namespace) -> int:
-    import pandas as pd
-
     from lensaudit.config import load_config, validate_config
     from lensaudit.cutouts import CutoutStore
     from lensaudit.evaluate import EvalConfig, evaluate, summary_lines
+    from lensaudit.manifest import read_manifest, read_predictions, read_table
 
     over = {"split": a.split, "n_boot": a.n_boot, "seed": a.seed}
     if a.all_rows:
         over["split"] = None
     over = {k: v for k, v in over.items() if v is not None or (k == "split" and a.all_rows)}
     cfg = load_config(a.config, EvalConfig, over) if a.config else validate_config(over, EvalConfig, "command line")
-    res = evaluate(pd.read_parquet(a.preds), pd.read_parquet(a.manifest), a.out, cfg,
+    res = evaluate(read_predictions(a.preds), read_manifest(a.manifest, require=("id", "label")), a.out, cfg,
                    store=CutoutStore(a.store) if a.store else None,
-                   truth=pd.read_parquet(a.truth) if a.truth else None, figures=not a.no_figures,
+                   truth=read_table(a.truth, "truth table") if a.truth else None, figures=not a.no_figures,
                    checkpoint=a.checkpoint)
     print("\n".join(summary_lines(res)))
-    print(json.dumps({"metrics": f"{a.out}/metrics.json", "tables": res["tables"], "figures": res.get("figures", [])}))
+    print(json.dumps({"metrics": f"{a.out}/metrics.json", "tables": res.tables, "figures": res.figures}))
     return 0
 
 

@@ -8,23 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> str:
-    from lensaudit.utils.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    _plt().close(fig)
-    return path.name
+from lensaudit.evaluate.overall import stream
+from lensaudit.evaluate.result import EvaluationResult
+from lensaudit.utils.display import pyplot
+from lensaudit.utils.display import save_figure as _save
 
 
 def _curves(y, s, rng, n_boot: int, grid: np.ndarray):
@@ -46,30 +33,31 @@ def _curves(y, s, rng, n_boot: int, grid: np.ndarray):
     return base, np.percentile(b, [2.5, 97.5], axis=0)
 
 
-def write_figures(df: pd.DataFrame, tables: dict, res: dict, out: Path, cfg) -> list[str]:
-    plt = _plt()
+def write_figures(df: pd.DataFrame, tables: dict, res: EvaluationResult, out: Path, cfg) -> list[str]:
+    plt = pyplot()
     names = []
     y, s = df["label"].to_numpy(int), df["logit"].to_numpy(float)
     grid = np.linspace(0, 1, 201)
-    (roc, pr), band = _curves(y, s, np.random.default_rng(cfg.seed), 200, grid)
-    o = res["overall"]
+    (roc, pr), band = _curves(y, s, np.random.default_rng(stream(cfg, "figures.curves")), 200, grid)
+    o = res.overall
     fig, ax = plt.subplots(1, 2, figsize=(9, 4))
     ax[0].fill_between(grid, band[0, 0], band[1, 0], alpha=0.3, label="95% bootstrap")
-    ax[0].plot(grid, roc, label=f"AUC {o['roc_auc'].get('value') or float('nan'):.3f}")
+    ax[0].plot(grid, roc, label=f"AUC {o.roc_auc.value if o.roc_auc.value is not None else float('nan'):.3f}")
     ax[0].plot([0, 1], [0, 1], ":", color="grey")
-    ax[0].set(xlabel="false-positive rate", ylabel="recall (TPR)", title=f"ROC ({o['n_pos']} pos, {o['n_neg']} neg)")
+    ax[0].set(xlabel="false-positive rate", ylabel="recall (TPR)", title=f"ROC ({o.n_pos} pos, {o.n_neg} neg)")
     ax[0].legend(loc="lower right")
     ax[1].fill_between(grid, band[0, 1], band[1, 1], alpha=0.3, label="95% bootstrap")
-    ax[1].plot(grid, pr, label=f"AP {o['pr_auc'].get('value') or float('nan'):.3f}")
+    ax[1].plot(grid, pr, label=f"AP {o.pr_auc.value if o.pr_auc.value is not None else float('nan'):.3f}")
     ax[1].set(xlabel="recall", ylabel="precision", title="precision-recall")
     ax[1].legend(loc="lower left")
     names.append(_save(fig, out / "roc_pr.png"))
-    cal = o.get("calibration", {})
-    if "curve" in cal:
-        c = cal["curve"]
+    cal = o.calibration
+    if cal.curve is not None:
+        c = cal.curve
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        yerr = np.abs(np.array([c["fraction_positive_lo95"], c["fraction_positive_hi95"]]) - np.array(c["fraction_positive"]))
-        ax.errorbar(c["mean_probability"], c["fraction_positive"], yerr=yerr, fmt="o-", label=f"ECE {cal['ece']:.3f}")
+        yerr = np.abs(np.array([c.fraction_positive_lo95, c.fraction_positive_hi95], dtype=float)
+                      - np.array(c.fraction_positive))
+        ax.errorbar(c.mean_probability, c.fraction_positive, yerr=yerr, fmt="o-", label=f"ECE {cal.ece:.3f}")
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set(xlabel="mean predicted probability", ylabel="fraction of lenses", title="reliability (equal-count bins)")
         ax.legend()

@@ -17,17 +17,19 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from lensaudit.errors import LensauditError
 from lensaudit.evaluate.bootstrap import bootstrap_auc, percentile_interval
 from lensaudit.evaluate.metrics import roc_auc
+from lensaudit.manifest import HEALPIX_PREFIX
 
 
-class LeakageError(RuntimeError):
+class LeakageError(LensauditError, RuntimeError):
     """Splits share objects, cutouts or sky pixels."""
 
 
 def split_leakage(manifest: pd.DataFrame) -> dict:
     """Counts of values shared between splits per column; raises LeakageError if any is non-zero."""
-    cols = [c for c in ("id", "cutout_ref") if c in manifest] + [c for c in manifest if c.startswith("healpix_")]
+    cols = [c for c in ("id", "cutout_ref") if c in manifest] + [c for c in manifest if c.startswith(HEALPIX_PREFIX)]
     groups = {s: g for s, g in manifest.groupby("split")}
     shared = {}
     for a, b in itertools.combinations(sorted(groups), 2):

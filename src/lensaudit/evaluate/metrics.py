@@ -8,38 +8,17 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm, rankdata
+from scipy.stats import norm
 
+from lensaudit.utils.stats import MetricError, check_labels_scores, roc_auc
 
-class MetricError(ValueError):
-    """Inputs a metric cannot be computed from (for example a single class)."""
-
-
-def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(labels)
-    s = np.asarray(scores, dtype=np.float64)
-    if y.shape != s.shape or y.ndim != 1:
-        raise MetricError(f"labels {y.shape} and scores {s.shape} must be 1-d and of equal length")
-    if not np.isfinite(s).all():
-        raise MetricError(f"{int((~np.isfinite(s)).sum())} non-finite score(s)")
-    if not np.isin(y, (0, 1)).all():
-        raise MetricError("labels must be 0 or 1")
-    return y.astype(bool), s
-
-
-def roc_auc(labels, scores) -> float:
-    """Area under the ROC curve; ``MetricError`` if only one class is present."""
-    y, s = _check(labels, scores)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise MetricError(f"AUC needs both classes (positives {n_pos}, negatives {n_neg})")
-    r = rankdata(s)  # average ranks: ties count one half
-    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+__all__ = ["MetricError", "roc_auc", "pr_auc", "wilson_interval", "confusion_at", "threshold_at_fpr",
+           "threshold_at_top_fraction", "precision_at_prevalence", "calibration"]
 
 
 def pr_auc(labels, scores) -> float:
     """Average precision: sum over recall steps of precision at each distinct threshold."""
-    y, s = _check(labels, scores)
+    y, s = check_labels_scores(labels, scores)
     n_pos = int(y.sum())
     if n_pos == 0:
         raise MetricError("average precision needs at least one positive")
@@ -71,7 +50,7 @@ def wilson_interval(k, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndar
 
 def confusion_at(labels, scores, threshold: float) -> dict[str, int]:
     """Counts with 'predicted lens' meaning score >= threshold."""
-    y, s = _check(labels, scores)
+    y, s = check_labels_scores(labels, scores)
     pred = s >= threshold
     return {"tp": int((pred & y).sum()), "fp": int((pred & ~y).sum()), "fn": int((~pred & y).sum()),
             "tn": int((~pred & ~y).sum())}
@@ -105,7 +84,7 @@ def precision_at_prevalence(recall, fpr, prevalence: float):
 
 def calibration(labels, probs, n_bins: int = 10) -> dict:
     """ECE and MCE over equal-frequency bins, and the reliability curve; MetricError for one class."""
-    y, p = _check(labels, probs)
+    y, p = check_labels_scores(labels, probs)
     if (p < 0).any() or (p > 1).any():
         raise MetricError("probabilities must lie in [0, 1]")
     if y.all() or (~y).all():

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lensaudit.cutouts.exchange import read_npz_cutout
-from lensaudit.mock.server import CutoutRequest
+from lensaudit.errors import InputError
+from lensaudit.mock.request import CutoutRequest
+from lensaudit.survey.npz_cutout import read_npz_cutout
 
 MAD_FACTOR = 1.5
 
@@ -86,7 +87,7 @@ def real_data_check(render, sources, sample_paths: list[Path], n_mock: int = 40,
         groups.append([sky_stats(c) for c in mock])
         matched_nobs.append([nobs, float(np.median(brick_nobs[pick["brick_idx"].to_numpy()]))])
     if not rs:
-        raise ValueError("real-data check: no mock cutout could be rendered for any real sample")
+        raise InputError("real-data check: no mock cutout could be rendered for any real sample")
     res: dict = {"n_real": len(rs), "n_mock": int(sum(len(g) for g in groups)), "bands": "grz",
                  "nobs_z_real_vs_mock": matched_nobs}
     for key in ("median", "mad", "p5", "p95", "frac_above_5sigma"):

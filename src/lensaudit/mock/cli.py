@@ -11,10 +11,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def _shared(a: argparse.Namespace) -> Path:
-    from lensaudit.demo import default_shared_data
+def _shared(a: argparse.Namespace, need: str) -> Path:
+    from lensaudit.config import shared_data_or_error
 
-    return Path(a.shared_data) if a.shared_data else default_shared_data()
+    return shared_data_or_error(a.shared_data, need)
 
 
 def _build(a: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def _build(a: argparse.Namespace) -> int:
     over = {"area_deg2": a.area_deg2, "seed": a.seed}
     cfg = load_config(a.config, MockConfig, over) if a.config else validate_config(
         {k: v for k, v in over.items() if v is not None}, MockConfig, "command line")
-    print(json.dumps(build_survey(cfg, a.out, _shared(a)), indent=2, default=str))
+    print(json.dumps(build_survey(cfg, a.out, _shared(a, "dr10_region_conditions.csv")), indent=2, default=str))
     return 0
 
 
@@ -49,7 +49,7 @@ def _check(a: argparse.Namespace) -> int:
     from lensaudit.mock.render import load_renderer
 
     r = load_renderer(a.survey)
-    samples = sorted((_shared(a) / "dr10_sample_cutouts").glob("*.npz"))
+    samples = sorted((_shared(a, "dr10_sample_cutouts") / "dr10_sample_cutouts").glob("*.npz"))
     t0 = time.monotonic()
     res = real_data_check(r, r.src, samples, n_mock=a.n)
     log.info("real-data check took %.1f s", time.monotonic() - t0)

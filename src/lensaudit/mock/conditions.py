@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.errors import LensauditError
 from lensaudit.survey.photometry import mag5_to_depth
 
 #: Single-exposure 5-sigma point-source depths (AB) used to turn coadd depth into NOBS.
 SINGLE_EPOCH_DEPTH = {"g": 23.75, "r": 23.35, "z": 22.45}
 
 
-class ConditionsError(ValueError):
-    pass
+class ConditionsError(LensauditError, ValueError):
+    """The real DR10 conditions files are missing or unreadable."""
 
 
 def load_reference(shared_data: Path) -> tuple[pd.DataFrame, dict[str, tuple[float, float]]]:

@@ -13,6 +13,7 @@ import pandas as pd
 from lensaudit.mock.config import MockConfig
 from lensaudit.mock.morphology import sersic_b
 from lensaudit.survey.photometry import mag_to_flux, mw_transmission
+from lensaudit.utils.seeds import rng as seed_stream
 
 #: DR10 type fractions among extended sources (spec 1.5 counts: REX, EXP, DEV, SER).
 EXT_TYPE_FRAC = {"REX": 1122.6, "EXP": 225.3, "DEV": 84.0, "SER": 48.7}
@@ -144,8 +145,10 @@ def _gamma(x: float) -> float:
     return float(gamma(x))
 
 
-def add_confusers(cfg: MockConfig, src: pd.DataFrame, area: float, rng: np.random.Generator) -> pd.DataFrame:
-    """Paint confuser morphology onto chosen galaxies (and bright stars) at the configured rates."""
+def add_confusers(cfg: MockConfig, src: pd.DataFrame, area: float, seed: int) -> pd.DataFrame:
+    """Paint confuser morphology onto chosen galaxies (and bright stars) at the configured rates.
+
+    Each category draws from its own seed stream (``mock.confusers.<category>``)."""
     kind = src["kind"].to_numpy().copy()
     rmag = src["rmag"].to_numpy()
     types = src["type"].to_numpy()
@@ -158,6 +161,7 @@ def add_confusers(cfg: MockConfig, src: pd.DataFrame, area: float, rng: np.rando
         "blue_clumpy": (~src["is_star"]) & (rmag < 21.0) & ~red & np.isin(types, ["EXP", "REX", "SER"]),
     }
     for name, mask in eligible.items():
+        rng = seed_stream(seed, "mock.confusers", name)
         cand = np.flatnonzero(mask.to_numpy() & (kind == "normal"))
         n = min(len(cand), rng.poisson(getattr(cfg.confusers, name) * area))
         pick = rng.choice(cand, n, replace=False) if n else np.array([], int)
@@ -173,6 +177,7 @@ def add_confusers(cfg: MockConfig, src: pd.DataFrame, area: float, rng: np.rando
         if name == "blue_clumpy":
             src.loc[pick, "conf_frac"] = rng.uniform(0.3, 0.6, n)
     # bright stars with spikes, halos and ghosts: new objects
+    rng = seed_stream(seed, "mock.confusers", "star_artefact")
     n_bright = rng.poisson(cfg.confusers.star_artefact * area)
     if n_bright:
         base = src.sample(n_bright, random_state=np.random.RandomState(rng.integers(2**31))).copy()

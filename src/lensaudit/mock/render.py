@@ -27,13 +27,15 @@ import numpy as np
 from scipy.ndimage import correlate1d
 from scipy.signal import fftconvolve
 
+from lensaudit.lensing import ray_trace
 from lensaudit.mock import morphology as mo
-from lensaudit.mock.lensing import ray_trace
 from lensaudit.mock.population import MAX_KNOTS
-from lensaudit.mock.server import CutoutRequest, NoOverlapError
+from lensaudit.mock.request import CutoutRequest, NoOverlapError
 from lensaudit.mock.survey import MockSurvey, tan_deproject, tan_project
 from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC
 from lensaudit.utils.hashing import splitmix64
+from lensaudit.utils.seeds import derive_seed
+from lensaudit.utils.seeds import rng as seed_stream
 
 BANDS = "grz"
 #: Sky background per pixel (nanomaggies) setting the shot-noise gain: g 22.0, r 21.0, z 19.9 mag/arcsec^2.
@@ -100,6 +102,8 @@ class Renderer:
         proj = survey.meta["projection"]
         self.ra0, self.dec0 = proj["ra0"], proj["dec0"]
         self.seed = int(survey.meta["config"]["seed"])
+        #: key of the counter-based pixel noise (its own seed stream; three consecutive keys, one per band)
+        self.noise_key = derive_seed(self.seed, "mock.pixel_noise")
         s = survey.sources.sort_values("gx", kind="stable").reset_index(drop=True)
         self.src = s
         self._gx = s["gx"].to_numpy()
@@ -194,7 +198,7 @@ class Renderer:
             f = mo.arc_tail(xx, yy, rp, max(rp * 0.15, 0.8), ph, 2.2) + 0.6 * mo.gaussian(
                 xx - rp * np.cos(ph + 3), yy - rp * np.sin(ph + 3), max(rp * 0.25, 1.0))
         else:  # blue clumpy: knots scattered over the disc
-            rng = np.random.default_rng(int(abs(s["gx"] * 1000)) % 2**32)
+            rng = seed_stream(self.seed, "mock.blue_clumpy_knots", s["id"])
             n = rng.integers(4, 9)
             kx, ky = rng.normal(0, rp / 2, n), rng.normal(0, rp / 2, n)
             f = mo.knots_profile(xx, yy, kx, ky, np.full(n, 0.9), rng.exponential(1, n))
@@ -272,7 +276,7 @@ class Renderer:
         sig = np.moveaxis(self._sig[bsafe], -1, 0)  # (3, h, w)
         sky = np.array([SKY_NMGY_PER_PIX[b] for b in BANDS])[:, None, None]
         var = sig**2 * (1.0 + np.clip(img, 0, None) / sky)
-        noise = np.sqrt(var) * hashed_normal3(xx, yy, self.seed * 7 + 1)
+        noise = np.sqrt(var) * hashed_normal3(xx, yy, self.noise_key)
         return np.where(valid[None], img + noise, 0.0)
 
     def __call__(self, req: CutoutRequest):

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from lensaudit.mock.request import CutoutRequest, NoOverlapError, Renderer
 from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC, SERVICE_MAX_SIZE_CLAMP
 from lensaudit.survey.cutout_fits import cutout_fits_bytes
 
@@ -38,20 +39,6 @@ log = logging.getLogger(__name__)
 
 LAYER_BANDS = {"ls-dr10": "griz", "ls-dr10-south": "griz", "ls-dr10-grz": "grz"}
 PATHS = ("/viewer/fits-cutout", "/viewer/cutout.fits")
-
-
-@dataclass(frozen=True)
-class CutoutRequest:
-    """A parsed, validated service request."""
-
-    ra: float
-    dec: float
-    width: int
-    height: int
-    pixscale: float
-    bands: str
-    layer: str
-    invvar: bool
 
 
 @dataclass
@@ -63,14 +50,6 @@ class Fault:
     truncate_to: int | None = None
     body: bytes | None = None
     headers: dict[str, str] | None = None
-
-
-#: render(request) -> (cube (n_bands, H, W) float32 nanomaggies, invvar or None), or None for no overlap.
-Renderer = Callable[[CutoutRequest], "tuple[np.ndarray, np.ndarray | None] | None"]
-
-
-class NoOverlapError(Exception):
-    """Raised (or signalled by returning None) when a request misses the footprint."""
 
 
 def parse_request(query: str) -> CutoutRequest | str:
@@ -178,6 +157,16 @@ class CutoutHTTPServer(ThreadingHTTPServer):
         self.fault = fault
         self.lock = threading.Lock()
         self.n_requests = 0
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up early is logged as one line; anything else keeps its traceback."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)):
+            log.info("mock service: client %s:%s hung up (%s)", *client_address[:2], type(exc).__name__)
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.errors import LensauditError
 from lensaudit.mock.conditions import draw_brick_conditions
 from lensaudit.mock.config import MockConfig
 from lensaudit.mock.population import add_confusers, add_lenses, sample_sources
@@ -32,12 +33,13 @@ from lensaudit.survey.photometry import mw_transmission
 from lensaudit.survey.sweepio import write_sweep_fits
 from lensaudit.utils.io import atomic_path, atomic_write_json, atomic_write_text
 from lensaudit.utils.provenance import run_info
+from lensaudit.utils.seeds import rng
 
 log = logging.getLogger(__name__)
 REQUIRED_FILES = ("survey.json", "bricks.parquet", "candidates.csv", "truth/truth.parquet", "internal/sources.parquet")
 
 
-class SurveyError(ValueError):
+class SurveyError(LensauditError, ValueError):
     """A mock survey directory is incomplete or a request is invalid."""
 
 
@@ -88,13 +90,14 @@ def _brick_grid(cfg: MockConfig) -> pd.DataFrame:
 def build_survey(cfg: MockConfig, out: str | os.PathLike, shared_data: Path) -> dict:
     """Build a mock survey into ``out`` (deterministic for cfg.seed); returns a summary."""
     out = Path(out)
-    rng = np.random.default_rng(cfg.seed)
     bricks = _brick_grid(cfg)
     area = float(len(bricks) * BRICK_SIZE_DEG**2 * np.cos(np.deg2rad(cfg.dec_center_deg)))
-    bricks = pd.concat([bricks, draw_brick_conditions(len(bricks), shared_data, rng)], axis=1)
-    src = sample_sources(cfg, bricks, rng)
-    src = add_lenses(cfg, src, area, rng)
-    src = add_confusers(cfg, src, area, rng)
+    # one named seed stream per sub-population and purpose: more draws in one never shift another
+    bricks = pd.concat([bricks, draw_brick_conditions(len(bricks), shared_data, rng(cfg.seed, "mock.conditions"))],
+                       axis=1)
+    src = sample_sources(cfg, bricks, rng(cfg.seed, "mock.sources"))
+    src = add_lenses(cfg, src, area, rng(cfg.seed, "mock.lenses"))
+    src = add_confusers(cfg, src, area, cfg.seed)
     # keep sources inside the footprint and (re)assign bricks
     ra_lo, ra_hi, dec_lo, dec_hi = bricks.ra1.min(), bricks.ra2.max(), bricks.dec1.min(), bricks.dec2.max()
     src = src[src.ra.between(ra_lo, ra_hi, inclusive="left") & src.dec.between(dec_lo, dec_hi, inclusive="left")]
@@ -114,8 +117,8 @@ def build_survey(cfg: MockConfig, out: str | os.PathLike, shared_data: Path) -> 
     (out / "sweeps").mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(exist_ok=True)
     (out / "internal").mkdir(exist_ok=True)
-    sweep_files = write_sweeps(src, bricks, out / "sweeps", rng)
-    cand = make_candidates(cfg, src, rng)
+    sweep_files = write_sweeps(src, bricks, out / "sweeps", rng(cfg.seed, "mock.sweeps"))
+    cand = make_candidates(cfg, src, rng(cfg.seed, "mock.candidates"))
     with atomic_path(out / "candidates.csv") as tmp:
         cand.drop(columns=["_id", "_is_lens"]).to_csv(tmp, index=False)
     truth = src[src.kind != "normal"].copy()

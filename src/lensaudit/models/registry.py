@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lensaudit.data.preprocess import PreprocessConfig
+from lensaudit.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def list_models() -> list[str]:
 
 def model_spec(arch: str) -> ModelSpec:
     if arch not in _REGISTRY:
-        raise ValueError(f"unknown architecture {arch!r}; available: {list_models()}")
+        raise InputError(f"unknown architecture {arch!r}; available: {list_models()}")
     return _REGISTRY[arch]
 
 
@@ -54,7 +55,7 @@ def build_model(arch: str, **kwargs) -> nn.Module:
     try:
         return spec.fn(**kwargs)
     except TypeError as exc:
-        raise ValueError(f"model {arch!r}: bad arguments {kwargs} ({exc})") from exc
+        raise InputError(f"model {arch!r}: bad arguments {kwargs} ({exc})") from exc
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
@@ -81,6 +82,6 @@ def load_weights_file(model: nn.Module, path: str, skip_prefixes: tuple[str, ...
     own = model.state_dict()
     bad = [k for k in state if k not in skipped and (k not in own or own[k].shape != state[k].shape)]
     if bad:
-        raise ValueError(f"weights file {path}: {len(bad)} tensor(s) do not fit {type(model).__name__}, e.g. {bad[:3]}")
+        raise InputError(f"weights file {path}: {len(bad)} tensor(s) do not fit {type(model).__name__}, e.g. {bad[:3]}")
     model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
     return skipped

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lensaudit.errors import LensauditError
 from lensaudit.survey.constants import SWEEP_OPTICAL_BANDS, SWEEP_WISE_BANDS
 
 _ALLB = tuple(b.upper() for b in SWEEP_OPTICAL_BANDS + SWEEP_WISE_BANDS)  # G R I Z W1..W4
@@ -154,7 +155,7 @@ def sweep_numpy_dtype(columns: tuple[str, ...] | None = None, big_endian: bool =
     return np.dtype(fields)
 
 
-class SchemaError(ValueError):
+class SchemaError(LensauditError, ValueError):
     """A table does not follow the DR10 sweep schema."""
 
 

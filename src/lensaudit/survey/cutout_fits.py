@@ -19,11 +19,12 @@ import warnings
 import numpy as np
 from astropy.io import fits
 
+from lensaudit.errors import LensauditError
 from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
 from lensaudit.survey.geometry import cutout_header
 
 
-class CutoutFormatError(ValueError):
+class CutoutFormatError(LensauditError, ValueError):
     """A cutout-service response is not a valid FITS cutout of the expected layout.
 
     ``reason`` is a short machine-readable code (``truncated``, ``not_fits``, ``wrong_shape``,

@@ -13,13 +13,14 @@ import torch
 from torch import nn
 
 from lensaudit.data.preprocess import PreprocessConfig
+from lensaudit.errors import LensauditError
 from lensaudit.models import build_model
 from lensaudit.utils.io import atomic_path
 
 FORMAT = "lensaudit-checkpoint-1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LensauditError, ValueError):
     """A checkpoint is unreadable or does not fit the requested model."""
 
 

@@ -20,12 +20,11 @@ def _train(a: argparse.Namespace) -> int:
 
 
 def _score(a: argparse.Namespace) -> int:
-    import pandas as pd
-
     from lensaudit.cutouts import CutoutStore
+    from lensaudit.manifest import read_manifest
     from lensaudit.train.score import score_manifest, write_predictions
 
-    m = pd.read_parquet(a.manifest) if a.manifest.endswith(".parquet") else pd.read_csv(a.manifest, dtype={"id": str})
+    m = read_manifest(a.manifest, require=("id",))
     df = score_manifest(a.checkpoint, m, CutoutStore(a.store), features=a.features, batch_size=a.batch_size,
                         device=a.device, split=a.split, num_workers=a.workers, on_missing=a.on_missing)
     write_predictions(df, a.out, a.checkpoint)
@@ -34,21 +33,19 @@ def _score(a: argparse.Namespace) -> int:
 
 
 def _meta(a: argparse.Namespace) -> int:
-    import pandas as pd
-
+    from lensaudit.errors import InputError
+    from lensaudit.manifest import read_manifest, read_predictions, write_table
     from lensaudit.train.meta import MetaConfig, fit_meta_learner, save_meta
     from lensaudit.utils.io import atomic_write_json
 
     if len(a.preds) != len(a.names):
-        raise ValueError("--names needs one name per --preds file")
-    m = pd.read_parquet(a.manifest)
-    if a.split:
-        m = m[m["split"] == a.split]
-    preds = {n: pd.read_parquet(p) for n, p in zip(a.names, a.preds, strict=True)}
+        raise InputError("--names needs one name per --preds file")
+    m = read_manifest(a.manifest, require=("id", "label"), split=a.split or None)
+    preds = {n: read_predictions(p, require=("id", "logit")) for n, p in zip(a.names, a.preds, strict=True)}
     oof, state, rep = fit_meta_learner(preds, m, MetaConfig(folds=a.folds, seed=a.seed), tuple(a.meta_features))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    oof.to_parquet(out / "meta_oof.parquet", index=False)
+    write_table(oof, out / "meta_oof.parquet")
     save_meta(state, out / "meta.pt")
     atomic_write_json(out / "meta_report.json", rep)
     print(json.dumps(rep, indent=2))
@@ -56,12 +53,11 @@ def _meta(a: argparse.Namespace) -> int:
 
 
 def _clean(a: argparse.Namespace) -> int:
-    import pandas as pd
-
     from lensaudit.cutouts import CutoutStore
+    from lensaudit.manifest import read_predictions
     from lensaudit.train.clean import clean_negatives
 
-    rep = clean_negatives(pd.read_parquet(a.preds), a.manifest, a.out, a.threshold,
+    rep = clean_negatives(read_predictions(a.preds), a.manifest, a.out, a.threshold,
                           CutoutStore(a.store) if a.store else None)
     print(json.dumps(rep, indent=2))
     return 0

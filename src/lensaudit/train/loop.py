@@ -2,6 +2,11 @@
 precision and ``channels_last`` on CUDA, optional ``torch.compile``, validation AUC per epoch,
 ``best.pt``/``last.pt``/``epoch_NNNN.pt`` checkpoints, exact resume, metrics log, run record.
 
+The loop is split into steps that can be read (and tested) alone: :func:`setup` builds the
+datasets, model and optimiser; :func:`restore` loads ``last.pt``; :func:`train_epoch` runs one
+epoch; :func:`validate` scores the validation split; :func:`save_epoch` writes the
+checkpoints and the metrics line; :func:`train` strings them together.
+
 Determinism: the sample order of an epoch is a permutation drawn from (seed, epoch), the
 augmentation of a sample from (seed, index, epoch), and the torch RNG state is saved in
 ``last.pt``; on CPU with deterministic algorithms, training 2 epochs equals training 1 and
@@ -14,28 +19,30 @@ import json
 import logging
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
 from lensaudit.config import write_resolved
 from lensaudit.cutouts import CutoutStore
-from lensaudit.data.dataset import CutoutDataset, DataError, EpochSampler
+from lensaudit.data.dataset import CutoutDataset, EpochSampler
+from lensaudit.errors import LensauditError
+from lensaudit.manifest import read_manifest
 from lensaudit.models import build_model, count_parameters
 from lensaudit.train.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from lensaudit.train.config import TrainConfig
 from lensaudit.utils.io import atomic_write_json, sha256_file
 from lensaudit.utils.provenance import run_info
+from lensaudit.utils.stats import roc_auc_or_nan
 
 log = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(LensauditError, RuntimeError):
     """Training cannot go on (for example a non-finite loss); the message names the batch."""
 
 
@@ -43,7 +50,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA device is available")
+        raise TrainingError("device 'cuda' requested but no CUDA device is available")
     return torch.device(name)
 
 
@@ -80,24 +87,42 @@ def predict_logits(model: torch.nn.Module, loader: DataLoader, device: torch.dev
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
-def safe_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else float("nan")
+@dataclass
+class TrainRun:
+    """Everything one training run holds between its steps."""
+
+    cfg: TrainConfig
+    out: Path
+    cfg_sha: str
+    device: torch.device
+    dtype: torch.dtype | None
+    train_ds: CutoutDataset
+    val_ds: CutoutDataset
+    model: torch.nn.Module
+    fwd: torch.nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    sampler: EpochSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    n_params: int
+    start: int = 0
+    best_auc: float = -1.0
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def autocast(self):
+        return (lambda: torch.autocast(self.device.type, dtype=self.dtype)) if self.dtype else nullcontext
 
 
-def train(cfg: TrainConfig, resume: bool = False, config_path: str | None = None) -> dict:
-    """Train per ``cfg`` into ``cfg.out``; with ``resume`` continue exactly from ``last.pt``."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_sha = write_resolved(cfg, out / "config.resolved.yaml")
+def setup(cfg: TrainConfig, out: Path, cfg_sha: str) -> TrainRun:
+    """Device, determinism, datasets (from the manifest and store), model, optimiser, loaders."""
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(cfg.deterministic and device.type == "cpu")
     torch.manual_seed(cfg.seed)
-    manifest = pd.read_parquet(cfg.manifest)
-    for col in ("id", "label", "split"):
-        if col not in manifest.columns:
-            raise DataError(f"manifest {cfg.manifest}: no {col!r} column")
+    manifest = read_manifest(cfg.manifest, require=("id", "label", "split"))
     store = CutoutStore(cfg.store)
     train_ds = CutoutDataset(manifest, store, cfg.preprocess, cfg.train_split, augment_seed=cfg.seed, cache=cfg.cache,
                              on_missing=cfg.on_missing, max_samples=cfg.max_train_samples)
@@ -112,95 +137,132 @@ def train(cfg: TrainConfig, resume: bool = False, config_path: str | None = None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     dtype = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    start, best_auc, history = 0, -1.0, []
-    if resume:
-        ck = read_checkpoint(out / "last.pt")
-        if ck["arch"] != cfg.arch:
-            raise CheckpointError(f"{out / 'last.pt'}: holds a {ck['arch']!r} model, config says {cfg.arch!r}")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        torch.set_rng_state(ck["torch_rng"])
-        start, best_auc, history = int(ck["epoch"]) + 1, float(ck["best_auc"]), list(ck["history"])
-        log.info("resumed from %s at epoch %d", out / "last.pt", start)
     fwd = torch.compile(model) if cfg.compile else model
     sampler = EpochSampler(len(train_ds), cfg.seed)
-    train_loader = _loader(train_ds, cfg, sampler, device, cfg.batch_size)
-    val_loader = _loader(val_ds, cfg, None, device, cfg.batch_size)
-    metrics_path = out / "metrics.jsonl"
-    if not resume and metrics_path.exists():
-        metrics_path.unlink()
-    ctx = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
+    return TrainRun(cfg, out, cfg_sha, device, dtype, train_ds, val_ds, model, fwd, opt, scaler, sampler,
+                    _loader(train_ds, cfg, sampler, device, cfg.batch_size),
+                    _loader(val_ds, cfg, None, device, cfg.batch_size), n_params)
+
+
+def restore(run: TrainRun) -> None:
+    """Continue exactly from ``last.pt``: weights, optimiser, scaler, torch RNG, epoch, best AUC, history."""
+    path = run.out / "last.pt"
+    ck = read_checkpoint(path)
+    if ck["arch"] != run.cfg.arch:
+        raise CheckpointError(f"{path}: holds a {ck['arch']!r} model, config says {run.cfg.arch!r}")
+    run.model.load_state_dict(ck["model"])
+    run.opt.load_state_dict(ck["optimizer"])
+    if ck.get("scaler"):
+        run.scaler.load_state_dict(ck["scaler"])
+    torch.set_rng_state(ck["torch_rng"])
+    run.start, run.best_auc, run.history = int(ck["epoch"]) + 1, float(ck["best_auc"]), list(ck["history"])
+    log.info("resumed from %s at epoch %d", path, run.start)
+
+
+def train_epoch(run: TrainRun, epoch: int) -> dict:
+    """One pass over the training split (gradient accumulation, AMP); returns loss, samples and seconds."""
+    cfg, opt, scaler = run.cfg, run.opt, run.scaler
+    lr = cfg.lr_at(epoch)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    run.sampler.set_epoch(epoch)
+    run.train_ds.set_epoch(epoch)
+    run.model.train()
+    t0, seen, loss_sum, k = time.perf_counter(), 0, 0.0, 0
     accum = cfg.accum_steps
-    for epoch in range(start, cfg.epochs):
-        lr = cfg.lr_at(epoch)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        sampler.set_epoch(epoch)
-        train_ds.set_epoch(epoch)
-        model.train()
-        t0, seen, loss_sum, k = time.perf_counter(), 0, 0.0, 0
-        opt.zero_grad(set_to_none=True)
-        for k, (x, y, w, idx) in enumerate(train_loader, start=1):
-            if not torch.isfinite(x).all():
-                bad = train_ds.frame["id"].to_numpy()[idx.numpy()[~torch.isfinite(x).flatten(1).all(1).numpy()]]
-                raise TrainingError(f"epoch {epoch} batch {k}: non-finite input pixels in cutout(s) {bad[:8].tolist()}")
-            x, y, w = x.to(device, non_blocking=True), y.to(device), w.to(device)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with ctx():
-                logits = fwd(x).squeeze(1)
-            loss = weighted_bce(logits, y, w)
-            if not torch.isfinite(loss):
-                bad = train_ds.frame["id"].to_numpy()[idx.numpy()]
-                raise TrainingError(f"epoch {epoch} batch {k}: non-finite loss; batch ids {bad[:8].tolist()}"
-                                    f"{' ...' if len(bad) > 8 else ''} (inputs finite: {bool(torch.isfinite(x).all())})")
-            scaler.scale(loss / accum).backward()
-            if k % accum == 0:
-                scaler.step(opt)
-                scaler.update()
-                opt.zero_grad(set_to_none=True)
-            seen += len(y)
-            loss_sum += loss.item() * len(y)
-        if k % accum:
+    opt.zero_grad(set_to_none=True)
+    for k, (x, y, w, idx) in enumerate(run.train_loader, start=1):
+        if not torch.isfinite(x).all():
+            bad = run.train_ds.frame["id"].to_numpy()[idx.numpy()[~torch.isfinite(x).flatten(1).all(1).numpy()]]
+            raise TrainingError(f"epoch {epoch} batch {k}: non-finite input pixels in cutout(s) {bad[:8].tolist()}")
+        x, y, w = x.to(run.device, non_blocking=True), y.to(run.device), w.to(run.device)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with run.autocast():
+            logits = run.fwd(x).squeeze(1)
+        loss = weighted_bce(logits, y, w)
+        if not torch.isfinite(loss):
+            bad = run.train_ds.frame["id"].to_numpy()[idx.numpy()]
+            raise TrainingError(f"epoch {epoch} batch {k}: non-finite loss; batch ids {bad[:8].tolist()}"
+                                f"{' ...' if len(bad) > 8 else ''} (inputs finite: {bool(torch.isfinite(x).all())})")
+        scaler.scale(loss / accum).backward()
+        if k % accum == 0:
             scaler.step(opt)
             scaler.update()
             opt.zero_grad(set_to_none=True)
-        t_train = time.perf_counter() - t0
-        vl = predict_logits(fwd, val_loader, device, dtype, cfg.channels_last)
-        v_loss = float(weighted_bce(torch.from_numpy(vl), torch.from_numpy(val_ds.labels),
-                                    torch.from_numpy(val_ds.weights)))
-        auc = safe_auc(val_ds.labels, vl)
-        rec = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / max(seen, 1), "val_loss": v_loss, "val_auc": auc,
-               "train_samples_per_s": seen / t_train, "epoch_s": time.perf_counter() - t0}
-        history.append(rec)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        seen += len(y)
+        loss_sum += loss.item() * len(y)
+    if k % accum:
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+    return {"lr": lr, "train_loss": loss_sum / max(seen, 1), "seen": seen, "seconds": time.perf_counter() - t0}
+
+
+def validate(run: TrainRun) -> tuple[float, float]:
+    """(weighted validation loss, validation ROC AUC; NaN with a single class)."""
+    vl = predict_logits(run.fwd, run.val_loader, run.device, run.dtype, run.cfg.channels_last)
+    v_loss = float(weighted_bce(torch.from_numpy(vl), torch.from_numpy(run.val_ds.labels),
+                                torch.from_numpy(run.val_ds.weights)))
+    return v_loss, roc_auc_or_nan(run.val_ds.labels, vl)
+
+
+def save_epoch(run: TrainRun, epoch: int, rec: dict) -> None:
+    """``best.pt`` when the validation AUC improved, ``epoch_NNNN.pt`` every ``checkpoint_every``,
+    then ``last.pt`` (with optimiser, RNG and history), then the epoch's line in ``metrics.jsonl``."""
+    cfg, auc = run.cfg, rec["val_auc"]
+    improved = np.isfinite(auc) and auc > run.best_auc
+    if improved:
+        run.best_auc = auc
+    run.history.append(rec)
+    payload = {"arch": cfg.arch, "model_kwargs": cfg.model_kwargs, "preprocess": cfg.preprocess.model_dump(),
+               "model": run.model.state_dict(), "epoch": epoch, "val_auc": auc, "best_auc": run.best_auc,
+               "config_sha256": run.cfg_sha}
+    if improved:
+        save_checkpoint(run.out / "best.pt", **payload)
+    if (epoch + 1) % cfg.checkpoint_every == 0:
+        save_checkpoint(run.out / f"epoch_{epoch + 1:04d}.pt", **payload)
+    save_checkpoint(run.out / "last.pt", **payload, optimizer=run.opt.state_dict(), torch_rng=torch.get_rng_state(),
+                    scaler=run.scaler.state_dict() if run.scaler.is_enabled() else {}, history=run.history)
+    with open(run.out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def train(cfg: TrainConfig, resume: bool = False, config_path: str | None = None) -> dict:
+    """Train per ``cfg`` into ``cfg.out``; with ``resume`` continue exactly from ``last.pt``."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_sha = write_resolved(cfg, out / "config.resolved.yaml")
+    run = setup(cfg, out, cfg_sha)
+    metrics_path = out / "metrics.jsonl"
+    if resume:
+        restore(run)
+    elif metrics_path.exists():
+        metrics_path.unlink()
+    for epoch in range(run.start, cfg.epochs):
+        stats = train_epoch(run, epoch)
+        v_loss, auc = validate(run)
+        rec = {"epoch": epoch, "lr": stats["lr"], "train_loss": stats["train_loss"], "val_loss": v_loss,
+               "val_auc": auc, "train_samples_per_s": stats["seen"] / stats["seconds"],
+               "epoch_s": stats["seconds"]}
+        save_epoch(run, epoch, rec)
         log.info("epoch %d/%d  loss %.4f  val_loss %.4f  val_auc %.4f  %.0f samples/s", epoch + 1, cfg.epochs,
                  rec["train_loss"], v_loss, auc, rec["train_samples_per_s"])
-        improved = np.isfinite(auc) and auc > best_auc
-        if improved:
-            best_auc = auc
-        payload = {"arch": cfg.arch, "model_kwargs": cfg.model_kwargs, "preprocess": cfg.preprocess.model_dump(),
-                   "model": model.state_dict(), "epoch": epoch, "val_auc": auc, "best_auc": best_auc,
-                   "config_sha256": cfg_sha}
-        if improved:
-            save_checkpoint(out / "best.pt", **payload)
-        if (epoch + 1) % cfg.checkpoint_every == 0:
-            save_checkpoint(out / f"epoch_{epoch + 1:04d}.pt", **payload)
-        save_checkpoint(out / "last.pt", **payload, optimizer=opt.state_dict(), torch_rng=torch.get_rng_state(),
-                        scaler=scaler.state_dict() if scaler.is_enabled() else {}, history=history)
-    last = history[-1] if history else {}
-    summary = {"arch": cfg.arch, "n_params": n_params, "epochs": cfg.epochs, "best_val_auc": best_auc,
-               "final_val_auc": last.get("val_auc"), "n_train": len(train_ds), "n_val": len(val_ds),
-               "n_missing_skipped": len(train_ds.missing) + len(val_ds.missing), "device": str(device),
-               "amp": str(dtype) if dtype else "off", "history": history}
-    atomic_write_json(out / "run_info.json", run_info(
-        config=cfg.model_dump(mode="json"), config_sha256=cfg_sha, seeds={"train": cfg.seed},
+    return write_run_record(run, config_path)
+
+
+def write_run_record(run: TrainRun, config_path: str | None) -> dict:
+    """``run_info.json`` (provenance and the summary) next to the checkpoints; returns the summary."""
+    cfg = run.cfg
+    last = run.history[-1] if run.history else {}
+    summary = {"arch": cfg.arch, "n_params": run.n_params, "epochs": cfg.epochs, "best_val_auc": run.best_auc,
+               "final_val_auc": last.get("val_auc"), "n_train": len(run.train_ds), "n_val": len(run.val_ds),
+               "n_missing_skipped": len(run.train_ds.missing) + len(run.val_ds.missing), "device": str(run.device),
+               "amp": str(run.dtype) if run.dtype else "off", "history": run.history}
+    atomic_write_json(run.out / "run_info.json", run_info(
+        config=cfg.model_dump(mode="json"), config_sha256=run.cfg_sha, seeds={"train": cfg.seed},
         extra={"config_file": config_path,
-               "config_file_sha256": sha256_file(config_path) if config_path else None, "device": str(device),
-               "cuda_device": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+               "config_file_sha256": sha256_file(config_path) if config_path else None, "device": str(run.device),
+               "cuda_device": torch.cuda.get_device_name(0) if run.device.type == "cuda" else None,
                "summary": summary}))
     return summary
-

@@ -19,8 +19,11 @@ import torch
 from torch import nn
 
 from lensaudit.catalog.spatial import pixel_fraction
+from lensaudit.errors import InputError
+from lensaudit.manifest import healpix_column
 from lensaudit.train.checkpoint import read_checkpoint, save_checkpoint
-from lensaudit.train.loop import safe_auc
+from lensaudit.utils.seeds import derive_seed, rng
+from lensaudit.utils.stats import roc_auc_or_nan
 
 
 @dataclass
@@ -57,13 +60,14 @@ def _predict(net: nn.Module, x: np.ndarray) -> np.ndarray:
 
 def stack_inputs(preds: dict[str, pd.DataFrame], manifest: pd.DataFrame, meta_features: tuple[str, ...] = ()):
     """Join the models' logits (by id) with the manifest; errors name missing ids."""
-    df = manifest[["id", "label", *[c for c in manifest.columns if c.startswith("healpix_")], *meta_features]].copy()
+    hp = healpix_column(manifest.columns)
+    df = manifest[["id", "label", *([hp] if hp else []), *meta_features]].copy()
     df["id"] = df["id"].astype(str)
     for name, p in preds.items():
         s = p[["id", "logit"]].astype({"id": str}).rename(columns={"logit": f"logit_{name}"})
         missing = sorted(set(df["id"]) - set(s["id"]))
         if missing:
-            raise ValueError(f"predictions {name!r}: {len(missing)} manifest id(s) have no score, e.g. {missing[:5]}")
+            raise InputError(f"predictions {name!r}: {len(missing)} manifest id(s) have no score, e.g. {missing[:5]}")
         df = df.merge(s, on="id", how="left", validate="one_to_one")
     return df
 
@@ -72,20 +76,22 @@ def fit_meta_learner(preds: dict[str, pd.DataFrame], manifest: pd.DataFrame, cfg
                      meta_features: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict, dict]:
     """Returns (out-of-fold predictions, final-model state, report with per-model and meta AUCs)."""
     if len(preds) < 2:
-        raise ValueError("the meta-learner stacks two or more models' scores")
+        raise InputError("the meta-learner stacks two or more models' scores")
     df = stack_inputs(preds, manifest, meta_features)
     cols = [f"logit_{n}" for n in preds] + list(meta_features)
     x = df[cols].to_numpy(np.float64)
     if not np.isfinite(x).all():
-        raise ValueError(f"meta-learner inputs contain NaN or inf in {cols}")
+        raise InputError(f"meta-learner inputs contain NaN or inf in {cols}")
     mu, sd = x.mean(0), x.std(0) + 1e-12
     xs = (x - mu) / sd
     y = df["label"].to_numpy(np.float64)
-    hp = [c for c in df.columns if c.startswith("healpix_")]
+    hp = healpix_column(df.columns)
     if hp:
-        fold = np.floor(pixel_fraction(df[hp[0]].to_numpy(), cfg.seed) * cfg.folds).astype(int)
+        # a stream of its own: with the split rule's hash (pixel_fraction(pixel, split seed)) the
+        # validation pixels, whose hash lies in one narrow band, would all fall into one or two folds
+        fold = np.floor(pixel_fraction(df[hp].to_numpy(), derive_seed(cfg.seed, "meta.folds")) * cfg.folds).astype(int)
     else:
-        fold = np.random.default_rng(cfg.seed).permutation(len(df)) % cfg.folds
+        fold = rng(cfg.seed, "meta.folds").permutation(len(df)) % cfg.folds
     oof = np.full(len(df), np.nan)
     for k in range(cfg.folds):
         test = fold == k
@@ -93,14 +99,14 @@ def fit_meta_learner(preds: dict[str, pd.DataFrame], manifest: pd.DataFrame, cfg
             continue
         train = ~test
         if len(np.unique(y[train])) < 2:
-            raise ValueError(f"meta-learner fold {k}: training part has a single class")
-        net = _fit(xs[train], y[train], cfg, cfg.seed * 1000 + k)
+            raise InputError(f"meta-learner fold {k}: training part has a single class")
+        net = _fit(xs[train], y[train], cfg, derive_seed(cfg.seed, "meta.fit", k))
         oof[test] = _predict(net, xs[test])
-    final = _fit(xs, y, cfg, cfg.seed * 1000 + cfg.folds)
+    final = _fit(xs, y, cfg, derive_seed(cfg.seed, "meta.final"))
     out = pd.DataFrame({"id": df["id"], "label": y.astype(int), "fold": fold, "probability": oof})
     report = {"n": int(len(df)), "folds": cfg.folds, "inputs": cols,
-              "auc_per_model": {n: safe_auc(y, df[f"logit_{n}"].to_numpy()) for n in preds},
-              "auc_meta_out_of_fold": safe_auc(y, oof)}
+              "auc_per_model": {n: roc_auc_or_nan(y, df[f"logit_{n}"].to_numpy()) for n in preds},
+              "auc_meta_out_of_fold": roc_auc_or_nan(y, oof)}
     state = {"inputs": cols, "mean": torch.from_numpy(mu), "std": torch.from_numpy(sd), "hidden": cfg.hidden,
              "model": final.state_dict()}
     return out, state, report
@@ -116,7 +122,7 @@ def apply_meta(path: str | os.PathLike, preds: dict[str, pd.DataFrame], manifest
     feats = tuple(c for c in ck["inputs"] if not c.startswith("logit_"))
     df = stack_inputs(preds, manifest, feats)
     if [f"logit_{n}" for n in preds] + list(feats) != list(ck["inputs"]):
-        raise ValueError(f"meta-learner {path}: expects inputs {ck['inputs']}, got models {list(preds)}")
+        raise InputError(f"meta-learner {path}: expects inputs {ck['inputs']}, got models {list(preds)}")
     x = (df[ck["inputs"]].to_numpy(np.float64) - ck["mean"].numpy()) / ck["std"].numpy()
     net = _mlp(x.shape[1], int(ck["hidden"]))
     net.load_state_dict(ck["model"])

@@ -6,7 +6,6 @@ penultimate-layer vector, the input of the final Linear layer, which the realism
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -14,17 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader
 
 from lensaudit.cutouts import CutoutStore
 from lensaudit.data.dataset import CutoutDataset
+from lensaudit.manifest import PREDICTIONS_META_KEY, write_table
 from lensaudit.models import classifier_layer
 from lensaudit.train.checkpoint import load_model
 from lensaudit.train.loop import pick_device
-from lensaudit.utils.io import atomic_path, sha256_file
+from lensaudit.utils.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +65,6 @@ def score_manifest(checkpoint: str | os.PathLike, manifest: pd.DataFrame, store:
 
 def write_predictions(df: pd.DataFrame, path: str | os.PathLike, checkpoint: str | os.PathLike) -> Path:
     """Parquet with the checkpoint's identity (path, SHA-256, architecture) in the file metadata."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
     meta = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
             "arch": df.attrs.get("arch"), "n_missing": len(df.attrs.get("missing", []))}
-    table = table.replace_schema_metadata({b"lensaudit.predictions": json.dumps(meta).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    return path
+    return write_table(df, path, PREDICTIONS_META_KEY, meta)

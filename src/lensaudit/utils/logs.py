@@ -20,5 +20,5 @@ def setup_logging(verbosity: int = 0) -> None:
         handler = logging.StreamHandler()
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, handlers=[handler], force=True)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpcore", "py4j", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,4 +1,4 @@
-"""Lens mass models as pure functions over arrays (angles in arcsec).
+"""Lens mass profiles as pure functions over arrays (angles in arcsec).
 
 SIE (singular isothermal ellipsoid, zero core) + external shear. Convention: the Einstein
 radius ``theta_e`` is that of the intermediate-axis normalisation, so q -> 1 gives the SIS

@@ -1,0 +1,109 @@
+"""``lensaudit cutouts fetch|import|export|verify`` (thin layer over :mod:`lensaudit.cutouts`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lensaudit.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
+
+
+def _cmd_fetch(a: argparse.Namespace) -> int:
+    from lensaudit.config import load_config, validate_config
+    from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest
+    from lensaudit.manifest import read_manifest
+
+    overrides = {"service_url": a.service, "layer": a.layer, "concurrency": a.concurrency,
+                 "rate_per_s": a.rate, "timeout_s": a.timeout, "max_retries": a.retries,
+                 "commit_every": a.commit_every}
+    if a.no_retry_failed:
+        overrides["retry_failed"] = False
+    if a.config:
+        cfg = load_config(a.config, FetchConfig, overrides)
+    else:
+        cfg = validate_config({k: v for k, v in overrides.items() if v is not None}, FetchConfig, "command line")
+    manifest = read_manifest(a.manifest)
+    store = CutoutStore(a.store, create=True)
+    rep = fetch_manifest(manifest, store, cfg, progress=sys.stderr.isatty())
+    print(json.dumps(rep.to_dict(), indent=2))
+    return EXIT_OK if rep.n_failed == 0 or a.allow_failures else EXIT_PARTIAL
+
+
+def _cmd_import(a: argparse.Namespace) -> int:
+    from lensaudit.cutouts import CutoutStore, import_npz
+
+    paths: list[Path] = []
+    for p in map(Path, a.paths):
+        paths += sorted(p.glob("*.npz")) if p.is_dir() else [p]
+    rep = import_npz(paths, CutoutStore(a.store, create=True))
+    print(json.dumps(rep.__dict__, indent=2))
+    return EXIT_OK if not rep.failures else EXIT_PARTIAL
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from lensaudit.cutouts import export_cutouts, open_store
+
+    written = export_cutouts(open_store(a.store), a.ids, a.out, a.format)
+    for w in written:
+        print(w)
+    return 0
+
+
+def _cmd_verify(a: argparse.Namespace) -> int:
+    from lensaudit.cutouts import StoreCorruptError, open_store
+
+    store = open_store(a.store)
+    if a.repair:
+        store.repair()
+    try:
+        rep = store.verify(check_data=not a.quick)
+    except StoreCorruptError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    rep["n_failures_recorded"] = int(len(store.failures()))
+    print(json.dumps(rep, indent=2))
+    return 0
+
+
+def add_cutouts_commands(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("cutouts", help="fetch, import, export and verify g,r,z cutouts",
+                       description="Acquire 101x101 g,r,z cutouts into a sharded store and inspect it.")
+    csub = c.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+
+    f = csub.add_parser("fetch", help="fetch a manifest's cutouts from a cutout service into a store",
+                        description="Concurrent, rate-limited, resumable fetch from a Legacy Survey-style "
+                                    "fits-cutout service. Re-running fetches only what is missing.")
+    f.add_argument("--manifest", required=True, help="Parquet or CSV with columns id, ra, dec (others kept)")
+    f.add_argument("--service", default=None, help="fits-cutout URL (default: the Legacy Survey viewer)")
+    f.add_argument("--store", required=True, help="cutout store directory (created if missing)")
+    f.add_argument("--config", default=None, help="YAML with FetchConfig keys")
+    f.add_argument("--layer", default=None, help="service layer (default ls-dr10)")
+    f.add_argument("--concurrency", type=int, default=None, help="requests in flight (default 4)")
+    f.add_argument("--rate", type=float, default=None, help="max requests started per second (default 5)")
+    f.add_argument("--timeout", type=float, default=None, help="per-request timeout, seconds (default 30)")
+    f.add_argument("--retries", type=int, default=None, help="retries per cutout (default 4)")
+    f.add_argument("--commit-every", type=int, default=None, help="cutouts per committed shard (default 512)")
+    f.add_argument("--no-retry-failed", action="store_true", help="skip ids whose earlier fetch failed")
+    f.add_argument("--allow-failures", action="store_true", help="exit 0 even if some cutouts failed")
+    f.set_defaults(fn=_cmd_fetch)
+
+    i = csub.add_parser("import", help="import legacy per-cutout .npz files into a store",
+                        description="Import .npz cutouts (key 'cutout' of shape 101x101x3, meta_* keys).")
+    i.add_argument("--store", required=True)
+    i.add_argument("paths", nargs="+", help=".npz files or folders of them")
+    i.set_defaults(fn=_cmd_import)
+
+    e = csub.add_parser("export", help="write chosen cutouts as FITS (service layout) or npz")
+    e.add_argument("--store", required=True)
+    e.add_argument("--ids", nargs="+", required=True)
+    e.add_argument("--format", choices=("fits", "npz"), default="fits")
+    e.add_argument("--out", required=True)
+    e.set_defaults(fn=_cmd_export)
+
+    v = csub.add_parser("verify", help="check a store's shards, index and checksums")
+    v.add_argument("--store", required=True)
+    v.add_argument("--quick", action="store_true", help="skip reading every cutout's checksum")
+    v.add_argument("--repair", action="store_true", help="remove orphan shards left by a killed writer first")
+    v.set_defaults(fn=_cmd_verify)

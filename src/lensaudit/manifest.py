@@ -1,0 +1,233 @@
+"""The manifest and predictions table formats: one owner for their columns, reading and writing.
+
+A **manifest** has one row per cutout. ``catalog build`` writes the full training manifest
+(:func:`manifest_columns`, with the split rule in the file metadata); any table with at least
+``id, ra, dec`` is a manifest for ``cutouts fetch``. A **predictions** table (``score``) has
+``id, logit, probability`` and optionally ``features``.
+
+Every stage reads these tables with :func:`read_manifest` / :func:`read_predictions` (Parquet or
+CSV), which check the columns a stage needs and the values it relies on, and raise
+:class:`ManifestError` naming the file, the rows and the ids. Every lensaudit Parquet table with
+metadata is written by :func:`write_table`: fixed schema, no pandas metadata, zstd, atomic,
+JSON metadata under one key, so the same rows give the same bytes.
+
+Ids are Unicode strings (stored as UTF-8); an id may not be empty, contain control characters
+or exceed :data:`MAX_ID_LENGTH` characters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lensaudit.errors import LensauditError
+from lensaudit.utils.io import atomic_path
+
+MANIFEST_META_KEY = b"lensaudit.manifest"
+PREDICTIONS_META_KEY = b"lensaudit.predictions"
+#: Longest accepted id, characters.
+MAX_ID_LENGTH = 256
+HEALPIX_PREFIX = "healpix_"
+
+
+class ManifestError(LensauditError, ValueError):
+    """A manifest or predictions table is unreadable or has bad rows; the message names the file, rows and ids."""
+
+
+def manifest_columns(nside: int) -> dict[str, str]:
+    """Columns of a training manifest written by ``catalog build`` (name -> pandas dtype), in file order.
+
+    Units: ra, dec deg; psfsize_* arcsec (FWHM); psfdepth_*, galdepth_r 1/nanomaggy^2 (5-sigma
+    inverse variance); ebv mag; flux_r nanomaggies; match_sep_arcsec arcsec.
+    """
+    return {
+        "id": "object", "name": "object", "ra": "float64", "dec": "float64", "label": "int8", "tier": "object",
+        "confuser_category": "object", "type": "object", "nobs_z": "int16", "nobs_z_bin": "object",
+        "psfsize_g": "float32", "psfsize_r": "float32", "psfsize_z": "float32",
+        "psfdepth_g": "float32", "psfdepth_r": "float32", "psfdepth_z": "float32", "galdepth_r": "float32",
+        "ebv": "float32", "flux_r": "float32", f"{HEALPIX_PREFIX}{nside}": "int64", "split": "object",
+        "sample_weight": "float32", "cutout_ref": "object", "release": "int16", "brickname": "object",
+        "objid": "int32", "zlens": "float64", "match_sep_arcsec": "float64",
+    }
+
+
+def healpix_column(columns: Iterable[str]) -> str | None:
+    """The ``healpix_<nside>`` column among ``columns`` (the coarsest if several), or None."""
+    hp = [c for c in columns if isinstance(c, str) and c.startswith(HEALPIX_PREFIX) and c[len(HEALPIX_PREFIX):].isdigit()]
+    return min(hp, key=lambda c: int(c[len(HEALPIX_PREFIX):])) if hp else None
+
+
+# ------------------------------------------------------------------------------------ reading
+def read_table(path: str | os.PathLike, what: str = "table", columns: list[str] | None = None) -> pd.DataFrame:
+    """A Parquet (``.parquet``, ``.pq``) or CSV (``.csv``, ``.csv.gz``, ``.txt``) table; ManifestError if unreadable.
+
+    CSV ids are read as strings.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"{what} {path}: file not found")
+    if path.is_dir():
+        raise ManifestError(f"{what} {path}: is a directory, not a table file")
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            return pd.read_parquet(path, columns=columns)
+        if name.endswith((".csv", ".txt", ".csv.gz")):
+            return pd.read_csv(path, dtype={"id": str}, keep_default_na=False, na_values=[""], usecols=columns)
+    except Exception as exc:  # pyarrow and pandas raise many types for broken files
+        raise ManifestError(f"{what} {path}: cannot read ({type(exc).__name__}: {exc})") from exc
+    raise ManifestError(f"{what} {path}: unknown format {path.suffix!r} (use .parquet or .csv)")
+
+
+def _bad_id_reason(v: object) -> str:
+    if not isinstance(v, str):
+        return f"not a string ({type(v).__name__})"
+    if not v.strip():
+        return "empty"
+    if len(v) > MAX_ID_LENGTH:
+        return f"longer than {MAX_ID_LENGTH} characters"
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in v):
+        return "contains control characters or unpaired surrogates"
+    return ""
+
+
+def check_ids(ids: pd.Series, source: str, unique: bool = True) -> pd.Series:
+    """Ids as str after checking none is missing, empty, too long or has control characters (and, with
+    ``unique``, that none repeats)."""
+    if ids.isna().any():
+        rows = np.flatnonzero(ids.isna().to_numpy())
+        raise ManifestError(f"{source}: {len(rows)} row(s) with no id, e.g. rows {rows[:5].tolist()}")
+    # integers and other scalars become their decimal text; anything else must already be a string
+    ids = ids.map(lambda v: str(v) if isinstance(v, (int, np.integer)) else v)
+    reasons = ids.map(_bad_id_reason)
+    bad = reasons != ""
+    if bad.any():
+        ex = [f"row {i}: {ids.iat[i]!r} ({reasons.iat[i]})" for i in np.flatnonzero(bad.to_numpy())[:5]]
+        raise ManifestError(f"{source}: {int(bad.sum())} invalid id(s): " + "; ".join(ex))
+    if unique:
+        _check_unique(ids, source)
+    return ids.astype(object)
+
+
+def _check_unique(ids: pd.Series, source: str) -> None:
+    dup = ids.duplicated(keep=False)
+    if dup.any():
+        raise ManifestError(f"{source}: {int(ids[dup].nunique())} duplicate id(s), e.g. {sorted(set(ids[dup]))[:5]}")
+
+
+def check_manifest(df: pd.DataFrame, source: str = "manifest", require: Iterable[str] = ("id", "ra", "dec"),
+                   split: str | None = None) -> pd.DataFrame:
+    """Check a manifest for the columns a stage needs; returns a clean copy (only ``split`` rows if given).
+
+    Always: ``id`` present, valid and unique. If present (or required): ``ra``/``dec`` finite
+    degrees in range (float64); ``label`` 0 or 1 (int8); ``sample_weight`` finite and >= 0.
+    """
+    require = tuple(require)
+    missing = [c for c in ("id", *require) if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{source}: missing required column(s) {sorted(set(missing))}; has {list(df.columns)[:20]}")
+    out = df.copy()
+    out["id"] = check_ids(out["id"], source, unique=False)
+    if "ra" in out.columns and "dec" in out.columns:
+        for c in ("ra", "dec"):
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype(np.float64)
+        bad = (out["ra"].isna() | out["dec"].isna() | ~out["ra"].between(0.0, 360.0)
+               | ~out["dec"].between(-90.0, 90.0))
+        if bad.any():
+            ids = out.loc[bad, "id"].tolist()
+            raise ManifestError(f"{source}: {len(ids)} row(s) with missing or out-of-range ra/dec, ids {ids[:5]}")
+    _check_unique(out["id"], source)
+    if "label" in out.columns:
+        lab = pd.to_numeric(out["label"], errors="coerce")
+        bad = ~lab.isin([0, 1])
+        if bad.any():
+            ex = [f"{i}={v!r}" for i, v in zip(out.loc[bad, "id"].head(5), out.loc[bad, "label"].head(5), strict=True)]
+            raise ManifestError(f"{source}: {int(bad.sum())} row(s) with a label other than 0 or 1, e.g. {ex}")
+        out["label"] = lab.astype(np.int8)
+    if "sample_weight" in out.columns:
+        w = pd.to_numeric(out["sample_weight"], errors="coerce")
+        bad = ~np.isfinite(w.to_numpy(np.float64)) | (w < 0).to_numpy()
+        if bad.any():
+            raise ManifestError(f"{source}: {int(bad.sum())} row(s) with a sample_weight that is not finite and "
+                                f">= 0, ids {out.loc[bad, 'id'].head(5).tolist()}")
+    if split is not None:
+        if "split" not in out.columns:
+            raise ManifestError(f"{source}: no 'split' column, cannot select split {split!r}")
+        out = out[out["split"] == split]
+    return out.reset_index(drop=True)
+
+
+def read_manifest(path: str | os.PathLike, require: Iterable[str] = ("id", "ra", "dec"),
+                  split: str | None = None) -> pd.DataFrame:
+    """Read (Parquet or CSV) and check a manifest: see :func:`check_manifest`."""
+    return check_manifest(read_table(path, "manifest"), source=f"manifest {path}", require=require, split=split)
+
+
+def check_predictions(df: pd.DataFrame, source: str = "predictions",
+                      require: Iterable[str] = ("id", "probability")) -> pd.DataFrame:
+    """Predictions after checking ids (valid, unique) and ``probability`` (finite, in [0, 1]) / ``logit`` (finite)."""
+    missing = [c for c in ("id", *require) if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{source}: missing required column(s) {sorted(set(missing))}; has {list(df.columns)[:20]}")
+    out = df.copy()
+    out["id"] = check_ids(out["id"], source)
+    if "probability" in out.columns:
+        p = pd.to_numeric(out["probability"], errors="coerce")
+        bad = p.isna() | ~p.between(0.0, 1.0)
+        if bad.any():
+            raise ManifestError(f"{source}: {int(bad.sum())} row(s) with NaN or out-of-range probability, "
+                                f"ids {out.loc[bad, 'id'].head(5).tolist()}")
+        out["probability"] = p.astype(np.float64)
+    if "logit" in out.columns:
+        lg = pd.to_numeric(out["logit"], errors="coerce")
+        bad = ~np.isfinite(lg.to_numpy(np.float64))
+        if bad.any():
+            raise ManifestError(f"{source}: {int(bad.sum())} row(s) with a non-finite logit, "
+                                f"ids {out.loc[bad, 'id'].head(5).tolist()}")
+    return out.reset_index(drop=True)
+
+
+def read_predictions(path: str | os.PathLike, require: Iterable[str] = ("id", "probability")) -> pd.DataFrame:
+    """Read and check a predictions table (``lensaudit score`` output, or any Parquet/CSV with id, probability)."""
+    return check_predictions(read_table(path, "predictions"), source=f"predictions {path}", require=require)
+
+
+# ------------------------------------------------------------------------------------ writing
+def write_table(df: pd.DataFrame, path: str | os.PathLike, key: bytes | None = None, meta: dict | None = None) -> Path:
+    """Write a Parquet table deterministically (no pandas metadata, zstd) and atomically, with
+    ``meta`` as sorted-key JSON under metadata ``key``."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    md = {key: json.dumps(meta or {}, sort_keys=True, default=str).encode()} if key is not None else {}
+    table = table.replace_schema_metadata(md)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return path
+
+
+def read_table_metadata(path: str | os.PathLike, key: bytes) -> dict | None:
+    """The JSON metadata stored under ``key`` by :func:`write_table`, or None."""
+    try:
+        md = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        raise ManifestError(f"table {path}: file not found") from None
+    except Exception as exc:
+        raise ManifestError(f"table {path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
+    return json.loads(md[key]) if key in md else None
+
+
+def read_manifest_metadata(path: str | os.PathLike) -> dict:
+    """The split rule and sampling settings ``catalog build`` stored in a manifest; ManifestError if absent."""
+    meta = read_table_metadata(path, MANIFEST_META_KEY)
+    if meta is None:
+        raise ManifestError(f"manifest {path}: no lensaudit metadata (not written by lensaudit catalog build)")
+    return meta
