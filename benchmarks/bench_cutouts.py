@@ -33,8 +33,9 @@ def _noise_render(req):
     return rng.normal(0, 0.003, (len(req.bands), req.height, req.width)).astype(np.float32), None
 
 
-def bench_store(root: Path, n: int, n_reads: int, seed: int = 0) -> dict:
+def bench_store(root: Path, n: int, n_reads: int, seed: int = 0, prefix: str = "c") -> dict:
     rng = np.random.default_rng(seed)
+    root = root / f"store_{len(prefix.encode())}"
     store = CutoutStore(root / "store", create=True, shard_size=2048)
     npz_dir = root / "npz"
     npz_dir.mkdir()
@@ -42,12 +43,12 @@ def bench_store(root: Path, n: int, n_reads: int, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     with store.writer() as w:
         for i in range(n):
-            w.add(f"c{i}", block[i % 256], 0.0, 0.0)
+            w.add(f"{prefix}{i}", block[i % 256], 0.0, 0.0)
     write_s = time.perf_counter() - t0
     for i in range(n):
         np.savez(npz_dir / f"c{i}.npz", cutout=np.moveaxis(block[i % 256], 0, -1))
     store = CutoutStore(root / "store")
-    ids = np.array([f"c{i}" for i in range(n)])
+    ids = np.array([f"{prefix}{i}" for i in range(n)])
     pick = rng.choice(n, size=n_reads, replace=True)
     store.get(ids[:10])  # open handles / load index outside the timers (as a worker would once)
 
@@ -77,7 +78,7 @@ def bench_store(root: Path, n: int, n_reads: int, seed: int = 0) -> dict:
         "sequential_cutouts_per_s": seq, "reference_npz_per_file_random_cutouts_per_s": npz_rnd,
         "ratio_random_single_vs_npz": rnd_single / npz_rnd, "ratio_random_batch_vs_npz": rnd_batch / npz_rnd,
         "target_random_cutouts_per_s": 5000, "meets_target": bool(rnd_single >= 5000),
-        "note": "page-cache warm reads; the store is written once and read back in the same run",
+        "id_prefix": prefix, "note": "page-cache warm reads; the store is written once and read back in the same run",
     }
 
 
@@ -101,7 +102,12 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        res = {"store": bench_store(Path(d), a.n_store, a.n_reads), "fetch": bench_fetch(Path(d), a.n_fetch, a.concurrency)}
+        res = {"store": bench_store(Path(d), a.n_store, a.n_reads),
+               # ids are stored and read as UTF-8: the same store with non-ASCII ids, in the same run
+               "store_non_ascii_ids": bench_store(Path(d), a.n_store, a.n_reads, prefix="ç-π-"),
+               "fetch": bench_fetch(Path(d), a.n_fetch, a.concurrency)}
+        res["ratio_random_single_non_ascii_vs_ascii_ids"] = (res["store_non_ascii_ids"]["random_single_cutouts_per_s"]
+                                                            / res["store"]["random_single_cutouts_per_s"])
     res["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
     res["run_info"] = run_info(seeds={"store": 0})
     atomic_write_json(OUT, res)

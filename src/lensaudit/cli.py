@@ -16,8 +16,16 @@ import sys
 from pathlib import Path
 
 from lensaudit import __version__
-from lensaudit.errors import EXIT_CODES_HELP, EXIT_USER_ERROR, LensauditError
+from lensaudit.errors import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    LensauditError,
+    Terminated,
+)
 from lensaudit.utils.logs import setup_logging
+from lensaudit.utils.signals import sigterm_as_interrupt
 
 log = logging.getLogger("lensaudit")
 #: errno values that describe the environment (full disk, quota, read-only file system), not a bug
@@ -80,10 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     setup_logging(-1 if a.quiet else a.verbose)
     try:
-        return int(a.fn(a) or 0)
+        with sigterm_as_interrupt():
+            return int(a.fn(a) or 0)
+    except Terminated:
+        print("lensaudit: terminated (SIGTERM); what was committed before the signal is kept", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
-        print("lensaudit: interrupted", file=sys.stderr)
-        return 130
+        print("lensaudit: interrupted; what was committed before Ctrl-C is kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except LensauditError as exc:
         if a.verbose > 1:
             raise

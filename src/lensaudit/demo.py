@@ -132,7 +132,7 @@ def _stage_train(manifest: Path, store: Path, upstream: str, path: Path, quick_e
 
     def run(stage_dir: Path) -> dict:
         cfg = load_config(path, TrainConfig, {**over, "out": str(stage_dir)})
-        s = train(cfg, config_path=str(path))
+        s = train(cfg, config_path=str(path), force=True)  # the stage re-runs only when its inputs changed
         return {k: v for k, v in s.items() if k != "history"}
 
     return {"upstream": upstream, "config": sha256_file(path), "quick_epochs": quick_epochs}, run

@@ -18,10 +18,14 @@ EXIT_FAILED = 1
 EXIT_USER_ERROR = 2
 #: Partial success: some items failed and were recorded (e.g. cutouts that could not be fetched).
 EXIT_PARTIAL = 3
+#: Ctrl-C (SIGINT) and SIGTERM: what was buffered is committed first.
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 EXIT_CODES_HELP = (f"exit codes: {EXIT_OK} ok, {EXIT_FAILED} a verification or check failed, "
                    f"{EXIT_USER_ERROR} user error (bad input, config or environment), "
-                   f"{EXIT_PARTIAL} partial success (some items failed; see the report), 130 interrupted")
+                   f"{EXIT_PARTIAL} partial success (some items failed; see the report), {EXIT_INTERRUPTED} interrupted (Ctrl-C), "
+                   f"{EXIT_TERMINATED} terminated (SIGTERM); work committed before a signal is kept")
 
 
 class LensauditError(Exception):
@@ -38,3 +42,8 @@ class RunExistsError(LensauditError, FileExistsError):
 
 class BusyError(LensauditError, RuntimeError):
     """Another process holds the lock of a store or run folder."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (``timeout``, a batch scheduler, a container stop): handled like Ctrl-C, so
+    whatever a stage buffered is committed before it stops; the command line exits 143."""

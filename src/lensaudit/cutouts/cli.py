@@ -17,7 +17,7 @@ def _cmd_fetch(a: argparse.Namespace) -> int:
 
     overrides = {"service_url": a.service, "layer": a.layer, "concurrency": a.concurrency,
                  "rate_per_s": a.rate, "timeout_s": a.timeout, "max_retries": a.retries,
-                 "commit_every": a.commit_every}
+                 "commit_every": a.commit_every, "moved": a.moved}
     if a.no_retry_failed:
         overrides["retry_failed"] = False
     if a.config:
@@ -86,6 +86,9 @@ def add_cutouts_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--retries", type=int, default=None, help="retries per cutout (default 4)")
     f.add_argument("--commit-every", type=int, default=None, help="cutouts per committed shard (default 512)")
     f.add_argument("--no-retry-failed", action="store_true", help="skip ids whose earlier fetch failed")
+    f.add_argument("--moved", choices=("error", "refetch", "keep"), default=None,
+                   help="a stored id whose manifest ra/dec moved (beyond 0.05 arcsec): stop with an error "
+                        "(default), re-fetch it (the new cutout replaces the old), or keep the stored stamp")
     f.add_argument("--allow-failures", action="store_true", help="exit 0 even if some cutouts failed")
     f.set_defaults(fn=_cmd_fetch)
 

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 from urllib.parse import urlencode
 
 import httpx
@@ -29,8 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lensaudit.cutouts.qa import QAConfig, assess
 from lensaudit.cutouts.store import CutoutStore
+from lensaudit.errors import LensauditError
+from lensaudit.manifest import check_manifest
 from lensaudit.survey.constants import CUTOUT_SIZE, DEFAULT_LAYER, DEFAULT_SERVICE_URL, PIXEL_SCALE_ARCSEC
 from lensaudit.survey.cutout_fits import CutoutFormatError, read_cutout_fits
+from lensaudit.survey.geometry import angular_separation_arcsec
+from lensaudit.utils.signals import sigterm_as_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +61,17 @@ class FetchConfig(BaseModel):
     backoff_max_s: float = Field(60.0, ge=0)
     commit_every: int = Field(512, ge=1, description="cutouts per committed shard during a fetch")
     retry_failed: bool = Field(True, description="re-try ids whose earlier fetch failed")
+    moved: Literal["error", "refetch", "keep"] = Field(
+        "error", description="a stored id whose manifest ra/dec moved by more than moved_tolerance_arcsec: stop "
+                             "with an error, re-fetch it (the new cutout replaces the old), or keep the old one")
+    moved_tolerance_arcsec: float = Field(0.05, gt=0, description="largest ra/dec change treated as the same stamp")
+    max_response_mb: float = Field(16.0, gt=0, description="responses larger than this are refused unread "
+                                                           "(a 101x101 g,r,z cutout is about 0.13 MB)")
     user_agent: str = "lensaudit (https://github.com/lensaudit)"
+
+
+class MovedCoordinatesError(LensauditError, ValueError):
+    """Stored cutouts were cut at other coordinates than the manifest now gives (fetch ``moved='error'``)."""
 
 
 @dataclass
@@ -65,6 +80,8 @@ class FetchReport:
 
     n_manifest: int = 0
     n_already_stored: int = 0
+    n_moved: int = 0
+    n_replaced: int = 0
     n_skipped_failed: int = 0
     n_requested: int = 0
     n_stored: int = 0
@@ -145,6 +162,7 @@ def fetch_one(client: httpx.Client, cfg: FetchConfig, cid: str, ra: float, dec: 
               sleep: Callable[[float], None] = time.sleep) -> _Result:
     """Fetch and validate one cutout with retries; never raises for service or data faults."""
     url = cutout_url(cfg, ra, dec)
+    cap = int(cfg.max_response_mb * 2**20)
     status: int | None = None
     reason = ""
     retry_after: str | None = None
@@ -155,28 +173,31 @@ def fetch_one(client: httpx.Client, cfg: FetchConfig, cid: str, ra: float, dec: 
         limiter.acquire()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         try:
-            resp = client.get(url)
+            status, headers, body, too_large = _get_capped(client, url, cap)
         except httpx.TimeoutException as exc:
             status, reason = None, f"timeout: {type(exc).__name__}"
             continue
         except httpx.TransportError as exc:
             status, reason = None, f"transport: {type(exc).__name__}: {exc}"
             continue
-        status = resp.status_code
+        if too_large:
+            reason = f"too_large: response larger than {cfg.max_response_mb:g} MB (max_response_mb); not read"
+            break
         if status in _RETRY_STATUS:
-            retry_after = resp.headers.get("Retry-After")
+            retry_after = headers.get("Retry-After")
             reason = f"http_{status}"
             continue
+        text = body[:120].decode("utf-8", "replace")
         if status != 200:
-            reason = f"http_{status}: {resp.text[:120]!r}"
+            reason = f"http_{status}: {text!r}"
             break
-        ctype = resp.headers.get("content-type", "")
-        if "fits" not in ctype and not resp.content.startswith(b"SIMPLE"):
+        ctype = headers.get("content-type", "")
+        if "fits" not in ctype and not body.startswith(b"SIMPLE"):
             # e.g. the real service's plain-text "no such layer" answer with status 200
-            reason = f"not_fits: content-type {ctype!r}: {resp.text[:120]!r}"
+            reason = f"not_fits: content-type {ctype!r}: {text!r}"
             break
         try:
-            cube, _hdr = read_cutout_fits(resp.content, cfg.size_pix, cfg.bands, source=f"cutout {cid} ({url})")
+            cube, _hdr = read_cutout_fits(body, cfg.size_pix, cfg.bands, source=f"cutout {cid} ({url})")
         except CutoutFormatError as exc:
             reason = f"{exc.reason}: {exc}"
             if exc.reason in _RETRY_FORMAT:
@@ -190,6 +211,21 @@ def fetch_one(client: httpx.Client, cfg: FetchConfig, cid: str, ra: float, dec: 
                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), extra or {})
 
 
+def _get_capped(client: httpx.Client, url: str, cap: int) -> tuple[int, httpx.Headers, bytes, bool]:
+    """(status, headers, body, too_large): the body is read only up to ``cap`` bytes, never more."""
+    with client.stream("GET", url) as resp:
+        declared = resp.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            return resp.status_code, resp.headers, b"", True
+        chunks, n = [], 0
+        for chunk in resp.iter_bytes():
+            n += len(chunk)
+            if n > cap:
+                return resp.status_code, resp.headers, b"", True
+            chunks.append(chunk)
+        return resp.status_code, resp.headers, b"".join(chunks), False
+
+
 def _extra_columns(row: dict) -> dict:
     return {(f"manifest_{k}" if k in RESERVED else k): v for k, v in row.items() if k not in ("id", "ra", "dec")}
 
@@ -199,10 +235,33 @@ def fetch_manifest(manifest: pd.DataFrame, store: CutoutStore, cfg: FetchConfig,
                    transport: httpx.BaseTransport | None = None) -> FetchReport:
     """Fetch every manifest row not yet in ``store``; returns a :class:`FetchReport`."""
     t0 = time.monotonic()
+    manifest = check_manifest(manifest, source="manifest")
     rep = FetchReport(n_manifest=len(manifest))
-    stored = set(store.index["id"].astype(str))
-    todo = manifest[~manifest["id"].astype(str).isin(stored)]
-    rep.n_already_stored = len(manifest) - len(todo)
+    ids = manifest["id"].astype(str)
+    idx = store.index.set_index("id")
+    stored = ids.isin(idx.index).to_numpy()
+    replace: set[str] = set()
+    if stored.any() and {"ra", "dec"} <= set(idx.columns):
+        old = idx.loc[ids[stored], ["ra", "dec"]]
+        sep = angular_separation_arcsec(manifest["ra"].to_numpy(float)[stored], manifest["dec"].to_numpy(float)[stored],
+                                        old["ra"].to_numpy(float), old["dec"].to_numpy(float))
+        moved = sep > cfg.moved_tolerance_arcsec
+        rep.n_moved = int(moved.sum())
+        if moved.any():
+            moved_ids = ids[stored][moved].tolist()
+            ex = ", ".join(f"{i!r} ({d:.4g} arcsec)" for i, d in zip(moved_ids[:5], sep[moved][:5], strict=False))
+            if cfg.moved == "error":
+                raise MovedCoordinatesError(
+                    f"store {store.root}: {len(moved_ids)} stored cutout(s) were cut at other coordinates than the "
+                    f"manifest gives (more than {cfg.moved_tolerance_arcsec:g} arcsec), e.g. {ex}; re-fetch them "
+                    f"(--moved refetch) or keep the stored stamps (--moved keep)")
+            if cfg.moved == "refetch":
+                replace = set(moved_ids)
+                stored[np.flatnonzero(stored)[moved]] = False
+            else:
+                log.warning("keeping %d stored cutout(s) whose manifest coordinates moved, e.g. %s", len(moved_ids), ex)
+    todo = manifest[~stored]
+    rep.n_already_stored = int(stored.sum())
     if not cfg.retry_failed:
         failed = set(store.failures()["id"].astype(str))
         keep = ~todo["id"].astype(str).isin(failed)
@@ -218,7 +277,8 @@ def fetch_manifest(manifest: pd.DataFrame, store: CutoutStore, cfg: FetchConfig,
     limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
     records = todo.to_dict("records")
     bar = _progress(progress, len(records))
-    with httpx.Client(timeout=cfg.timeout_s, headers=headers, limits=limits, transport=transport) as client, \
+    with sigterm_as_interrupt(), \
+            httpx.Client(timeout=cfg.timeout_s, headers=headers, limits=limits, transport=transport) as client, \
             store.writer(commit_every=cfg.commit_every) as writer, \
             ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="cutout-fetch") as pool:
         pending: set[Future] = set()
@@ -241,19 +301,22 @@ def fetch_manifest(manifest: pd.DataFrame, store: CutoutStore, cfg: FetchConfig,
                     prov = {"url": r.url, "layer": cfg.layer, "fetched_utc": r.fetched_utc,
                             "http_status": r.status if r.status is not None else -1, "attempts": r.attempts}
                     if r.cube is not None:
-                        writer.add(r.cid, r.cube, r.ra, r.dec, **r.qa, **prov, source="service", **r.extra)
+                        writer.add(r.cid, r.cube, r.ra, r.dec, replace=r.cid in replace, **r.qa, **prov,
+                                   source="service", **r.extra)
                         rep.n_stored += 1
+                        rep.n_replaced += r.cid in replace
                     else:
                         writer.add_failure(r.cid, r.ra, r.dec, r.reason, **prov)
                         rep.n_failed += 1
                         reasons[r.reason.split(":", 1)[0]] += 1
                     if bar is not None:
                         bar.update(1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             rep.interrupted = True
             for f in pending:
                 f.cancel()
-            log.warning("fetch interrupted: committing %d stored cutouts so far", rep.n_stored)
+            log.warning("fetch %s: committing the %d cutouts stored so far", exc.__class__.__name__.lower()
+                        .replace("keyboardinterrupt", "interrupted"), rep.n_stored)
             raise
         finally:
             if bar is not None:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -81,7 +82,7 @@ def export_cutouts(store: CutoutStore, ids: Sequence[str], out_dir: str | os.Pat
     idx = store.index.iloc[rows]
     written = []
     for cube, (_, row) in zip(cubes, idx.iterrows(), strict=True):
-        safe = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in str(row["id"]))
+        safe = safe_file_stem(str(row["id"]))
         if fmt == "fits":
             target = out_dir / f"{safe}.fits"
             atomic_write_bytes(target, cutout_fits_bytes(cube, row["ra"], row["dec"], bands=store.bands))
@@ -96,6 +97,16 @@ def export_cutouts(store: CutoutStore, ids: Sequence[str], out_dir: str | os.Pat
                     np.savez(fh, cutout=np.moveaxis(cube, 0, -1), **meta)
         written.append(target)
     return written
+
+
+def safe_file_stem(cid: str) -> str:
+    """A file name stem for an id: the id itself when it is already safe (letters, digits, ``-_.+``, not
+    starting with a dot), else a sanitised form plus 8 hex digits of the id's SHA-256, so two ids never
+    share a file (``a/b`` and ``a_b``) and no id escapes the folder (``../x``)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in cid)
+    if safe == cid and not cid.startswith(".") and cid:
+        return cid
+    return f"{safe.lstrip('.')[:80] or 'id'}-{hashlib.sha256(cid.encode('utf-8')).hexdigest()[:8]}"
 
 
 def _scalar(v: object) -> bool:

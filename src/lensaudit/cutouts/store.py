@@ -6,7 +6,8 @@ Layout of a store directory::
     shards/shard-<seq>-<token>.h5    dataset ``images`` (n, 3, N, N) float32 little-endian,
                                      contiguous; datasets ``ids`` and ``crc32`` (per cutout)
     index/shard-<seq>-<token>.parquet  one row per cutout: id, shard, offset, ra, dec, QA fields,
-                                     provenance and any manifest columns
+                                     provenance, any manifest columns, and ``replaces`` (True
+                                     when the row supersedes an earlier copy of its id)
     failures/part-<seq>-<token>.parquet  failed fetches: id, ra, dec, reason, url, attempts, time
 
 Why HDF5 shards: a real run holds ~450,000 cutouts (~55 GB); one file per cutout makes
@@ -21,13 +22,16 @@ Atomicity: a shard is written to a temporary file, fsynced and renamed; only the
 index file written (also atomically). The index file is the commit marker: a shard without
 one is an orphan from a killed writer, invisible to readers and removed by :meth:`repair`.
 So a killed writer loses at most the cutouts buffered since its last commit, and never
-exposes a half-written cutout. One writer at a time holds an exclusive lock.
+exposes a half-written cutout. One writer at a time holds an exclusive lock, and re-reads the index after taking it.
+
+Ids are UTF-8 strings. An id is stored once; a re-fetch at moved coordinates writes a new copy
+marked ``replaces``, which supersedes the old one (the old pixels stay in their shard). Any
+other repeated id is reported by :meth:`CutoutStore.verify`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -45,9 +49,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lensaudit.errors import LensauditError
+from lensaudit.errors import BusyError, LensauditError
 from lensaudit.survey.constants import BANDS, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
-from lensaudit.utils.io import atomic_path, atomic_write_json
+from lensaudit.utils.io import atomic_path, atomic_write_json, exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,10 @@ class StoreError(LensauditError, RuntimeError):
 
 class CutoutNotFoundError(StoreError, KeyError):
     """Requested ids are not in the store (the message names them)."""
+
+
+class StoreBusyError(StoreError, BusyError):
+    """Another process is writing to the store."""
 
 
 class StoreCorruptError(StoreError):
@@ -116,6 +124,7 @@ class CutoutStore:
         self.shard_size = int(self.meta.get("shard_size", shard_size))
         self._index: pd.DataFrame | None = None
         self._pos: pd.Index | None = None
+        self._unmarked_duplicates: list[str] = []
         self._handles: dict[str, tuple[np.memmap, np.ndarray, np.ndarray]] = {}
         #: verify each cutout's CRC-32 on read (about 35 us per cutout)
         self.check_crc = True
@@ -144,11 +153,11 @@ class CutoutStore:
                                    "offset": pd.Series(dtype=np.int64), "ra": pd.Series(dtype=float),
                                    "dec": pd.Series(dtype=float)})
             df["id"] = df["id"].astype(str)
-            dup = df["id"].duplicated(keep="first")
-            if dup.any():
-                log.warning("cutout store %s: %d duplicate id(s) across shards; the first copy is used",
-                            self.root, int(dup.sum()))
-                df = df[~dup].reset_index(drop=True)
+            df, self._unmarked_duplicates = _effective_rows(df)
+            if self._unmarked_duplicates:
+                log.warning("cutout store %s: %d id(s) stored twice without being marked as replacements; the "
+                            "first copy is used (run `lensaudit cutouts verify`)", self.root,
+                            len(self._unmarked_duplicates))
             self._index = df
             self._pos = pd.Index(df["id"].to_numpy())
         return self._index
@@ -187,7 +196,7 @@ class CutoutStore:
                     ds = h["images"]
                     offset, shape, dtype = ds.id.get_offset(), ds.shape, ds.dtype
                     crc = np.asarray(h["crc32"][:], dtype=np.uint32)
-                    ids = np.asarray(h["ids"][:]).astype(str)
+                    ids = np.asarray(h["ids"].asstr()[:], dtype=object)  # UTF-8, whatever the characters
                 if offset is None or dtype != np.dtype("<f4"):
                     raise OSError(f"images dataset is not contiguous little-endian float32 ({dtype})")
                 mm = np.memmap(path, dtype=np.float32, mode="r", offset=offset, shape=shape)
@@ -289,6 +298,9 @@ class CutoutStore:
                 for off, cid in zip(offs, grp["id"], strict=True):
                     if zlib.crc32(np.ascontiguousarray(mm[int(off)])) != crc[int(off)]:
                         problems.append(f"shard {shard}: cutout {cid!r} at offset {off} failed its CRC-32 checksum")
+        if self._unmarked_duplicates:
+            problems.append(f"{len(self._unmarked_duplicates)} duplicate id(s) stored twice without being marked as "
+                            f"replacements, e.g. {self._unmarked_duplicates[:5]}")
         orph = self.orphans()
         report = {"store": str(self.root), "n_cutouts": int(len(idx)), "n_shards": int(idx["shard"].nunique()),
                   "orphans": [str(p.name) for p in orph], "problems": problems, "ok": not problems}
@@ -297,19 +309,10 @@ class CutoutStore:
         return report
 
     # ----------------------------------------------------------------- writes
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        lock_path = self.root / ".lock"
-        fh = open(lock_path, "a+")
-        try:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreError(f"cutout store {self.root}: another process is writing to it (lock {lock_path})") from None
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-            fh.close()
+    def _lock(self) -> contextlib.AbstractContextManager:
+        """The store's single-writer lock (``.lock``); StoreBusyError while another process writes."""
+        return exclusive_lock(self.root / ".lock", f"cutout store {self.root}: another process is writing to it",
+                              StoreBusyError)
 
     @contextlib.contextmanager
     def writer(self, commit_every: int | None = None) -> Iterator[StoreWriter]:
@@ -319,6 +322,7 @@ class CutoutStore:
         since every buffered cutout already passed validation.
         """
         with self._lock():
+            self.reload()  # another process (or another store object) may have committed since we read the index
             w = StoreWriter(self, commit_every or self.shard_size)
             try:
                 yield w
@@ -343,8 +347,11 @@ class StoreWriter:
     def __contains__(self, cid: object) -> bool:
         return str(cid) in self._known
 
-    def add(self, cid: Any, cube: np.ndarray, ra: float, dec: float, **columns: Any) -> None:
-        """Buffer one cutout (3, N, N) with its index columns; commits a shard when full."""
+    def add(self, cid: Any, cube: np.ndarray, ra: float, dec: float, replace: bool = False, **columns: Any) -> None:
+        """Buffer one cutout (3, N, N) with its index columns; commits a shard when full.
+
+        With ``replace`` an id already stored gets a new copy that supersedes the old one (marked
+        ``replaces`` in the index; the old pixels stay in their shard until compacted)."""
         cid = str(cid)
         arr = np.asarray(cube)
         want = (len(self.store.bands), self.store.size, self.store.size)
@@ -352,13 +359,15 @@ class StoreWriter:
             raise ValueError(f"cutout {cid!r}: shape {arr.shape}, store {self.store.root} holds {want}")
         if arr.dtype.kind != "f":
             raise ValueError(f"cutout {cid!r}: dtype {arr.dtype} is not floating point")
-        if cid in self._known:
+        replaces = cid in self._known
+        if replaces and not replace:
             raise ValueError(f"cutout {cid!r} is already in store {self.store.root}")
         self._known.add(cid)
         self._pending.ids.append(cid)
         self._pending.cubes.append(np.ascontiguousarray(arr, dtype=np.float32))
         row = {"id": cid, "ra": float(ra), "dec": float(dec)}
         row.update(columns)
+        row["replaces"] = replaces
         self._pending.rows.append(row)
         if len(self._pending.ids) >= self.commit_every:
             self.commit()
@@ -400,6 +409,18 @@ class StoreWriter:
                 pq.write_table(pa.Table.from_pandas(pd.DataFrame(p.failures), preserve_index=False), tmp)
         if p.ids or p.failures:
             self._seq += 1
+
+
+def _effective_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One row per id from index rows in commit order: a row marked ``replaces`` supersedes the rows
+    before it; any other repeat is an unmarked duplicate (ignored here, reported by verify)."""
+    first = ~df["id"].duplicated(keep="first")
+    rep = df["replaces"].fillna(False).astype(bool) if "replaces" in df else pd.Series(False, index=df.index)
+    candidate = first | rep
+    unmarked = sorted(set(df.loc[~candidate, "id"]))
+    eff = df[candidate]
+    eff = eff[~eff["id"].duplicated(keep="last")]
+    return eff.reset_index(drop=True), unmarked
 
 
 def open_store(root: str | os.PathLike) -> CutoutStore:

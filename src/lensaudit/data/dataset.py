@@ -19,6 +19,7 @@ from lensaudit.cutouts import CutoutStore
 from lensaudit.data.augment import augment
 from lensaudit.data.preprocess import PreprocessConfig, preprocess
 from lensaudit.errors import LensauditError
+from lensaudit.survey.geometry import angular_separation_arcsec
 from lensaudit.utils.seeds import rng
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,27 @@ def resolve_rows(manifest: pd.DataFrame, store: CutoutStore, on_missing: Literal
             raise DataError(msg)
         log.warning("%s; skipped", msg)
     keep = rows >= 0
+    _check_positions(manifest[keep], store, rows[keep], what)
     return manifest[keep].reset_index(drop=True), rows[keep], missing
+
+
+#: Largest difference (arcsec) between a manifest's and the store's coordinates of one id.
+POSITION_TOLERANCE_ARCSEC = 0.05
+
+
+def _check_positions(manifest: pd.DataFrame, store: CutoutStore, rows: np.ndarray, what: str) -> None:
+    """A stored stamp cut at other coordinates than the manifest gives is not that object's cutout."""
+    if not {"ra", "dec"} <= set(manifest.columns) or not {"ra", "dec"} <= set(store.index.columns) or not len(rows):
+        return
+    idx = store.index
+    sep = angular_separation_arcsec(manifest["ra"].to_numpy(float), manifest["dec"].to_numpy(float),
+                                    idx["ra"].to_numpy(float)[rows], idx["dec"].to_numpy(float)[rows])
+    bad = sep > POSITION_TOLERANCE_ARCSEC
+    if bad.any():
+        ex = [f"{i} ({d:.3g} arcsec)" for i, d in zip(manifest["id"].to_numpy()[bad][:5], sep[bad][:5], strict=False)]
+        raise DataError(f"{what}: {int(bad.sum())} cutout(s) stored at other coordinates than the manifest gives "
+                        f"(more than {POSITION_TOLERANCE_ARCSEC} arcsec) in store {store.root}, e.g. {ex}; re-fetch "
+                        f"them (lensaudit cutouts fetch --moved refetch)")
 
 
 class CutoutDataset(Dataset):

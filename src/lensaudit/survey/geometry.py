@@ -100,3 +100,10 @@ def radius_grid(size_pix: int = CUTOUT_SIZE) -> np.ndarray:
     c = (size_pix - 1) / 2.0
     y, x = np.mgrid[0:size_pix, 0:size_pix]
     return np.hypot(x - c, y - c)
+
+
+def angular_separation_arcsec(ra1_deg, dec1_deg, ra2_deg, dec2_deg) -> np.ndarray:
+    """Great-circle separation (arcsec) of positions in degrees (haversine: accurate at milliarcsec)."""
+    ra1, dec1, ra2, dec2 = (np.deg2rad(np.asarray(v, dtype=np.float64)) for v in (ra1_deg, dec1_deg, ra2_deg, dec2_deg))
+    h = np.sin((dec2 - dec1) / 2) ** 2 + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2
+    return np.rad2deg(2 * np.arcsin(np.sqrt(np.clip(h, 0, 1)))) * 3600.0

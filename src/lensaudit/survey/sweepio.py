@@ -8,7 +8,9 @@ section 1.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from lensaudit.survey.columns import (
 )
 from lensaudit.utils.io import atomic_path
 
+log = logging.getLogger(__name__)
 STRING_COLUMNS = ("TYPE", "BRICKNAME", "WISE_COADD_ID", "REF_CAT")
 
 
@@ -53,43 +56,65 @@ def sweep_columns_of(path: str | os.PathLike) -> dict[str, np.dtype]:
 
 
 def _sweep_hdu(h: fits.HDUList, path) -> fits.BinTableHDU:
+    """HDU 1 of a sweep file. A missing or different ``EXTNAME`` is only a warning (sweeps trimmed by
+    other tools often lose the card); whether the table is a DR10 sweep is decided by its columns."""
     if len(h) < 2 or not isinstance(h[1], fits.BinTableHDU):
         raise SchemaError(f"sweep {path}: HDU 1 is not a binary table")
-    if h[1].header.get("EXTNAME", "").strip().upper() != "SWEEP":
-        raise SchemaError(f"sweep {path}: HDU 1 has EXTNAME {h[1].header.get('EXTNAME')!r}, expected 'SWEEP'")
+    name = str(h[1].header.get("EXTNAME", "")).strip().upper()
+    if name != "SWEEP":
+        log.warning("sweep %s: HDU 1 has EXTNAME %r, not 'SWEEP' (trimmed by another tool?); reading it as a sweep "
+                    "because its columns are checked against the DR10 schema", path, h[1].header.get("EXTNAME"))
     return h[1]
 
 
 def read_sweep(path: str | os.PathLike, columns: tuple[str, ...] | None = LENS_COLUMNS) -> pd.DataFrame:
     """Read ``columns`` (all schema columns present when None) of a sweep file into native byte order.
 
-    Raises :class:`SchemaError` naming the file when a requested column is missing or has a
-    dtype other than the DR10 schema's, or the file is not a sweep file.
+    Raises :class:`SchemaError` naming the file when it is not readable FITS, is truncated, or a
+    requested column is missing or has a dtype other than the DR10 schema's (an older release).
     """
     path = Path(path)
-    try:
-        h = fits.open(path, memmap=True)
-    except (OSError, ValueError) as exc:
-        raise SchemaError(f"sweep {path}: not a readable FITS file ({exc})") from exc
-    with h:
-        tab = _sweep_hdu(h, path)
-        data = tab.data
-        # FITS logicals ('L') are stored as int8 but read as bool
-        present = {c.name: np.dtype(bool) if c.format.endswith("L") else data.dtype[c.name] for c in tab.columns}
-        want = tuple(c for c in SWEEP_SCHEMA if c in present) if columns is None else tuple(columns)
-        check_sweep_columns({k: present[k] for k in want if k in present}, required=want, source=f"sweep {path}")
-        out = {}
-        for c in want:
-            v = np.asarray(data[c])
-            if c in STRING_COLUMNS:
-                if v.dtype.kind == "S":
-                    v = np.char.decode(v, "ascii")
-                out[c] = np.char.strip(v.astype(str)).astype(object)
-            elif v.ndim > 1:
-                out[c] = list(v.astype(v.dtype.newbyteorder("=")))
-            else:
-                out[c] = v.astype(v.dtype.newbyteorder("="))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            h = fits.open(path, memmap=True)
+        except (OSError, ValueError) as exc:
+            raise SchemaError(f"sweep {path}: not a readable FITS file ({exc})") from exc
+        with h:
+            tab = _sweep_hdu(h, path)
+            try:
+                data = tab.data
+                # FITS logicals ('L') are stored as int8 but read as bool
+                present = {c.name: np.dtype(bool) if c.format.endswith("L") else data.dtype[c.name]
+                           for c in tab.columns}
+            except (TypeError, ValueError, OSError) as exc:  # astropy cannot map a table shorter than its header says
+                raise SchemaError(f"sweep {path}: file is truncated or corrupt ({exc}); "
+                                  f"{_truncation_note(caught)}") from exc
+            _raise_if_truncated(caught, path)
+            want = tuple(c for c in SWEEP_SCHEMA if c in present) if columns is None else tuple(columns)
+            check_sweep_columns({k: present[k] for k in want if k in present}, required=want, source=f"sweep {path}")
+            out = {}
+            for c in want:
+                v = np.asarray(data[c])
+                if c in STRING_COLUMNS:
+                    if v.dtype.kind == "S":
+                        v = np.char.decode(v, "ascii")
+                    out[c] = np.char.strip(v.astype(str)).astype(object)
+                elif v.ndim > 1:
+                    out[c] = list(v.astype(v.dtype.newbyteorder("=")))
+                else:
+                    out[c] = v.astype(v.dtype.newbyteorder("="))
     return pd.DataFrame(out)
+
+
+def _truncation_note(caught) -> str:
+    notes = [str(w.message) for w in caught if "truncated" in str(w.message).lower()]
+    return notes[0] if notes else "the table is shorter than its header says"
+
+
+def _raise_if_truncated(caught, path: Path) -> None:
+    if any("truncated" in str(w.message).lower() for w in caught):
+        raise SchemaError(f"sweep {path}: file is truncated ({_truncation_note(caught)})")
 
 
 #: DR10 primary-source type fractions (spec 1.5 counts, DUP dropped).

@@ -27,8 +27,13 @@ class CheckpointError(LensauditError, ValueError):
 def save_checkpoint(path: str | os.PathLike, **payload) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **payload}, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({"format": FORMAT, **payload}, tmp)
+    except (OSError, RuntimeError) as exc:  # torch reports a failed write (full disk, quota) as RuntimeError
+        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1][:200]
+        raise CheckpointError(f"checkpoint {path}: could not be written ({reason}); is the disk full or over quota? "
+                              f"The previous {path.name}, if any, is unchanged") from exc
     return path
 
 

@@ -14,7 +14,7 @@ def _train(a: argparse.Namespace) -> int:
 
     over = {"manifest": a.manifest, "store": a.store, "out": a.out, "epochs": a.epochs, "device": a.device}
     cfg = load_config(a.config, TrainConfig, over)
-    s = train(cfg, resume=a.resume, config_path=a.config)
+    s = train(cfg, resume=a.resume, config_path=a.config, force=a.force)
     print(json.dumps({k: v for k, v in s.items() if k != "history"}, indent=2))
     return 0
 
@@ -79,9 +79,12 @@ def add_train_commands(sub) -> None:
 
     t = sub.add_parser("train", help="train a lens finder from a manifest and a cutout store",
                        description="Train per a YAML config (configs/train/*.yaml); --resume continues exactly "
-                                   "from last.pt in the run folder.")
+                                   "from last.pt in the run folder (the config may change only in epochs, workers, "
+                                   "threads, device and checkpointing). A folder that holds a run is refused "
+                                   "without --resume or --force; one process per folder at a time.")
     t.add_argument("--config", required=True)
-    t.add_argument("--resume", action="store_true")
+    t.add_argument("--resume", action="store_true", help="continue the run in the folder exactly from last.pt")
+    t.add_argument("--force", action="store_true", help="replace a run already in the folder")
     for k in ("manifest", "store", "out", "device"):
         t.add_argument(f"--{k}", default=None, help=f"override the config's {k}")
     t.add_argument("--epochs", type=int, default=None, help="override the config's epochs")

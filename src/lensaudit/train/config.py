@@ -46,8 +46,8 @@ class TrainConfig(BaseModel):
     deterministic: bool = Field(True, description="deterministic algorithms (bitwise resume on CPU)")
     checkpoint_every: int = Field(10, ge=1, description="also keep epoch_NNNN.pt every N epochs")
     on_missing: Literal["error", "skip"] = "error"
-    max_train_samples: int | None = None
-    max_val_samples: int | None = None
+    max_train_samples: int | None = Field(None, ge=1, description="use at most this many training rows (by id)")
+    max_val_samples: int | None = Field(None, ge=1, description="use at most this many validation rows (by id)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -15,8 +15,10 @@ resuming for 1, bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -30,12 +32,12 @@ from torch.utils.data import DataLoader
 from lensaudit.config import write_resolved
 from lensaudit.cutouts import CutoutStore
 from lensaudit.data.dataset import CutoutDataset, EpochSampler
-from lensaudit.errors import LensauditError
+from lensaudit.errors import LensauditError, RunExistsError
 from lensaudit.manifest import read_manifest
 from lensaudit.models import build_model, count_parameters
 from lensaudit.train.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from lensaudit.train.config import TrainConfig
-from lensaudit.utils.io import atomic_write_json, sha256_file
+from lensaudit.utils.io import atomic_write_json, atomic_write_text, exclusive_lock, sha256_file
 from lensaudit.utils.provenance import run_info
 from lensaudit.utils.stats import roc_auc_or_nan
 
@@ -144,18 +146,45 @@ def setup(cfg: TrainConfig, out: Path, cfg_sha: str) -> TrainRun:
                     _loader(val_ds, cfg, None, device, cfg.batch_size), n_params)
 
 
+#: Config fields a resumed run may change (they do not change what is being trained).
+RESUME_MAY_CHANGE = frozenset({"epochs", "out", "num_workers", "threads", "checkpoint_every", "compile", "device"})
+
+
+def resume_identity(cfg: TrainConfig) -> dict:
+    """The part of a config that must match for ``--resume`` (everything but :data:`RESUME_MAY_CHANGE`)."""
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in RESUME_MAY_CHANGE}
+
+
+def check_resumable(cfg: TrainConfig, ck: dict, path: Path) -> None:
+    """CheckpointError naming every config key that differs from the checkpoint's (bar the allowed ones)."""
+    if ck["arch"] != cfg.arch:
+        raise CheckpointError(f"{path}: holds a {ck['arch']!r} model, config says {cfg.arch!r}")
+    stored = ck.get("config")
+    if stored is None:  # checkpoints written before configs were stored in them: arch only
+        log.warning("%s: no stored config (older checkpoint); only the architecture was compared", path)
+        return
+    now = resume_identity(cfg)
+    then = {k: v for k, v in stored.items() if k not in RESUME_MAY_CHANGE}
+    diff = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+    if diff:
+        ex = "; ".join(f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in diff[:6])
+        raise CheckpointError(f"{path}: config differs from the run being resumed ({ex}); only "
+                              f"{sorted(RESUME_MAY_CHANGE)} may change on --resume (start a new run, or --force)")
+
+
 def restore(run: TrainRun) -> None:
-    """Continue exactly from ``last.pt``: weights, optimiser, scaler, torch RNG, epoch, best AUC, history."""
+    """Continue exactly from ``last.pt``: weights, optimiser, scaler, torch RNG, epoch, best AUC, history;
+    ``metrics.jsonl`` is rewritten from the checkpoint's history, so the log and the checkpoint agree."""
     path = run.out / "last.pt"
     ck = read_checkpoint(path)
-    if ck["arch"] != run.cfg.arch:
-        raise CheckpointError(f"{path}: holds a {ck['arch']!r} model, config says {run.cfg.arch!r}")
+    check_resumable(run.cfg, ck, path)
     run.model.load_state_dict(ck["model"])
     run.opt.load_state_dict(ck["optimizer"])
     if ck.get("scaler"):
         run.scaler.load_state_dict(ck["scaler"])
     torch.set_rng_state(ck["torch_rng"])
     run.start, run.best_auc, run.history = int(ck["epoch"]) + 1, float(ck["best_auc"]), list(ck["history"])
+    atomic_write_text(run.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in run.history))
     log.info("resumed from %s at epoch %d", path, run.start)
 
 
@@ -217,7 +246,7 @@ def save_epoch(run: TrainRun, epoch: int, rec: dict) -> None:
     run.history.append(rec)
     payload = {"arch": cfg.arch, "model_kwargs": cfg.model_kwargs, "preprocess": cfg.preprocess.model_dump(),
                "model": run.model.state_dict(), "epoch": epoch, "val_auc": auc, "best_auc": run.best_auc,
-               "config_sha256": run.cfg_sha}
+               "config_sha256": run.cfg_sha, "config": cfg.model_dump(mode="json")}
     if improved:
         save_checkpoint(run.out / "best.pt", **payload)
     if (epoch + 1) % cfg.checkpoint_every == 0:
@@ -228,27 +257,56 @@ def save_epoch(run: TrainRun, epoch: int, rec: dict) -> None:
         f.write(json.dumps(rec) + "\n")
 
 
-def train(cfg: TrainConfig, resume: bool = False, config_path: str | None = None) -> dict:
-    """Train per ``cfg`` into ``cfg.out``; with ``resume`` continue exactly from ``last.pt``."""
+#: Files of a training run; ``--force`` removes them before a new run starts in the same folder.
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "run_info.json", "config.resolved.yaml")
+
+
+def run_lock(out: str | os.PathLike) -> contextlib.AbstractContextManager:
+    """The run folder's lock: one training process per folder (BusyError for a second)."""
+    return exclusive_lock(Path(out) / ".lock", f"training run {out}: another process is training into it")
+
+
+def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
+    existing = [p.name for p in (*(out / f for f in RUN_FILES), *out.glob("epoch_*.pt")) if p.exists()]
+    if resume or not existing:
+        return
+    if not force:
+        raise RunExistsError(f"{out} already holds a training run ({', '.join(sorted(existing)[:4])}); continue it "
+                             f"with --resume, train into another folder, or replace it with --force")
+    log.warning("--force: removing the previous run in %s", out)
+    for name in existing:
+        (out / name).unlink(missing_ok=True)
+
+
+def train(cfg: TrainConfig, resume: bool = False, config_path: str | None = None, force: bool = False) -> dict:
+    """Train per ``cfg`` into ``cfg.out``; with ``resume`` continue exactly from ``last.pt``.
+
+    The run folder is locked for the duration; a folder that already holds a run is refused unless
+    ``resume`` (continue it; the config must match bar :data:`RESUME_MAY_CHANGE`) or ``force``
+    (replace it)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg_sha = write_resolved(cfg, out / "config.resolved.yaml")
-    run = setup(cfg, out, cfg_sha)
-    metrics_path = out / "metrics.jsonl"
-    if resume:
-        restore(run)
-    elif metrics_path.exists():
-        metrics_path.unlink()
-    for epoch in range(run.start, cfg.epochs):
-        stats = train_epoch(run, epoch)
-        v_loss, auc = validate(run)
-        rec = {"epoch": epoch, "lr": stats["lr"], "train_loss": stats["train_loss"], "val_loss": v_loss,
-               "val_auc": auc, "train_samples_per_s": stats["seen"] / stats["seconds"],
-               "epoch_s": stats["seconds"]}
-        save_epoch(run, epoch, rec)
-        log.info("epoch %d/%d  loss %.4f  val_loss %.4f  val_auc %.4f  %.0f samples/s", epoch + 1, cfg.epochs,
-                 rec["train_loss"], v_loss, auc, rec["train_samples_per_s"])
-    return write_run_record(run, config_path)
+    with run_lock(out):
+        _prepare_folder(out, resume, force)
+        last = out / "last.pt"
+        if resume:  # checked before anything in the folder changes
+            if not last.exists():
+                raise CheckpointError(f"{last}: no last.pt to resume from (train without --resume first)")
+            check_resumable(cfg, read_checkpoint(last), last)
+        cfg_sha = write_resolved(cfg, out / "config.resolved.yaml")
+        run = setup(cfg, out, cfg_sha)
+        if resume:
+            restore(run)
+        for epoch in range(run.start, cfg.epochs):
+            stats = train_epoch(run, epoch)
+            v_loss, auc = validate(run)
+            rec = {"epoch": epoch, "lr": stats["lr"], "train_loss": stats["train_loss"], "val_loss": v_loss,
+                   "val_auc": auc, "train_samples_per_s": stats["seen"] / stats["seconds"],
+                   "epoch_s": stats["seconds"]}
+            save_epoch(run, epoch, rec)
+            log.info("epoch %d/%d  loss %.4f  val_loss %.4f  val_auc %.4f  %.0f samples/s", epoch + 1, cfg.epochs,
+                     rec["train_loss"], v_loss, auc, rec["train_samples_per_s"])
+        return write_run_record(run, config_path)
 
 
 def write_run_record(run: TrainRun, config_path: str | None) -> dict:

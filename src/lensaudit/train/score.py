@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from lensaudit.cutouts import CutoutStore
 from lensaudit.data.dataset import CutoutDataset
-from lensaudit.manifest import PREDICTIONS_META_KEY, write_table
+from lensaudit.manifest import PREDICTIONS_META_KEY, check_manifest, write_table
 from lensaudit.models import classifier_layer
 from lensaudit.train.checkpoint import load_model
 from lensaudit.train.loop import pick_device
@@ -32,6 +32,7 @@ def score_manifest(checkpoint: str | os.PathLike, manifest: pd.DataFrame, store:
                    features: bool = False, batch_size: int = 512, device: str = "auto", split: str | None = None,
                    num_workers: int = 0, on_missing: str = "error", amp: bool = True) -> pd.DataFrame:
     """Scores (and optionally features) for the manifest's cutouts, in manifest order (skipped ids dropped)."""
+    manifest = check_manifest(manifest, source="manifest", require=("id",))
     model, pre, ck = load_model(checkpoint)
     dev = pick_device(device)
     model.to(dev).eval()

@@ -8,13 +8,31 @@ is atomic on POSIX), so an interrupted process never leaves a half-written file 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where available, so no thread ever sees it changed)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -29,6 +47,9 @@ def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        # mkstemp creates 0600 files; a finished file gets the mode any new file would (0666 & ~umask),
+        # so stores and manifests shared with other users (or Spark executors) stay readable
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, target)
         _fsync_dir(target.parent)
     except BaseException:
@@ -87,3 +108,25 @@ def sha256_json(obj: Any) -> str:
     """Hex SHA-256 of the canonical JSON form of ``obj`` (sorted keys, no whitespace)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default).encode()
     return hashlib.sha256(blob).hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: str | os.PathLike, message: str, error: type[Exception] | None = None) -> Iterator[None]:
+    """Hold an exclusive, non-blocking ``flock`` on ``lock_path`` for the block; ``error`` (default
+    :class:`~lensaudit.errors.BusyError`) with ``message`` if another process holds it. The lock dies
+    with its process, so a killed writer never leaves a stale lock."""
+    from lensaudit.errors import BusyError
+
+    error = error or BusyError
+    lock_path = Path(lock_path)
+    fh = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise error(f"{message} (lock {lock_path})") from None
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
