@@ -30,6 +30,7 @@ from lensaudit.catalog import (
 from lensaudit.catalog.manifest import read_manifest_metadata, write_manifest
 from lensaudit.catalog.stages import nobs_bin_labels
 from lensaudit.cli import main
+from lensaudit.configs import bundled_config
 from lensaudit.mock.config import MockConfig
 from lensaudit.mock.survey import build_survey
 from lensaudit.survey.columns import SchemaError
@@ -322,7 +323,7 @@ def mock_dir(tmp_path_factory, shared_data):
 
 
 def test_cli_build_on_mock_survey_passes_verification(mock_dir, tmp_path, capsys):
-    rc = main(["catalog", "build", "--config", "configs/catalog/mock_demo.yaml", "--sweeps", str(mock_dir / "sweeps"),
+    rc = main(["catalog", "build", "--config", str(bundled_config("catalog/mock_demo.yaml")), "--sweeps", str(mock_dir / "sweeps"),
                "--candidates", str(mock_dir / "candidates.csv"), "--out", str(tmp_path / "out")])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
@@ -333,7 +334,14 @@ def test_cli_build_on_mock_survey_passes_verification(mock_dir, tmp_path, capsys
     assert (m.label == 1).sum() == summary["n_positives"] > 50
     assert set(m.loc[m.label == 1, "id"]) == set(truth.loc[truth.in_candidates, "id"])
     assert set(m.split) == {"train", "val", "test"}
-    assert (tmp_path / "out" / "config.resolved.yaml").exists() and (tmp_path / "out" / "run_info.json").exists()
+    import yaml
+
+    from lensaudit.utils.io import sha256_json
+
+    resolved = yaml.safe_load((tmp_path / "out" / "config.resolved.yaml").read_text())
+    assert resolved["sweeps"] == str(mock_dir / "sweeps") and resolved["sampling"]["ratio"] == 5
+    info = json.loads((tmp_path / "out" / "run_info.json").read_text())
+    assert info["config_sha256"] == sha256_json(resolved) and info["summary"]["n_positives"] == summary["n_positives"]
 
 
 # ----------------------------------------------------------------------------- Spark

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,13 +12,24 @@ from lensaudit.cli import main
 from lensaudit.cutouts import CutoutStore
 
 
-@pytest.mark.parametrize("args", [["--help"], ["cutouts", "--help"], ["cutouts", "fetch", "--help"],
-                                  ["cutouts", "export", "--help"], ["demo", "--help"]])
-def test_help(args, capsys):
+@pytest.mark.parametrize("args, must", [
+    (["--help"], ["demo", "cutouts", "mock", "catalog", "train", "score", "evaluate", "exit codes"]),
+    (["cutouts", "--help"], ["fetch", "import", "export", "verify"]),
+    (["cutouts", "fetch", "--help"], ["--manifest", "--service", "--store", "--rate", "--concurrency", "--moved"]),
+    (["cutouts", "export", "--help"], ["--ids", "--format", "{fits,npz}", "--out"]),
+    (["demo", "--help"], ["--quick", "--force", "--shared-data", "--config"]),
+    (["mock", "--help"], ["build", "serve", "check"]),
+    (["catalog", "build", "--help"], ["--config", "--engine", "{local,spark}"]),
+    (["train", "--help"], ["--resume", "--force", "--epochs"]),
+])
+def test_help_lists_the_commands_and_options_of_each_level(args, must, capsys):
     with pytest.raises(SystemExit) as e:
         main(args)
     assert e.value.code == 0
-    assert "usage: lensaudit" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("usage: lensaudit")
+    missing = [m for m in must if m not in out]
+    assert not missing, missing
 
 
 def test_fetch_rejects_bad_manifest_with_named_rows(tmp_path, capsys):
@@ -57,7 +69,11 @@ def test_fetch_import_export_verify_via_cli(tmp_path, render, capsys, sample_npz
     assert len(CutoutStore(tmp_path / "s")) == 6
     assert main(["cutouts", "export", "--store", str(tmp_path / "s"), "--ids", "x2", "--format", "npz",
                  "--out", str(tmp_path / "o")]) == 0
-    assert (tmp_path / "o" / "x2.npz").exists()
+    from lensaudit.survey.npz_cutout import read_npz_cutout
+
+    cube, meta = read_npz_cutout(tmp_path / "o" / "x2.npz")
+    np.testing.assert_array_equal(cube, CutoutStore(tmp_path / "s").get(["x2"])[0])
+    assert meta["galaxy_id"] == "x2" and meta["ra"] == pytest.approx(20.01)
     capsys.readouterr()
     assert main(["cutouts", "verify", "--store", str(tmp_path / "s")]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
@@ -74,8 +90,20 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
     assert s["catalog"]["verified"] == {"70_30": True, "70_15_15": True}
     assert s["fetch"]["n_failed"] == 0 and 50 < s["fetch"]["n_stored"] == s["fetch"]["n_requested"] <= 200
     assert s["check"]["passed"]
-    assert 0 <= s["train"]["best_val_auc"] <= 1 and s["score"]["n_scored"] > 0
-    assert (tmp_path / "demo" / "evaluate" / "metrics.json").exists() and s["evaluate"]["n_pos"] > 0
+    # the best validation AUC of training is the AUC of the scored validation split with best.pt,
+    # and the evaluation's AUC of the same rows
+    from sklearn.metrics import roc_auc_score
+
+    from lensaudit.evaluate import load_result
+
+    d = tmp_path / "demo"
+    preds = pd.read_parquet(d / "score" / "predictions.parquet")
+    m = pd.read_parquet(d / "catalog" / "manifest_70_15_15.parquet")
+    val = m[m.split == "val"].merge(preds, on="id")
+    assert s["score"]["n_scored"] == len(preds) > 0 and s["evaluate"]["n_pos"] == int(val.label.sum()) > 0
+    assert s["train"]["best_val_auc"] == pytest.approx(roc_auc_score(val.label, val.logit), abs=1e-6)
+    assert load_result(d / "evaluate" / "metrics.json").overall.roc_auc.value == pytest.approx(
+        roc_auc_score(val.label, val.logit), abs=1e-12)
     again = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
     assert all(v["skipped"] for v in again.values())
 

@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from conftest import assert_png
 from lensaudit.cli import main
 from lensaudit.evaluate import (
     EvalConfig,
@@ -152,7 +153,10 @@ def test_strata_below_min_count_are_insufficient():
     assert (big.status == "ok").all() and big.recall.notna().all()
     sub = df[df.type == "DEV"]
     assert big.auc.iloc[0] == pytest.approx(roc_auc_score(sub.label, sub.logit))
-    assert (big.recall_lo95 <= big.recall).all() and (big.recall <= big.recall_hi95).all()
+    k = ((sub.label == 1) & (sub.probability >= 0.3)).sum()
+    lo, hi = wilson_interval(k, int(sub.label.sum()))
+    row = big[big.threshold == 0.3].iloc[0]
+    assert (row.recall, row.recall_lo95, row.recall_hi95) == pytest.approx((k / sub.label.sum(), float(lo), float(hi)))
 
 
 def test_bad_prediction_inputs(tmp_path):
@@ -180,15 +184,28 @@ def test_evaluate_end_to_end_writes_metrics_tables_figures(tmp_path, capsys):
     res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     val = m[m.split == "val"].merge(p, on="id")
     assert res["overall"]["roc_auc"]["value"] == pytest.approx(roc_auc_score(val.label, val.logit))
+    # the bootstrap interval has the width of the Hanley-McNeil standard error
+    a, n1, n0 = res["overall"]["roc_auc"]["value"], int(val.label.sum()), int((1 - val.label).sum())
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    se = np.sqrt((a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n0 - 1) * (q2 - a * a)) / (n1 * n0))
     ci = res["overall"]["roc_auc"]["bootstrap"]["ci95"]
-    assert ci[0] < res["overall"]["roc_auc"]["value"] < ci[1]
+    assert (ci[1] - ci[0]) == pytest.approx(2 * 1.96 * se, rel=0.25)
     for line in text.splitlines()[1:]:
         if line.startswith("{"):
             continue
         assert "insufficient" in line or ("[" in line and "(" in line), line  # interval and count on every line
-    for f in ("roc_pr.png", "reliability.png", "fpr_by_confuser.png", "metrics_vs_conditions.png",
-              "strata_tier.parquet", "strata_psfsize_r_bin.parquet", "confuser_fpr.parquet", "failures.parquet"):
-        assert (tmp_path / "ev" / f).stat().st_size > 0, f
+    for f in ("roc_pr.png", "reliability.png", "fpr_by_confuser.png", "metrics_vs_conditions.png"):
+        assert_png(tmp_path / "ev" / f)
+    assert res["figures"] == ["roc_pr.png", "reliability.png", "fpr_by_confuser.png", "metrics_vs_conditions.png"]
+    conf = pd.read_parquet(tmp_path / "ev" / "confuser_fpr.parquet")
+    neg = val[val.label == 0].assign(cat=lambda d: d.confuser_category.replace("", "none"))
+    for _, r in conf[conf.threshold == 0.5].iterrows():
+        g = neg[neg.cat == r.confuser_category]
+        assert r.n_neg == len(g) and r.n_above == int((g.probability >= 0.5).sum())
+    fail = pd.read_parquet(tmp_path / "ev" / "failures.parquet")
+    worst = fail[(fail.failure == "high_scoring_negative") & (fail.type == "DEV")].probability.max()
+    assert worst == neg[neg.type == "DEV"].probability.max()
+    assert len(pd.read_parquet(tmp_path / "ev" / "strata_psfsize_r_bin.parquet")) > 0
     tiers = pd.read_parquet(tmp_path / "ev" / "strata_tier.parquet")
     assert set(tiers.value) == {"A", "B", "N1", "N2"}
     # metrics.json reads back into the typed result, and the summary is the same from either
@@ -264,8 +281,8 @@ def test_grad_cam_maps_and_evaluate_with_checkpoint(tiny, tmp_path):
     train(cfg)
     model, pre, _ = load_model(tmp_path / "r" / "best.pt")
     cams = grad_cam(model, pre, store.get(m["id"][:6].tolist()))
-    assert cams.shape == (6, 48, 48) and np.isfinite(cams).all() and cams.min() >= 0 and cams.max() <= 1
-    np.testing.assert_array_equal(cams, grad_cam(model, pre, store.get(m["id"][:6].tolist())))
+    assert cams.shape == (6, 48, 48) and np.isfinite(cams).all() and cams.min() >= 0
+    np.testing.assert_allclose(cams.reshape(6, -1).max(1), 1.0)  # each map normalised to its own peak
     preds = score_manifest(tmp_path / "r" / "best.pt", m, store, device="cpu")
     mm = m.assign(cutout_ref=m["id"], psfsize_r=1.2, psfdepth_r=1000.0, ebv=0.02, type="DEV", nobs_z_bin="3-5",
                   confuser_category="")
@@ -274,7 +291,8 @@ def test_grad_cam_maps_and_evaluate_with_checkpoint(tiny, tmp_path):
     with np.load(tmp_path / "ev" / "gradcam.npz", allow_pickle=False) as z:
         assert sorted(z.files) == ["cams", "ids"]
         assert z["cams"].shape[0] == len(z["ids"]) == res.saliency.n_maps > 0
-    assert (tmp_path / "ev" / "gallery_low_scoring_positive.png").exists()
+    assert res.saliency.galleries == ["gallery_high_scoring_negative.png", "gallery_low_scoring_positive.png"]
+    assert_png(tmp_path / "ev" / "gallery_low_scoring_positive.png", (100, 100))
     assert res.detectability.n_pos == int((mm[mm.split == "val"].label == 1).sum())
 
 
@@ -333,3 +351,30 @@ def test_ap_bootstrap_is_exact_without_resampling_and_matches_naive():
     lab = np.r_[np.ones(pos.size), np.zeros(neg.size)]
     naive = [average_precision_score(lab, np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]) for _ in range(1500)]
     assert np.mean(b) == pytest.approx(np.mean(naive), abs=0.005) and np.std(b) == pytest.approx(np.std(naive), rel=0.08)
+
+
+def test_grad_cam_points_at_the_pixels_that_drive_the_score():
+    """A model whose logit is the mean of a ReLU'd 3x3 convolution: Grad-CAM must peak where a
+    bright source sits (not flipped, not transposed, at the model's input size)."""
+    import torch
+    from torch import nn
+
+    from lensaudit.data.preprocess import PreprocessConfig
+    from lensaudit.evaluate.saliency import grad_cam
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1))
+    with torch.no_grad():
+        model[0].weight.fill_(0.1)
+        model[0].bias.fill_(-0.5)
+        model[4].weight.fill_(1.0)
+    cubes = np.random.default_rng(0).normal(0, 0.01, (2, 3, 101, 101)).astype(np.float32)
+    cubes[0, :, 70:74, 30:34] += 1.0          # row (y) 70-73, column (x) 30-33
+    cubes[1, :, 20:24, 60:64] += 1.0
+    pre = PreprocessConfig(r_in_pix=32.5, r_out_pix=45.0, crop=64)   # crop offset (101 - 64) // 2 = 18
+    cams = grad_cam(model, pre, cubes)
+    assert cams.shape == (2, 64, 64)
+    for cam, (y, x) in zip(cams, [(71.5 - 18, 31.5 - 18), (21.5 - 18, 61.5 - 18)], strict=True):
+        iy, ix = np.unravel_index(np.argmax(cam), cam.shape)
+        assert abs(iy - y) <= 2 and abs(ix - x) <= 2, (iy, ix, y, x)
+        assert cam[int(y), int(x)] > 5 * np.median(cam)

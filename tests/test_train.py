@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import assert_png
 from lensaudit.cli import main
 from lensaudit.config import ConfigError, load_config, validate_config
-from lensaudit.cutouts.exchange import read_npz_cutout
 from lensaudit.data.augment import augment, augment_params
 from lensaudit.data.dataset import CutoutDataset, DataError
 from lensaudit.data.preprocess import PreprocessConfig, raw_robust
 from lensaudit.models import build_model, count_parameters, model_spec
+from lensaudit.survey.npz_cutout import read_npz_cutout
 from lensaudit.train import CheckpointError, TrainConfig, TrainingError, load_model, score_manifest, train
 from lensaudit.train.checkpoint import save_checkpoint
 from lensaudit.train.clean import clean_negatives
@@ -68,8 +69,9 @@ def test_raw_robust_nan_crop_and_bad_config(real_cube):
     c[1, 40:45, 40:45] = np.nan
     out = raw_robust(c, PreprocessConfig(crop=64))
     assert out.shape == (3, 64, 64) and np.isfinite(out).all()
-    batch = raw_robust(np.stack([real_cube, real_cube]))
-    np.testing.assert_array_equal(batch[0], batch[1])
+    batch = raw_robust(np.stack([real_cube, c]))
+    np.testing.assert_array_equal(batch[0], raw_robust(real_cube))
+    np.testing.assert_array_equal(batch[1], raw_robust(c))
     with pytest.raises(ValueError, match="r_in_pix"):
         PreprocessConfig(r_in_pix=40, r_out_pix=30)
     with pytest.raises(ValueError, match="empty"):
@@ -148,7 +150,10 @@ def test_resume_is_bitwise_identical_to_uninterrupted_training(tiny, tmp_path):
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [h["val_auc"] for h in full["history"]] == [h["val_auc"] for h in resumed["history"]]
-    assert (tmp_path / "full" / "epoch_0001.pt").exists() and (tmp_path / "full" / "best.pt").exists()
+    e1 = torch.load(tmp_path / "full" / "epoch_0001.pt", weights_only=True)
+    best = torch.load(tmp_path / "full" / "best.pt", weights_only=True)
+    assert e1["epoch"] == 0 and e1["val_auc"] == full["history"][0]["val_auc"]
+    assert best["val_auc"] == max(h["val_auc"] for h in full["history"]) == full["best_val_auc"]
     lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [0, 1]
     info = json.loads((tmp_path / "full" / "run_info.json").read_text())
@@ -257,7 +262,7 @@ def test_negative_cleaning_removes_exactly_the_flagged(tiny, tmp_path):
     want = set(m.loc[(m.label == 0) & (p.probability > 0.4), "id"])
     assert rep["n_flagged"] == len(want) > 0
     assert set(m.id) - set(cleaned.id) == want and (cleaned.label == 1).sum() == (m.label == 1).sum()
-    assert (tmp_path / "clean" / "flagged_previews.png").stat().st_size > 1000
+    assert_png(tmp_path / "clean" / "flagged_previews.png", (150, 100))
     assert set(pd.read_csv(tmp_path / "clean" / "flagged_negatives.csv")["id"]) == want
     with pytest.raises(ValueError, match="threshold"):
         clean_negatives(p, tmp_path / "man.parquet", tmp_path / "c2", 1.5)

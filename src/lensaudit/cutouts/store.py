@@ -338,7 +338,10 @@ class StoreWriter:
         self.store = store
         self.commit_every = int(commit_every)
         self._pending = _Pending()
-        existing = sorted((store.root / "shards").glob("shard-*.h5")) + store._index_files()
+        # sequence numbers order every commit (shards, index files and failure records alike), so the
+        # latest failure record of an id is the one in the highest-numbered file
+        existing = (sorted((store.root / "shards").glob("shard-*.h5")) + store._index_files()
+                    + sorted((store.root / "failures").glob("part-*.parquet")))
         seqs = [int(p.stem.split("-")[1]) for p in existing]
         self._seq = max(seqs, default=-1) + 1
         self._known = set(store.index["id"].astype(str))

@@ -43,8 +43,9 @@ def wilson_interval(k, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndar
         centre = (p + z**2 / (2 * n)) / denom
         half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
         lo, hi = centre - half, centre + half
-    lo = np.where(n > 0, np.clip(lo, 0, 1), np.nan)
-    hi = np.where(n > 0, np.clip(hi, 0, 1), np.nan)
+    # exact at the edges (rounding would leave 1e-17 above 0 or below 1): k = 0 gives lo = 0, k = n gives hi = 1
+    lo = np.where(n > 0, np.where(k <= 0, 0.0, np.clip(lo, 0, 1)), np.nan)
+    hi = np.where(n > 0, np.where(k >= n, 1.0, np.clip(hi, 0, 1)), np.nan)
     return lo, hi
 
 

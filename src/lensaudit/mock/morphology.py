@@ -1,43 +1,10 @@
-"""Surface-brightness profiles as pure functions of position (arcsec in, relative SB out).
-
-Sources are evaluated analytically at (ray-traced) positions, which is equivalent to painting
-them on a source-plane grid of infinite resolution. Irregular source morphology follows
-GalSim's ``RandomKnots`` idea: a smooth Sersic disc plus a random set of compact star-forming
-knots, bluer than the disc (colour gradient), several components per source.
-"""
+"""Confuser shapes of the mock survey as pure functions of position (relative surface brightness):
+rings, spiral arms, tidal tails, diffraction spikes. Source light profiles shared with the
+injection engine (Sersic, Gaussian knots) live in :mod:`lensaudit.lensing.light`."""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaincinv
-
-
-def sersic_b(n: float) -> float:
-    """b_n with Gamma(2n) = 2 gamma(2n, b_n): the half-light radius convention."""
-    return float(gammaincinv(2.0 * n, 0.5))
-
-
-def sersic(x: np.ndarray, y: np.ndarray, r_e: float, n: float, q: float = 1.0, phi: float = 0.0,
-           soft: float = 0.0) -> np.ndarray:
-    """Unnormalised elliptical Sersic profile (r_e arcsec along the major axis), soft core (arcsec)."""
-    c, s = np.cos(phi), np.sin(phi)
-    xr = c * x + s * y
-    yr = -s * x + c * y
-    r = np.sqrt(xr * xr * q + yr * yr / q + soft * soft)
-    return np.exp(-sersic_b(n) * ((r / max(r_e, 1e-3)) ** (1.0 / n) - 1.0))
-
-
-def gaussian(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
-    return np.exp(-0.5 * (x * x + y * y) / (sigma * sigma))
-
-
-def knots_profile(x: np.ndarray, y: np.ndarray, kx: np.ndarray, ky: np.ndarray, ksig: np.ndarray,
-                  kw: np.ndarray) -> np.ndarray:
-    """Sum of Gaussian knots (positions/widths arcsec, weights relative)."""
-    out = np.zeros_like(x, dtype=float)
-    for i in range(len(kx)):
-        out += kw[i] * gaussian(x - kx[i], y - ky[i], ksig[i]) / (2 * np.pi * ksig[i] ** 2)
-    return out
 
 
 def ring(x: np.ndarray, y: np.ndarray, radius: float, width: float, q: float = 1.0, phi: float = 0.0,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lensaudit.lensing.light import sersic_total
 from lensaudit.mock.config import MockConfig
-from lensaudit.mock.morphology import sersic_b
 from lensaudit.survey.photometry import mag_to_flux, mw_transmission
 from lensaudit.utils.seeds import rng as seed_stream
 
@@ -131,18 +131,11 @@ def add_lenses(cfg: MockConfig, src: pd.DataFrame, area: float, rng: np.random.G
     mu = np.clip(2 * theta / (beta_r + 0.8 * sre), 2.0, 30.0)
     cols["mu_approx"] = mu
     cols["arc_rmag"] = smag - 2.5 * np.log10(mu)
-    cols["src_disc_norm"] = np.array([2 * np.pi * nn * np.exp(sersic_b(nn)) * _gamma(2 * nn) / sersic_b(nn) ** (2 * nn)
-                                      for nn in cols["src_n"]]) * sre**2
+    cols["src_disc_norm"] = np.array([sersic_total(r, nn) for r, nn in zip(sre, cols["src_n"], strict=True)])
     for c, v in cols.items():
         src.loc[pick, c] = v
     src.loc[pick, "kind"] = "lens"
     return src
-
-
-def _gamma(x: float) -> float:
-    from scipy.special import gamma
-
-    return float(gamma(x))
 
 
 def add_confusers(cfg: MockConfig, src: pd.DataFrame, area: float, seed: int) -> pd.DataFrame:

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.ndimage import correlate1d
 from scipy.signal import fftconvolve
 
-from lensaudit.lensing import ray_trace
+from lensaudit.lensing import light, ray_trace
 from lensaudit.mock import morphology as mo
 from lensaudit.mock.population import MAX_KNOTS
 from lensaudit.mock.request import CutoutRequest, NoOverlapError
@@ -171,7 +171,7 @@ class Renderer:
         if box is None:
             return
         frac = s["conf_frac"] if kind in ("ring", "spiral", "merger", "blue_clumpy") and not np.isnan(s["conf_frac"]) else 0.0
-        prof = mo.sersic(xx, yy, re_pix, float(s["sersic"]), q, phi, soft=0.5)
+        prof = light.sersic(xx, yy, re_pix, float(s["sersic"]), q, phi, soft=0.5)
         tot = prof.sum()
         if tot > 0:
             img[(slice(None), *box)] += (flux * (1 - frac))[:, None, None] * (prof[inner] / tot)[None]
@@ -195,13 +195,13 @@ class Renderer:
             f = mo.spiral(xx, yy, rp * 0.6, 2, 0.35, ph, max(q, 0.7), phi)
             colour = np.array([1.4, 1.0, 0.7])
         elif kind == "merger":
-            f = mo.arc_tail(xx, yy, rp, max(rp * 0.15, 0.8), ph, 2.2) + 0.6 * mo.gaussian(
+            f = mo.arc_tail(xx, yy, rp, max(rp * 0.15, 0.8), ph, 2.2) + 0.6 * light.gaussian(
                 xx - rp * np.cos(ph + 3), yy - rp * np.sin(ph + 3), max(rp * 0.25, 1.0))
         else:  # blue clumpy: knots scattered over the disc
             rng = seed_stream(self.seed, "mock.blue_clumpy_knots", s["id"])
             n = rng.integers(4, 9)
             kx, ky = rng.normal(0, rp / 2, n), rng.normal(0, rp / 2, n)
-            f = mo.knots_profile(xx, yy, kx, ky, np.full(n, 0.9), rng.exponential(1, n))
+            f = light.knots_profile(xx, yy, kx, ky, np.full(n, 0.9), rng.exponential(1, n))
             colour = np.array([1.8, 1.0, 0.55])
         tot = f.sum()
         if tot > 0:
@@ -241,8 +241,8 @@ class Renderer:
             for oy in sub:
                 bx, by = ray_trace(xa + ox, ya + oy, te, s["lens_q"], s["lens_phi"], s["shear_g1"], s["shear_g2"])
                 bx, by = bx - s["src_x"], by - s["src_y"]
-                disc += mo.sersic(bx, by, s["src_re"], s["src_n"], s["src_q"], s["src_phi"]) / 4
-                knots += mo.knots_profile(bx, by, kx, ky, ks, kw) / 4
+                disc += light.sersic(bx, by, s["src_re"], s["src_n"], s["src_q"], s["src_phi"]) / 4
+                knots += light.knots_profile(bx, by, kx, ky, ks, kw) / 4
         pix_area = PIXEL_SCALE_ARCSEC**2
         f_r = 10 ** (-0.4 * (s["src_rmag"] - 22.5))  # unlensed source r flux, nanomaggies
         kf = s["src_knot_frac"]

@@ -95,13 +95,6 @@ def centre_region(size_pix: int, box_pix: int) -> tuple[slice, slice]:
     return slice(lo, lo + box_pix), slice(lo, lo + box_pix)
 
 
-def radius_grid(size_pix: int = CUTOUT_SIZE) -> np.ndarray:
-    """Distance (pixels) of each pixel from the stamp centre ((N-1)/2, (N-1)/2)."""
-    c = (size_pix - 1) / 2.0
-    y, x = np.mgrid[0:size_pix, 0:size_pix]
-    return np.hypot(x - c, y - c)
-
-
 def angular_separation_arcsec(ra1_deg, dec1_deg, ra2_deg, dec2_deg) -> np.ndarray:
     """Great-circle separation (arcsec) of positions in degrees (haversine: accurate at milliarcsec)."""
     ra1, dec1, ra2, dec2 = (np.deg2rad(np.asarray(v, dtype=np.float64)) for v in (ra1_deg, dec1_deg, ra2_deg, dec2_deg))

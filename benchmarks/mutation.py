@@ -1,0 +1,137 @@
+"""Mutation testing of the science and integrity modules (``make mutation``; not part of ``make test``).
+
+Runs mutmut (configured in ``pyproject.toml``: which modules, which unit tests) over all or some
+mutants, then writes ``benchmarks/results/mutation.json``: the score per module and overall,
+every surviving mutant with its diff, and the mutants judged *equivalent* (no test can tell them
+apart from the original), each with the rule or the explicit reason that makes it so
+(``benchmarks/mutation_equivalents.yaml``).
+
+    python benchmarks/mutation.py                      # everything (about an hour on 2 cores)
+    python benchmarks/mutation.py "lensaudit.survey.*"  # some modules (fnmatch patterns on mutant names)
+    python benchmarks/mutation.py --report-only         # re-read the results of earlier runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "mutation.json"
+EQUIV = ROOT / "benchmarks" / "mutation_equivalents.yaml"
+MUTMUT = [sys.executable, "-m", "mutmut"]
+
+
+def _module(name: str) -> str:
+    """``lensaudit.cutouts.store.xǁCutoutStoreǁverify__mutmut_3`` -> ``lensaudit.cutouts.store``."""
+    head = name.split("__mutmut_")[0]
+    parts = head.split(".")
+    while parts and (parts[-1].startswith("x_") or "ǁ" in parts[-1]):
+        parts.pop()
+    return ".".join(parts)
+
+
+def results() -> dict[str, str]:
+    out = subprocess.run([*MUTMUT, "results", "--all", "true"], cwd=ROOT, capture_output=True, text=True, check=True)
+    res = {}
+    for line in out.stdout.splitlines():
+        if ": " in line:
+            name, status = line.strip().rsplit(": ", 1)
+            res[name] = status.strip()
+    return res
+
+
+def diff(name: str) -> list[str]:
+    out = subprocess.run([*MUTMUT, "show", name], cwd=ROOT, capture_output=True, text=True)
+    return [ln for ln in out.stdout.splitlines() if ln[:1] in "+-" and not ln.startswith(("---", "+++"))]
+
+
+def equivalent(name: str, lines: list[str], rules: dict) -> str | None:
+    """The reason a mutant is equivalent, or None."""
+    explicit = rules.get("mutants", {}) or {}
+    if name in explicit:
+        return explicit[name]
+    minus = [ln[1:].strip() for ln in lines if ln.startswith("-")]
+    plus = [ln[1:].strip() for ln in lines if ln.startswith("+")]
+    if len(minus) != 1 or len(plus) != 1:
+        return None
+    for rule in rules.get("rules", []) or []:
+        if not re.search(rule.get("module", "."), name):
+            continue
+        a, b = minus[0], plus[0]
+        if "line" in rule and not re.search(rule["line"], a):
+            continue
+        if rule.get("kind") == "case_only":
+            if a != b and a.lower() == b.lower() and re.search(rule.get("within", "."), a):
+                return rule["reason"]
+        elif rule.get("kind") == "regex":
+            if re.fullmatch(rule["before"], a) and re.fullmatch(rule["after"], b):
+                return rule["reason"]
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("patterns", nargs="*", help="mutant name patterns (fnmatch), e.g. 'lensaudit.survey.*'")
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--max-children", type=int, default=None)
+    a = ap.parse_args()
+    env = {**os.environ, "LENSAUDIT_SHARED_DATA": os.environ.get("LENSAUDIT_SHARED_DATA",
+                                                                   str(ROOT.parent / "shared" / "data"))}
+    t0 = time.monotonic()
+    if not a.report_only:
+        cmd = [*MUTMUT, "run", *a.patterns]
+        if a.max_children:
+            cmd[3:3] = ["--max-children", str(a.max_children)]
+        subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=False)
+    rules = yaml.safe_load(EQUIV.read_text()) if EQUIV.exists() else {}
+    res = results()
+    per = defaultdict(Counter)
+    survivors, equivalents = [], []
+    for name, status in sorted(res.items()):
+        mod = _module(name)
+        if status == "killed" or status == "timeout":
+            per[mod]["killed"] += 1
+        elif status in ("survived", "no tests"):
+            lines = diff(name)
+            why = equivalent(name, lines, rules)
+            if why:
+                per[mod]["equivalent"] += 1
+                equivalents.append({"mutant": name, "reason": why, "diff": lines})
+            else:
+                per[mod]["survived" if status == "survived" else "no_tests"] += 1
+                survivors.append({"mutant": name, "status": status, "diff": lines})
+        else:
+            per[mod][status.replace(" ", "_")] += 1
+    modules = {}
+    tot = Counter()
+    for mod, c in sorted(per.items()):
+        tested = c["killed"] + c["survived"] + c["no_tests"]
+        modules[mod] = {**c, "score": round(c["killed"] / tested, 4) if tested else None}
+        tot.update(c)
+    tested = tot["killed"] + tot["survived"] + tot["no_tests"]
+    report = {
+        "tool": "mutmut " + subprocess.run([*MUTMUT, "--version"], capture_output=True, text=True).stdout.strip(),
+        "definition": "score = killed / (killed + survived + no tests); equivalent mutants are listed with their "
+                      "reason and left out of the score; 'not checked' are mutants no run has reached yet",
+        "overall": {**tot, "score": round(tot["killed"] / tested, 4) if tested else None},
+        "modules": modules, "survivors": survivors, "equivalents": equivalents,
+        "elapsed_s": round(time.monotonic() - t0, 1), "utc_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({"overall": report["overall"], "modules": modules}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
