@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean mutation lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,6 +31,16 @@ bench: install
 	$(BIN)/python benchmarks/bench_catalog.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_evaluate.py
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+# mutation testing of the science and integrity modules (not part of `make test`: about 2 hours on 2 cores);
+# writes benchmarks/results/mutation.json. MUTANTS='lensaudit.survey.*' limits it to some modules.
+mutation: install
+	$(BIN)/python -m pip install --quiet -e ".[test,spark,train,mutation]"
+	rm -rf mutants
+	$(BIN)/python benchmarks/mutation.py $(MUTANTS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)
