@@ -31,6 +31,18 @@ def sample_npz(shared_data: Path) -> list[Path]:
     return sorted((shared_data / "dr10_sample_cutouts").glob("*.npz"))
 
 
+@pytest.fixture(scope="session")
+def mock_survey_dir(tmp_path_factory, shared_data) -> Path:
+    """A 1 deg^2 mock survey (16 bricks, seed 7): enough bricks that every real sample cutout has
+    depth-matched partners, and about 50 lenses."""
+    from lensaudit.mock.config import MockConfig
+    from lensaudit.mock.survey import build_survey
+
+    d = tmp_path_factory.mktemp("mock") / "survey"
+    build_survey(MockConfig(area_deg2=1.0, seed=7), d, shared_data)
+    return d
+
+
 def field_render(req: CutoutRequest):
     """Deterministic sky: a Gaussian blob at the centre plus noise seeded by the position."""
     seed = int(abs(req.ra * 1e6) + abs(req.dec * 1e6) * 7) % (2**32)

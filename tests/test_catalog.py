@@ -31,8 +31,6 @@ from lensaudit.catalog.manifest import read_manifest_metadata, write_manifest
 from lensaudit.catalog.stages import nobs_bin_labels
 from lensaudit.cli import main
 from lensaudit.configs import bundled_config
-from lensaudit.mock.config import MockConfig
-from lensaudit.mock.survey import build_survey
 from lensaudit.survey.columns import SchemaError
 from lensaudit.survey.sweepio import read_sweep, synthetic_sweep_rows, write_sweep_fits
 
@@ -316,10 +314,8 @@ def test_exclusion_smaller_than_match_radius_is_rejected(fake, tmp_path):
 
 # ----------------------------------------------------------------------------- mock survey, CLI
 @pytest.fixture(scope="module")
-def mock_dir(tmp_path_factory, shared_data):
-    d = tmp_path_factory.mktemp("mockcat") / "survey"
-    build_survey(MockConfig(area_deg2=1.0, seed=3), d, shared_data)
-    return d
+def mock_dir(mock_survey_dir):
+    return mock_survey_dir
 
 
 def test_cli_build_on_mock_survey_passes_verification(mock_dir, tmp_path, capsys):
@@ -331,7 +327,7 @@ def test_cli_build_on_mock_survey_passes_verification(mock_dir, tmp_path, capsys
     truth = pd.read_parquet(mock_dir / "truth" / "truth.parquet")
     m = pd.read_parquet(tmp_path / "out" / "manifest_70_15_15.parquet")
     # every positive is the true host the mock catalogued (truth table: same brickname_objid ids)
-    assert (m.label == 1).sum() == summary["n_positives"] > 50
+    assert (m.label == 1).sum() == summary["n_positives"] >= 10
     assert set(m.loc[m.label == 1, "id"]) == set(truth.loc[truth.in_candidates, "id"])
     assert set(m.split) == {"train", "val", "test"}
     import yaml
@@ -339,9 +335,54 @@ def test_cli_build_on_mock_survey_passes_verification(mock_dir, tmp_path, capsys
     from lensaudit.utils.io import sha256_json
 
     resolved = yaml.safe_load((tmp_path / "out" / "config.resolved.yaml").read_text())
-    assert resolved["sweeps"] == str(mock_dir / "sweeps") and resolved["sampling"]["ratio"] == 5
+    assert resolved["sweeps"] == str(mock_dir / "sweeps") and resolved["sampling"]["ratio"] == 10
     info = json.loads((tmp_path / "out" / "run_info.json").read_text())
     assert info["config_sha256"] == sha256_json(resolved) and info["summary"]["n_positives"] == summary["n_positives"]
+
+
+def test_host_matched_negatives_match_the_positives_host_properties(mock_dir, tmp_path):
+    """Published stratification: negatives are fainter, bluer, smaller than the lens hosts; host-matched:
+    per-quantity KS statistics within the stated limit, recorded in the metadata and verified."""
+    from lensaudit.catalog.verify import verify_manifest
+
+    kw = {"sweeps": str(mock_dir / "sweeps"), "candidates": str(mock_dir / "candidates.csv"),
+          "sampling": {"ratio": 10}, "cuts": {"types": ["SER", "DEV", "REX", "EXP"]}}
+    plain = build_catalog(CatalogConfig.model_validate({**kw, "out": str(tmp_path / "plain")}))
+    hm_kw = {**kw, "sampling": {"ratio": 10, "host_match": {"enabled": True, "bins": 2, "max_ks": 0.2}}}
+    matched = build_catalog(CatalogConfig.model_validate({**hm_kw, "out": str(tmp_path / "hm")}))
+    rp = verify_manifest(plain["manifests"]["70_15_15"])
+    rm = verify_manifest(matched["manifests"]["70_15_15"])
+    assert rp["passed"] and not rp["host_matched"] and rm["passed"] and rm["host_matched"]
+    # unmatched: the lens hosts are brighter than the type-stratified negatives; matched: much less so
+    assert rp["host_properties"]["mag_z"]["ks_statistic"] > 0.2
+    assert rm["host_properties"]["mag_z"]["ks_statistic"] < 0.7 * rp["host_properties"]["mag_z"]["ks_statistic"]
+    for q in ("mag_z", "g_r", "shape_r"):
+        assert rm["host_properties"][q]["ks_statistic"] <= 0.2
+    meta = read_manifest_metadata(matched["manifests"]["70_15_15"])
+    assert meta["sampling"]["host_match"]["enabled"] and len(meta["host_match_edges"]["mag_z"]) == 1
+    # the verification fails a host-matched manifest whose negatives were not matched
+    m = pd.read_parquet(matched["manifests"]["70_15_15"])
+    p = pd.read_parquet(plain["manifests"]["70_15_15"])
+    from lensaudit.catalog.manifest import write_manifest
+
+    swapped = pd.concat([m[m.label == 1], p[p.label == 0]]).sort_values("id").reset_index(drop=True)
+    bad = write_manifest(swapped, tmp_path / "swapped.parquet", meta)
+    rep = verify_manifest(bad)
+    assert not rep["passed"] and any("mag_z" in f for f in rep["failures"])
+
+
+def test_host_cells_against_numpy_digitize():
+    from lensaudit.catalog.stages import assign_host_cells
+
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"mag_z": rng.uniform(16, 20, 500), "g_r": rng.normal(1, 0.5, 500), "shape_r": rng.uniform(0, 3, 500)})
+    df.loc[5, "g_r"] = np.nan
+    edges = {"mag_z": [17.0, 18.5], "g_r": [0.5, 1.0, 1.5]}
+    got = assign_host_cells(df, edges)["host_cell"].to_numpy()
+    want = np.digitize(df.mag_z, edges["mag_z"]) + 3 * np.digitize(np.nan_to_num(df.g_r, nan=np.inf), edges["g_r"])
+    np.testing.assert_array_equal(got, want)
+    assert got[5] == np.digitize(df.mag_z[5], edges["mag_z"]) + 3 * 3      # NaN in the last bin
+    assert (assign_host_cells(df, {})["host_cell"] == 0).all()
 
 
 # ----------------------------------------------------------------------------- Spark
@@ -367,6 +408,13 @@ def test_spark_and_local_engines_give_byte_identical_manifests(spark, fake, buil
         finally:
             spark.conf.set("spark.sql.shuffle.partitions", "2")
         assert Path(got["manifests"]["70_15_15"]).read_bytes() == want, (n_in, n_shuffle)
+    # host-matched negatives: the same stage functions bin the negatives on both engines
+    hm = {**kw, "sampling": {**kw["sampling"], "host_match": {"enabled": True, "bins": 3}}}
+    ref = build_catalog(CatalogConfig.model_validate({**hm, "out": str(tmp_path / "hm_loc")}), engine=LocalEngine())
+    got = build_catalog(CatalogConfig.model_validate({**hm, "out": str(tmp_path / "hm_spark")}),
+                        engine=SparkEngine(spark, input_partitions=2))
+    assert Path(got["manifests"]["70_15_15"]).read_bytes() == Path(ref["manifests"]["70_15_15"]).read_bytes()
+    assert Path(ref["manifests"]["70_15_15"]).read_bytes() != want
 
 
 @pytest.mark.spark

@@ -50,7 +50,8 @@ def test_mock_sub_populations_draw_from_their_own_streams(tmp_path, shared_data)
     from lensaudit.mock.survey import build_survey
 
     base = MockConfig(area_deg2=0.25, seed=5)
-    more = base.model_copy(update={"confusers": base.confusers.model_copy(update={"ring": 60.0, "merger": 90.0})})
+    more = base.model_copy(update={"confusers": base.confusers.model_copy(update={"ring_fraction_of_early": 0.2,
+                                                                                      "merger_per_deg2": 90.0})})
     build_survey(base, tmp_path / "a", shared_data)
     build_survey(more, tmp_path / "b", shared_data)
     ta = pd.read_parquet(tmp_path / "a" / "truth" / "truth.parquet")

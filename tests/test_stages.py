@@ -158,14 +158,14 @@ def test_sampling_quotas_round_half_up_and_split_pools():
 
 def test_take_top_k_takes_the_first_rows_in_hash_order_per_stratum():
     neg = pd.DataFrame({"id": [f"o{i}" for i in range(8)], "nobs_z_bin": ["3-5"] * 8, "type": ["SER"] * 8,
-                        "pool": ["N1"] * 5 + ["N2"] * 3, "order_hash": [5, -3, 9, 1, 1, 4, -8, 2]})
+                        "pool": ["N1"] * 5 + ["N2"] * 3, "order_hash": [5, -3, 9, 1, 1, 4, -8, 2], "host_cell": 0})
     quotas = pd.DataFrame({"nobs_z_bin": ["3-5", "3-5"], "type": ["SER", "SER"], "pool": ["N1", "N2"],
-                           "quota": [3, 5]})
+                           "quota": [3, 5], "host_cell": 0})
     got = st.take_top_k(neg, quotas)
     # N1: hashes -3, 1 (o3), 1 (o4; tie broken by id); N2 takes all 3 (quota 5 > 3 available)
     assert sorted(got.loc[got.pool == "N1", "id"]) == ["o1", "o3", "o4"]
     assert sorted(got.loc[got.pool == "N2", "id"]) == ["o5", "o6", "o7"]
-    sf = st.shortfalls(quotas, pd.DataFrame({"nobs_z_bin": ["3-5", "3-5"], "type": ["SER", "SER"],
+    sf = st.shortfalls(quotas, pd.DataFrame({"nobs_z_bin": ["3-5", "3-5"], "type": ["SER", "SER"], "host_cell": 0,
                                              "pool": ["N1", "N2"], "available": [5, 3]}), got)
     assert sf.set_index("pool")["shortfall"].to_dict() == {"N1": 0, "N2": 2}
 

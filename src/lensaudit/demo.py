@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 class QuickSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    area_deg2: float = Field(1.0, ge=0.0625, le=25.0)
+    area_deg2: float = Field(1.0, ge=0.0625, le=64.0)
     fetch_limit: int = Field(200, ge=10, description="cutouts fetched in quick mode")
     epochs: int = Field(1, ge=1)
 
@@ -34,7 +34,7 @@ class DemoConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     seed: int = Field(42, ge=0, lt=2**32)
-    area_deg2: float = Field(4.0, ge=0.0625, le=25.0, description="mock patch area, deg^2")
+    area_deg2: float = Field(25.0, ge=0.0625, le=64.0, description="mock patch area, deg^2")
     catalog_config: str = Field("catalog/mock_demo.yaml", description="bundled name or path")
     train_config: str = Field("train/demo.yaml", description="bundled name or path")
     eval_n_boot: int = Field(1000, ge=100)

@@ -46,7 +46,8 @@ def manifest_columns(nside: int) -> dict[str, str]:
     """Columns of a training manifest written by ``catalog build`` (name -> pandas dtype), in file order.
 
     Units: ra, dec deg; psfsize_* arcsec (FWHM); psfdepth_*, galdepth_r 1/nanomaggy^2 (5-sigma
-    inverse variance); ebv mag; flux_r nanomaggies; match_sep_arcsec arcsec.
+    inverse variance); ebv mag; flux_r nanomaggies; match_sep_arcsec arcsec; mag_z AB mag (from
+    FLUX_Z, not extinction-corrected); g_r AB mag; shape_r arcsec (half-light radius).
     """
     return {
         "id": "object", "name": "object", "ra": "float64", "dec": "float64", "label": "int8", "tier": "object",
@@ -56,6 +57,7 @@ def manifest_columns(nside: int) -> dict[str, str]:
         "ebv": "float32", "flux_r": "float32", f"{HEALPIX_PREFIX}{nside}": "int64", "split": "object",
         "sample_weight": "float32", "cutout_ref": "object", "release": "int16", "brickname": "object",
         "objid": "int32", "zlens": "float64", "match_sep_arcsec": "float64",
+        "mag_z": "float32", "g_r": "float32", "shape_r": "float32",
     }
 
 

@@ -71,12 +71,18 @@ def build_catalog(cfg: CatalogConfig, engine: Engine | None = None) -> dict:
     if not parts:
         raise CatalogInputError(f"sweeps {src}: no sweep-*.fits files and no ingested sweep=*/part-0.parquet partitions")
 
-    def quotas_of(nearest: pd.DataFrame) -> pd.DataFrame:
-        return st.sampling_quotas(st.resolve_positives(nearest, cands, cfg)[0], cfg)
+    def plan_of(nearest: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+        pos = st.resolve_positives(nearest, cands, cfg)[0]
+        edges = st.host_edges(pos, cfg)
+        return st.sampling_quotas(st.assign_host_cells(pos, edges), cfg), edges
 
-    g = eng.gather(parts, cfg, cands, quotas_of)
+    g = eng.gather(parts, cfg, cands, plan_of)
     pos, unmatched = st.resolve_positives(g.nearest, cands, cfg)
+    edges = st.host_edges(pos, cfg)
+    pos = st.assign_host_cells(pos, edges)
     quotas = st.sampling_quotas(pos, cfg)
+    if cfg.sampling.fill_short_pool:
+        quotas = st.rebalance_pools(quotas, g.available)
     short = st.shortfalls(quotas, g.available, g.selected)
     flow = cutflow_table(g.flows, skipped, g.n_duplicate_ids)
     atomic_write_json(out / "cutflow.json", flow)
@@ -87,7 +93,7 @@ def build_catalog(cfg: CatalogConfig, engine: Engine | None = None) -> dict:
     manifests, reports = {}, {}
     for scheme in cfg.splits.schemes:
         df = assemble_manifest(pos, g.selected, cfg, scheme)
-        path = write_manifest(df, out / f"manifest_{scheme.name}.parquet", manifest_metadata(cfg, scheme))
+        path = write_manifest(df, out / f"manifest_{scheme.name}.parquet", manifest_metadata(cfg, scheme, edges))
         rep = verify_manifest(path, flow)
         atomic_write_json(out / f"verify_{scheme.name}.json", rep)
         atomic_write_text(out / f"verify_{scheme.name}.txt", format_report(rep) + "\n")
@@ -107,12 +113,18 @@ def build_catalog(cfg: CatalogConfig, engine: Engine | None = None) -> dict:
         atomic_write_json(out / f"evalset_{es.name}.json", rep)
         eval_sets[es.name] = {k: v for k, v in rep.items() if k != "unmatched"}
     n_short = int(short["shortfall"].clip(lower=0).sum())
+    per_stratum = st.stratum_shortfalls(short)
+    worst = per_stratum.sort_values("short_fraction", ascending=False, kind="mergesort").head(1)
     summary = {"engine": eng.name, "n_sweeps": len(parts), "n_candidates": int(len(cands)),
                "n_candidate_rows_skipped": len(skipped), "n_positives": int(len(pos)),
                "n_tier_a": int((pos.tier == "A").sum()), "n_tier_b": int((pos.tier == "B").sum()),
                "n_unmatched": len(unmatched), "unmatched_fraction": round(len(unmatched) / len(cands), 4),
                "n_negatives": int(len(g.selected)), "n_eligible_negatives": int(g.available["available"].sum()),
-               "negative_shortfall": n_short, "cutflow_total": flow["total"], "manifests": manifests,
+               "negative_shortfall": n_short,
+               "max_stratum_short_fraction": round(float(worst["short_fraction"].iat[0]), 4) if len(worst) else 0.0,
+               "strata_short_over_5pct": [f"{r.nobs_z_bin} {r.type}" for r in per_stratum.itertuples()
+                                          if r.short_fraction > 0.05],
+               "cutflow_total": flow["total"], "manifests": manifests,
                "verified": reports, "eval_sets": eval_sets, "elapsed_s": round(time.monotonic() - t0, 2)}
     atomic_write_json(out / "run_info.json", run_info(config=cfg.model_dump(mode="json"), config_sha256=cfg_sha,
                                                       seeds={"split": cfg.splits.seed, "sampling": cfg.sampling.seed},

@@ -103,11 +103,36 @@ class SplitsConfig(_Strict):
         return v
 
 
+class HostMatchConfig(_Strict):
+    """Host-matched negatives: within each (z-exposure bin, type) stratum, negatives are drawn per cell of a
+    grid over host properties (quantile bins of the positives' z magnitude, g - r colour and size), in
+    proportion to the positives in each cell, so that "massive red host" alone does not separate the
+    classes. The verification compares positives and negatives per quantity with KS tests."""
+
+    enabled: bool = False
+    quantities: tuple[Literal["mag_z", "g_r", "shape_r"], ...] = ("mag_z", "g_r", "shape_r")
+    bins: int = Field(3, ge=2, le=10, description="quantile bins of the positives per quantity")
+    max_ks: float = Field(0.1, gt=0, le=1, description="verification fails when a quantity's KS statistic "
+                                                         "between positives and negatives exceeds this")
+
+    @field_validator("quantities")
+    @classmethod
+    def _q(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"host_match.quantities must be distinct and not empty, got {v}")
+        return v
+
+
 class SamplingConfig(_Strict):
     ratio: float = Field(100.0, gt=0, description="negatives per positive, per (z-exposure bin, type) stratum")
     n2_fraction: float = Field(0.15, ge=0, le=1, description="fraction of negatives drawn from the N2 pool")
     seed: int = Field(42, ge=0, description="seed of the stable hash order within strata")
     nobs_z_bins: tuple[int, ...] = Field((3, 6, 11), description="lower edges: 3-5, 6-10, 11+")
+    host_match: HostMatchConfig = HostMatchConfig()
+    fill_short_pool: bool = Field(
+        False, description="when one pool (N1 or N2) of a stratum has too few eligible negatives, take the "
+                           "difference from the other pool of the same stratum (reported in shortfalls.csv); "
+                           "off by default: shortfalls are never filled unless asked")
 
     @field_validator("nobs_z_bins")
     @classmethod

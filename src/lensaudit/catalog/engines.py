@@ -28,7 +28,7 @@ from lensaudit.catalog.ingest import ingest_sweep
 from lensaudit.errors import InputError
 
 log = logging.getLogger(__name__)
-STRATUM = ["nobs_z_bin", "type", "pool"]
+STRATUM = st.STRATUM_KEY
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Gathered:
 
     flows: list[dict]                 # per-sweep cut flow (with a "sweep" key)
     nearest: pd.DataFrame             # nearest source per candidate (MATCH_COLUMNS)
-    available: pd.DataFrame           # eligible negatives per (nobs_z_bin, type, pool): "available"
+    available: pd.DataFrame           # eligible negatives per stratum (STRATUM): "available"
     selected: pd.DataFrame            # sampled negatives (ROW_COLUMNS)
     n_duplicate_ids: int = 0
     extra: dict = field(default_factory=dict)
@@ -54,8 +54,11 @@ class Engine(Protocol):
         ...
 
     def gather(self, parts: list[Path], cfg: CatalogConfig, cands: pd.DataFrame,
-               quotas_of: Callable[[pd.DataFrame], pd.DataFrame]) -> Gathered:
-        """Run the per-sweep stage functions over ``parts`` and reduce them (nearest matches, counts, top-K)."""
+               plan_of: Callable[[pd.DataFrame], tuple[pd.DataFrame, dict]]) -> Gathered:
+        """Run the per-sweep stage functions over ``parts`` and reduce them (nearest matches, counts, top-K).
+
+        ``plan_of(nearest)`` returns the sampling quotas and the host-cell edges the negatives are
+        binned with (:func:`lensaudit.catalog.stages.assign_host_cells`)."""
         ...
 
 
@@ -92,14 +95,17 @@ class LocalEngine:
     def ingest(self, sweeps: list[Path], out_root: Path, columns, force: bool = False) -> list[dict]:
         return self._map(_ingest_args, [(p, out_root, columns, force) for p in sweeps])
 
-    def gather(self, parts: list[Path], cfg: CatalogConfig, cands: pd.DataFrame, quotas_of) -> Gathered:
+    def gather(self, parts: list[Path], cfg: CatalogConfig, cands: pd.DataFrame, plan_of) -> Gathered:
         res = self._map(_process_file, [(p, cfg, cands) for p in parts])
         neg = pd.concat([r[0] for r in res] or [st.empty_rows()], ignore_index=True)
         matches = pd.concat([r[1] for r in res] or [st.empty_rows(st.MATCH_COLUMNS)], ignore_index=True)
         neg, n_dup = st.dedupe_ids(neg, "eligible negatives", cfg.on_bad_rows)
         nearest = st.nearest_matches(matches)
-        quotas = quotas_of(nearest)
+        quotas, edges = plan_of(nearest)
+        neg = st.assign_host_cells(neg, edges)
         available = neg.groupby(STRATUM).size().rename("available").reset_index()
+        if cfg.sampling.fill_short_pool:
+            quotas = st.rebalance_pools(quotas, available)
         selected = st.take_top_k(neg, quotas)
         return Gathered([r[2] for r in res], nearest, available, selected, n_dup)
 
@@ -191,7 +197,7 @@ class SparkEngine:
             run, "source string, partition string, rows long, skipped boolean").toPandas()
         return res.sort_values("source").to_dict("records")
 
-    def gather(self, parts: list[Path], cfg: CatalogConfig, cands: pd.DataFrame, quotas_of) -> Gathered:
+    def gather(self, parts: list[Path], cfg: CatalogConfig, cands: pd.DataFrame, plan_of) -> Gathered:
         from pyspark import StorageLevel
         from pyspark.sql import Window
         from pyspark.sql import functions as F
@@ -221,8 +227,17 @@ class SparkEngine:
             nearest = (long.filter(F.col("kind") == "match").select(*st.MATCH_COLUMNS)
                        .withColumn("_rn", F.row_number().over(w)).filter(F.col("_rn") == 1).drop("_rn"))
             nearest = _typed(nearest.toPandas(), st.MATCH_COLUMNS)
-            quotas = quotas_of(nearest)
+            quotas, edges = plan_of(nearest)
+            if edges:
+                def cells(batches):
+                    for b in batches:
+                        yield st.assign_host_cells(_typed(b, st.ROW_COLUMNS), edges)
+
+                neg = neg.mapInPandas(cells, _ddl(st.ROW_COLUMNS))
             available = neg.groupBy(*STRATUM).count().withColumnRenamed("count", "available").toPandas()
+            available = available.astype({"host_cell": "int16", "available": "int64"})
+            if cfg.sampling.fill_short_pool:
+                quotas = st.rebalance_pools(quotas, available)
             q = self.spark.createDataFrame(quotas[[*STRATUM, "quota"]]) if len(quotas) else None
             if q is None:
                 selected = st.empty_rows()

@@ -44,9 +44,9 @@ def assemble_manifest(pos: pd.DataFrame, neg: pd.DataFrame, cfg: CatalogConfig, 
     return df.sort_values("id", kind="mergesort").reset_index(drop=True)
 
 
-def manifest_metadata(cfg: CatalogConfig, scheme: SplitScheme) -> dict:
+def manifest_metadata(cfg: CatalogConfig, scheme: SplitScheme, host_edges: dict | None = None) -> dict:
     """What a reader needs to re-derive the splits and the sample (no engine or path details)."""
-    return {"scheme": scheme.name, "fractions": dict(scheme.ordered()), "split_order": [s for s, _ in scheme.ordered()],
+    return {"host_match_edges": host_edges or {},"scheme": scheme.name, "fractions": dict(scheme.ordered()), "split_order": [s for s, _ in scheme.ordered()],
             "nside": cfg.splits.nside, "nest": True, "split_seed": cfg.splits.seed,
             "split_hash": "sha256('{pixel}_{seed}')[:4] big-endian / 2^32",
             "sampling": cfg.sampling.model_dump(mode="json"), "cuts": cfg.cuts.model_dump(mode="json"),

@@ -35,7 +35,12 @@ ROW_COLUMNS: dict[str, str] = {
     "psfdepth_g": "float32", "psfdepth_r": "float32", "psfdepth_z": "float32", "galdepth_r": "float32",
     "ebv": "float32", "healpix": "int64", "order_hash": "int64",
     "pool": "object", "confuser_category": "object",
+    "mag_z": "float32", "g_r": "float32", "shape_r": "float32", "host_cell": "int16",
 }
+#: Host properties the host-matched sampling can match (z AB mag from FLUX_Z, g - r AB colour, SHAPE_R arcsec).
+HOST_QUANTITIES = ("mag_z", "g_r", "shape_r")
+#: The stratum of the sampling: z-exposure bin, type, host cell (0 unless host matching) and pool.
+STRATUM_KEY = ["nobs_z_bin", "type", "host_cell", "pool"]
 MATCH_COLUMNS: dict[str, str] = {**ROW_COLUMNS, "cand_idx": "int64", "match_sep_arcsec": "float64"}
 
 SWEEP_COLUMNS_USED = (
@@ -87,6 +92,8 @@ def _rows(df: pd.DataFrame, cfg: CatalogConfig) -> pd.DataFrame:
     objid = df["OBJID"].to_numpy()
     ids = (pd.Series(brick, dtype=object) + "_" + pd.Series(objid).astype(str)).to_numpy(dtype=object)
     cat = confuser_category(df, cfg)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mag = {b: flux_to_mag(df[f"FLUX_{b}"].to_numpy(np.float64)) for b in "GRZ"}
     out = pd.DataFrame({
         "id": ids, "release": df["RELEASE"].to_numpy(), "brickid": df["BRICKID"].to_numpy(), "brickname": brick,
         "objid": objid, "ra": df["RA"].to_numpy(), "dec": df["DEC"].to_numpy(), "type": df["TYPE"].to_numpy(dtype=object),
@@ -99,6 +106,7 @@ def _rows(df: pd.DataFrame, cfg: CatalogConfig) -> pd.DataFrame:
         "order_hash": hash64(df["RELEASE"].to_numpy(), df["BRICKID"].to_numpy(), objid,
                              cfg.sampling.seed).view(np.int64),
         "pool": np.where(cat == "", "N1", "N2").astype(object), "confuser_category": cat,
+        "mag_z": mag["Z"], "g_r": mag["G"] - mag["R"], "shape_r": df["SHAPE_R"].to_numpy(), "host_cell": 0,
     })
     return out.astype(ROW_COLUMNS)
 
@@ -197,38 +205,93 @@ def resolve_positives(nearest: pd.DataFrame, cands: pd.DataFrame, cfg: CatalogCo
     return pos.sort_values("id", kind="mergesort").reset_index(drop=True), unmatched
 
 
+def host_edges(pos: pd.DataFrame, cfg: CatalogConfig) -> dict[str, list[float]]:
+    """Inner quantile edges of the positives per host quantity (empty unless host matching is on)."""
+    hm = cfg.sampling.host_match
+    if not hm.enabled or not len(pos):
+        return {}
+    qs = np.arange(1, hm.bins) / hm.bins
+    out = {}
+    for q in hm.quantities:
+        v = pos[q].to_numpy(np.float64)
+        v = v[np.isfinite(v)]
+        out[q] = [float(x) for x in np.unique(np.quantile(v, qs))] if len(v) else []
+    return out
+
+
+def assign_host_cells(df: pd.DataFrame, edges: dict[str, list[float]]) -> pd.DataFrame:
+    """``host_cell``: the cell of each row on the grid of ``edges`` (0 everywhere when there are none).
+
+    Cell = sum over quantities of (bin index) x (bins of the earlier quantities); NaN falls in the last bin."""
+    cell = np.zeros(len(df), dtype=np.int64)
+    stride = 1
+    for q, e in edges.items():
+        v = df[q].to_numpy(np.float64)
+        d = np.searchsorted(np.asarray(e, dtype=np.float64), np.where(np.isfinite(v), v, np.inf), side="right")
+        cell += d * stride
+        stride *= len(e) + 1
+    return df.assign(host_cell=cell.astype(np.int16))
+
+
 def sampling_quotas(pos: pd.DataFrame, cfg: CatalogConfig) -> pd.DataFrame:
-    """Negatives wanted per (nobs_z_bin, type, pool): ratio x positives, split N1:N2 by ``n2_fraction``."""
+    """Negatives wanted per (nobs_z_bin, type, host_cell, pool): ratio x positives, split N1:N2 by ``n2_fraction``.
+
+    ``pos`` carries ``host_cell`` (all 0 without host matching)."""
     s = cfg.sampling
-    counts = pos.groupby(["nobs_z_bin", "type"]).size().rename("n_pos").reset_index()
+    if "host_cell" not in pos:
+        pos = pos.assign(host_cell=np.int16(0))
+    counts = pos.groupby(["nobs_z_bin", "type", "host_cell"]).size().rename("n_pos").reset_index()
     total = np.floor(counts["n_pos"].to_numpy() * s.ratio + 0.5).astype(np.int64)
     n2 = np.floor(total * s.n2_fraction + 0.5).astype(np.int64)
     rows = []
-    for (b, t, npos), tot, k2 in zip(counts[["nobs_z_bin", "type", "n_pos"]].itertuples(index=False), total, n2,
-                                     strict=True):
-        rows.append({"nobs_z_bin": b, "type": t, "pool": "N1", "n_pos": int(npos), "quota": int(tot - k2)})
-        rows.append({"nobs_z_bin": b, "type": t, "pool": "N2", "n_pos": int(npos), "quota": int(k2)})
-    q = pd.DataFrame(rows, columns=["nobs_z_bin", "type", "pool", "n_pos", "quota"])
-    return q.sort_values(["nobs_z_bin", "type", "pool"], kind="mergesort").reset_index(drop=True)
+    for (b, t, c, npos), tot, k2 in zip(counts[["nobs_z_bin", "type", "host_cell", "n_pos"]].itertuples(index=False),
+                                        total, n2, strict=True):
+        rows.append({"nobs_z_bin": b, "type": t, "host_cell": int(c), "pool": "N1", "n_pos": int(npos),
+                     "quota": int(tot - k2)})
+        rows.append({"nobs_z_bin": b, "type": t, "host_cell": int(c), "pool": "N2", "n_pos": int(npos), "quota": int(k2)})
+    q = pd.DataFrame(rows, columns=[*STRATUM_KEY, "n_pos", "quota"]).astype({"host_cell": "int16"})
+    return q.sort_values(STRATUM_KEY, kind="mergesort").reset_index(drop=True)
+
+
+def rebalance_pools(quotas: pd.DataFrame, available: pd.DataFrame) -> pd.DataFrame:
+    """Quotas with each pool's shortfall moved to the other pool of its stratum (as far as that one has
+    rows to spare); ``quota_protocol`` keeps the quota before the move."""
+    key = STRATUM_KEY
+    q = quotas.merge(available[[*key, "available"]], on=key, how="left")
+    q["available"] = q["available"].fillna(0).astype(np.int64)
+    q["quota_protocol"] = q["quota"]
+    short = (q["quota"] - q["available"]).clip(lower=0)
+    spare = (q["available"] - q["quota"]).clip(lower=0)
+    group = q.groupby(key[:-1], sort=False).ngroup()          # the pools of one stratum share a group
+    tot_short = short.groupby(group).transform("sum") - short   # the other pool's shortfall
+    q["quota"] = q["quota"] - short + np.minimum(spare, tot_short)
+    return q.drop(columns="available").sort_values(key, kind="mergesort").reset_index(drop=True)
 
 
 def take_top_k(neg: pd.DataFrame, quotas: pd.DataFrame) -> pd.DataFrame:
-    """Reference selection: within each (nobs_z_bin, type, pool), the ``quota`` rows first in (order_hash, id)."""
-    n = neg.sort_values(["nobs_z_bin", "type", "pool", "order_hash", "id"], kind="mergesort")
-    rank = n.groupby(["nobs_z_bin", "type", "pool"], sort=False).cumcount()
-    n = n.assign(_rank=rank.to_numpy()).merge(quotas[["nobs_z_bin", "type", "pool", "quota"]],
-                                               on=["nobs_z_bin", "type", "pool"], how="inner")
+    """Reference selection: within each stratum (:data:`STRATUM_KEY`), the ``quota`` rows first in (order_hash, id)."""
+    n = neg.sort_values([*STRATUM_KEY, "order_hash", "id"], kind="mergesort")
+    rank = n.groupby(STRATUM_KEY, sort=False).cumcount()
+    n = n.assign(_rank=rank.to_numpy()).merge(quotas[[*STRATUM_KEY, "quota"]], on=STRATUM_KEY, how="inner")
     return n[n["_rank"] < n["quota"]].drop(columns=["_rank", "quota"]).reset_index(drop=True)
 
 
 def shortfalls(quotas: pd.DataFrame, available: pd.DataFrame, taken: pd.DataFrame) -> pd.DataFrame:
     """Per stratum and pool: quota, available, taken and shortfall (never silently filled)."""
-    key = ["nobs_z_bin", "type", "pool"]
+    key = STRATUM_KEY
     got = taken.groupby(key).size().rename("taken").reset_index()
     out = quotas.merge(available, on=key, how="left").merge(got, on=key, how="left")
     out[["available", "taken"]] = out[["available", "taken"]].fillna(0).astype(np.int64)
     out["shortfall"] = out["quota"] - out["taken"]
     return out.sort_values(key, kind="mergesort").reset_index(drop=True)
+
+
+def stratum_shortfalls(short: pd.DataFrame) -> pd.DataFrame:
+    """Per (nobs_z_bin, type): negatives the protocol asks for (ratio x positives), taken, and the fraction short."""
+    q = "quota_protocol" if "quota_protocol" in short else "quota"
+    g = short.groupby(["nobs_z_bin", "type"], sort=True)[[q, "taken"]].sum().rename(columns={q: "wanted"})
+    g["short_fraction"] = ((g["wanted"] - g["taken"]).clip(lower=0) / g["wanted"].where(g["wanted"] > 0)).fillna(0.0)
+    return g.reset_index()
 
 
 def dedupe_ids(rows: pd.DataFrame, what: str, on_bad_rows: str) -> tuple[pd.DataFrame, int]:

@@ -4,7 +4,9 @@ Hard checks (any failure -> ``passed: false``): unique ids; zero overlap between
 id, cutout reference and HEALPix pixel; every HEALPix pixel recomputed from (ra, dec) and every
 split recomputed from the pixel with the seed and fractions recorded in the file; labels and
 tiers consistent. Reported: split fractions, per-stratum counts and achieved ratios, N1/N2 and
-confuser mix, PSF size and depth per split with two-sample KS tests, and the cut flow.
+confuser mix, PSF size and depth per split with two-sample KS tests, host properties (z magnitude,
+g - r, size) of positives against negatives with KS tests (a hard check when the sample was
+host-matched), and the cut flow.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from scipy.stats import ks_2samp
 from lensaudit.catalog.manifest import read_manifest_metadata
 from lensaudit.catalog.spatial import assign_split, healpix_nested
 
+#: Host properties compared between positives and negatives (z AB mag, g - r AB, half-light radius arcsec).
+HOST_COLUMNS = ("mag_z", "g_r", "shape_r")
 CONDITION_COLUMNS = ("psfsize_g", "psfsize_r", "psfsize_z", "psfdepth_g", "psfdepth_r", "psfdepth_z")
 
 
@@ -93,6 +97,25 @@ def verify_manifest(path: str | os.PathLike, cutflow: dict | None = None) -> dic
                 entry[f"ks_train_vs_{s}"] = {"statistic": float(k.statistic), "pvalue": float(k.pvalue)}
         cond[c] = entry
     rep["conditions"] = cond
+    # --- host properties, positives against negatives (a failure when the sample was host-matched)
+    hm = (meta.get("sampling") or {}).get("host_match") or {}
+    host = {}
+    pos = df[df.label == 1]
+    for c in HOST_COLUMNS:
+        if c not in df:
+            continue
+        a, b = pos[c].to_numpy(np.float64), neg[c].to_numpy(np.float64)
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        if not (len(a) and len(b)):
+            continue
+        k = ks_2samp(a, b)
+        host[c] = {"median_pos": float(np.median(a)), "median_neg": float(np.median(b)),
+                   "ks_statistic": float(k.statistic), "ks_pvalue": float(k.pvalue)}
+        if hm.get("enabled") and c in hm.get("quantities", ()) and k.statistic > float(hm.get("max_ks", 0.1)):
+            failures.append(f"host-matched sample: {c} of negatives differs from the positives' (KS D "
+                            f"{k.statistic:.3f} > {hm.get('max_ks')})")
+    rep["host_properties"] = host
+    rep["host_matched"] = bool(hm.get("enabled"))
     if cutflow is not None:
         rep["cutflow_total"] = cutflow.get("total")
     rep["failures"] = failures
@@ -117,6 +140,11 @@ def format_report(rep: dict) -> str:
         ks = {k: f"D={v['statistic']:.3f} p={v['pvalue']:.3g}" for k, v in e.items() if k.startswith("ks_")}
         med = {k: round(v["median"], 3) for k, v in e.items() if not k.startswith("ks_")}
         L.append(f"  {c}: medians {med} {ks}")
+    if rep.get("host_properties"):
+        L.append(f"  host properties, positives vs negatives ({'host-matched' if rep.get('host_matched') else 'not matched'}):")
+        for c, e in rep["host_properties"].items():
+            L.append(f"    {c}: median pos {e['median_pos']:.3f} neg {e['median_neg']:.3f}, KS D={e['ks_statistic']:.3f} "
+                     f"p={e['ks_pvalue']:.3g}")
     if rep.get("cutflow_total"):
         L.append("  cut flow (rows removed, all sweeps): " + json.dumps(rep["cutflow_total"]))
     return "\n".join(L)

@@ -26,6 +26,10 @@ class PreprocessConfig(BaseModel):
     r_in_pix: float = Field(20.0, ge=0, description="annulus inner radius, pixels")
     r_out_pix: float = Field(32.0, gt=0, description="annulus outer radius, pixels")
     clip: float = Field(10.0, gt=0)
+    stretch: Literal["clip", "asinh"] = Field(
+        "clip", description="clip: clip to [-clip, clip] (published); asinh: softening x asinh(x / softening), "
+                            "linear near the sky and logarithmic above, so an arc on a bright host keeps its contrast")
+    softening: float = Field(3.0, gt=0, description="asinh stretch: where it turns from linear to logarithmic (MAD units)")
     eps: float = Field(1e-8, gt=0)
     crop: int | None = Field(None, ge=8, description="centre crop (pixels) after normalisation; None = full stamp")
 
@@ -78,7 +82,11 @@ def raw_robust(x: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.
     mad = np.median(np.abs(ann - med), axis=-1, keepdims=True)
     out = (a - med[..., None]) / (mad[..., None] + cfg.eps)
     # finite input and eps > 0 leave no NaN to zero "after"; overflow to inf is clipped
-    np.clip(out, -cfg.clip, cfg.clip, out=out)
+    if cfg.stretch == "asinh":
+        np.clip(out, -1e30, 1e30, out=out)
+        out = np.arcsinh(out / cfg.softening, out=out) * cfg.softening
+    else:
+        np.clip(out, -cfg.clip, cfg.clip, out=out)
     if cfg.crop:
         if cfg.crop > size:
             raise ValueError(f"crop {cfg.crop} is larger than the {size}x{size} stamp")

@@ -173,6 +173,10 @@ class TruthSummary(_M):
     n_true_lenses_scored: int
     tier_a_wrong_fraction: Proportion | None = None
     tier_b_wrong_fraction: Proportion | None = None
+    oracle_auc: AucEntry | None = Field(
+        None, description="ceiling the truth allows: ROC AUC of an oracle scoring each object by its true arc S/N "
+                          "(0 for non-lenses, so Tier-B contaminants tie with the negatives)")
+    oracle_auc_tier_a: AucEntry | None = Field(None, description="the same, Tier-A positives against all negatives")
 
 
 class EvaluationResult(_M):

@@ -65,4 +65,11 @@ def summary_lines(res: EvaluationResult) -> list[str]:
         L.append(line)
     if res.truth is not None and res.truth.tier_b_wrong_fraction is not None:
         L.append("mock truth: " + _prop("Tier-B labels that are not lenses", res.truth.tier_b_wrong_fraction, 3))
+    if res.truth is not None and res.truth.oracle_auc is not None and res.truth.oracle_auc.value is not None:
+        o, oa = res.truth.oracle_auc, res.truth.oracle_auc_tier_a
+        line = (f"mock truth: oracle AUC {o.value:.3f} (objects scored by their true arc S/N: the ceiling the truth "
+                f"allows; model {res.overall.roc_auc.value:.3f})")
+        if oa is not None and oa.value is not None:
+            line += f"; Tier A {oa.value:.3f}"
+        L.append(line)
     return L

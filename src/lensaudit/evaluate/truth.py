@@ -1,5 +1,6 @@
 """Mock survey only: metrics against the truth table (true recall against Einstein radius, arc
-brightness and seeing; the fraction of Tier-A/B labels that are not lenses). Truth is for
+brightness and seeing; the fraction of Tier-A/B labels that are not lenses; the AUC of an oracle
+that scores each object by its true arc S/N, the ceiling next to the model's). Truth is for
 measuring, never for fitting: nothing here feeds back into a threshold or a model."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import pandas as pd
 
 from lensaudit.evaluate.config import EvalConfig
 from lensaudit.evaluate.metrics import wilson_interval
-from lensaudit.evaluate.overall import proportion, stream
+from lensaudit.evaluate.overall import auc_entry, proportion, stream
 from lensaudit.evaluate.result import TruthSummary
 
 
@@ -29,6 +30,13 @@ def truth_metrics(df: pd.DataFrame, truth: pd.DataFrame, cfg: EvalConfig) -> tup
     if len(a):
         out["tier_a_wrong_fraction"] = proportion(int((~a["true_lens"]).sum()), len(a), cfg,
                                                  stream(cfg, "truth", "tier_a_wrong"))
+    if "arc_snr" in lenses and "label" in d:
+        # the ceiling the truth allows: an oracle that scores every object by its true arc S/N
+        oracle = d["id"].map(lenses["arc_snr"]).fillna(0.0).to_numpy(float)
+        y = d["label"].to_numpy(int)
+        out["oracle_auc"] = auc_entry(y, oracle, cfg, what="oracle")
+        sel = (y == 0) | (d["tier"] == "A").to_numpy()
+        out["oracle_auc_tier_a"] = auc_entry(y[sel], oracle[sel], cfg, what="oracle.tier_a")
     tl = d[d["true_lens"]].join(lenses[["theta_e", "arc_rmag"]], on="id")
     rows = []
     quantities = [("theta_e", (0.5, 1.0, 1.5, 2.0, 3.0)), ("arc_rmag", (19, 20, 21, 22, 23, 24, 26))]

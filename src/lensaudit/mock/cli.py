@@ -63,7 +63,7 @@ def add_mock_commands(sub: argparse._SubParsersAction) -> None:
     ms = m.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
     b = ms.add_parser("build", help="write a mock survey (sweep FITS, candidates.csv, truth table)")
     b.add_argument("--out", required=True)
-    b.add_argument("--area-deg2", type=float, default=None, help="patch area in deg^2 (0.0625-25, default 0.25)")
+    b.add_argument("--area-deg2", type=float, default=None, help="patch area in deg^2 (0.0625-64, default 0.25)")
     b.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
     b.add_argument("--config", default=None, help="YAML with MockConfig keys")
     b.add_argument("--shared-data", default=None, help="real DR10 reference data folder")

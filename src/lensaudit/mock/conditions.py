@@ -17,8 +17,11 @@ import pandas as pd
 from lensaudit.errors import LensauditError
 from lensaudit.survey.photometry import mag5_to_depth
 
-#: Single-exposure 5-sigma point-source depths (AB) used to turn coadd depth into NOBS.
-SINGLE_EPOCH_DEPTH = {"g": 23.75, "r": 23.35, "z": 22.45}
+#: Single-exposure 5-sigma point-source depths (AB) used to turn coadd depth into NOBS (depth grows as
+#: 1.25 log10 NOBS). z is calibrated on the real sample cutouts: their z sky noise at their recorded
+#: z exposure counts (DR10's NOBS_Z) is what the mock gives at the same counts; g and r follow from
+#: the real per-brick band relations (g about 0.4 mag deeper than r, z about 1.0 mag shallower).
+SINGLE_EPOCH_DEPTH = {"g": 23.75, "r": 23.35, "z": 22.30}
 
 
 class ConditionsError(LensauditError, ValueError):
@@ -70,3 +73,49 @@ def draw_brick_conditions(n_bricks: int, shared_data: Path, rng: np.random.Gener
         out[f"nobs_mean_{b}"] = np.clip(10 ** ((out[f"psfdepth_mag_{b}"] - SINGLE_EPOCH_DEPTH[b]) / 1.25), 1, 40)
     out["galaxy_density_per_deg2"] = gdens
     return out
+
+
+def add_psf_and_noise(bricks: pd.DataFrame, psf_cfg, rng: np.random.Generator) -> pd.DataFrame:
+    """Per brick and band: the true PSF (core FWHM parameter, beta, wing fraction, ellipticity and angle
+    whose composite FWHM is the drawn seeing), the catalog's PSFSIZE (true FWHM with scatter), the
+    white-noise sigma that makes PSFDEPTH the point-source flux inverse variance of the pixels, and
+    GALDEPTH of the same pixels."""
+    from lensaudit.mock.psf import core_for_fwhm, galdepth, psf_image, white_sigma
+    from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
+
+    out = bricks.copy()
+    n = len(out)
+    for b in "grz":
+        beta = rng.uniform(*psf_cfg.beta, n)
+        wing = rng.uniform(*psf_cfg.wing_fraction, n)
+        e = rng.uniform(0, psf_cfg.ellipticity_max, n)
+        ang = rng.uniform(0, np.pi, n)
+        true_fwhm = out[f"psfsize_{b}"].to_numpy(float)  # the drawn seeing is the true FWHM
+        core, sigw, gdep = np.empty(n), np.empty(n), np.empty(n)
+        for i in range(n):
+            core[i] = core_for_fwhm(true_fwhm[i] / PIXEL_SCALE_ARCSEC, beta[i], wing[i], e[i], ang[i])
+            p = psf_image(core[i], beta[i], wing[i], e[i], ang[i])
+            sigw[i] = white_sigma(p, float(out[f"psfdepth_{b}"].iat[i]))
+            gdep[i] = galdepth(p, sigw[i])
+        out[f"psf_core_fwhm_pix_{b}"], out[f"psf_beta_{b}"], out[f"psf_wing_{b}"] = core, beta, wing
+        out[f"psf_e_{b}"], out[f"psf_angle_{b}"] = e, ang
+        out[f"psfsize_true_{b}"] = true_fwhm
+        out[f"psfsize_cat_{b}"] = true_fwhm * (1 + rng.normal(0, psf_cfg.psfsize_scatter, n))
+        out[f"sigma_white_{b}"] = sigw
+        out[f"galdepth_{b}"] = gdep
+    return out
+
+
+def draw_exposure_maps(bricks: pd.DataFrame, rng: np.random.Generator, cells: int = 4,
+                       coverage_sd: float = 0.4, band_sd: float = 0.15) -> np.ndarray:
+    """(n_bricks, 3, cells, cells) exposure counts per band, varying inside a brick.
+
+    Each cell draws one coverage factor shared by its three bands (log-normal, sd ``coverage_sd``
+    in ln: the survey's tiling passes cover g, r and z alike, so a cell deep in z is deep in g and
+    r too, as in DR10) and a smaller factor per band (sd ``band_sd``); the count is the brick's
+    mean times both, rounded, at least 1."""
+    mean = np.stack([bricks[f"nobs_mean_{b}"].to_numpy(float) for b in "grz"], axis=1)
+    n = len(bricks)
+    cover = np.exp(rng.normal(-0.5 * coverage_sd**2, coverage_sd, size=(n, 1, cells, cells)))
+    band = np.exp(rng.normal(-0.5 * band_sd**2, band_sd, size=(n, 3, cells, cells)))
+    return np.maximum(np.round(mean[:, :, None, None] * cover * band), 1).astype(np.int16)

@@ -45,3 +45,36 @@ def spikes(x: np.ndarray, y: np.ndarray, length: float, width: float, angle: flo
     a = np.exp(-0.5 * (v / width) ** 2) * np.exp(-np.abs(u) / length)
     b = np.exp(-0.5 * (u / width) ** 2) * np.exp(-np.abs(v) / length)
     return a + b
+
+
+def shells(x: np.ndarray, y: np.ndarray, radius: float, n: int, phase: float, width: float) -> np.ndarray:
+    """Tidal shells: ``n`` concentric partial rings (span about 140 deg) on alternating sides of the
+    host, at radii growing by 40 percent each, fainter outwards (pixels or arcsec, as x and y)."""
+    r = np.hypot(x, y)
+    th = np.arctan2(y, x)
+    out = np.zeros_like(r, dtype=float)
+    for k in range(int(n)):
+        rk = radius * 1.4**k
+        centre = phase + k * np.pi
+        d = np.angle(np.exp(1j * (th - centre)))                     # angle from the shell's centre, -pi..pi
+        along = np.clip(1 - np.abs(d) / 1.2, 0, None)                 # fades to zero at +-70 deg
+        out += 0.7**k * along * np.exp(-0.5 * ((r - rk) / width) ** 2)
+    return out
+
+
+def tangential_blobs(x: np.ndarray, y: np.ndarray, radius: float, n: int, phase: float, rng) -> np.ndarray:
+    """``n`` small companions at ~``radius`` from the host, elongated tangentially (the classic arc look-alike)."""
+    out = np.zeros_like(np.asarray(x, dtype=float))
+    for _ in range(int(n)):
+        ang = phase + rng.normal(0, 0.6)
+        rr = radius * rng.uniform(0.8, 1.3)
+        cx, cy = rr * np.cos(ang), rr * np.sin(ang)
+        # tangential direction is perpendicular to the radius vector
+        t = np.array([-np.sin(ang), np.cos(ang)])
+        dx, dy = x - cx, y - cy
+        u = dx * t[0] + dy * t[1]
+        v = dx * np.cos(ang) + dy * np.sin(ang)
+        su = max(rr * rng.uniform(0.15, 0.35), 1.2)
+        sv = max(su * rng.uniform(0.25, 0.5), 0.7)
+        out += rng.uniform(0.5, 1.0) * np.exp(-0.5 * ((u / su) ** 2 + (v / sv) ** 2))
+    return out

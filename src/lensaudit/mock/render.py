@@ -1,37 +1,44 @@
-"""Renderer: the 101x101 g,r,z nanomaggy stamp of a mock survey at any (ra, dec).
+"""Renderer: the g,r,z nanomaggy stamp of a mock survey at any (ra, dec).
 
 All pixels live on one global pixel grid (a TAN projection about the survey centre at
 0.262 arcsec/pixel, like a coadd), so the same sky pixel has the same value in every cutout
 that contains it. Per stamp:
 
-1. every source within the stamp (plus a margin) is painted at its true position: Sersic
-   galaxies, stars, lensed arcs (SIE + shear, ray-traced with 2x2 supersampling through an
-   analytic clumpy source) and confuser features (rings, spiral arms, tidal tails, clumps,
-   spikes/halos/ghosts of bright stars);
-2. each band is convolved with the PSF of the source's brick: a Moffat core (beta 3.5) plus
-   a broad Moffat wing (beta 2.2, 10 percent of the light), FWHM from the brick's PSFSIZE;
-3. noise: sky noise whose per-pixel sigma follows the brick's PSFDEPTH
-   (sigma = 1/sqrt(psfdepth * NEA)) plus source shot noise, drawn from a counter-based hash of
-   the global pixel (hence consistent between cutouts), then correlated by a 3-tap resampling
-   kernel as in Lanczos-resampled coadds;
-4. the stamp is resampled onto the requested centre with a Lanczos-3 sub-pixel shift, as the
+1. every catalogued source within the stamp (plus a margin) is painted at its true position:
+   Sersic galaxies with their structure (spiral arms, bars, star-forming rings, tidal shells,
+   blue companions, tails, clumps, edge-on discs), stars, bright-star spikes/halos/ghosts, and
+   lensed sources (the source image ray-traced through the lens's full mass model); an
+   uncatalogued faint galaxy background (catalog limit to r = 27, drawn per sky cell from a
+   counter-based stream) and residual satellite trails join them;
+2. each band is convolved with the true PSF of the source's brick (an elliptical Moffat core with
+   its own beta plus a wing; the catalog's PSFSIZE reports its FWHM with scatter);
+3. cosmic-ray residuals (where a band has <= 2 exposures) and bleed trails of saturated stars;
+4. noise: white noise per global pixel whose sigma follows the exposure map (cells of a brick
+   with their own exposure counts) and is calibrated so that the catalog's PSFDEPTH is the
+   point-source flux inverse variance of these pixels, plus source shot noise; drawn from a
+   counter-based hash of the global pixel (hence consistent between cutouts), then correlated
+   by the 3-tap resampling kernel of coadds;
+5. the stamp is resampled onto the requested centre with a Lanczos-3 sub-pixel shift, as the
    real service resamples coadds onto the requested WCS.
 Pixels outside the footprint are 0.0 (the service's convention); no overlap -> None.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import correlate1d
 from scipy.signal import fftconvolve
 
-from lensaudit.lensing import light, ray_trace
+from lensaudit.lensing import light
 from lensaudit.mock import morphology as mo
-from lensaudit.mock.population import MAX_KNOTS
+from lensaudit.mock.lensmodel import arc_box_radius_pix, arc_image
+from lensaudit.mock.psf import CORR_KERNEL, psf_image
 from lensaudit.mock.request import CutoutRequest, NoOverlapError
-from lensaudit.mock.survey import MockSurvey, tan_deproject, tan_project
+from lensaudit.mock.sources import SourceImage, colour_weights, render_rich, render_simple
+from lensaudit.mock.survey import CELLS, MockSurvey, brick_cell, tan_deproject, tan_project
 from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC
 from lensaudit.utils.hashing import splitmix64
 from lensaudit.utils.seeds import derive_seed
@@ -40,25 +47,13 @@ from lensaudit.utils.seeds import rng as seed_stream
 BANDS = "grz"
 #: Sky background per pixel (nanomaggies) setting the shot-noise gain: g 22.0, r 21.0, z 19.9 mag/arcsec^2.
 SKY_NMGY_PER_PIX = {b: 10 ** (-0.4 * (m - 22.5)) * PIXEL_SCALE_ARCSEC**2 for b, m in (("g", 22.0), ("r", 21.0), ("z", 19.9))}
-#: 3-tap correlation kernel; per-axis variance factor 0.65, as measured for resampled coadds.
-CORR_A = 0.1036
 MARGIN = 40  # pixels of sources beyond the stamp edge that can still contribute
 PAD = 5      # pixels around the stamp for correlation and Lanczos resampling
 PSF_HALF = 20  # half size of the PSF image (41 x 41)
-
-
-def moffat_psf(fwhm_pix: float, size: int = 41) -> np.ndarray:
-    """Normalised PSF image: Moffat core (beta 3.5) + 10 percent broad Moffat wing (beta 2.2)."""
-    c = size // 2
-    y, x = np.mgrid[-c : c + 1, -c : c + 1]
-    r2 = x * x + y * y
-
-    def moffat(fwhm: float, beta: float) -> np.ndarray:
-        alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
-        m = (1 + r2 / alpha**2) ** (-beta)
-        return m / m.sum()
-
-    return (0.9 * moffat(fwhm_pix, 3.5) + 0.1 * moffat(2.0 * fwhm_pix, 2.2)).astype(np.float64)
+#: Faint-background cell side (global pixels) and counts: dN/dm = FAINT_NORM 10^(0.3 (m - 24)) per deg^2 per mag.
+FAINT_CELL = 128
+FAINT_NORM = 4.0e4
+FAINT_SLOPE = 0.3
 
 
 def _hashed_normal_keys(gx: np.ndarray, gy: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -99,11 +94,17 @@ class Renderer:
 
     def __init__(self, survey: MockSurvey):
         self.survey = survey
+        cfg = survey.meta["config"]
         proj = survey.meta["projection"]
         self.ra0, self.dec0 = proj["ra0"], proj["dec0"]
-        self.seed = int(survey.meta["config"]["seed"])
+        self.seed = int(cfg["seed"])
         #: key of the counter-based pixel noise (its own seed stream; three consecutive keys, one per band)
         self.noise_key = derive_seed(self.seed, "mock.pixel_noise")
+        self.faint_limit = float(cfg.get("faint_background_r_mag", 0.0) or 0.0)
+        self.catalog_limit = float(cfg["galaxy_r_mag_range"][1])
+        art = cfg.get("artefacts", {}) or {}
+        self.cr_per_deg2 = float(art.get("cosmic_rays_per_deg2", 0.0))
+        self.bleed_mag = float(art.get("bleed_star_max_mag", -99.0))
         s = survey.sources.sort_values("gx", kind="stable").reset_index(drop=True)
         self.src = s
         self._gx = s["gx"].to_numpy()
@@ -112,43 +113,84 @@ class Renderer:
         # per-column numpy arrays: a pandas row lookup per painted source cost a third of the render time
         self._cols = {c: s[c].to_numpy() for c in s.columns}
         self._brick_idx = s["brick_idx"].to_numpy()
+        self.lenses = {r["id"]: r for r in survey.lenses.to_dict("records")}
+        self._sources: OrderedDict[str, SourceImage] = OrderedDict()
         b = survey.bricks
         self.fp = survey.meta["footprint"]
         self._nside = int(round(np.sqrt(len(b))))
-        self._sig = np.stack([1.0 / np.sqrt(b[f"psfdepth_{x}"].to_numpy() * 4 * np.pi *
-                                            (b[f"psfsize_{x}"].to_numpy() / PIXEL_SCALE_ARCSEC / 2.3548) ** 2)
-                              for x in BANDS], axis=1)  # (n_bricks, 3) native per-pixel sigma, nmgy
-        self._fwhm_pix = np.stack([b[f"psfsize_{x}"].to_numpy() / PIXEL_SCALE_ARCSEC for x in BANDS], axis=1)
+        self._psfp = np.stack([b[[f"psf_core_fwhm_pix_{x}", f"psf_beta_{x}", f"psf_wing_{x}", f"psf_e_{x}",
+                                  f"psf_angle_{x}"]].to_numpy() for x in BANDS], axis=1)       # (n_bricks, 3, 5)
+        self._sigw = np.stack([b[f"sigma_white_{x}"].to_numpy() for x in BANDS], axis=1)     # (n_bricks, 3)
+        self._nobs_mean = np.stack([b[f"nobs_mean_{x}"].to_numpy() for x in BANDS], axis=1)
+        self._cells = survey.exposure                                                         # (n_bricks, 3, 4, 4)
+        tr = survey.artefacts
+        self._trails = tr[tr["kind"] == "satellite_trail"].to_dict("records") if len(tr) else []
+        self._bleeders = np.flatnonzero(s["is_star"].to_numpy() & (s["rmag"].to_numpy() < self.bleed_mag))
 
     # -------------------------------------------------------------- geometry
+    def brick_cell_of(self, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(brick index, cell column, cell row) of sky positions; brick -1 outside the footprint."""
+        return brick_cell(ra, dec, self.fp, self._nside, CELLS)
+
     def brick_of(self, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """Brick index of sky positions, -1 outside the footprint."""
-        col = np.floor((ra - self.fp["ra_min"]) / BRICK_SIZE_DEG).astype(int)
-        row = np.floor((dec - self.fp["dec_min"]) / BRICK_SIZE_DEG).astype(int)
-        ok = (col >= 0) & (col < self._nside) & (row >= 0) & (row < self._nside)
-        return np.where(ok, row * self._nside + col, -1)
+        return self.brick_cell_of(ra, dec)[0]
 
-    def _region_bricks(self, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-        """Brick index of every pixel of a rectangular region (global pixel grids ``xx``, ``yy``).
-
-        A brick is the projection of a simply connected sky patch, so when the region's whole
-        border lies in one brick, so does its interior: deproject only the border then.
-        """
-        border = np.concatenate([np.c_[xx[0], yy[0]], np.c_[xx[-1], yy[-1]], np.c_[xx[:, 0], yy[:, 0]],
-                                 np.c_[xx[:, -1], yy[:, -1]]])
-        b = self.brick_of(*tan_deproject(border[:, 0], border[:, 1], self.ra0, self.dec0))
-        if b[0] >= 0 and (b == b[0]).all():
-            return np.full(xx.shape, b[0])
+    def pixel_map(self, xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(brick, cell column, cell row) of every pixel of global grids ``xx``, ``yy``."""
         ra, dec = tan_deproject(xx.ravel(), yy.ravel(), self.ra0, self.dec0)
-        return self.brick_of(ra, dec).reshape(xx.shape)
+        return tuple(a.reshape(xx.shape) for a in self.brick_cell_of(ra, dec))
 
-    @lru_cache(maxsize=64)  # noqa: B019 - renderer lives as long as the survey
-    def _psf3(self, brick: int) -> np.ndarray:
-        """(3, 41, 41) g,r,z PSF images of a brick."""
-        return np.stack([moffat_psf(float(self._fwhm_pix[brick, bi])) for bi in range(3)])
+    def nobs_map(self, bidx: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+        """(3, ...) exposure count per band at pixels with brick/cell indices (1 outside the footprint)."""
+        bs = np.where(bidx >= 0, bidx, 0)
+        out = np.stack([self._cells[bs, k, cy, cx] for k in range(3)]).astype(float)
+        return np.where(bidx[None] >= 0, out, 1.0)
+
+    def sigma_map(self, bidx: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+        """(3, ...) white-noise sigma per pixel (nanomaggies, before correlation) from the exposure map."""
+        bs = np.where(bidx >= 0, bidx, 0)
+        sig = np.moveaxis(self._sigw[bs], -1, 0) * np.sqrt(np.moveaxis(self._nobs_mean[bs], -1, 0)
+                                                            / self.nobs_map(bidx, cx, cy))
+        return np.where(bidx[None] >= 0, sig, 0.0)
+
+    @lru_cache(maxsize=256)  # noqa: B019 - renderer lives as long as the survey
+    def psf3(self, brick: int) -> np.ndarray:
+        """(3, 41, 41) true g, r, z PSF images of a brick (not the catalog's PSFSIZE)."""
+        return np.stack([psf_image(*map(float, self._psfp[brick, k])) for k in range(3)])
+
+    def source_image(self, cid: str) -> SourceImage:
+        """The source-plane image of lens ``cid`` (drawn from its own seed stream; cached)."""
+        img = self._sources.get(cid)
+        if img is None:
+            p = self.lenses[cid]
+            if p["family"] == "rich":
+                img = render_rich(p, seed_stream(self.seed, "mock.source_texture", int(p["src_seed"])))
+            else:
+                img = render_simple(p)
+            self._sources[cid] = img
+            if len(self._sources) > 512:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(cid)
+        return img
 
     # -------------------------------------------------------------- painting
-    def _paint(self, img: np.ndarray, x0: int, y0: int, k: int) -> None:  # noqa: C901
+    def host_light(self, k: int, dx_pix: np.ndarray, dy_pix: np.ndarray) -> np.ndarray:
+        """(3, H, W) light of galaxy k alone (its Sersic body, no arc or feature; before the PSF) on pixels
+        whose centres sit at (dx_pix, dy_pix) pixels from it. Bookkeeping use: normalised over a full
+        box as :meth:`_paint` does, sampled wherever the pixels are."""
+        s = _Row(self._cols, k)
+        q, phi = _q_phi(s["shape_e1"], s["shape_e2"])
+        re_pix = max(s["shape_r"] / PIXEL_SCALE_ARCSEC, 0.3)
+        rad = int(min(max(6 * re_pix, 6), MARGIN))
+        yy, xx = np.mgrid[-rad : rad + 1, -rad : rad + 1].astype(float)
+        tot = light.sersic(xx, yy, re_pix, float(s["sersic"]), q, phi, soft=0.5).sum()
+        prof = light.sersic(dx_pix, dy_pix, re_pix, float(s["sersic"]), q, phi, soft=0.5)
+        prof = np.where((np.abs(dx_pix) <= rad + 0.5) & (np.abs(dy_pix) <= rad + 0.5), prof, 0.0)
+        return self._flux[k][:, None, None] * (prof / tot)[None]
+
+    def _paint(self, img: np.ndarray, x0: int, y0: int, k: int) -> None:
         """Add source k (all bands) to img (3, H, W) whose [0, 0] is global pixel (x0, y0)."""
         s = _Row(self._cols, k)
         gx, gy = self._gx[k] - x0, self._gy[k] - y0
@@ -156,11 +198,7 @@ class Renderer:
         flux = self._flux[k]
         kind = s["kind"]
         if s["type"] == "PSF":
-            ix, iy = int(np.floor(gx)), int(np.floor(gy))
-            fx, fy = gx - ix, gy - iy
-            for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-                if 0 <= iy + dy < H and 0 <= ix + dx < W:
-                    img[:, iy + dy, ix + dx] += flux * w
+            _deposit(img, np.array([gx]), np.array([gy]), flux[:, None])
             if kind == "star_artefact":
                 self._paint_artefact(img, gx, gy, flux, s)
             return
@@ -170,49 +208,51 @@ class Renderer:
         box, inner, xx, yy = _box(gx, gy, rad, W, H)
         if box is None:
             return
-        frac = s["conf_frac"] if kind in ("ring", "spiral", "merger", "blue_clumpy") and not np.isnan(s["conf_frac"]) else 0.0
+        frac = float(s["conf_frac"]) if kind not in ("normal", "lens", "edge_on") and np.isfinite(s["conf_frac"]) else 0.0
         prof = light.sersic(xx, yy, re_pix, float(s["sersic"]), q, phi, soft=0.5)
         tot = prof.sum()
         if tot > 0:
             img[(slice(None), *box)] += (flux * (1 - frac))[:, None, None] * (prof[inner] / tot)[None]
         if kind == "lens":
-            self._paint_arc(img, gx, gy, s, W, H)
+            self._paint_arc(img, gx, gy, s["id"])
         elif frac > 0:
-            self._paint_feature(img, gx, gy, flux * frac, s, kind, W, H)
+            f_r = flux[1] * frac
+            self._paint_feature(img, gx, gy, f_r * colour_weights(s["conf_gr"], s["conf_rz"]), s, kind, q, phi, W, H)
 
-    def _paint_feature(self, img, gx, gy, flux, s, kind, W, H) -> None:
+    def _paint_feature(self, img, gx, gy, flux, s, kind, q, phi, W, H) -> None:
         rp = s["conf_radius"] / PIXEL_SCALE_ARCSEC
-        ph = s["conf_phase"]
-        box, inner, xx, yy = _box(gx, gy, int(min(rp * 2.5 + 4, MARGIN)), W, H)
+        ph = float(s["conf_phase"])
+        n = int(s["conf_n"]) if np.isfinite(s["conf_n"]) else 2
+        box, inner, xx, yy = _box(gx, gy, int(min(rp * 2.5 + 6, MARGIN)), W, H)
         if box is None:
             return
-        q, phi = _q_phi(s["shape_e1"], s["shape_e2"])
-        colour = np.array([1.0, 1.0, 1.0])
-        if kind == "ring":
+        if kind == "spiral":
+            f = mo.spiral(xx, yy, rp * 0.6, 2, 0.35, ph, max(q, 0.6), phi)
+            if s["conf_bar"]:
+                f = f / f.sum() + 0.4 * _unit(light.sersic(xx, yy, rp * 0.35, 0.5, 0.25, phi + ph))
+        elif kind == "bar":
+            f = light.sersic(xx, yy, rp * 0.4, 0.5, 0.25, phi + ph)
+        elif kind == "ring":
             f = mo.ring(xx, yy, rp, max(rp * 0.12, 0.8), max(q, 0.7), phi, clumpiness=0.5, phase=ph)
-            colour = np.array([1.6, 1.0, 0.6])  # blue star-forming ring
-        elif kind == "spiral":
-            f = mo.spiral(xx, yy, rp * 0.6, 2, 0.35, ph, max(q, 0.7), phi)
-            colour = np.array([1.4, 1.0, 0.7])
+        elif kind == "shell":
+            f = mo.shells(xx, yy, rp, n, ph, max(rp * 0.08, 0.7))
+        elif kind == "companion":
+            f = mo.tangential_blobs(xx, yy, rp, n, ph, seed_stream(self.seed, "mock.companions", str(s["id"])))
         elif kind == "merger":
             f = mo.arc_tail(xx, yy, rp, max(rp * 0.15, 0.8), ph, 2.2) + 0.6 * light.gaussian(
                 xx - rp * np.cos(ph + 3), yy - rp * np.sin(ph + 3), max(rp * 0.25, 1.0))
         else:  # blue clumpy: knots scattered over the disc
-            rng = seed_stream(self.seed, "mock.blue_clumpy_knots", s["id"])
-            n = rng.integers(4, 9)
-            kx, ky = rng.normal(0, rp / 2, n), rng.normal(0, rp / 2, n)
-            f = light.knots_profile(xx, yy, kx, ky, np.full(n, 0.9), rng.exponential(1, n))
-            colour = np.array([1.8, 1.0, 0.55])
+            rng = seed_stream(self.seed, "mock.blue_clumpy_knots", str(s["id"]))
+            k = rng.integers(4, 9)
+            kx, ky = rng.normal(0, rp / 2, k), rng.normal(0, rp / 2, k)
+            f = light.knots_profile(xx, yy, kx, ky, np.full(k, 0.9), rng.exponential(1, k))
         tot = f.sum()
         if tot > 0:
-            w = flux * colour
-            w *= flux[1] / max(w[1], 1e-30)
-            img[(slice(None), *box)] += w[:, None, None] * (f[inner] / tot)[None]
+            img[(slice(None), *box)] += flux[:, None, None] * (f[inner] / tot)[None]
 
     def _paint_artefact(self, img, gx, gy, flux, s) -> None:
         H, W = img.shape[1:]
-        rad = int(min(MARGIN, 40))
-        box, inner, xx, yy = _box(gx, gy, rad, W, H)
+        box, inner, xx, yy = _box(gx, gy, MARGIN, W, H)
         if box is None:
             return
         ph = s["conf_phase"]
@@ -222,41 +262,110 @@ class Renderer:
         for f, frac in ((sp, 0.02), (halo, 0.03), (ghost, 0.002)):
             img[(slice(None), *box)] += (flux * frac)[:, None, None] * (f[inner] / f.sum())[None]
 
-    def _paint_arc(self, img, gx, gy, s, W, H) -> None:
-        te = s["theta_e"]
-        rad = int(min((te + 2.0) / PIXEL_SCALE_ARCSEC, MARGIN))
+    def _paint_arc(self, img, gx, gy, cid: str) -> None:
+        """The lensed images of lens ``cid`` (pixels relative to the lens centre at (gx, gy) of img)."""
+        lp = self.lenses[cid]
+        src = self.source_image(cid)
+        H, W = img.shape[1:]
+        rad = arc_box_radius_pix(lp, src)
         box, inner, xx, yy = _box(gx, gy, rad, W, H)
         if box is None:
             return
-        sub = (np.array([-0.25, 0.25]) * PIXEL_SCALE_ARCSEC)
-        xa = xx * PIXEL_SCALE_ARCSEC
-        ya = yy * PIXEL_SCALE_ARCSEC
-        kx = np.array([s[f"knot{k}_x"] for k in range(MAX_KNOTS)])
-        ky = np.array([s[f"knot{k}_y"] for k in range(MAX_KNOTS)])
-        ks = np.array([s[f"knot{k}_sig"] for k in range(MAX_KNOTS)])
-        kw = np.array([s[f"knot{k}_w"] for k in range(MAX_KNOTS)])
-        disc = np.zeros_like(xa)
-        knots = np.zeros_like(xa)
-        for ox in sub:
-            for oy in sub:
-                bx, by = ray_trace(xa + ox, ya + oy, te, s["lens_q"], s["lens_phi"], s["shear_g1"], s["shear_g2"])
-                bx, by = bx - s["src_x"], by - s["src_y"]
-                disc += light.sersic(bx, by, s["src_re"], s["src_n"], s["src_q"], s["src_phi"]) / 4
-                knots += light.knots_profile(bx, by, kx, ky, ks, kw) / 4
-        pix_area = PIXEL_SCALE_ARCSEC**2
-        f_r = 10 ** (-0.4 * (s["src_rmag"] - 22.5))  # unlensed source r flux, nanomaggies
-        kf = s["src_knot_frac"]
-        disc_col = 10 ** (-0.4 * np.array([s["src_gr_disc"], 0.0, -s["src_rz_disc"]]))
-        knot_col = 10 ** (-0.4 * np.array([s["src_gr_knot"], 0.0, -s["src_rz_knot"]]))
-        sb = ((f_r * (1 - kf) * disc_col)[:, None, None] * (disc / s["src_disc_norm"])[None]
-              + (f_r * kf * knot_col)[:, None, None] * knots[None]) * pix_area
-        img[(slice(None), *box)] += sb[(slice(None), *inner)]
+        arc = arc_image(lp, src, xx[inner], yy[inner])
+        img[(slice(None), *box)] += arc
+
+    def _paint_faint(self, layers: dict, x0: int, y0: int, h: int, w: int, e: int) -> None:
+        """The uncatalogued galaxy background: per FAINT_CELL sky cell, a counter-based draw of faint
+        galaxies (catalog limit to ``faint_background_r_mag``), deposited as points in their brick's layer."""
+        if self.faint_limit <= self.catalog_limit:
+            return
+        lo, hi = self.catalog_limit, self.faint_limit
+        per_mag_deg2 = FAINT_NORM / (FAINT_SLOPE * np.log(10)) * (10 ** (FAINT_SLOPE * (hi - 24)) -
+                                                                  10 ** (FAINT_SLOPE * (lo - 24)))
+        lam = per_mag_deg2 * (FAINT_CELL * PIXEL_SCALE_ARCSEC / 3600) ** 2
+        for cy in range(int(np.floor((y0 - e) / FAINT_CELL)), int(np.floor((y0 + h + e) / FAINT_CELL)) + 1):
+            for cx in range(int(np.floor((x0 - e) / FAINT_CELL)), int(np.floor((x0 + w + e) / FAINT_CELL)) + 1):
+                rng = seed_stream(self.seed, "mock.faint", cx + 2**20, cy + 2**20)
+                n = rng.poisson(lam)
+                fx = cx * FAINT_CELL + rng.random(n) * FAINT_CELL
+                fy = cy * FAINT_CELL + rng.random(n) * FAINT_CELL
+                a, b = 10 ** (FAINT_SLOPE * lo), 10 ** (FAINT_SLOPE * hi)
+                mag = np.log10(a + rng.random(n) * (b - a)) / FAINT_SLOPE
+                gr, rz = rng.normal(0.45, 0.3, n), rng.normal(0.35, 0.3, n)
+                flux = 10 ** (-0.4 * (mag - 22.5)) * colour_weights(gr, rz)
+                keep = (fx > x0 - e) & (fx < x0 + w + e) & (fy > y0 - e) & (fy < y0 + h + e)
+                if not keep.any():
+                    continue
+                ra, dec = tan_deproject(fx[keep], fy[keep], self.ra0, self.dec0)
+                br = self.brick_of(ra, dec)
+                for brick in np.unique(br[br >= 0]):
+                    sel = br == brick
+                    layer = layers.setdefault(int(brick), np.zeros((3, h + 2 * e, w + 2 * e)))
+                    _deposit(layer, fx[keep][sel] - (x0 - e), fy[keep][sel] - (y0 - e), flux[:, keep][:, sel])
+
+    def _paint_trails(self, layers: dict, x0: int, y0: int, h: int, w: int, e: int, bidx: np.ndarray) -> None:
+        """Residual satellite trails (one band each): a line of constant surface brightness before the PSF,
+        confined to the brick whose coadd it is in."""
+        if not self._trails:
+            return
+        here = set(np.unique(bidx).tolist())
+        trails = [t for t in self._trails if int(t["brick_idx"]) in here]
+        if not trails:
+            return
+        yy, xx = np.mgrid[y0 - e : y0 + h + e, x0 - e : x0 + w + e]
+        pad_bricks = self.pixel_map(xx, yy)[0]
+        for t in trails:
+            d = np.abs(-(xx - t["gx"]) * np.sin(t["angle"]) + (yy - t["gy"]) * np.cos(t["angle"]))
+            line = np.clip(1.0 - d / t["width_pix"], 0, None) * (pad_bricks == int(t["brick_idx"]))
+            if not line.any():
+                continue
+            layer = layers.setdefault(int(t["brick_idx"]), np.zeros((3, h + 2 * e, w + 2 * e)))
+            layer[int(t["band"])] += t["amplitude_nmgy"] * line
+
+    def _paint_after_psf(self, img: np.ndarray, x0: int, y0: int, xx: np.ndarray, yy: np.ndarray,
+                         bidx: np.ndarray, cx: np.ndarray, cy: np.ndarray, sig: np.ndarray) -> None:
+        """Cosmic-ray residuals (cells with <= 2 exposures in a band) and bleed trails of saturated stars."""
+        h, w = img.shape[1:]
+        if self.cr_per_deg2 > 0:
+            nobs = self.nobs_map(bidx, cx, cy)
+            cell_area = (BRICK_SIZE_DEG / CELLS) ** 2
+            keys = set(zip(bidx[nobs.min(0) <= 2].ravel().tolist(), cx[nobs.min(0) <= 2].ravel().tolist(),
+                           cy[nobs.min(0) <= 2].ravel().tolist(), strict=True))
+            for brick, ccx, ccy in keys:
+                if brick < 0:
+                    continue
+                for band in range(3):
+                    if self._cells[brick, band, ccy, ccx] > 2:
+                        continue
+                    rng = seed_stream(self.seed, "mock.cosmic_rays", int(brick), band, int(ccy * CELLS + ccx))
+                    n = rng.poisson(self.cr_per_deg2 * cell_area)
+                    if not n:
+                        continue
+                    # positions inside the cell, as global pixels (the cell's corners projected)
+                    b = self.survey.bricks.iloc[int(brick)]
+                    ra = b.ra1 + (ccx + rng.random(n)) * BRICK_SIZE_DEG / CELLS
+                    dec = b.dec1 + (ccy + rng.random(n)) * BRICK_SIZE_DEG / CELLS
+                    px, py = tan_project(ra, dec, self.ra0, self.dec0)
+                    amp = rng.uniform(10, 40, n)
+                    for x, y, a in zip(np.round(px).astype(int) - x0, np.round(py).astype(int) - y0, amp, strict=True):
+                        if 0 <= y < h and 0 <= x < w:
+                            img[band, y, x] += a * max(sig[band, y, x], 1e-6)
+        for k in self._bleeders:
+            gx, gy = self._gx[k] - x0, self._gy[k] - y0
+            length = 8.0 * 10 ** (0.4 * (self.bleed_mag - self._cols["rmag"][k]))
+            if not (-2 <= gx < w + 2 and -length <= gy < h + length):
+                continue
+            col = int(round(gx))
+            if 0 <= col < w:
+                rows = np.arange(max(0, int(gy - length)), min(h, int(gy + length) + 1))
+                level = self._flux[k][:, None] * 2e-3 / (1 + np.abs(rows - gy) / length)[None]
+                img[:, rows, col] += level
 
     # -------------------------------------------------------------- render
-    def render_region(self, x0: int, y0: int, w: int, h: int) -> np.ndarray | None:
-        """Noisy image (3, h, w) on the global grid with [0, 0] at global pixel (x0, y0); None if off-footprint."""
+    def render_region(self, x0: int, y0: int, w: int, h: int, noise: bool = True) -> np.ndarray | None:
+        """Image (3, h, w) on the global grid with [0, 0] at global pixel (x0, y0); None if off-footprint."""
         yy, xx = np.mgrid[y0 : y0 + h, x0 : x0 + w]
-        bidx = self._region_bricks(xx, yy)
+        bidx, cx, cy = self.pixel_map(xx, yy)
         if (bidx < 0).all():
             return None
         lo = np.searchsorted(self._gx, x0 - MARGIN)
@@ -264,22 +373,27 @@ class Renderer:
         cand = np.arange(lo, hi)
         cand = cand[(self._gy[cand] > y0 - MARGIN) & (self._gy[cand] < y0 + h + MARGIN)]
         src_bricks = self._brick_idx[cand]
-        img = np.zeros((3, h, w))
         e = PSF_HALF  # paint beyond the region so that convolution near its edge sees all the light
+        layers: dict[int, np.ndarray] = {}
         for brick in np.unique(src_bricks):
-            layer = np.zeros((3, h + 2 * e, w + 2 * e))
+            layer = layers.setdefault(int(brick), np.zeros((3, h + 2 * e, w + 2 * e)))
             for k in cand[src_bricks == brick]:
                 self._paint(layer, x0 - e, y0 - e, int(k))
-            img += fftconvolve(layer, self._psf3(int(brick)), mode="same", axes=(1, 2))[:, e:-e, e:-e]
+        self._paint_faint(layers, x0, y0, h, w, e)
+        self._paint_trails(layers, x0, y0, h, w, e, bidx)
+        img = np.zeros((3, h, w))
+        for brick, layer in layers.items():
+            img += fftconvolve(layer, self.psf3(brick), mode="same", axes=(1, 2))[:, e:-e, e:-e]
         valid = bidx >= 0
-        bsafe = np.where(valid, bidx, 0)
-        sig = np.moveaxis(self._sig[bsafe], -1, 0)  # (3, h, w)
-        sky = np.array([SKY_NMGY_PER_PIX[b] for b in BANDS])[:, None, None]
-        var = sig**2 * (1.0 + np.clip(img, 0, None) / sky)
-        noise = np.sqrt(var) * hashed_normal3(xx, yy, self.noise_key)
-        return np.where(valid[None], img + noise, 0.0)
+        sig = self.sigma_map(bidx, cx, cy)
+        self._paint_after_psf(img, x0, y0, xx, yy, bidx, cx, cy, sig)
+        if noise:
+            sky = np.array([SKY_NMGY_PER_PIX[b] for b in BANDS])[:, None, None]
+            var = sig**2 * (1.0 + np.clip(img, 0, None) / sky)
+            img = img + np.sqrt(var) * hashed_normal3(xx, yy, self.noise_key)
+        return np.where(valid[None], img, 0.0)
 
-    def __call__(self, req: CutoutRequest):
+    def __call__(self, req: CutoutRequest, noise: bool = True):
         if abs(req.pixscale - PIXEL_SCALE_ARCSEC) > 1e-6:
             raise NoOverlapError(f"mock survey renders native 0.262 arcsec pixels only, not {req.pixscale}")
         cx, cy = tan_project(req.ra, req.dec, self.ra0, self.dec0)
@@ -289,13 +403,13 @@ class Renderer:
         hw, hh = (req.width - 1) // 2, (req.height - 1) // 2
         x0, y0 = ix - hw - PAD, iy - hh - PAD
         W, H = req.width + 2 * PAD, req.height + 2 * PAD
-        region = self.render_region(x0, y0, W, H)
+        region = self.render_region(x0, y0, W, H, noise=noise)
         if region is None:
             return None
         # correlated noise (and signal) as in resampled coadds: separable 3-tap kernel
         # followed by Lanczos-3 resampling onto the requested centre, applied as one combined
         # 8-tap kernel per axis (offsets -3..4)
-        k = np.array([CORR_A, 1 - 2 * CORR_A, CORR_A])
+        k = CORR_KERNEL
         kx = np.convolve(k, _lanczos3(fx)[::-1])
         ky = np.convolve(k, _lanczos3(fy)[::-1])
         reg = _sep_filter(region, kx, ky, taps_from=-3)
@@ -308,6 +422,23 @@ class Renderer:
         bands = {"g": 0, "r": 1, "z": 2}
         planes = [cube[bands[b]] if b in bands else np.zeros_like(cube[0]) for b in req.bands]  # no i in the mock
         return np.stack(planes).astype(np.float32), None
+
+
+def _deposit(img: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray) -> None:
+    """Add point fluxes (3, n) at fractional pixel positions with bilinear weights (what falls outside is dropped)."""
+    H, W = img.shape[1:]
+    ix, iy = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = x - ix, y - iy
+    for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        jx, jy = ix + dx, iy + dy
+        ok = (jx >= 0) & (jx < W) & (jy >= 0) & (jy < H)
+        for b in range(img.shape[0]):
+            np.add.at(img[b], (jy[ok], jx[ok]), flux[b][ok] * wgt[ok])
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    s = a.sum()
+    return a / s if s > 0 else a
 
 
 def _sep_filter(img: np.ndarray, kx: np.ndarray, ky: np.ndarray, taps_from: int | None = None) -> np.ndarray:
@@ -360,4 +491,4 @@ def load_renderer(root) -> Renderer:
     return Renderer(MockSurvey.load(root))
 
 
-__all__ = ["Renderer", "load_renderer", "moffat_psf", "hashed_normal", "hashed_normal3"]
+__all__ = ["Renderer", "load_renderer", "hashed_normal", "hashed_normal3"]

@@ -1,13 +1,19 @@
-"""Build and load a mock DR10 survey directory.
+"""Building and loading a mock DR10 survey directory.
 
 Layout::
 
-    survey.json               config, projection, footprint, counts, provenance
-    bricks.parquet            per-brick footprint and observing conditions
-    sweeps/sweep-*.fits       sweep-format FITS (real DR10 columns, dtypes, units; SWEEP HDU)
-    candidates.csv            lens candidates in the real desi_lens_candidates.csv format
-    truth/truth.parquet       every lens and confuser with its parameters (evaluation only)
-    internal/sources.parquet  true parameters the renderer draws (not a DR10 product)
+    survey.json                 config, projection, footprint, counts, provenance (written last)
+    README.txt                  what every file holds, and how the truth was made
+    bricks.parquet              per-brick footprint, observing conditions, the true PSF per band,
+                                the catalog's PSFSIZE, noise calibration
+    sweeps/sweep-*.fits         sweep-format FITS (real DR10 columns, dtypes, units; SWEEP HDU)
+    candidates.csv              lens candidates in the real desi_lens_candidates.csv format
+    truth/truth.parquet         every lens and confuser with its parameters and measured truth
+                                (evaluation only: never for fitting a model, threshold or prior)
+    internal/sources.parquet    true parameters of every catalogued object (not a DR10 product)
+    internal/lenses.parquet     mass model and source of every lens
+    internal/exposure.npz       exposure counts per brick, band and cell (cells x cells per brick)
+    internal/artefacts.parquet  residual satellite trails
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from lensaudit.errors import LensauditError
-from lensaudit.mock.conditions import draw_brick_conditions
+from lensaudit.mock.conditions import add_psf_and_noise, draw_brick_conditions, draw_exposure_maps
 from lensaudit.mock.config import MockConfig
-from lensaudit.mock.population import add_confusers, add_lenses, sample_sources
+from lensaudit.mock.population import FEATURE_KINDS, add_features, add_lenses, eligible_red, sample_sources
 from lensaudit.survey.columns import sweep_numpy_dtype
 from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC, RELEASE_DR10
 from lensaudit.survey.geometry import brickname, sweep_box, sweep_filename
@@ -36,7 +42,10 @@ from lensaudit.utils.provenance import run_info
 from lensaudit.utils.seeds import rng
 
 log = logging.getLogger(__name__)
-REQUIRED_FILES = ("survey.json", "bricks.parquet", "candidates.csv", "truth/truth.parquet", "internal/sources.parquet")
+REQUIRED_FILES = ("survey.json", "bricks.parquet", "candidates.csv", "truth/truth.parquet", "internal/sources.parquet",
+                  "internal/lenses.parquet", "internal/exposure.npz", "internal/artefacts.parquet")
+#: Exposure-map cells per brick side.
+CELLS = 4
 
 
 class SurveyError(LensauditError, ValueError):
@@ -87,6 +96,17 @@ def _brick_grid(cfg: MockConfig) -> pd.DataFrame:
     return b
 
 
+def brick_cell(ra, dec, footprint: dict, nside: int, cells: int = CELLS):
+    """(brick index, cell column, cell row) of sky positions on the survey's brick grid; brick -1 outside."""
+    colf = (np.asarray(ra, float) - footprint["ra_min"]) / BRICK_SIZE_DEG
+    rowf = (np.asarray(dec, float) - footprint["dec_min"]) / BRICK_SIZE_DEG
+    col, row = np.floor(colf).astype(int), np.floor(rowf).astype(int)
+    ok = (col >= 0) & (col < nside) & (row >= 0) & (row < nside)
+    cx = np.clip(np.floor((colf - col) * cells).astype(int), 0, cells - 1)
+    cy = np.clip(np.floor((rowf - row) * cells).astype(int), 0, cells - 1)
+    return np.where(ok, row * nside + col, -1), cx, cy
+
+
 def build_survey(cfg: MockConfig, out: str | os.PathLike, shared_data: Path) -> dict:
     """Build a mock survey into ``out`` (deterministic for cfg.seed); returns a summary."""
     out = Path(out)
@@ -96,75 +116,207 @@ def build_survey(cfg: MockConfig, out: str | os.PathLike, shared_data: Path) -> 
     bricks = pd.concat([bricks, draw_brick_conditions(len(bricks), shared_data, rng(cfg.seed, "mock.conditions"))],
                        axis=1)
     src = sample_sources(cfg, bricks, rng(cfg.seed, "mock.sources"))
-    src = add_lenses(cfg, src, area, rng(cfg.seed, "mock.lenses"))
-    src = add_confusers(cfg, src, area, cfg.seed)
+    src["_key"] = np.arange(len(src))
+    src, lenses = add_lenses(cfg, src, cfg.seed)
+    if not len(lenses):
+        raise SurveyError(f"mock config: area {cfg.area_deg2} deg^2 with {cfg.lenses.rate_per_eligible_red} lenses per "
+                          f"eligible red galaxy gives no lens; increase area_deg2 or lenses.rate_per_eligible_red")
+    lenses["_key"] = src["_key"].to_numpy()[lenses.pop("src_row").to_numpy()]
+    src = add_features(cfg, src, area, cfg.seed)
+    src.loc[src["_key"].isna(), "_key"] = -1
     # keep sources inside the footprint and (re)assign bricks
-    ra_lo, ra_hi, dec_lo, dec_hi = bricks.ra1.min(), bricks.ra2.max(), bricks.dec1.min(), bricks.dec2.max()
-    src = src[src.ra.between(ra_lo, ra_hi, inclusive="left") & src.dec.between(dec_lo, dec_hi, inclusive="left")]
-    src = src.reset_index(drop=True)
-    col = ((src.ra - ra_lo) / BRICK_SIZE_DEG).astype(int)
-    row = ((src.dec - dec_lo) / BRICK_SIZE_DEG).astype(int)
+    fp = {"ra_min": float(bricks.ra1.min()), "ra_max": float(bricks.ra2.max()), "dec_min": float(bricks.dec1.min()),
+          "dec_max": float(bricks.dec2.max())}
     nside = int(round(np.sqrt(len(bricks))))
-    src["brick_idx"] = row * nside + col
+    bidx, cx, cy = brick_cell(src.ra.to_numpy(), src.dec.to_numpy(), fp, nside)
+    src = src.assign(brick_idx=bidx, cell_x=cx, cell_y=cy)[bidx >= 0]
     src = src.sort_values(["brick_idx", "ra"], kind="stable").reset_index(drop=True)
     src["objid"] = src.groupby("brick_idx").cumcount().astype(np.int32)
     src["brickname"] = bricks["brickname"].to_numpy()[src.brick_idx]
     src["id"] = src["brickname"] + "_" + src["objid"].astype(str)
     ra0, dec0 = cfg.ra_center_deg, cfg.dec_center_deg
     src["gx"], src["gy"] = tan_project(src.ra.to_numpy(), src.dec.to_numpy(), ra0, dec0)
-    src["maskbits"] = _maskbits_near_bright_stars(src)
+    key_to_id = dict(zip(src["_key"].astype(int), src["id"], strict=True))
+    lenses["id"] = lenses.pop("_key").astype(int).map(key_to_id)
+    lenses = lenses[lenses["id"].notna()].reset_index(drop=True)
+    src = src.drop(columns="_key")
+
+    bricks = add_psf_and_noise(bricks, cfg.psf, rng(cfg.seed, "mock.psf"))
+    exposure = draw_exposure_maps(bricks, rng(cfg.seed, "mock.exposure"), CELLS)
+    artefacts = draw_trails(cfg, bricks, rng(cfg.seed, "mock.trails"), ra0, dec0)
+    src["maskbits"] = (_maskbits_near_bright_stars(src) | _maskbits_bleed(src, cfg.artefacts.bleed_star_max_mag)
+                       | _maskbits_trails(src, artefacts))
 
     (out / "sweeps").mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(exist_ok=True)
     (out / "internal").mkdir(exist_ok=True)
-    sweep_files = write_sweeps(src, bricks, out / "sweeps", rng(cfg.seed, "mock.sweeps"))
-    cand = make_candidates(cfg, src, rng(cfg.seed, "mock.candidates"))
+    sweep_files = write_sweeps(src, bricks, exposure, out / "sweeps", rng(cfg.seed, "mock.sweeps"))
+    with atomic_path(out / "internal" / "sources.parquet") as tmp:
+        src.to_parquet(tmp, index=False)
+    with atomic_path(out / "internal" / "lenses.parquet") as tmp:
+        lenses.to_parquet(tmp, index=False)
+    with atomic_path(out / "internal" / "artefacts.parquet") as tmp:
+        artefacts.to_parquet(tmp, index=False)
+    with atomic_path(out / "internal" / "exposure.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, nobs=exposure)
+    with atomic_path(out / "bricks.parquet") as tmp:
+        bricks.to_parquet(tmp, index=False)
+    meta = {"format": "lensaudit-mock-survey", "version": 2, "config": cfg.model_dump(mode="json"),
+            "projection": {"type": "TAN", "ra0": ra0, "dec0": dec0, "pixscale_arcsec": PIXEL_SCALE_ARCSEC},
+            "footprint": fp, "cells_per_brick_side": CELLS}
+
+    # truth is measured on what the renderer draws
+    from lensaudit.mock.render import Renderer
+    from lensaudit.mock.truth import grade, lens_truth, pick_contaminants
+
+    survey = MockSurvey(out, meta, bricks, src, lenses, exposure, artefacts)
+    measured = lens_truth(Renderer(survey), lenses, cfg.grading.host_confusion)
+    tiers = grade(measured, cfg.grading, rng(cfg.seed, "mock.grading"))
+    measured["tier"] = tiers
+    n_b = int((tiers == "B").sum())
+    f = cfg.grading.tier_b_false_fraction
+    false = pick_contaminants(src, int(round(n_b * f / (1 - f))), rng(cfg.seed, "mock.contaminants"))
+    cand = make_candidates(src, measured, false, lenses, rng(cfg.seed, "mock.candidates"))
+    if not len(cand):
+        raise SurveyError(f"mock config: area {cfg.area_deg2} deg^2 gives {len(lenses)} lenses but no candidate passes "
+                          f"the grader; increase area_deg2 (survey.json not written: {out} is incomplete)")
     with atomic_path(out / "candidates.csv") as tmp:
         cand.drop(columns=["_id", "_is_lens"]).to_csv(tmp, index=False)
-    truth = src[src.kind != "normal"].copy()
+    truth = src[src.kind != "normal"].merge(lenses.drop(columns=[c for c in lenses if c.startswith("knot")]),
+                                             on="id", how="left")
+    truth = truth.merge(measured, on="id", how="left")
     truth["in_candidates"] = truth["id"].isin(cand["_id"])
     truth = truth.merge(cand[["_id", "grading"]].rename(columns={"_id": "id"}), on="id", how="left")
     with atomic_path(out / "truth" / "truth.parquet") as tmp:
         truth.drop(columns=["red"]).to_parquet(tmp, index=False)
-    with atomic_path(out / "internal" / "sources.parquet") as tmp:
-        src.to_parquet(tmp, index=False)
-    with atomic_path(out / "bricks.parquet") as tmp:
-        bricks.to_parquet(tmp, index=False)
     kinds = src["kind"].value_counts().to_dict()
+    eligible = int(eligible_red(src, cfg.lenses.host_max_mag_z).sum())
     summary = {
         "n_sources": int(len(src)), "n_bricks": int(len(bricks)), "area_deg2": area, "kinds": kinds,
-        "confuser_rates_per_deg2": {k: kinds.get(k, 0) / area for k in cfg.confusers.model_dump()},
+        "feature_counts": {k: kinds.get(k, 0) for k in FEATURE_KINDS},
+        "n_lenses": int(len(lenses)), "n_eligible_red": eligible,
+        "lenses_per_eligible_red": round(len(lenses) / max(eligible, 1), 5),
         "n_candidates": int(len(cand)), "n_tier_a": int((cand.grading == "confident").sum()),
         "n_tier_b": int((cand.grading == "probable").sum()),
         "tier_b_false_fraction_realised": float((~cand.loc[cand.grading == "probable", "_is_lens"]).mean())
         if (cand.grading == "probable").any() else 0.0,
+        "median_arc_snr_tier_a": float(np.median(measured.loc[tiers == "A", "arc_snr"])) if (tiers == "A").any() else None,
         "sweep_files": [p.name for p in sweep_files],
     }
-    meta = {"format": "lensaudit-mock-survey", "version": 1, "config": cfg.model_dump(mode="json"),
-            "projection": {"type": "TAN", "ra0": ra0, "dec0": dec0, "pixscale_arcsec": PIXEL_SCALE_ARCSEC},
-            "footprint": {"ra_min": ra_lo, "ra_max": ra_hi, "dec_min": dec_lo, "dec_max": dec_hi},
-            "summary": summary, "run_info": run_info(seeds={"mock": cfg.seed})}
+    atomic_write_text(out / "README.txt", _readme(cfg, summary))
+    meta.update({"summary": summary, "run_info": run_info(seeds={"mock": cfg.seed})})
     atomic_write_json(out / "survey.json", meta)  # written last: marks the survey complete
-    atomic_write_text(out / "README.txt", "Mock DR10 survey written by lensaudit; truth/ is for evaluation only.\n")
     return summary
+
+
+def draw_trails(cfg: MockConfig, bricks: pd.DataFrame, rng_: np.random.Generator, ra0: float, dec0: float) -> pd.DataFrame:
+    """Residual satellite trails: a line across a brick in one band, 1-4 sigma of that band's pixel noise."""
+    area_brick = BRICK_SIZE_DEG**2 * np.cos(np.deg2rad(bricks["dec"].to_numpy()))
+    n = rng_.poisson(cfg.artefacts.satellite_trails_per_deg2 * area_brick)
+    rows = []
+    for i in np.flatnonzero(n):
+        b = bricks.iloc[i]
+        for _ in range(int(n[i])):
+            ra = b.ra1 + rng_.random() * BRICK_SIZE_DEG
+            dec = b.dec1 + rng_.random() * BRICK_SIZE_DEG
+            gx, gy = tan_project(ra, dec, ra0, dec0)
+            band = int(rng_.integers(0, 3))
+            rows.append({"kind": "satellite_trail", "brick_idx": int(i), "band": band, "gx": float(gx), "gy": float(gy),
+                         "angle": float(rng_.uniform(0, np.pi)), "width_pix": float(rng_.uniform(1.0, 2.0)),
+                         "amplitude_nmgy": float(rng_.uniform(1.0, 4.0) * b[f"sigma_white_{'grz'[band]}"])})
+    return pd.DataFrame(rows, columns=["kind", "brick_idx", "band", "gx", "gy", "angle", "width_pix", "amplitude_nmgy"])
+
+
+def _maskbits_bleed(src: pd.DataFrame, max_mag: float) -> np.ndarray:
+    """SATUR_G/R/Z for objects on the bleed trail (a pixel column) of a star brighter than ``max_mag``."""
+    mb = np.zeros(len(src), np.int32)
+    stars = np.flatnonzero(src["is_star"].to_numpy() & (src["rmag"].to_numpy() < max_mag))
+    gx, gy, rmag = src["gx"].to_numpy(), src["gy"].to_numpy(), src["rmag"].to_numpy()
+    bits = int(MASKBITS.SATUR_G | MASKBITS.SATUR_R | MASKBITS.SATUR_Z)
+    for k in stars:
+        length = 8.0 * 10 ** (0.4 * (max_mag - rmag[k]))
+        on = (np.abs(gx - gx[k]) < 3) & (np.abs(gy - gy[k]) < length)
+        mb[on] |= bits
+    return mb
+
+
+def _maskbits_trails(src: pd.DataFrame, trails: pd.DataFrame) -> np.ndarray:
+    """ALLMASK_<band> for objects within 4 pixels of a residual trail in their brick."""
+    mb = np.zeros(len(src), np.int32)
+    if not len(trails):
+        return mb
+    gx, gy, b = src["gx"].to_numpy(), src["gy"].to_numpy(), src["brick_idx"].to_numpy()
+    bit_of = {0: MASKBITS.ALLMASK_G, 1: MASKBITS.ALLMASK_R, 2: MASKBITS.ALLMASK_Z}
+    for t in trails.itertuples():
+        d = np.abs(-(gx - t.gx) * np.sin(t.angle) + (gy - t.gy) * np.cos(t.angle))
+        mb[(d < 4) & (b == t.brick_idx)] |= int(bit_of[int(t.band)])
+    return mb
+
+
+def _readme(cfg: MockConfig, summary: dict) -> str:
+    return f"""Mock DR10 survey written by lensaudit (seed {cfg.seed}, {summary['area_deg2']:.2f} deg^2).
+
+truth/ is for measuring, never for fitting a model, a threshold or a prior.
+
+The true lenses ({cfg.lenses.family} family): elliptical power-law mass (slope ~ N({cfg.lenses.slope.mean},
+{cfg.lenses.slope.sd}) in [{cfg.lenses.slope.lo}, {cfg.lenses.slope.hi}]), external shear, m = 3 and 4 multipoles,
+mass-light misalignment, satellites ({cfg.lenses.satellite_fraction:.0%}) and group convergence
+({cfg.lenses.group_fraction:.0%}); sources at z_s {cfg.lenses.source_z[0]}-{cfg.lenses.source_z[1]} rendered as
+textured images (disc with a Gaussian random field, bulges, arms, bars, offset components, knots, dust,
+colour gradients; {cfg.lenses.red_source_fraction:.0%} red and passive), magnitudes from number counts.
+{summary['n_lenses']} lenses among {summary['n_eligible_red']} eligible red galaxies (DEV/SER, z < 20).
+
+truth.parquet, per lens, measured on the rendered pixels:
+  mu_g/r/z           lensed flux / source flux, per band
+  arc_mag_g/r/z      lensed magnitude per band (AB); arc_rmag = arc_mag_r
+  arc_snr_g/r/z      matched-filter S/N of the arc alone (host subtracted) under the pixels' noise;
+                     arc_snr combines g, r, z in quadrature; arc_peak_snr_* the brightest pixel's S/N
+  arc_snr_visible_*  the S/N as the arc can be seen on its host: per-pixel variance plus
+                     ({cfg.grading.host_confusion} x host light)^2; what the grader sees
+  theta_e_over_fwhm  theta_E over the brick's true r-band FWHM
+  tier               the mock grader's verdict (visible S/N, theta_E / FWHM, magnification):
+                     A, B or '' (not catalogued); grading noise
+                     {cfg.grading.noise_dex} dex; Tier-B contaminants drawn from the confusers
+Confusers carry their kind and feature parameters (conf_*), colours of the feature itself
+(conf_gr, conf_rz) included.
+
+The PSF of every brick and band is an elliptical Moffat core (beta {cfg.psf.beta[0]}-{cfg.psf.beta[1]}) plus a wing;
+the sweeps report PSFSIZE with {cfg.psf.psfsize_scatter:.0%} scatter around its true FWHM (as seen in the coadd
+pixels). PSFDEPTH follows legacypipe: sum(p^2) / sigma^2 with p the true PSF and sigma the noise of the
+inverse-variance map (which ignores the coadd's resampling correlation); a point source at the stated
+5-sigma depth has matched-filter S/N 5 in these pixels. Noise follows exposure maps ({CELLS}x{CELLS} cells per
+brick, internal/exposure.npz); NOBS, PSFDEPTH and GALDEPTH in the sweeps are those of each object's cell.
+Uncatalogued galaxies reach r = {cfg.faint_background_r_mag}; residual satellite trails (ALLMASK_<band>),
+cosmic-ray residuals where a band has <= 2 exposures, and bleed trails of stars brighter than
+r = {cfg.artefacts.bleed_star_max_mag} (SATUR_<band>) are in the pixels.
+"""
 
 
 def _maskbits_near_bright_stars(src: pd.DataFrame) -> np.ndarray:
     """BRIGHT (G<13) or MEDIUM (G<16) MASKBITS within a magnitude-dependent radius of bright stars."""
+    from scipy.spatial import cKDTree
+
     mb = np.zeros(len(src), np.int32)
     stars = src[(src.type == "PSF") & (src.rmag < 16)]
     if stars.empty:
         return mb
-    for _, s in stars.iterrows():
-        radius_pix = (1630.0 * 1.396 ** (-s.rmag)) / PIXEL_SCALE_ARCSEC  # DR9-style radius-magnitude law
-        bit = MASKBITS.BRIGHT if s.rmag < 13 else MASKBITS.MEDIUM
-        r = np.hypot(src.gx.to_numpy() - s.gx, src.gy.to_numpy() - s.gy)
-        mb[r < (radius_pix if bit == MASKBITS.BRIGHT else 2 * radius_pix)] |= int(bit)
+    tree = cKDTree(np.c_[src.gx.to_numpy(), src.gy.to_numpy()])
+    for gx, gy, rmag in zip(stars.gx.to_numpy(), stars.gy.to_numpy(), stars.rmag.to_numpy(), strict=True):
+        radius_pix = (1630.0 * 1.396 ** (-rmag)) / PIXEL_SCALE_ARCSEC  # DR9-style radius-magnitude law
+        bit = MASKBITS.BRIGHT if rmag < 13 else MASKBITS.MEDIUM
+        near = tree.query_ball_point((gx, gy), radius_pix if bit == MASKBITS.BRIGHT else 2 * radius_pix)
+        mb[np.asarray(near, dtype=int)] |= int(bit)
     return mb
 
 
-def write_sweeps(src: pd.DataFrame, bricks: pd.DataFrame, out: Path, rng: np.random.Generator) -> list[Path]:
-    """Write sweep-format FITS files (one per 5x5 deg box) with the full DR10 sweep schema."""
+def write_sweeps(src: pd.DataFrame, bricks: pd.DataFrame, exposure: np.ndarray, out: Path,
+                 rng: np.random.Generator) -> list[Path]:
+    """Write sweep-format FITS files (one per 5x5 deg box) with the full DR10 sweep schema.
+
+    NOBS, PSFDEPTH and GALDEPTH of an object are those of its exposure-map cell (depth scales
+    with the exposure count); PSFSIZE is the catalog's report of the brick's PSF (true FWHM with
+    scatter); fluxes carry noise of the object's depth and size."""
     br = bricks.iloc[src.brick_idx.to_numpy()].reset_index(drop=True)
     n = len(src)
     arr = np.zeros(n, dtype=sweep_numpy_dtype())
@@ -177,10 +329,13 @@ def write_sweeps(src: pd.DataFrame, bricks: pd.DataFrame, out: Path, rng: np.ran
     arr["RA_IVAR"] = arr["DEC_IVAR"] = 1.0 / (0.03 / 3600) ** 2
     arr["EBV"] = br.ebv.to_numpy()
     snr_r = np.zeros(n)
-    for b in "grz":
+    bi, cx, cy = src["brick_idx"].to_numpy(), src["cell_x"].to_numpy(), src["cell_y"].to_numpy()
+    for k, b in enumerate("grz"):
         B = b.upper()
-        depth = br[f"psfdepth_{b}"].to_numpy()
-        fwhm = br[f"psfsize_{b}"].to_numpy()
+        nobs = exposure[bi, k, cy, cx].astype(float)
+        scale = nobs / br[f"nobs_mean_{b}"].to_numpy()
+        depth = br[f"psfdepth_{b}"].to_numpy() * scale
+        fwhm = br[f"psfsize_cat_{b}"].to_numpy()
         # galaxies are measured less precisely than points: inflate by the size relative to the PSF
         size_fac = np.sqrt(1.0 + (2.0 * src.shape_r.to_numpy() / fwhm) ** 2)
         sig = size_fac / np.sqrt(depth)
@@ -188,10 +343,10 @@ def write_sweeps(src: pd.DataFrame, bricks: pd.DataFrame, out: Path, rng: np.ran
         arr[f"FLUX_{B}"] = true + rng.normal(0, 1, n) * sig
         arr[f"FLUX_IVAR_{B}"] = 1.0 / sig**2
         arr[f"MW_TRANSMISSION_{B}"] = mw_transmission(br.ebv.to_numpy(), b)
-        arr[f"NOBS_{B}"] = np.maximum(rng.poisson(br[f"nobs_mean_{b}"].to_numpy()), 1)
+        arr[f"NOBS_{B}"] = nobs.astype(np.int16)
         arr[f"PSFSIZE_{B}"] = fwhm
         arr[f"PSFDEPTH_{B}"] = depth
-        arr[f"GALDEPTH_{B}"] = depth * 0.6
+        arr[f"GALDEPTH_{B}"] = br[f"galdepth_{b}"].to_numpy() * scale
         arr[f"FIBERFLUX_{B}"] = true * 0.4
         arr[f"FIBERTOTFLUX_{B}"] = true * 0.45
         arr[f"RCHISQ_{B}"] = rng.gamma(20, 0.05, n)
@@ -236,27 +391,27 @@ def _desi_name(ra: float, dec: float) -> str:
     return f"DESI-{ra:08.4f}{'+' if dec >= 0 else '-'}{abs(dec):07.4f}"
 
 
-def make_candidates(cfg: MockConfig, src: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Candidate list in the real format; Tier A = bright-arc lenses, Tier B = fainter lenses plus
-    a stated fraction of non-lenses (confusers). Extra ``_id``/``_is_lens`` columns are dropped on write."""
-    lens = src[src.kind == "lens"]
-    tier_a = lens[lens.arc_rmag < cfg.tier_a_max_arc_mag]
-    rest = lens[(lens.arc_rmag >= cfg.tier_a_max_arc_mag) & (lens.arc_rmag < cfg.tier_b_max_arc_mag)]
-    tier_b_lens = rest[rng.random(len(rest)) < cfg.tier_b_lens_completeness]
-    n_false = int(round(len(tier_b_lens) * cfg.tier_b_false_fraction / (1 - cfg.tier_b_false_fraction)))
-    conf = src[src.kind.isin(["ring", "spiral", "merger", "blue_clumpy", "edge_on"])]
-    false = conf.sample(min(n_false, len(conf)), random_state=np.random.RandomState(rng.integers(2**31)))
-    parts = [(tier_a, "confident", True), (tier_b_lens, "probable", True), (false, "probable", False)]
+def make_candidates(src: pd.DataFrame, measured: pd.DataFrame, false: pd.DataFrame, lenses: pd.DataFrame,
+                    rng_: np.random.Generator) -> pd.DataFrame:
+    """Candidate list in the real format: the grader's Tier A (confident) and Tier B (probable) lenses
+    plus Tier-B contaminants; positions jittered by 0.1 arcsec like a catalogue's, a lens redshift for
+    80 percent. Extra ``_id``/``_is_lens`` columns are dropped on write."""
+    pos = src.set_index("id")
+    zl = lenses.set_index("id")["z_lens"]
     rows = []
-    for df, grade, is_lens in parts:
-        for _, s in df.iterrows():
-            ra = s.ra + rng.normal(0, 0.1 / 3600)
-            dec = s.dec + rng.normal(0, 0.1 / 3600)
-            z = f"{s.z_lens:.4f}" if is_lens and rng.random() < 0.8 else "-"
-            rows.append({"name": _desi_name(ra, dec), "ra": round(ra, 5), "dec": round(dec, 5), "zlens": z,
-                         "type": "galaxy", "grading": grade, "ref": "lensaudit mock survey", "_id": s.id,
-                         "_is_lens": is_lens})
-    cand = pd.DataFrame(rows, columns=["name", "ra", "dec", "zlens", "type", "grading", "ref", "_id", "_is_lens"])
+    for cid, tier in zip(measured["id"], measured["tier"], strict=True):
+        if tier:
+            rows.append((cid, "confident" if tier == "A" else "probable", True))
+    rows += [(cid, "probable", False) for cid in false["id"]]
+    out = []
+    for cid, grade, is_lens in rows:
+        s = pos.loc[cid]
+        ra = s.ra + rng_.normal(0, 0.1 / 3600)
+        dec = s.dec + rng_.normal(0, 0.1 / 3600)
+        z = f"{zl[cid]:.4f}" if is_lens and rng_.random() < 0.8 else "-"
+        out.append({"name": _desi_name(ra, dec), "ra": round(ra, 5), "dec": round(dec, 5), "zlens": z,
+                    "type": "galaxy", "grading": grade, "ref": "lensaudit mock survey", "_id": cid, "_is_lens": is_lens})
+    cand = pd.DataFrame(out, columns=["name", "ra", "dec", "zlens", "type", "grading", "ref", "_id", "_is_lens"])
     return cand.sort_values("ra", kind="stable").reset_index(drop=True)
 
 
@@ -268,6 +423,9 @@ class MockSurvey:
     meta: dict
     bricks: pd.DataFrame
     sources: pd.DataFrame
+    lenses: pd.DataFrame
+    exposure: np.ndarray
+    artefacts: pd.DataFrame
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> MockSurvey:
@@ -278,7 +436,14 @@ class MockSurvey:
         meta = json.loads((root / "survey.json").read_text())
         if meta.get("format") != "lensaudit-mock-survey":
             raise SurveyError(f"mock survey {root}: survey.json is not a lensaudit mock survey")
-        return cls(root, meta, pd.read_parquet(root / "bricks.parquet"), pd.read_parquet(root / "internal/sources.parquet"))
+        if int(meta.get("version", 1)) < 2:
+            raise SurveyError(f"mock survey {root}: format version {meta.get('version', 1)} is older than this lensaudit "
+                              f"renders (2); rebuild it with `lensaudit mock build`")
+        with np.load(root / "internal" / "exposure.npz", allow_pickle=False) as z:
+            exposure = z["nobs"]
+        return cls(root, meta, pd.read_parquet(root / "bricks.parquet"), pd.read_parquet(root / "internal/sources.parquet"),
+                   pd.read_parquet(root / "internal/lenses.parquet"), exposure,
+                   pd.read_parquet(root / "internal/artefacts.parquet"))
 
     def truth(self) -> pd.DataFrame:
         """The truth table (evaluation code only)."""
