@@ -365,10 +365,18 @@ def test_host_matched_negatives_match_the_positives_host_properties(mock_dir, tm
     p = pd.read_parquet(plain["manifests"]["70_15_15"])
     from lensaudit.catalog.manifest import write_manifest
 
-    swapped = pd.concat([m[m.label == 1], p[p.label == 0]]).sort_values("id").reset_index(drop=True)
+    # (the fainter half of the published negatives: a difference both beyond max_ks and significant at 1 percent)
+    neg = p[p.label == 0]
+    neg = neg[neg.mag_z > neg.mag_z.median()]
+    swapped = pd.concat([m[m.label == 1], neg]).sort_values("id").reset_index(drop=True)
     bad = write_manifest(swapped, tmp_path / "swapped.parquet", meta)
     rep = verify_manifest(bad)
     assert not rep["passed"] and any("mag_z" in f for f in rep["failures"])
+    # the same D in a sample too small to call it a difference passes
+    few = pd.concat([m[m.label == 1].head(4), neg.head(8)]).sort_values("id").reset_index(drop=True)
+    rep = verify_manifest(write_manifest(few, tmp_path / "few.parquet", meta))
+    assert rep["host_properties"]["mag_z"]["ks_statistic"] > 0.2 and rep["host_properties"]["mag_z"]["ks_pvalue"] > 0.01
+    assert not any("mag_z" in f for f in rep["failures"])
 
 
 def test_host_cells_against_numpy_digitize():

@@ -85,7 +85,10 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
     from lensaudit.demo import run_demo
 
     s = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
-    assert list(s) == ["samples", "mock", "catalog", "fetch", "train", "score", "evaluate", "check"]
+    assert list(s) == ["samples", "mock", "catalog", "fetch", "train", "score", "evaluate", "shortcuts", "check"]
+    # the shortcut gates with and without host-matched negatives, on the validation split of each
+    assert set(s["shortcuts"]["gates"]) == {"published", "host_matched"}
+    assert s["shortcuts"]["host_matched_verified"] == {"70_30": True, "70_15_15": True}
     assert not any(v["skipped"] for v in s.values())
     assert s["catalog"]["verified"] == {"70_30": True, "70_15_15": True}
     assert s["fetch"]["n_failed"] == 0 and 50 < s["fetch"]["n_stored"] == s["fetch"]["n_requested"] <= 200

@@ -347,3 +347,23 @@ def test_satellite_trails_brighten_one_band_and_set_allmask(tmp_path, shared_dat
     d = np.abs(-(src.gx - t.gx) * np.sin(t.angle) + (src.gy - t.gy) * np.cos(t.angle))
     near = set(src.loc[(d < 4) & (src.brick_idx == t.brick_idx), "id"])
     assert (sweep.loc[sweep.id.isin(near), "MASKBITS"].to_numpy() & int(bit)).all()
+
+
+def test_einstein_radii_are_drawn_inside_their_range_not_clipped():
+    from scipy.stats import kstest, truncnorm
+
+    from lensaudit.mock.config import LensPopulation
+    from lensaudit.mock.population import draw_theta_e
+
+    lp = LensPopulation()
+    lo, hi = lp.theta_e_arcsec
+    # bright hosts whose median theta_E lies above the range: no pile-up at its edges
+    th = draw_theta_e(np.full(5000, 15.5), lp, np.random.default_rng(3))
+    assert lo <= th.min() and th.max() <= hi and np.mean(th > 0.999 * hi) < 0.02 and len(np.unique(th)) == len(th)
+    # the log-normal truncated to the range (independent oracle: scipy's truncnorm CDF)
+    mu = np.log10(lp.theta_e_at_r19) - lp.theta_e_mag_scaling * (19.8 - 19.0)
+    th = draw_theta_e(np.full(5000, 19.8), lp, np.random.default_rng(4))
+    a, b = (np.log10(lo) - mu) / 0.2, (np.log10(hi) - mu) / 0.2
+    assert kstest(np.log10(th), truncnorm(a, b, loc=mu, scale=0.2).cdf).pvalue > 0.01
+    # brighter hosts, larger Einstein radii
+    assert np.median(draw_theta_e(np.full(2000, 18.0), lp, np.random.default_rng(5))) > np.median(th)

@@ -34,7 +34,7 @@ class DemoConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     seed: int = Field(42, ge=0, lt=2**32)
-    area_deg2: float = Field(25.0, ge=0.0625, le=64.0, description="mock patch area, deg^2")
+    area_deg2: float = Field(33.0, ge=0.0625, le=64.0, description="mock patch area, deg^2")
     catalog_config: str = Field("catalog/mock_demo.yaml", description="bundled name or path")
     train_config: str = Field("train/demo.yaml", description="bundled name or path")
     eval_n_boot: int = Field(1000, ge=100)
@@ -171,10 +171,63 @@ def _stage_evaluate(preds: Path, manifest: Path, store: Path, truth: Path, check
         (stage_dir / "summary.txt").write_text(text + "\n")
         log.info("\n%s", text)
         o = res.overall
-        return {"roc_auc": o.roc_auc.value, "n_pos": o.n_pos, "n_neg": o.n_neg,
-                "metrics": str(stage_dir / "metrics.json")}
+        out = {"roc_auc": o.roc_auc.value, "n_pos": o.n_pos, "n_neg": o.n_neg, "metrics": str(stage_dir / "metrics.json")}
+        tiers = read_table(stage_dir / "strata_tier.parquet", "tier strata")
+        for tier in ("A", "B"):   # each tier's positives against all negatives
+            row = tiers[(tiers["value"] == tier) & tiers["auc"].notna()].head(1)
+            out[f"roc_auc_tier_{tier.lower()}"] = float(row["auc"].iloc[0]) if len(row) else None
+        if res.truth is not None and res.truth.oracle_auc is not None:
+            out["oracle_auc"] = res.truth.oracle_auc.value
+            out["oracle_auc_tier_a"] = res.truth.oracle_auc_tier_a.value if res.truth.oracle_auc_tier_a else None
+        return out
 
     return {"upstream": upstream, "seed": seed, "n_boot": n_boot}, run
+
+
+def _stage_shortcuts(survey_dir: Path, manifest: Path, store: Path, upstream: str, path: Path, seed: int,
+                     n_boot: int, limit: int | None):
+    """The shortcut gates on the validation split with and without host-matched negatives: the same catalog
+    config with ``sampling.host_match`` on, its validation cutouts fetched beside the demo's own."""
+    from lensaudit.catalog import CatalogConfig, build_catalog
+    from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest
+    from lensaudit.evaluate import shortcut_gates
+    from lensaudit.manifest import read_manifest
+    from lensaudit.mock.render import load_renderer
+    from lensaudit.mock.server import serve_in_thread
+    from lensaudit.utils.seeds import derive_seed
+
+    def val_rows(m):
+        v = m[m["split"] == "val"].sort_values("id")
+        return v.groupby("label").head(-(-limit // 2)) if limit is not None else v
+
+    def run(stage_dir: Path) -> dict:
+        cfg = load_config(path, CatalogConfig, {"sweeps": str(survey_dir / "sweeps"),
+                                                "candidates": str(survey_dir / "candidates.csv"),
+                                                "out": str(stage_dir / "catalog_host_matched")})
+        cfg = cfg.model_copy(update={"sampling": cfg.sampling.model_copy(
+            update={"host_match": cfg.sampling.host_match.model_copy(update={"enabled": True})})})
+        hm_summary = build_catalog(cfg)
+        sets = {"published": (val_rows(read_manifest(manifest)), CutoutStore(store)),
+                "host_matched": (val_rows(read_manifest(stage_dir / "catalog_host_matched" / "manifest_70_15_15.parquet")),
+                                 CutoutStore(stage_dir / "store", create=True))}
+        with serve_in_thread(load_renderer(survey_dir)) as srv:
+            rep = fetch_manifest(sets["host_matched"][0], sets["host_matched"][1],
+                                 FetchConfig(service_url=srv.url, rate_per_s=1000, concurrency=4))
+        gates = {}
+        for name, (v, st) in sets.items():
+            v = v[v["id"].isin(set(st.ids()))]
+            gates[name] = shortcut_gates(st.get(v["id"].tolist()), v["label"].to_numpy(), n_boot=min(n_boot, 1000),
+                                         seed=derive_seed(seed, "demo.shortcut_gates") % 2**32)
+        lines = ["shortcut gates on the validation split (cross-validated AUC of trivial core / annulus features):"]
+        for name, gs in gates.items():
+            for g in gs:
+                lines.append(f"  {name:13s} {g['gate']:10s} " + (f"AUC {g['auc']:.3f} 95% [{g['ci95'][0]:.3f}, {g['ci95'][1]:.3f}] "
+                                                                 f"-> {g['status']}" if "auc" in g else g["status"]))
+        (stage_dir / "shortcut_gates.txt").write_text("\n".join(lines) + "\n")
+        log.info("\n%s", "\n".join(lines))
+        return {"gates": gates, "host_matched_verified": hm_summary["verified"], "n_fetched": rep.to_dict()["n_stored"]}
+
+    return {"upstream": upstream, "config": sha256_file(path), "seed": seed, "n_boot": n_boot, "limit": limit}, run
 
 
 def _stage_check(survey_dir: Path, upstream: str, shared: Path):
@@ -222,6 +275,10 @@ def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, fo
                                  survey_dir / "truth" / "truth.parquet", out / "train" / "best.pt",
                                  stages["score"]["inputs_sha256"], cfg.seed, cfg.eval_n_boot)
     stages["evaluate"] = run_stage(out, "evaluate", inputs, fn, force=force)
+    inputs, fn = _stage_shortcuts(survey_dir, manifest, store, stages["fetch"]["inputs_sha256"],
+                                  _config_path(cfg.catalog_config), cfg.seed, cfg.eval_n_boot,
+                                  cfg.quick.fetch_limit if quick else None)
+    stages["shortcuts"] = run_stage(out, "shortcuts", inputs, fn, force=force)
     inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], shared)
     stages["check"] = run_stage(out, "check", inputs, fn, force=force)
     summary = {name: {"skipped": rec["skipped"], **rec.get("summary", {})} for name, rec in stages.items()}

@@ -113,7 +113,8 @@ class HostMatchConfig(_Strict):
     quantities: tuple[Literal["mag_z", "g_r", "shape_r"], ...] = ("mag_z", "g_r", "shape_r")
     bins: int = Field(3, ge=2, le=10, description="quantile bins of the positives per quantity")
     max_ks: float = Field(0.1, gt=0, le=1, description="verification fails when a quantity's KS statistic "
-                                                         "between positives and negatives exceeds this")
+                                                         "between positives and negatives exceeds this and the "
+                                                         "difference is significant (p < 0.01)")
 
     @field_validator("quantities")
     @classmethod

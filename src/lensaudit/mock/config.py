@@ -58,8 +58,10 @@ class LensPopulation(_Strict):
                     "deg^2, i.e. of order 1 in 3,000")
     host_max_mag_z: float = Field(20.0, description="hosts are red DEV/SER galaxies brighter than this (z band, AB)")
     theta_e_arcsec: tuple[float, float] = Field((0.5, 3.0), description="Einstein radius range, arcsec")
-    theta_e_at_r19: float = Field(1.8, gt=0, le=5, description="median theta_E (arcsec) of an r = 19 host; theta_E "
-                                  "scales as L^0.5 (10^(-0.2 (r - 19))) with 0.2 dex scatter")
+    theta_e_at_r19: float = Field(1.8, gt=0, le=5, description="median theta_E (arcsec) of an r = 19 host, before "
+                                  "truncation to theta_e_arcsec; 0.2 dex log-normal scatter")
+    theta_e_mag_scaling: float = Field(0.1, ge=0, le=0.2, description="d log10 theta_E / d(-r_host): 0.2 would be "
+                                       "theta_E ~ L^0.5 at one distance; apparent magnitude mixes distances, so less")
     slope: Prior = Prior(mean=2.0, sd=0.15, lo=1.6, hi=2.4)
     axis_ratio: Prior = Prior(mean=0.75, sd=0.15, lo=0.3, hi=0.99)
     misalignment_deg: float = Field(5.0, ge=0, le=45, description="sd of the mass-light position-angle offset, deg")
@@ -70,7 +72,8 @@ class LensPopulation(_Strict):
     group_fraction: float = Field(0.1, ge=0, le=1, description="lenses in a group (uniform convergence)")
     group_kappa: tuple[float, float] = Field((0.03, 0.12), description="group convergence range")
     source_z: tuple[float, float] = Field((1.0, 3.0), description="source redshift range")
-    source_mag_r: tuple[float, float] = Field((21.0, 25.5), description="intrinsic source r magnitude range, AB")
+    source_mag_r: tuple[float, float] = Field((21.0, 25.0), description="intrinsic (unlensed) source r magnitude range, "
+                                               "AB; fainter sources are seldom seen at DR10 depth")
     source_counts_slope: float = Field(0.33, gt=0, le=1, description="source number counts dN/dm ~ 10^(slope m)")
     red_source_fraction: float = Field(0.15, ge=0, le=1, description="passive (red, smooth) sources")
     source_re_arcsec: tuple[float, float] = Field((0.1, 0.6), description="source disc half-light radius range")
@@ -97,14 +100,14 @@ class Grading(_Strict):
     P(catalogued) and P(Tier A | catalogued) rise with the arc's visible peak S/N (its brightest pixel
     against the noise and ``host_confusion`` x the host light, in its best band), with theta_E / FWHM
     and with the magnification (how arc-like the images look),
-    each a logistic (in log10 for S/N and magnification); ``noise_dex`` scatters each lens's
+    each a normal CDF (probit; in log10 for S/N and magnification); ``noise_dex`` scatters each lens's
     perceived S/N. Tier-B contaminants are drawn from the confuser population."""
 
     host_confusion: float = Field(0.4, ge=0, le=1, description="the grader sees the arc S/N with the host light "
                                   "adding (this x host)^2 to each pixel's variance (``arc_snr_visible``)")
-    snr_catalogued: float = Field(3.0, gt=0, description="visible peak S/N at which half of the lenses are catalogued")
+    snr_catalogued: float = Field(3.5, gt=0, description="visible peak S/N at which half of the lenses are catalogued")
     snr_tier_a: float = Field(7.0, gt=0, description="visible peak S/N at which half of the catalogued lenses are Tier A")
-    width_dex: float = Field(0.15, gt=0, description="logistic width in log10 S/N")
+    width_dex: float = Field(0.15, gt=0, description="probit width (sd) in log10 S/N")
     resolution_catalogued: float = Field(0.45, gt=0, description="theta_E / FWHM for half catalogued")
     resolution_tier_a: float = Field(0.7, gt=0, description="theta_E / FWHM for half Tier A")
     resolution_width: float = Field(0.1, gt=0)
@@ -113,7 +116,7 @@ class Grading(_Strict):
     magnification_tier_a: float = Field(5.0, gt=0, description="magnification (r) for half Tier A")
     magnification_width_dex: float = Field(0.1, gt=0)
     noise_dex: float = Field(0.1, ge=0, description="scatter of the perceived S/N, dex")
-    tier_b_false_fraction: float = Field(0.15, ge=0, lt=1, description="fraction of Tier B that are not lenses "
+    tier_b_false_fraction: float = Field(0.10, ge=0, lt=1, description="fraction of Tier B that are not lenses "
                                          "(an assumption: DR10 Tier-B purity is not measured)")
 
     @model_validator(mode="after")

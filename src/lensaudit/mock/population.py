@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import truncnorm
 
-from lensaudit.mock.config import MockConfig, Prior
+from lensaudit.mock.config import LensPopulation, MockConfig, Prior
 from lensaudit.survey.photometry import flux_to_mag, mag_to_flux, mw_transmission
 from lensaudit.utils.seeds import rng as seed_stream
 
@@ -119,6 +120,20 @@ def eligible_red(src: pd.DataFrame, max_mag_z: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- lenses
+THETA_E_SCATTER_DEX = 0.2
+
+
+def draw_theta_e(rmag_host: np.ndarray, lp: LensPopulation, rng: np.random.Generator) -> np.ndarray:
+    """Einstein radii (arcsec) from the hosts' r magnitudes (AB): log-normal about ``theta_e_at_r19`` x
+    10^(-theta_e_mag_scaling (r - 19)) with 0.2 dex scatter, truncated to ``theta_e_arcsec`` (drawn inside the
+    range, not clipped: clipping would pile the brightest hosts' lenses up at the upper edge)."""
+    lo, hi = lp.theta_e_arcsec
+    mu = np.log10(lp.theta_e_at_r19) - lp.theta_e_mag_scaling * (np.asarray(rmag_host, float) - 19.0)
+    s = THETA_E_SCATTER_DEX
+    return 10 ** truncnorm.rvs((np.log10(lo) - mu) / s, (np.log10(hi) - mu) / s, loc=mu, scale=s, size=len(mu),
+                               random_state=rng)
+
+
 def add_lenses(cfg: MockConfig, src: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn a fraction ``rate_per_eligible_red`` of eligible red galaxies into lenses.
 
@@ -131,9 +146,7 @@ def add_lenses(cfg: MockConfig, src: pd.DataFrame, seed: int) -> tuple[pd.DataFr
     pick = np.sort(rng.choice(hosts, int(np.floor(lp.rate_per_eligible_red * len(hosts))), replace=False))
     n = len(pick)
     rmag_h = src["rmag"].to_numpy()[pick]
-    lo, hi = lp.theta_e_arcsec
-    # Einstein radius from the host's luminosity (theta_E ~ sigma^2 ~ L^0.5, 0.2 dex scatter)
-    theta = np.clip(lp.theta_e_at_r19 * 10 ** (-0.2 * (rmag_h - 19.0)) * 10 ** rng.normal(0, 0.2, n), lo, hi)
+    theta = draw_theta_e(rmag_h, lp, rng)
     e1, e2 = src["shape_e1"].to_numpy()[pick], src["shape_e2"].to_numpy()[pick]
     phi_light = 0.5 * np.arctan2(e2, e1)
     rich = lp.family == "rich"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.signal import fftconvolve
+from scipy.special import ndtr
 
 from lensaudit.mock.config import Grading
 from lensaudit.mock.lensmodel import arc_box_radius_pix, arc_image
@@ -118,8 +119,10 @@ def lens_truth(renderer, lenses: pd.DataFrame, host_confusion: float = 0.4) -> p
     return t
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+def _psychometric(x: np.ndarray) -> np.ndarray:
+    """The grader's psychometric function: a normal CDF (probit). Its Gaussian tails, unlike a logistic's,
+    leave next to no invisible arcs catalogued, and P(Tier A | catalogued) falls with the S/N in the tail."""
+    return ndtr(x)
 
 
 def grade(truth: pd.DataFrame, cfg: Grading, rng: np.random.Generator) -> np.ndarray:
@@ -131,12 +134,12 @@ def grade(truth: pd.DataFrame, cfg: Grading, rng: np.random.Generator) -> np.nda
     perceived = np.log10(snr) + rng.normal(0, cfg.noise_dex, len(snr))
     res = truth["theta_e_over_fwhm"].to_numpy(float)
     mu = np.log10(np.clip(truth["mu_r"].to_numpy(float), 1e-3, None)) if "mu_r" in truth else np.full(len(snr), 9.0)
-    p_cat = (_sigmoid((perceived - np.log10(cfg.snr_catalogued)) / cfg.width_dex)
-             * _sigmoid((res - cfg.resolution_catalogued) / cfg.resolution_width)
-             * _sigmoid((mu - np.log10(cfg.magnification_catalogued)) / cfg.magnification_width_dex))
-    p_a = (_sigmoid((perceived - np.log10(cfg.snr_tier_a)) / cfg.width_dex)
-           * _sigmoid((res - cfg.resolution_tier_a) / cfg.resolution_width)
-           * _sigmoid((mu - np.log10(cfg.magnification_tier_a)) / cfg.magnification_width_dex))
+    p_cat = (_psychometric((perceived - np.log10(cfg.snr_catalogued)) / cfg.width_dex)
+             * _psychometric((res - cfg.resolution_catalogued) / cfg.resolution_width)
+             * _psychometric((mu - np.log10(cfg.magnification_catalogued)) / cfg.magnification_width_dex))
+    p_a = (_psychometric((perceived - np.log10(cfg.snr_tier_a)) / cfg.width_dex)
+           * _psychometric((res - cfg.resolution_tier_a) / cfg.resolution_width)
+           * _psychometric((mu - np.log10(cfg.magnification_tier_a)) / cfg.magnification_width_dex))
     u1, u2 = rng.random(len(snr)), rng.random(len(snr))
     cat = u1 < p_cat
     tier_a = cat & (u2 < np.clip(p_a / np.maximum(p_cat, 1e-12), 0, 1))
