@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -251,3 +252,79 @@ def test_store_metadata_and_version_checks(tmp_path):
 
     with pytest.raises(StoreError, match="newer than this lensaudit reads"):
         CutoutStore(tmp_path / "s")
+
+
+def test_reader_edge_layouts_and_its_default_source_name():
+    cube = RNG.normal(0, 1, (3, 9, 9)).astype(np.float32)
+    # errors name the object: "cutout" unless the caller says which
+    with pytest.raises(CutoutFormatError, match=r"^cutout: empty response body$"):
+        read_cutout_fits(b"")
+    # a FITS file whose first HDU has no image: "no_data" (not a dtype complaint about an empty array)
+    empty = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU()]).writeto(empty)
+    with pytest.raises(CutoutFormatError, match=r"^cutout: FITS HDU0 has no image data$") as e:
+        read_cutout_fits(empty.getvalue())
+    assert e.value.reason == "no_data"
+    # one band stored as a (1, N, N) cube reads as it is; as an (N, N) plane it gains the band axis
+    for data in (cube[:1], cube[0]):
+        b = io.BytesIO()
+        fits.PrimaryHDU(data=data).writeto(b)
+        got, _ = read_cutout_fits(b.getvalue(), expected_size=9, bands="r")
+        np.testing.assert_array_equal(got, cube[:1])
+    # headers without BANDS / BANDi cards (older files, other writers) are taken at the caller's word
+    b = io.BytesIO()
+    fits.PrimaryHDU(data=cube).writeto(b)
+    got, hdr = read_cutout_fits(b.getvalue(), bands="grz")
+    assert "BANDS" not in hdr and "BAND0" not in hdr
+    np.testing.assert_array_equal(got, cube)
+    # and a header that names other bands is refused, plane by plane
+    hdr = fits.Header({"BANDS": "grz", "BAND0": "g", "BAND1": "i", "BAND2": "z"})
+    b = io.BytesIO()
+    fits.PrimaryHDU(data=cube, header=hdr).writeto(b)
+    with pytest.raises(CutoutFormatError, match=r"header BAND1='i', expected 'r'"):
+        read_cutout_fits(b.getvalue(), bands="grz")
+
+
+def test_axis_ratio_is_float64_whatever_the_input():
+    from lensaudit.survey.photometry import shape_to_axis_ratio
+
+    e1, e2 = np.float32([0.3]), np.float32([0.1])
+    q, phi = shape_to_axis_ratio(e1, e2)
+    e = np.hypot(float(e1[0]), float(e2[0]))                 # the float32 values, in float64 arithmetic
+    assert q.dtype == np.float64 and phi.dtype == np.float64
+    assert q[0] == pytest.approx((1 - e) / (1 + e), rel=1e-14)
+    q, _ = shape_to_axis_ratio([0], [0])        # integers: a round galaxy
+    assert q.dtype == np.float64 and q[0] == 1.0
+
+
+def test_store_membership_ids_copies_and_opening(tmp_path):
+    import copy
+
+    from lensaudit.cutouts import StoreError, open_store
+
+    s, cubes = _store(tmp_path)
+    assert "c1_2" in s and "c9_9" not in s and "c0_0" in open_store(tmp_path / "s")
+    np.testing.assert_array_equal(s.ids(), np.array(["c0_0", "c0_1", "c0_2", "c1_0", "c1_1", "c1_2"], dtype=object))
+    with pytest.raises(StoreError, match="store"):
+        open_store(tmp_path / "not_a_store")
+    # a copy (as a DataLoader worker gets) opens its own shard handles, never the parent's
+    s.get(["c0_0", "c1_0"])
+    assert s._handles
+    c = copy.copy(s)
+    assert c._handles == {} and s._handles
+    np.testing.assert_array_equal(c.get(["c1_1"])[0], cubes[4])
+
+
+def test_failure_records_keep_every_column(tmp_path):
+    s = CutoutStore(tmp_path / "s", create=True)
+    with s.writer() as w:
+        w.add_failure(7, 1.25, -2.5, "http_404", attempts=2)
+    f = CutoutStore(tmp_path / "s").failures()
+    assert list(f.columns) == ["id", "ra", "dec", "reason", "time_utc", "attempts"]
+    assert list(f.index) == [0] and f.loc[0, "id"] == "7" and f.loc[0, "dec"] == -2.5
+    assert pd.Timestamp(f.loc[0, "time_utc"]).tzinfo is not None
+    # records written by another tool with integer ids still come back keyed by string ids
+    pq.write_table(pa.table({"id": [7, 8], "ra": [1.0, 2.0], "dec": [0.0, 0.0], "reason": ["a", "b"]}),
+                   tmp_path / "s" / "failures" / "part-zzzz.parquet")
+    f = CutoutStore(tmp_path / "s").failures()
+    assert list(f["id"]) == ["7", "8"] and list(f["reason"]) == ["a", "b"]

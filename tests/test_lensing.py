@@ -198,3 +198,49 @@ def test_convergence_sheet_matches_lenstronomy():
     bx, by = convergence_deflection(X, Y, 0.07)
     np.testing.assert_allclose(bx, ax, atol=1e-14)
     np.testing.assert_allclose(by, ay, atol=1e-14)
+
+
+def test_deflections_and_light_are_computed_in_float64_for_float32_grids():
+    """A float32 pixel grid (as images come) gives the float64 answer of the same coordinates."""
+    from lensaudit.lensing.light import knots_profile
+    from lensaudit.lensing.mass import (
+        convergence_deflection,
+        epl_deflection,
+        multipole_deflection,
+        shear_deflection,
+        sie_deflection,
+    )
+
+    g = np.linspace(-2.3, 2.7, 41, dtype=np.float32)
+    x32, y32 = np.meshgrid(g, g + np.float32(0.013))
+    x64, y64 = x32.astype(np.float64), y32.astype(np.float64)
+    calls = [(sie_deflection, dict(theta_e=1.2, q=0.7, phi=0.3, x0=0.1, y0=-0.2)),
+             (sie_deflection, dict(theta_e=1.2, q=1.0, phi=0.3, x0=0.1, y0=-0.2)),
+             (shear_deflection, dict(gamma1=0.05, gamma2=-0.03, x0=0.1, y0=-0.2)),
+             (epl_deflection, dict(theta_e=1.2, gamma=2.2, q=0.6, phi=0.3, x0=0.1, y0=-0.2)),
+             (multipole_deflection, dict(m=4, a_m=0.02, phi_m=0.4, x0=0.1, y0=-0.2)),
+             (convergence_deflection, dict(kappa=0.07, x0=0.1, y0=-0.2))]
+    for fn, kw in calls:
+        for a32, a64 in zip(fn(x32, y32, **kw), fn(x64, y64, **kw), strict=True):
+            assert a32.dtype == np.float64, fn.__name__
+            np.testing.assert_array_equal(a32, a64, err_msg=fn.__name__)
+    k = (np.array([0.2]), np.array([-0.1]), np.array([0.3]), np.array([2.0]))
+    k32, k64 = knots_profile(x32, y32, *k), knots_profile(x64, y64, *k)
+    assert k32.dtype == np.float64
+    np.testing.assert_array_equal(k32, k64)
+
+
+def test_epl_series_honours_its_tolerance_and_needs_no_log_of_zero():
+    from lensaudit.lensing.mass import epl_deflection
+
+    th = np.linspace(0, 2 * np.pi, 721)
+    r = np.array([0.3, 1.0, 2.5])
+    x, y = (r[:, None] * np.cos(th)).ravel(), (r[:, None] * np.sin(th)).ravel()
+    for q in (0.5, 0.2):
+        ref = epl_deflection(x, y, 1.3, 2.1, q, 0.4, tol=1e-15)
+        got = epl_deflection(x, y, 1.3, 2.1, q, 0.4, tol=1e-3)
+        err = np.hypot(got[0] - ref[0], got[1] - ref[1]) / np.hypot(*ref)
+        assert err.max() < 1e-4, q     # the remainder after the terms the tolerance asks for
+    with np.errstate(all="raise"):     # q = 1 (f = 0): one term, no log(0)
+        ax, ay = epl_deflection(x, y, 1.3, 2.1, 1.0, 0.4)
+    np.testing.assert_allclose(np.hypot(ax, ay), 1.3 * (np.hypot(x, y) / 1.3) ** (2 - 2.1), rtol=1e-12)

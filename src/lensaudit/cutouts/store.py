@@ -38,7 +38,7 @@ import os
 import secrets
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -430,7 +430,3 @@ def open_store(root: str | os.PathLike) -> CutoutStore:
     """Open an existing store (StoreError if ``root`` is not one)."""
     return CutoutStore(root)
 
-
-def iter_ids(values: Iterable[Any]) -> list[str]:
-    """Normalise cutout ids to strings (the store's key type)."""
-    return [str(v) for v in values]
