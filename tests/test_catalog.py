@@ -318,6 +318,7 @@ def mock_dir(mock_survey_dir):
     return mock_survey_dir
 
 
+@pytest.mark.slow   # builds a 1 deg^2 mock survey (the stage functions have unit tests in test_stages)
 def test_cli_build_on_mock_survey_passes_verification(mock_dir, tmp_path, capsys):
     rc = main(["catalog", "build", "--config", str(bundled_config("catalog/mock_demo.yaml")), "--sweeps", str(mock_dir / "sweeps"),
                "--candidates", str(mock_dir / "candidates.csv"), "--out", str(tmp_path / "out")])
@@ -340,6 +341,7 @@ def test_cli_build_on_mock_survey_passes_verification(mock_dir, tmp_path, capsys
     assert info["config_sha256"] == sha256_json(resolved) and info["summary"]["n_positives"] == summary["n_positives"]
 
 
+@pytest.mark.slow   # builds a 1 deg^2 mock survey (the stage functions have unit tests in test_stages)
 def test_host_matched_negatives_match_the_positives_host_properties(mock_dir, tmp_path):
     """Published stratification: negatives are fainter, bluer, smaller than the lens hosts; host-matched:
     per-quantity KS statistics within the stated limit, recorded in the metadata and verified."""

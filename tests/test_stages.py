@@ -214,3 +214,57 @@ def test_nearest_within_radius_boundary_and_order():
     idx, sep = nearest_within(tree, np.array([10.0, 10.0]), np.array([1 * ARCSEC, 20 * ARCSEC]), 2.5, k=2)
     assert idx[0].tolist() == [0, 1] and sep[0] == pytest.approx([1.0, 2.0], abs=1e-6)
     assert idx[1].tolist() == [2, 2] and np.isinf(sep[1]).all()     # none within 2.5": index tree.n, inf
+
+
+def test_host_edges_are_the_positives_inner_quantiles_and_only_when_matching():
+    pos = pd.DataFrame({"mag_z": [18.0, 19.0, 20.0, 21.0, np.nan, 22.0], "g_r": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+                        "shape_r": [0.5, 1.0, 1.5, 2.0, 2.5, np.inf]})
+    off = CatalogConfig(sweeps=".", candidates=".")
+    assert st.host_edges(pos, off) == {}
+    on = CatalogConfig(sweeps=".", candidates=".", sampling={"host_match": {"enabled": True, "bins": 3}})
+    e = st.host_edges(pos, on)
+    assert list(e) == ["mag_z", "g_r", "shape_r"]
+    # finite values only; numpy's linear quantiles at 1/3 and 2/3; repeated edges collapse
+    np.testing.assert_allclose(e["mag_z"], np.quantile([18.0, 19.0, 20.0, 21.0, 22.0], [1 / 3, 2 / 3]), rtol=0, atol=0)
+    assert e["g_r"] == [1.0] and all(isinstance(v, float) for v in e["shape_r"])
+    np.testing.assert_allclose(e["shape_r"], np.quantile([0.5, 1.0, 1.5, 2.0, 2.5], [1 / 3, 2 / 3]))
+    assert st.host_edges(pos.iloc[:0], on) == {}
+    nan_only = CatalogConfig(sweeps=".", candidates=".", sampling={"host_match": {"enabled": True, "quantities": ["mag_z"]}})
+    assert st.host_edges(pd.DataFrame({"mag_z": [np.nan]}), nan_only) == {"mag_z": []}
+
+
+def test_host_cells_combine_quantities_with_strides():
+    df = pd.DataFrame({"a": [0.0, 1.5, 2.5, np.nan, 1.0], "b": [5.0, 5.0, 9.0, 9.0, np.inf]})
+    cells = st.assign_host_cells(df, {"a": [1.0, 2.0], "b": [7.0]})["host_cell"]
+    # a-bin (right-closed edges: 1.0 falls in bin 1) + 3 x b-bin; NaN and inf in the last bin
+    assert cells.dtype == np.int16 and list(cells) == [0 + 0, 1 + 0, 2 + 3, 2 + 3, 1 + 3]
+
+
+def test_rebalance_moves_each_pools_shortfall_to_the_other_pool_as_far_as_it_can():
+    key = dict(nobs_z_bin=["3-5"] * 4, type=["SER", "SER", "DEV", "DEV"], host_cell=0, pool=["N1", "N2"] * 2)
+    quotas = pd.DataFrame({**key, "n_pos": 1, "quota": [8, 2, 8, 2]})
+    # SER: N1 has 5 of 8 (short 3), N2 has 10 (spare 8) -> N1 5, N2 5; DEV: N1 short 6 but N2 spare 1 -> N2 3
+    avail = pd.DataFrame({**key, "available": [5, 10, 2, 3]})
+    got = st.rebalance_pools(quotas.astype({"host_cell": "int16"}), avail.astype({"host_cell": "int16"}))
+    got = got.set_index(["type", "pool"])
+    assert got["quota"].to_dict() == {("DEV", "N1"): 2, ("DEV", "N2"): 3, ("SER", "N1"): 5, ("SER", "N2"): 5}
+    assert got["quota_protocol"].to_dict() == {("DEV", "N1"): 8, ("DEV", "N2"): 2, ("SER", "N1"): 8, ("SER", "N2"): 2}
+    assert "available" not in got and list(got.index) == [("DEV", "N1"), ("DEV", "N2"), ("SER", "N1"), ("SER", "N2")]
+    # a stratum with no available rows at all gets quota 0 in both pools
+    none = st.rebalance_pools(quotas.astype({"host_cell": "int16"}), avail.iloc[:0].astype({"host_cell": "int16"}))
+    assert (none["quota"] == 0).all() and list(none["quota_protocol"]) == [8, 2, 8, 2]
+
+
+def test_stratum_shortfalls_against_the_protocol_quota():
+    short = pd.DataFrame({"nobs_z_bin": ["3-5"] * 4 + ["6-10"] * 2, "type": ["SER", "SER", "DEV", "DEV", "SER", "SER"],
+                          "pool": ["N1", "N2"] * 3, "quota_protocol": [8, 2, 8, 2, 0, 0], "quota": [5, 5, 2, 3, 0, 0],
+                          "taken": [5, 5, 2, 3, 0, 0]})
+    g = st.stratum_shortfalls(short).set_index(["nobs_z_bin", "type"])
+    assert g.loc[("3-5", "SER"), "wanted"] == 10 and g.loc[("3-5", "SER"), "short_fraction"] == 0.0
+    assert g.loc[("3-5", "DEV"), "taken"] == 5 and g.loc[("3-5", "DEV"), "short_fraction"] == 0.5
+    assert g.loc[("6-10", "SER"), "short_fraction"] == 0.0         # nothing wanted: not short
+    assert list(g.index) == [("3-5", "DEV"), ("3-5", "SER"), ("6-10", "SER")]
+    # without rebalancing the quota itself is what the protocol asked for; taking more is never negative short
+    g2 = st.stratum_shortfalls(short.drop(columns="quota_protocol").assign(taken=[9, 5, 2, 3, 0, 0]))
+    assert g2.set_index(["nobs_z_bin", "type"]).loc[("3-5", "SER"), "short_fraction"] == 0.0
+    assert g2.set_index(["nobs_z_bin", "type"]).loc[("3-5", "DEV"), "short_fraction"] == 0.0
