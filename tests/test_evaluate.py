@@ -174,6 +174,7 @@ def test_bad_prediction_inputs(tmp_path):
         evaluate(p, m.assign(label=0), tmp_path)
 
 
+@pytest.mark.slow   # end to end (left out of mutation runs: the functions have unit tests)
 def test_evaluate_end_to_end_writes_metrics_tables_figures(tmp_path, capsys):
     m, p = _synthetic(1500)
     m.to_parquet(tmp_path / "m.parquet", index=False)
@@ -269,6 +270,7 @@ def test_detectability_features_separate_arcs_from_smooth_hosts():
     assert (diag["diagnosis"].value_counts()["detected"]) == 10
 
 
+@pytest.mark.slow   # end to end (left out of mutation runs: the functions have unit tests)
 def test_grad_cam_maps_and_evaluate_with_checkpoint(tiny, tmp_path):
     from lensaudit.evaluate.saliency import grad_cam
     from lensaudit.train import TrainConfig, load_model, score_manifest, train
@@ -378,3 +380,61 @@ def test_grad_cam_points_at_the_pixels_that_drive_the_score():
         iy, ix = np.unravel_index(np.argmax(cam), cam.shape)
         assert abs(iy - y) <= 2 and abs(ix - x) <= 2, (iy, ix, y, x)
         assert cam[int(y), int(x)] > 5 * np.median(cam)
+
+
+@pytest.mark.parametrize("fpr", [0.0, 0.02, 0.1, 0.5, 0.98])
+def test_recall_at_fpr_bootstrap_replicates_equal_a_brute_force_recount_of_the_same_draws(fpr):
+    """An exact oracle: the same multinomial draws (every negative score its own cell: few negatives,
+    so all are kept), expanded into resampled score lists, thresholded by threshold_at_fpr and counted."""
+    from lensaudit.evaluate import bootstrap_recall_at_fpr
+
+    rng = np.random.default_rng(11)
+    neg = np.round(rng.normal(0, 1, 50), 1)           # ties on purpose
+    pos = np.round(rng.normal(1.5, 1, 30), 1)
+    y, s = np.r_[np.ones(30, int), np.zeros(50, int)], np.r_[pos, neg]
+    n_boot = 1100                                      # three chunks of the default 500
+    rec, thr = bootstrap_recall_at_fpr(y, s, fpr, n_boot, seed=5)
+    assert rec.shape == thr.shape == (n_boot,)
+    v, cnt = np.unique(neg, return_counts=True)
+    v, cnt = v[::-1], cnt[::-1]
+    u, pc = np.unique(pos, return_counts=True)
+    draw = np.random.default_rng(5)
+    want_r, want_t = [], []
+    for lo in range(0, n_boot, 500):
+        r = min(500, n_boot - lo)
+        cn = draw.multinomial(50, np.r_[cnt, 0] / 50, size=r)[:, : v.size]
+        cp = draw.multinomial(30, pc / 30, size=r)
+        for i in range(r):
+            n_res, p_res = np.repeat(v, cn[i]), np.repeat(u, cp[i])
+            t = threshold_at_fpr(n_res, fpr)              # just above the (k+1)-th highest resampled negative
+            want_t.append(np.nextafter(t, -np.inf))       # that negative's score itself
+            want_r.append((p_res >= t).mean())
+    np.testing.assert_array_equal(thr, want_t)
+    np.testing.assert_array_equal(rec, want_r)
+    # the defaults: 2000 replicates, seed 0
+    r0, _ = bootstrap_recall_at_fpr(y, s, fpr)
+    assert r0.shape == (2000,) and np.array_equal(r0, bootstrap_recall_at_fpr(y, s, fpr, 2000, 0)[0])
+
+
+def test_threshold_at_fpr_exact_values_edges_and_precision():
+    neg = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.0]
+    # k = floor(fpr x 10) negatives may score at or above t: t just above the (k+1)-th highest
+    for fpr, nth in ((0.0, 0.9), (0.05, 0.9), (0.1, 0.8), (0.35, 0.6), (0.99, 0.0)):
+        assert threshold_at_fpr(neg, fpr) == np.nextafter(nth, np.inf)
+    assert threshold_at_fpr(neg, 1.0) == 0.0                  # every negative may pass: the lowest
+    assert threshold_at_fpr([0.5], 0.0) == np.nextafter(0.5, np.inf)
+    with pytest.raises(MetricError, match="no negatives"):
+        threshold_at_fpr([], 0.1)
+    # float32 scores: the threshold is the float64 value just above, not the float32 one
+    f32 = np.float32([0.3, 0.7])
+    assert threshold_at_fpr(f32, 0.0) == np.nextafter(np.float64(f32[1]), np.inf)
+
+
+def test_recall_at_fpr_one_has_no_threshold():
+    """FPR 1 lets every negative pass: there is no (k+1)-th highest negative to sit above, so every
+    replicate is NaN (the point estimate, threshold_at_fpr, falls back to the lowest negative)."""
+    from lensaudit.evaluate import bootstrap_recall_at_fpr
+
+    y, s = np.r_[np.ones(5, int), np.zeros(8, int)], np.r_[np.arange(5.0), np.arange(8.0) / 2]
+    rec, thr = bootstrap_recall_at_fpr(y, s, 1.0, 50, seed=2)
+    assert rec.dtype == thr.dtype == np.float64 and np.isnan(rec).all() and np.isnan(thr).all()

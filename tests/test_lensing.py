@@ -244,3 +244,16 @@ def test_epl_series_honours_its_tolerance_and_needs_no_log_of_zero():
     with np.errstate(all="raise"):     # q = 1 (f = 0): one term, no log(0)
         ax, ay = epl_deflection(x, y, 1.3, 2.1, 1.0, 0.4)
     np.testing.assert_allclose(np.hypot(ax, ay), 1.3 * (np.hypot(x, y) / 1.3) ** (2 - 2.1), rtol=1e-12)
+
+
+def test_light_and_sheet_defaults_and_offsets():
+    from lensaudit.lensing.mass import convergence_deflection
+
+    x, y = np.array([0.3, -1.2, 2.0]), np.array([0.7, 0.4, -0.5])
+    # sersic's default orientation is phi = 0 (matters only for q < 1)
+    np.testing.assert_array_equal(sersic(x, y, 0.8, 1.5, q=0.5), sersic(x, y, 0.8, 1.5, q=0.5, phi=0.0))
+    assert not np.allclose(sersic(x, y, 0.8, 1.5, q=0.5), sersic(x, y, 0.8, 1.5, q=0.5, phi=1.0))
+    # a sheet deflects by kappa times the offset from its centre
+    ax, ay = convergence_deflection(x, y, 0.1, x0=0.5, y0=-0.25)
+    np.testing.assert_allclose(ax, 0.1 * (x - 0.5), rtol=1e-15)
+    np.testing.assert_allclose(ay, 0.1 * (y + 0.25), rtol=1e-15)

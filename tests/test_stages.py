@@ -250,6 +250,13 @@ def test_rebalance_moves_each_pools_shortfall_to_the_other_pool_as_far_as_it_can
     assert got["quota"].to_dict() == {("DEV", "N1"): 2, ("DEV", "N2"): 3, ("SER", "N1"): 5, ("SER", "N2"): 5}
     assert got["quota_protocol"].to_dict() == {("DEV", "N1"): 8, ("DEV", "N2"): 2, ("SER", "N1"): 8, ("SER", "N2"): 2}
     assert "available" not in got and list(got.index) == [("DEV", "N1"), ("DEV", "N2"), ("SER", "N1"), ("SER", "N2")]
+    assert got["quota"].dtype == np.int64 and list(got.reset_index().columns) == [
+        "type", "pool", "nobs_z_bin", "host_cell", "n_pos", "quota", "quota_protocol"]
+    # host cells are strata of their own: a spare N2 row in cell 1 does not fill cell 0's N1
+    cells = dict(nobs_z_bin=["3-5"] * 4, type="SER", host_cell=np.array([0, 0, 1, 1], np.int16), pool=["N1", "N2"] * 2)
+    got = st.rebalance_pools(pd.DataFrame({**cells, "n_pos": 1, "quota": [4, 1, 4, 1]}),
+                             pd.DataFrame({**cells, "available": [2, 1, 4, 6]}))
+    assert list(got["quota"]) == [2, 1, 4, 1]
     # a stratum with no available rows at all gets quota 0 in both pools
     none = st.rebalance_pools(quotas.astype({"host_cell": "int16"}), avail.iloc[:0].astype({"host_cell": "int16"}))
     assert (none["quota"] == 0).all() and list(none["quota_protocol"]) == [8, 2, 8, 2]
@@ -268,3 +275,31 @@ def test_stratum_shortfalls_against_the_protocol_quota():
     g2 = st.stratum_shortfalls(short.drop(columns="quota_protocol").assign(taken=[9, 5, 2, 3, 0, 0]))
     assert g2.set_index(["nobs_z_bin", "type"]).loc[("3-5", "SER"), "short_fraction"] == 0.0
     assert g2.set_index(["nobs_z_bin", "type"]).loc[("3-5", "DEV"), "short_fraction"] == 0.0
+
+
+def test_host_cells_with_three_quantities_and_float32_edges_from_float32_columns():
+    df = pd.DataFrame({"a": [0.5, 1.5, 0.5, 1.5], "b": [0.5, 0.5, 1.5, 1.5], "c": [0.5, 1.5, 1.5, 0.5]})
+    cells = st.assign_host_cells(df, {"a": [1.0], "b": [1.0], "c": [1.0]})["host_cell"]
+    assert list(cells) == [0, 1 + 0 + 4, 0 + 2 + 4, 1 + 2 + 0]     # strides 1, 2, 4
+    # edges of a float32 column are quantiles of its values in float64 arithmetic
+    pos = pd.DataFrame({"mag_z": np.float32([18.1, 19.3])})
+    cfg = CatalogConfig(sweeps=".", candidates=".", sampling={"host_match": {"enabled": True, "quantities": ["mag_z"],
+                                                                             "bins": 2}})
+    want = (float(np.float32(18.1)) + float(np.float32(19.3))) / 2
+    assert st.host_edges(pos, cfg) == {"mag_z": [want]}
+
+
+def test_dedupe_nearest_and_empty_rows_return_clean_frames():
+    rows = pd.DataFrame({"id": ["b", "a", "b"], "ra": [2.0, 1.0, 1.5], "dec": [0.0, 0.0, 0.0], "order_hash": [1, 2, 3]})
+    kept, n = st.dedupe_ids(rows, "sweeps", "skip")
+    assert n == 1 and list(kept.columns) == ["id", "ra", "dec", "order_hash"] and list(kept.index) == [0, 1]
+    assert list(kept["id"]) == ["a", "b"] and kept.loc[1, "ra"] == 1.5            # the first of b by ra
+    same, n = st.dedupe_ids(rows.iloc[:2], "sweeps", "skip")
+    assert n == 0 and same is not None and len(same) == 2
+    m = pd.DataFrame({"cand_idx": [1, 0, 1], "id": ["x", "y", "z"], "match_sep_arcsec": [0.4, 0.1, 0.2],
+                      "order_hash": [0, 0, 0]})
+    near = st.nearest_matches(m)
+    assert list(near.columns) == list(m.columns) and list(near.index) == [0, 1] and list(near["id"]) == ["y", "z"]
+    e = st.empty_rows()
+    assert len(e) == 0 and list(e.columns) == list(st.ROW_COLUMNS)
+    assert {c: str(t) for c, t in e.dtypes.items()} == {c: str(pd.Series(dtype=t).dtype) for c, t in st.ROW_COLUMNS.items()}
