@@ -150,7 +150,13 @@ def test_blue_clumpy_magnitude_limit():
 def test_sampling_quotas_round_half_up_and_split_pools():
     pos = pd.DataFrame({"nobs_z_bin": ["3-5"] * 3 + ["6-10"], "type": ["SER"] * 3 + ["DEV"]})
     cfg = CatalogConfig(sweeps=".", candidates=".", sampling={"ratio": 2.5, "n2_fraction": 0.3})
-    q = st.sampling_quotas(pos, cfg).set_index(["nobs_z_bin", "type", "pool"])["quota"]
+    full = st.sampling_quotas(pos, cfg)
+    assert list(full.columns) == [*st.STRATUM_KEY, "n_pos", "quota"] and list(full.index) == [0, 1, 2, 3]
+    assert full["quota"].dtype == np.int64 and full["host_cell"].dtype == np.int16 and (full["host_cell"] == 0).all()
+    # host cells given: quotas per cell
+    cells = st.sampling_quotas(pos.assign(host_cell=np.int16([0, 1, 1, 0])), cfg)
+    assert cells.groupby("host_cell")["quota"].sum().to_dict() == {0: 3 + 3, 1: 5}
+    q = full.set_index(["nobs_z_bin", "type", "pool"])["quota"]
     # 3 x 2.5 = 7.5 -> 8 (N2: 8 x 0.3 = 2.4 -> 2, N1 6); 1 x 2.5 = 2.5 -> 3 (N2: 0.9 -> 1, N1 2)
     assert q[("3-5", "SER", "N1")] == 6 and q[("3-5", "SER", "N2")] == 2
     assert q[("6-10", "DEV", "N1")] == 2 and q[("6-10", "DEV", "N2")] == 1
@@ -183,6 +189,16 @@ def test_nearest_match_and_positive_resolution_break_ties_deterministically():
     assert pos.set_index("id")["name"].to_dict() == {"s1": "B", "s3": "C"}   # the nearer candidate wins s1
     reasons = {u["name"]: u["reason"] for u in unmatched}
     assert reasons["A"] == "nearest source s1 is already matched to B" and "no Tractor source" in reasons["D"]
+    # the whole frame and the whole report: columns, clean index, candidate fields carried over
+    assert list(pos.columns) == ["cand_idx", "id", "match_sep_arcsec", "order_hash", "name", "zlens", "tier"]
+    assert list(pos.index) == [0, 1] and list(pos["zlens"]) == [0.1, 0.1] and list(pos["tier"]) == ["B", "A"]
+    assert unmatched == [
+        {"name": "A", "ra": 1.0, "dec": 0.0, "reason": "nearest source s1 is already matched to B"},
+        {"name": "D", "ra": 4.0, "dec": 0.0, "reason": f"no Tractor source within {CFG.positives.match_radius_arcsec} arcsec"}]
+    # candidates with an index of their own (a filtered frame) are looked up by position
+    pos2, un2 = st.resolve_positives(m2, cands.set_index(pd.Index([10, 11, 12, 13])), CFG)
+    pd.testing.assert_frame_equal(pos2, pos)
+    assert un2 == unmatched
 
 
 def test_dedupe_ids_keeps_one_row_and_counts_the_rest():
@@ -303,3 +319,38 @@ def test_dedupe_nearest_and_empty_rows_return_clean_frames():
     e = st.empty_rows()
     assert len(e) == 0 and list(e.columns) == list(st.ROW_COLUMNS)
     assert {c: str(t) for c, t in e.dtypes.items()} == {c: str(pd.Series(dtype=t).dtype) for c, t in st.ROW_COLUMNS.items()}
+
+
+def test_rows_carry_host_properties_ids_and_pixels_and_stay_quiet_on_zero_flux():
+    import warnings
+
+    from lensaudit.catalog.spatial import healpix_nested
+    from lensaudit.survey.photometry import flux_to_mag
+
+    df = _rows(3, FLUX_G=np.float32([5.0, 0.0, 2.0]), FLUX_R=np.float32([10.0, 0.0, 4.0]))
+    cfg = CatalogConfig(sweeps=".", candidates=".")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # zero fluxes: inf - inf, silently NaN
+        r = st._rows(df, cfg)
+    want_gr = flux_to_mag(np.float64([5.0, 0.0, 2.0])) - flux_to_mag(np.float64([10.0, 0.0, 4.0]))
+    np.testing.assert_allclose(r["g_r"].to_numpy()[[0, 2]], want_gr[[0, 2]], rtol=1e-6)   # stored float32
+    assert np.isnan(r["g_r"].to_numpy()[1])
+    np.testing.assert_allclose(r["mag_z"], flux_to_mag(np.full(3, 20.0)), rtol=1e-6)
+    assert (r["host_cell"] == 0).all() and list(r["id"]) == ["1510p010_0", "1510p010_1", "1510p010_2"]
+    np.testing.assert_array_equal(r["healpix"], healpix_nested(df["RA"], df["DEC"], cfg.splits.nside))
+    labels = st.nobs_z_bin(np.array([1, 4, 50]), (3, 5, 10))
+    assert labels.dtype == object
+    # the object named in a bad-coordinate error: "sweep" unless the caller says which file
+    with pytest.raises(st.CatalogInputError, match=r"^sweep: 1 row\(s\) with NaN"):
+        st.process_sweep(_rows(2, RA=[151.0, np.nan]), cfg.model_copy(update={"on_bad_rows": "error"}), NO_CANDS)
+
+
+def test_neighbour_indices_are_integers_and_pixel_fractions_keep_their_shape():
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(unit_vectors(np.array([151.0, 151.01]), np.array([1.0, 1.0])))
+    i, sep = nearest_within(tree, np.array([151.0]), np.array([1.0]), 60.0)
+    assert i.dtype == np.int64 and sep.dtype == np.float64 and i[0, 0] == 0 and sep[0, 0] == pytest.approx(0, abs=1e-9)
+    pix = np.array([[5, 9], [9, 2]])
+    f = pixel_fraction(pix, 3)
+    assert f.shape == (2, 2) and f[0, 1] == f[1, 0] == pixel_fraction(np.array([9]), 3)[0]
