@@ -328,3 +328,35 @@ def test_failure_records_keep_every_column(tmp_path):
                    tmp_path / "s" / "failures" / "part-zzzz.parquet")
     f = CutoutStore(tmp_path / "s").failures()
     assert list(f["id"]) == ["7", "8"] and list(f["reason"]) == ["a", "b"]
+
+
+def test_verify_names_the_shard_size_and_accepts_one_cutout_shards(tmp_path):
+    s, _ = _store(tmp_path, n_shards=1, per=1)           # a shard of one cutout at offset 0 is healthy
+    assert s.verify()["n_cutouts"] == 1
+    s, _ = _store(tmp_path / "b", n_shards=1)
+    f = next((tmp_path / "b" / "s" / "index").glob("*.parquet"))
+    t = pq.read_table(f).to_pandas()
+    t["offset"] = [0, 1, 3]
+    pq.write_table(pa.Table.from_pandas(t, preserve_index=False), f)
+    with pytest.raises(StoreCorruptError, match=r"index offsets exceed its 3 cutouts"):
+        CutoutStore(tmp_path / "b" / "s").verify()
+
+
+def test_orphans_include_temp_files_in_every_folder(tmp_path):
+    s, _ = _store(tmp_path)
+    made = [tmp_path / "s" / sub / f".part-{sub}.tmp" for sub in ("shards", "index", "failures")]
+    for p in made:
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"x")
+    (tmp_path / "s" / "index" / ".upper.TMP").write_bytes(b"x")   # not ours: temp files end in .tmp
+    assert s.orphans() == sorted(made)
+    assert s.repair() == sorted(made) and not any(p.exists() for p in made)
+
+
+def test_header_bands_card_must_match_the_request():
+    cube = RNG.normal(0, 1, (3, 9, 9)).astype(np.float32)
+    b = io.BytesIO()
+    fits.PrimaryHDU(data=cube, header=fits.Header({"BANDS": "gri"})).writeto(b)
+    with pytest.raises(CutoutFormatError, match=r"header BANDS='gri', requested 'grz'") as e:
+        read_cutout_fits(b.getvalue(), bands="grz")
+    assert e.value.reason == "wrong_bands"

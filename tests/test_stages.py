@@ -168,6 +168,7 @@ def test_take_top_k_takes_the_first_rows_in_hash_order_per_stratum():
     quotas = pd.DataFrame({"nobs_z_bin": ["3-5", "3-5"], "type": ["SER", "SER"], "pool": ["N1", "N2"],
                            "quota": [3, 5], "host_cell": 0})
     got = st.take_top_k(neg, quotas)
+    assert list(got.columns) == list(neg.columns) and list(got.index) == list(range(len(got)))
     # N1: hashes -3, 1 (o3), 1 (o4; tie broken by id); N2 takes all 3 (quota 5 > 3 available)
     assert sorted(got.loc[got.pool == "N1", "id"]) == ["o1", "o3", "o4"]
     assert sorted(got.loc[got.pool == "N2", "id"]) == ["o5", "o6", "o7"]
