@@ -360,3 +360,11 @@ def test_header_bands_card_must_match_the_request():
     with pytest.raises(CutoutFormatError, match=r"header BANDS='gri', requested 'grz'") as e:
         read_cutout_fits(b.getvalue(), bands="grz")
     assert e.value.reason == "wrong_bands"
+
+
+def test_antipodal_separations_stay_finite_and_bricknames_use_float64_dec():
+    for dec in (0.0, 10.0, -88.37668834417208):   # sin^2 + cos^2 rounds above 1 at the last: clipped, not NaN
+        got = angular_separation_arcsec(17.0, dec, 197.0, -dec)
+        assert np.isfinite(got) and got == pytest.approx(180 * 3600.0, rel=1e-7)   # haversine: ~1e-8 near antipodes
+    # float32(0.7) is 0.69999999 in float64 (brick row 006); float32 arithmetic would round 10 x it to 7
+    assert brickname(150.0, np.float32(0.7))[0] == brickname(150.0, float(np.float32(0.7)))[0] == "1500p006"

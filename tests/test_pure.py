@@ -288,3 +288,20 @@ def test_check_labels_scores_and_nan_auc():
     v = roc_auc_or_nan([1, 1, 1], [0.1, 0.2, 0.3])
     assert isinstance(v, float) and np.isnan(v)
     assert roc_auc_or_nan([0, 1, 1], [0.1, 0.2, 0.05]) == 0.5
+
+
+def test_asinh_stretch_is_softening_times_asinh_of_the_normalised_pixels_and_survives_overflow():
+    from lensaudit.data.preprocess import PreprocessConfig, raw_robust
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(0.0, 0.01, (2, 3, 41, 41)).astype(np.float32)
+    x[:, :, 20, 20] += 2.0
+    lin = raw_robust(x, PreprocessConfig(r_in_pix=12, r_out_pix=19, clip=1e30))        # normalised, unclipped
+    got = raw_robust(x, PreprocessConfig(r_in_pix=12, r_out_pix=19, stretch="asinh", softening=2.0))
+    np.testing.assert_allclose(got, 2.0 * np.arcsinh(lin / 2.0), rtol=2e-6, atol=1e-6)
+    assert not np.allclose(got, np.clip(lin, -10, 10))                                   # not the clip
+    # a flat sky (MAD 0) and one enormous pixel: the division overflows, the stretch stays finite
+    flat = np.zeros((1, 3, 41, 41), np.float32)
+    flat[0, 0, 20, 20] = 3e38
+    out = raw_robust(flat, PreprocessConfig(r_in_pix=12, r_out_pix=19, stretch="asinh", softening=3.0))
+    assert np.isfinite(out).all() and out[0, 0, 20, 20] == pytest.approx(3.0 * np.arcsinh(1e30 / 3.0), rel=1e-6)

@@ -355,3 +355,20 @@ def test_neighbour_indices_are_integers_and_pixel_fractions_keep_their_shape():
     pix = np.array([[5, 9], [9, 2]])
     f = pixel_fraction(pix, 3)
     assert f.shape == (2, 2) and f[0, 1] == f[1, 0] == pixel_fraction(np.array([9]), 3)[0]
+
+
+def test_blue_clumpy_limits_are_inclusive_at_the_exact_computed_values_and_zero_flux_is_quiet():
+    import warnings
+
+    from lensaudit.survey.photometry import flux_to_mag
+
+    df = _rows(2, FLUX_G=np.float32([7.0, 0.0]), FLUX_R=np.float32([10.0, 0.0]))
+    mag_g, mag_r = flux_to_mag(df["FLUX_G"].to_numpy()), flux_to_mag(df["FLUX_R"].to_numpy(np.float64))
+    gr, r = float(mag_g[0] - mag_r[0]), float(mag_r[0])
+    at = CatalogConfig(sweeps=".", candidates=".", confusers={"blue_max_g_minus_r": gr, "blue_max_mag_r": r})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # no flux: inf - inf, quietly not a confuser
+        assert list(st.confuser_category(df, at)) == ["blue_clumpy", ""]
+    for over in ({"blue_max_g_minus_r": np.nextafter(gr, -np.inf)}, {"blue_max_mag_r": np.nextafter(r, -np.inf)}):
+        below = CatalogConfig(sweeps=".", candidates=".", confusers={"blue_max_g_minus_r": gr, "blue_max_mag_r": r, **over})
+        assert st.confuser_category(df, below)[0] == ""

@@ -80,7 +80,8 @@ def raw_robust(x: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.
     ann = a.reshape(*a.shape[:-2], size * size)[..., idx]              # (..., bands, n_annulus)
     med = np.median(ann, axis=-1, keepdims=True)
     mad = np.median(np.abs(ann - med), axis=-1, keepdims=True)
-    out = (a - med[..., None]) / (mad[..., None] + cfg.eps)
+    with np.errstate(over="ignore"):      # a flat sky and a huge pixel: inf, clipped just below
+        out = (a - med[..., None]) / (mad[..., None] + cfg.eps)
     # finite input and eps > 0 leave no NaN to zero "after"; overflow to inf is clipped
     if cfg.stretch == "asinh":
         np.clip(out, -1e30, 1e30, out=out)
