@@ -145,3 +145,99 @@ def test_store_survives_pickling_for_workers(tmp_path):
     store.get(["c0"])  # open a handle
     clone = copy.deepcopy(store)
     np.testing.assert_array_equal(clone.get(["c2"])[0], cubes[2])
+
+
+def test_shard_names_sequence_and_autocommit_boundary(tmp_path):
+    import re
+
+    s = CutoutStore(tmp_path / "s", create=True)
+    cubes = _cubes(5)
+    with s.writer(commit_every=2) as w:
+        for i in range(2):
+            w.add(f"a{i}", cubes[i].astype(np.float64), 1.0, 2.0)        # float64 in, float32 stored
+        assert len(list((tmp_path / "s" / "index").glob("*.parquet"))) == 1   # committed at exactly 2
+        w.add("a2", cubes[2], 1.0, 2.0)
+        assert w.n_written == 2
+    with s.writer() as w:
+        w.add("b0", cubes[3], 1.0, 2.0)
+    names = sorted(p.name for p in (tmp_path / "s" / "shards").glob("*.h5"))
+    assert [n[:12] for n in names] == ["shard-000000", "shard-000001", "shard-000002"]
+    assert all(re.fullmatch(r"shard-\d{6}-[0-9a-f]{8}\.h5", n) for n in names)
+    s = CutoutStore(tmp_path / "s")
+    np.testing.assert_array_equal(s.get(["a0"])[0], cubes[0])
+    assert s.get(["a0"]).dtype == np.float32 and s.index["replaces"].tolist() == [False] * 4
+    assert (tmp_path / "s" / ".lock").exists()                           # the writers' lock file
+
+
+def test_get_into_a_buffer_locate_and_reload(tmp_path):
+    s = CutoutStore(tmp_path / "s", create=True)
+    cubes = _cubes(3)
+    _fill(s, cubes)
+    s = CutoutStore(tmp_path / "s")
+    buf = np.zeros((2, 3, 101, 101), np.float32)
+    got = s.get(["c2", "c0"], out=buf)
+    assert got is buf and np.array_equal(buf[0], cubes[2]) and np.array_equal(buf[1], cubes[0])
+    assert list(s.locate(["c0", "c2"])) == [0, 2]
+    with pytest.raises(KeyError, match=r"1 id\(s\) not stored, e\.g\. \['nope'\]"):
+        s.locate(["c0", "nope"])
+    s.reload()
+    assert "c1" in s and s.locate(["c1"])[0] == 1
+
+
+def test_replacement_is_marked_and_within_a_writer_duplicates_are_refused(tmp_path):
+    s = CutoutStore(tmp_path / "s", create=True)
+    cubes = _cubes(2)
+    with s.writer() as w:
+        w.add("x", cubes[0], 1.0, 2.0)
+        with pytest.raises(ValueError, match="already in store"):
+            w.add("x", cubes[1], 1.0, 2.0)
+        w.add("x", cubes[1], 1.0, 2.0, replace=True)
+    idx = CutoutStore(tmp_path / "s").index
+    assert idx["id"].tolist() == ["x"] and idx["replaces"].tolist() == [True]     # the newer copy, marked
+
+
+def test_index_offset_past_the_shard_is_named(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    s = CutoutStore(tmp_path / "s", create=True)
+    _fill(s, _cubes(3))
+    f = next((tmp_path / "s" / "index").glob("*.parquet"))
+    t = pq.read_table(f).to_pandas()
+    t.loc[t.id == "c2", "offset"] = 3                                     # one past the last cutout
+    pq.write_table(pa.Table.from_pandas(t, preserve_index=False), f)
+    with pytest.raises(StoreCorruptError, match=r"has no offset 3 \(cutout 'c2'\)"):
+        CutoutStore(tmp_path / "s").get(["c2"])
+
+
+def test_handles_are_reused_in_a_process_and_reopened_after_a_fork(tmp_path, monkeypatch):
+    s = CutoutStore(tmp_path / "s", create=True)
+    _fill(s, _cubes(2))
+    s = CutoutStore(tmp_path / "s")
+    s.get(["c0"])
+    (shard,) = s._handles
+    first = s._handles[shard]
+    s.get(["c1"])
+    assert s._handles[shard] is first                                     # one map per shard and process
+    pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: pid + 1)                   # as in a forked DataLoader worker
+    s.get(["c0"])
+    second = s._handles[shard]
+    assert second is not first
+    s.get(["c1"])
+    assert s._handles[shard] is second
+
+
+def test_failure_times_are_utc_whatever_the_local_zone(monkeypatch):
+    from datetime import datetime, timezone
+
+    from lensaudit.cutouts.store import _now_utc
+
+    monkeypatch.setenv("TZ", "Etc/GMT+5")
+    time.tzset()
+    try:
+        got = datetime.strptime(_now_utc(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        assert abs((datetime.now(timezone.utc) - got).total_seconds()) < 60
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
