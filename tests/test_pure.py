@@ -305,3 +305,40 @@ def test_asinh_stretch_is_softening_times_asinh_of_the_normalised_pixels_and_sur
     flat[0, 0, 20, 20] = 3e38
     out = raw_robust(flat, PreprocessConfig(r_in_pix=12, r_out_pix=19, stretch="asinh", softening=3.0))
     assert np.isfinite(out).all() and out[0, 0, 20, 20] == pytest.approx(3.0 * np.arcsinh(1e30 / 3.0), rel=1e-6)
+
+
+def test_hash64_of_scalars_is_quiet_and_large_keys_stay_exact():
+    import warnings
+
+    from lensaudit.utils.hashing import hash64
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                # uint64 wrap-around is the point, not a warning
+        h = hash64(5, 7)
+    assert h == hash64(np.array([5]), np.array([7]))[0]
+    big = np.array([2**62, 2**62 + 1], dtype=np.int64)   # equal once rounded to float64: must not collide
+    a, b = hash64(big)
+    assert a != b
+
+
+def test_block_bootstraps_defaults_and_empty_replicates_are_quiet():
+    import warnings
+
+    from lensaudit.evaluate.bootstrap import bootstrap_auc_blocks, bootstrap_ratio_blocks, weighted_auc
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 60)
+    s = rng.normal(size=60) + y
+    g = rng.integers(0, 12, 60)
+    d = bootstrap_auc_blocks(y, s, g)
+    assert d.shape == (1000,) and np.array_equal(d, bootstrap_auc_blocks(y, s, g, 1000, 0))
+    r = bootstrap_ratio_blocks(np.array([1, 2, 3]), np.array([4, 4, 4]))
+    assert r.shape == (1000,) and np.array_equal(r, bootstrap_ratio_blocks(np.array([1, 2, 3]), np.array([4, 4, 4]), 1000, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # groups with no objects at all: 0/0 is NaN, quietly
+        assert np.isnan(bootstrap_ratio_blocks(np.array([0, 0]), np.array([0, 0]), 20, 3)).all()
+        # a replicate without negatives has no AUC: NaN, quietly
+        w = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+        got = weighted_auc(np.array([True, True, False]), np.array([0.2, 0.9, 0.5]), w)
+        assert np.isnan(got[0]) and got[1] == 0.5
