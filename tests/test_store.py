@@ -241,3 +241,36 @@ def test_failure_times_are_utc_whatever_the_local_zone(monkeypatch):
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_creating_a_store_makes_its_folders_and_records_when(tmp_path):
+    import json
+
+    root = tmp_path / "deep" / "er" / "s"                               # parents are made
+    CutoutStore(root, create=True)
+    assert all((root / sub).is_dir() for sub in ("shards", "index", "failures"))
+    meta = json.loads((root / "store.json").read_text())
+    assert meta["created_utc"].endswith("Z") and meta["version"] == 1
+    CutoutStore(root, create=True)                                      # again: nothing is lost
+    pre = tmp_path / "existing"
+    pre.mkdir()
+    CutoutStore(pre, create=True)                                       # an empty folder can become a store
+    # a store.json without a version (an early file) opens; a newer version is refused
+    del meta["version"]
+    (root / "store.json").write_text(json.dumps(meta))
+    assert len(CutoutStore(root)) == 0
+
+
+def test_effective_rows_replacements_and_unmarked_repeats():
+    import pandas as pd
+
+    from lensaudit.cutouts.store import _effective_rows
+
+    df = pd.DataFrame({"id": ["a", "b", "a", "b", "c"], "offset": [0, 1, 2, 3, 4],
+                       "replaces": pd.array([False, False, True, None, None], dtype="boolean")})
+    eff, unmarked = _effective_rows(df)
+    # a: replaced by its marked copy; b: the unmarked repeat is ignored and reported; c: missing mark = False
+    assert eff["id"].tolist() == ["b", "a", "c"] and eff["offset"].tolist() == [1, 2, 4]
+    assert list(eff.index) == [0, 1, 2] and list(eff.columns) == ["id", "offset", "replaces"] and unmarked == ["b"]
+    eff2, unmarked2 = _effective_rows(df.drop(columns="replaces"))      # older indexes have no column
+    assert eff2["offset"].tolist() == [0, 1, 4] and unmarked2 == ["a", "b"]
