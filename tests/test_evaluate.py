@@ -438,3 +438,62 @@ def test_recall_at_fpr_one_has_no_threshold():
     y, s = np.r_[np.ones(5, int), np.zeros(8, int)], np.r_[np.arange(5.0), np.arange(8.0) / 2]
     rec, thr = bootstrap_recall_at_fpr(y, s, 1.0, 50, seed=2)
     assert rec.dtype == thr.dtype == np.float64 and np.isnan(rec).all() and np.isnan(thr).all()
+
+
+def test_confusion_threshold_at_top_fraction_and_precision_exact():
+    import warnings
+
+    from sklearn.metrics import confusion_matrix
+
+    from lensaudit.evaluate.metrics import confusion_at, threshold_at_top_fraction, wilson_interval
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.random(200), 1)                      # ties at the threshold on purpose
+    for t in (0.3, 0.5, 0.7):
+        tn, fp, fn, tp = confusion_matrix(y, s >= t, labels=[0, 1]).ravel()
+        assert confusion_at(y, s, t) == {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    sc = np.arange(1, 11) / 10.0                           # 0.1 .. 1.0
+    assert threshold_at_top_fraction(sc[::-1], 0.25) == 0.8      # the top ceil(2.5) = 3 scores
+    assert threshold_at_top_fraction(sc, 0.01) == 1.0 and threshold_at_top_fraction(sc, 1.0) == 0.1
+    assert threshold_at_top_fraction(np.float32([0.7, 0.3]), 0.5) == float(np.float32(0.7))
+    r32, f32 = np.float32(0.8), np.float32(0.01)
+    want = float(r32) * 1e-3 / (float(r32) * 1e-3 + float(f32) * (1 - 1e-3))
+    assert precision_at_prevalence(r32, f32, 1e-3) == want                      # float64 arithmetic
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(precision_at_prevalence(0.0, 0.0, 1e-3))               # nothing selected: quietly NaN
+        lo, hi = wilson_interval(np.array([0, 1, 10]), np.array([0, 10, 10]))   # n = 0: quietly NaN
+    assert np.isnan(lo[0]) and np.isnan(hi[0]) and hi[2] == 1.0 and lo[1] > 0
+    z = 1.959963984540054                                  # Wilson (1927) for 1 of 10, written out
+    centre, half = (1 + z * z / 2) / (10 + z * z), z * np.sqrt(1 * 9 / 10 + z * z / 4) / (10 + z * z)
+    assert lo[1] == pytest.approx(centre - half, rel=1e-9) and hi[1] == pytest.approx(centre + half, rel=1e-9)
+    # one positive: AP is its precision, as scikit-learn says
+    assert pr_auc([0, 1, 0, 0], [0.1, 0.5, 0.7, 0.2]) == pytest.approx(average_precision_score([0, 1, 0, 0], [0.1, 0.5, 0.7, 0.2]))
+
+
+def test_calibration_curve_fields_bins_and_limits():
+    from lensaudit.evaluate.metrics import wilson_interval
+
+    rng = np.random.default_rng(8)
+    p = rng.random(300)
+    y = (rng.random(300) < p).astype(int)
+    p[0], p[1] = 0.0, 1.0                                   # the closed interval [0, 1] is allowed
+    c = calibration(y, p)
+    cur = c["curve"]
+    assert set(cur) == {"mean_probability", "fraction_positive", "count", "fraction_positive_lo95", "fraction_positive_hi95"}
+    assert len(cur["count"]) == 10 and sum(cur["count"]) == 300
+    order = np.argsort(p, kind="mergesort")
+    bins = np.array_split(order, 10)
+    acc = np.array([y[b].mean() for b in bins])
+    conf = np.array([p[b].mean() for b in bins])
+    np.testing.assert_allclose(cur["fraction_positive"], acc)
+    assert c["ece"] == pytest.approx(float(np.sum([len(b) for b in bins] * np.abs(acc - conf)) / 300))
+    lo, hi = wilson_interval(np.array([y[b].sum() for b in bins]), np.array([len(b) for b in bins]))
+    np.testing.assert_allclose(cur["fraction_positive_lo95"], lo)
+    np.testing.assert_allclose(cur["fraction_positive_hi95"], hi)
+    for bad in (np.r_[p[:-1], 1.5], np.r_[p[:-1], -0.1]):
+        with pytest.raises(MetricError, match=r"\[0, 1\]"):
+            calibration(y, bad)
+    with pytest.raises(MetricError, match="both classes"):
+        calibration(np.zeros(5, int), np.linspace(0, 1, 5))
