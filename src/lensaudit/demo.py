@@ -83,16 +83,31 @@ def _stage_mock(shared: Path, area_deg2: float, seed: int):
     return inputs, run
 
 
+def _mock_catalog_config(path: Path, survey_dir: Path, out: Path):
+    """The catalog config at ``path`` pointed at the mock survey's sweeps and candidates, writing to ``out``."""
+    from lensaudit.catalog import CatalogConfig
+
+    return load_config(path, CatalogConfig, {"sweeps": str(survey_dir / "sweeps"),
+                                             "candidates": str(survey_dir / "candidates.csv"), "out": str(out)})
+
+
+def _fetch_from_mock(m, store, survey_dir: Path):
+    """Serve the mock survey on loopback and fetch the rows of ``m`` through the real client into ``store``."""
+    from lensaudit.cutouts import FetchConfig, fetch_manifest
+    from lensaudit.mock.render import load_renderer
+    from lensaudit.mock.server import serve_in_thread
+
+    with serve_in_thread(load_renderer(survey_dir)) as srv:
+        return fetch_manifest(m, store, FetchConfig(service_url=srv.url, rate_per_s=1000, concurrency=4))
+
+
 def _stage_catalog(survey_dir: Path, upstream: str, path: Path):
     """Training set from the mock's sweeps and candidate list (configs/catalog/mock_demo.yaml)."""
-    from lensaudit.catalog import CatalogConfig, build_catalog
+    from lensaudit.catalog import build_catalog
     from lensaudit.catalog.candidates import CatalogInputError
 
     def run(stage_dir: Path) -> dict:
-        cfg = load_config(path, CatalogConfig, {"sweeps": str(survey_dir / "sweeps"),
-                                                "candidates": str(survey_dir / "candidates.csv"),
-                                                "out": str(stage_dir)})
-        summary = build_catalog(cfg)
+        summary = build_catalog(_mock_catalog_config(path, survey_dir, stage_dir))
         if not all(summary["verified"].values()):
             raise CatalogInputError(f"catalog: verification failed, see {stage_dir}/verify_*.txt")
         log.info("\n%s", (stage_dir / "verify_70_15_15.txt").read_text())
@@ -103,19 +118,15 @@ def _stage_catalog(survey_dir: Path, upstream: str, path: Path):
 
 def _stage_fetch(manifest: Path, upstream: str, survey_dir: Path, limit: int | None):
     """Serve the mock survey on loopback and fetch the manifest's cutouts through the real client."""
-    from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest
+    from lensaudit.cutouts import CutoutStore
     from lensaudit.manifest import read_manifest
-    from lensaudit.mock.render import load_renderer
-    from lensaudit.mock.server import serve_in_thread
 
     def run(stage_dir: Path) -> dict:
         m = read_manifest(manifest)
         if limit is not None:  # quick mode: the first rows by id of every (split, label) group
             groups = m.groupby(["split", "label"]).ngroups
             m = m.groupby(["split", "label"]).head(-(-limit // groups)).head(limit).reset_index(drop=True)
-        store = CutoutStore(stage_dir / "store", create=True)
-        with serve_in_thread(load_renderer(survey_dir)) as srv:
-            rep = fetch_manifest(m, store, FetchConfig(service_url=srv.url, rate_per_s=1000, concurrency=4))
+        rep = _fetch_from_mock(m, CutoutStore(stage_dir / "store", create=True), survey_dir)
         return {"service": "loopback mock fits-cutout", "manifest": str(manifest), **rep.to_dict()}
 
     return {"upstream": upstream, "limit": limit}, run
@@ -188,12 +199,10 @@ def _stage_shortcuts(survey_dir: Path, manifest: Path, store: Path, upstream: st
                      n_boot: int, limit: int | None):
     """The shortcut gates on the validation split with and without host-matched negatives: the same catalog
     config with ``sampling.host_match`` on, its validation cutouts fetched beside the demo's own."""
-    from lensaudit.catalog import CatalogConfig, build_catalog
-    from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest
+    from lensaudit.catalog import build_catalog
+    from lensaudit.cutouts import CutoutStore
     from lensaudit.evaluate import shortcut_gates
     from lensaudit.manifest import read_manifest
-    from lensaudit.mock.render import load_renderer
-    from lensaudit.mock.server import serve_in_thread
     from lensaudit.utils.seeds import derive_seed
 
     def val_rows(m):
@@ -201,18 +210,14 @@ def _stage_shortcuts(survey_dir: Path, manifest: Path, store: Path, upstream: st
         return v.groupby("label").head(-(-limit // 2)) if limit is not None else v
 
     def run(stage_dir: Path) -> dict:
-        cfg = load_config(path, CatalogConfig, {"sweeps": str(survey_dir / "sweeps"),
-                                                "candidates": str(survey_dir / "candidates.csv"),
-                                                "out": str(stage_dir / "catalog_host_matched")})
+        cfg = _mock_catalog_config(path, survey_dir, stage_dir / "catalog_host_matched")
         cfg = cfg.model_copy(update={"sampling": cfg.sampling.model_copy(
             update={"host_match": cfg.sampling.host_match.model_copy(update={"enabled": True})})})
         hm_summary = build_catalog(cfg)
         sets = {"published": (val_rows(read_manifest(manifest)), CutoutStore(store)),
                 "host_matched": (val_rows(read_manifest(stage_dir / "catalog_host_matched" / "manifest_70_15_15.parquet")),
                                  CutoutStore(stage_dir / "store", create=True))}
-        with serve_in_thread(load_renderer(survey_dir)) as srv:
-            rep = fetch_manifest(sets["host_matched"][0], sets["host_matched"][1],
-                                 FetchConfig(service_url=srv.url, rate_per_s=1000, concurrency=4))
+        rep = _fetch_from_mock(sets["host_matched"][0], sets["host_matched"][1], survey_dir)
         gates = {}
         for name, (v, st) in sets.items():
             v = v[v["id"].isin(set(st.ids()))]
