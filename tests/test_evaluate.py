@@ -497,3 +497,14 @@ def test_calibration_curve_fields_bins_and_limits():
             calibration(y, bad)
     with pytest.raises(MetricError, match="both classes"):
         calibration(np.zeros(5, int), np.linspace(0, 1, 5))
+
+
+def test_bin_labels_sort_in_edge_order():
+    from lensaudit.evaluate.strata import _bin, bin_order
+
+    edges = (23.5, 24.0, 24.5)
+    labels = list(_bin(np.array([24.7, 22.0, 23.7, 24.2]), edges, "mag"))
+    assert sorted(set(labels)) != sorted(set(labels), key=bin_order)             # lexical order is wrong
+    assert sorted(set(labels), key=bin_order) == ["<23.5mag", "23.5-24.0mag", "24.0-24.5mag", ">=24.5mag"]
+    assert sorted(["1.2-1.4arcsec", ">=1.6arcsec", "<1.0arcsec", "1.0-1.2arcsec"], key=bin_order) == \
+        ["<1.0arcsec", "1.0-1.2arcsec", "1.2-1.4arcsec", ">=1.6arcsec"]

@@ -10,6 +10,7 @@ import pandas as pd
 
 from lensaudit.evaluate.overall import stream
 from lensaudit.evaluate.result import EvaluationResult
+from lensaudit.evaluate.strata import bin_order
 from lensaudit.utils.display import pyplot
 from lensaudit.utils.display import save_figure as _save
 
@@ -79,13 +80,15 @@ def write_figures(df: pd.DataFrame, tables: dict, res: EvaluationResult, out: Pa
             ax.set_axis_off()
             continue
         t = t[t.threshold == cfg.thresholds[0]]
+        t = t.iloc[np.argsort([bin_order(v) for v in t.value], kind="stable")]     # bins in edge order
         x = np.arange(len(t))
         for col, lab in (("recall", "recall"), ("fpr", "FPR")):
             v = t[col].to_numpy()
             err = np.nan_to_num(np.abs(t[[f"{col}_lo95", f"{col}_hi95"]].to_numpy().T - v))
             ax.errorbar(x, v, yerr=err, fmt="o-", capsize=3, label=lab)
         ax.set_xticks(x, [f"{v}\n{a}/{b}" for v, a, b in zip(t.value, t.n_pos, t.n_neg, strict=True)], fontsize=6)
-        ax.set(title=key.replace("strata_", "").replace("_bin", "") + f" (p >= {cfg.thresholds[0]}; n_pos/n_neg)")
+        ax.set(title=key.replace("strata_", "").replace("_bin", "") + f" (p >= {cfg.thresholds[0]}; n_pos/n_neg)",
+               ylabel="rate (95% Wilson interval)")
         ax.legend(fontsize=7)
     names.append(_save(fig, out / "metrics_vs_conditions.png"))
     return names

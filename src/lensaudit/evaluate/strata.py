@@ -3,6 +3,8 @@ FPR per confuser category, and failure tables (arrays and tables in, tables out)
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -18,6 +20,14 @@ STRATA = ("tier", "type", "nobs_z_bin", "psfsize_r_bin", "depth_r_bin", "ebv_bin
 def _bin(values: np.ndarray, edges: tuple[float, ...], unit: str) -> np.ndarray:
     labels = [f"<{edges[0]}{unit}"] + [f"{a}-{b}{unit}" for a, b in zip(edges[:-1], edges[1:], strict=True)] + [f">={edges[-1]}{unit}"]
     return np.asarray(labels, dtype=object)[np.searchsorted(np.asarray(edges), values, side="right")]
+
+
+def bin_order(label: str) -> float:
+    """Sort key of a :func:`_bin` label in the order of its edges: "<a" first, "a-b" by a, ">=b" by b."""
+    m = re.match(r"^(<|>=)?(-?\d+(?:\.\d*)?)", str(label))
+    if m is None:
+        return np.inf
+    return -np.inf if m.group(1) == "<" else float(m.group(2))
 
 
 def add_bins(df: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
