@@ -33,3 +33,22 @@ def hash64(*keys: np.ndarray | int) -> np.ndarray:
         for k, m in zip(keys, _MULTS, strict=False):
             acc = acc ^ (np.asarray(k).astype(np.int64).astype(np.uint64) * m)
         return splitmix64(splitmix64(acc))
+
+
+def hashed_uniform(*keys: np.ndarray | int) -> np.ndarray:
+    """Uniform deviates in (0, 1), a pure function of up to four integer keys (53-bit resolution).
+
+    Used where a draw must not depend on how work is batched: the injection engine keys each
+    parameter of each injection by (stream, injection index, parameter slot, seed).
+    """
+    return ((hash64(*keys) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
+def hashed_normal_block(key: np.ndarray | int, counter: np.ndarray) -> np.ndarray:
+    """Standard normal deviates of shape key.shape + counter.shape: Box-Muller on two hashed uniforms of
+    (key, counter); for noise images keyed by an injection's own seed, whatever the batch."""
+    k = np.asarray(key, dtype=np.int64).reshape(np.shape(key) + (1,) * np.ndim(counter))
+    c = np.asarray(counter, dtype=np.int64)
+    u1 = hashed_uniform(k, c, 1)
+    u2 = hashed_uniform(k, c, 2)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * np.pi * u2)

@@ -1,0 +1,234 @@
+"""Source families of the injection engine: surface brightness at source-plane positions (PyTorch).
+
+A family maps source-plane positions (B, H, W), arcsec, to surface brightness (B, 3, H, W) in
+nanomaggies per arcsec^2 in g, r, z of a source whose *unlensed* r-band flux is 1 nanomaggy; the
+engine scales it to the drawn magnitude. Conventions (as :mod:`lensaudit.lensing.light`):
+elliptical radius r = sqrt(q x'^2 + y'^2 / q) in the frame of the source's major axis (x', at
+``src_phi`` counter-clockwise from +x), so ``src_re`` is the **circularised** half-light radius
+(semi-major axis r_e / sqrt(q)); b_n solves Gamma(2n) = 2 gamma(2n, b_n) (half the light inside
+r_e); I(r) = I_0 exp(-b_n (r / r_e)^(1/n)) with I_0 = b_n^2n / (2 pi n Gamma(2n) r_e^2) for unit
+flux. The same convention as lenstronomy's ``SERSIC_ELLIPSE`` (tested against it).
+
+* ``sersic``: the published baseline, one colour.
+* ``clumpy``: an exponential disc plus Gaussian star-forming knots with their own colours.
+* ``stamps``: images from a :class:`~lensaudit.inject.stamps.StampLibrary`, rotated by ``src_phi``,
+  optionally mirrored, sampled bilinearly (``grid_sample``), colours from the stamp's own bands.
+* ``planted``: a Sersic source the engine renders **without PSF convolution or noise**, deliberately
+  unrealistic, for testing that the realism gate catches it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy.special import gammaincinv
+
+from lensaudit.inject.config import FamilyConfig
+from lensaudit.inject.draws import MAX_KNOTS
+
+
+def sersic_b(n) -> np.ndarray:
+    """b_n (half-light convention) for Sersic indices ``n``."""
+    return gammaincinv(2.0 * np.asarray(n, float), 0.5)
+
+
+def colour_ratios(g_r: torch.Tensor, r_z: torch.Tensor) -> torch.Tensor:
+    """(B, 3) flux ratios (g, r, z) / r of AB colours."""
+    return torch.stack([10 ** (-0.4 * g_r), torch.ones_like(g_r), 10 ** (0.4 * r_z)], dim=-1)
+
+
+def _col(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape + (1,) * (like.dim() - 1))
+
+
+def sersic_sb(dx: torch.Tensor, dy: torch.Tensor, re: torch.Tensor, n: torch.Tensor, q: torch.Tensor,
+              phi: torch.Tensor) -> torch.Tensor:
+    """Unit-flux elliptical Sersic surface brightness (per arcsec^2) at offsets (B, H, W) from its centre."""
+    bn = torch.as_tensor(sersic_b(n.detach().cpu().numpy()), dtype=dx.dtype, device=dx.device)
+    c, s = torch.cos(_col(phi, dx)), torch.sin(_col(phi, dx))
+    xr, yr = c * dx + s * dy, -s * dx + c * dy
+    qq = _col(q, dx)
+    r = torch.sqrt(qq * xr * xr + yr * yr / qq)
+    n_, re_, b_ = _col(n, dx), _col(re, dx), _col(bn, dx)
+    log_i0 = 2 * n_ * torch.log(b_) - math.log(2 * math.pi) - torch.log(n_) - torch.lgamma(2 * n_) - 2 * torch.log(re_)
+    return torch.exp(log_i0 - b_ * (r / re_) ** (1 / n_))
+
+
+def gaussian_sb(dx: torch.Tensor, dy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    s = _col(sigma, dx)
+    return torch.exp(-0.5 * (dx * dx + dy * dy) / (s * s)) / (2 * math.pi * s * s)
+
+
+class SourceFamily:
+    """Base class: ``sb(bx, by, p)`` and ``source_flux(p)`` on tensors; ``sizes(params)`` on a table."""
+
+    kind = "base"
+    needs_psf = True
+    needs_noise = True
+
+    def __init__(self, cfg: FamilyConfig):
+        self.cfg = cfg
+        self.name = cfg.name
+
+    def n_stamps(self) -> int | None:
+        return None
+
+    def source_flux(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, 3) unlensed g, r, z flux of the unit-r source (nanomaggies)."""
+        return colour_ratios(p["g_r"], p["r_z"])
+
+    def sb(self, bx: torch.Tensor, by: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sizes(self, params: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(half-light radius arcsec, concentration 5 log10(r80 / r20)) of each source, r band."""
+        raise NotImplementedError
+
+
+class Sersic(SourceFamily):
+    kind = "sersic"
+
+    def sb(self, bx, by, p):
+        prof = sersic_sb(bx - _col(p["beta_x"], bx), by - _col(p["beta_y"], by), p["src_re"], p["src_n"], p["src_q"],
+                         p["src_phi"])
+        return prof[:, None] * self.source_flux(p)[..., None, None]
+
+    def sizes(self, params):
+        n = params["src_n"].to_numpy(float)
+        bn = sersic_b(n)
+        r = {f: (gammaincinv(2 * n, f) / bn) ** n for f in (0.2, 0.8)}
+        return params["src_re"].to_numpy(float), 5 * np.log10(r[0.8] / r[0.2])
+
+
+class Planted(Sersic):
+    """Sersic light rendered without PSF convolution or noise: unrealistic on purpose."""
+
+    kind = "planted"
+    needs_psf = False
+    needs_noise = False
+
+
+class Clumpy(SourceFamily):
+    kind = "clumpy"
+
+    def _knots(self, p, like):
+        k = int(p["n_knots"].max().item()) if len(p["n_knots"]) else 0
+        w = torch.stack([p[f"knot{j}_w"] for j in range(MAX_KNOTS)], dim=-1)
+        wsum = w.sum(dim=-1).clamp_min(1e-30)
+        return k, w / wsum[:, None]
+
+    def source_flux(self, p):
+        kf = p["knot_fraction"][:, None]
+        disc = colour_ratios(p["g_r"], p["r_z"])
+        _, w = self._knots(p, None)
+        kc = torch.stack([colour_ratios(p[f"knot{j}_g_r"], p[f"knot{j}_r_z"]) for j in range(MAX_KNOTS)], dim=1)
+        knots = (w[..., None] * kc).sum(dim=1)
+        has = (p["n_knots"] > 0)[:, None]
+        return torch.where(has, (1 - kf) * disc + kf * knots, disc)
+
+    def sb(self, bx, by, p):
+        dx, dy = bx - _col(p["beta_x"], bx), by - _col(p["beta_y"], by)
+        disc = sersic_sb(dx, dy, p["src_re"], torch.ones_like(p["src_re"]), p["src_q"], p["src_phi"])
+        has = p["n_knots"] > 0
+        kf = torch.where(has, p["knot_fraction"], torch.zeros_like(p["knot_fraction"]))
+        out = disc[:, None] * ((1 - kf)[:, None] * colour_ratios(p["g_r"], p["r_z"]))[..., None, None]
+        k, w = self._knots(p, bx)
+        for j in range(k):
+            g = gaussian_sb(dx - _col(p[f"knot{j}_x"], dx), dy - _col(p[f"knot{j}_y"], dy), p[f"knot{j}_sigma"])
+            col = colour_ratios(p[f"knot{j}_g_r"], p[f"knot{j}_r_z"]) * (kf * w[:, j])[:, None]
+            out = out + g[:, None] * col[..., None, None]
+        return out
+
+    def sizes(self, params):
+        from lensaudit.inject.engine import params_to_tensors
+
+        re = params["src_re"].to_numpy(float)
+        ext = 5 * re + np.max(np.abs(params[[f"knot{j}_{a}" for j in range(MAX_KNOTS) for a in "xy"]].to_numpy()), axis=1)
+        n = 96
+        half = torch.as_tensor(ext, dtype=torch.float64)
+        g = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / ((n - 1) / 2)
+        yy, xx = torch.meshgrid(g, g, indexing="ij")
+        p = params_to_tensors(params, torch.float64, torch.device("cpu"))
+        p = {**p, "beta_x": torch.zeros_like(p["beta_x"]), "beta_y": torch.zeros_like(p["beta_y"])}
+        bx, by = xx[None] * half[:, None, None], yy[None] * half[:, None, None]
+        img = self.sb(bx, by, p)[:, 1].numpy()
+        return curve_of_growth(img, (2 * ext / (n - 1)))
+
+
+class Stamps(SourceFamily):
+    kind = "stamps"
+
+    def __init__(self, cfg: FamilyConfig, library=None):
+        super().__init__(cfg)
+        from lensaudit.inject.stamps import StampLibrary
+
+        self.library = library if library is not None else StampLibrary.read(cfg.stamp_library)
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    def n_stamps(self) -> int:
+        return len(self.library)
+
+    def _lib(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.dtype, like.device)
+        if key not in self._cache:
+            self._cache[key] = torch.as_tensor(self.library.unit_images, dtype=like.dtype, device=like.device)
+        return self._cache[key]
+
+    def source_flux(self, p):
+        lib = torch.as_tensor(self.library.colour_ratios, dtype=p["beta_x"].dtype, device=p["beta_x"].device)
+        return lib[p["stamp"].long()]
+
+    def sb(self, bx, by, p):
+        lib = self._lib(bx)[p["stamp"].long()]                          # (B, 3, S, S) unit-r flux per stamp pixel
+        ps, size = self.library.pixscale, lib.shape[-1]
+        dx, dy = bx - _col(p["beta_x"], bx), by - _col(p["beta_y"], by)
+        c, s = torch.cos(_col(p["src_phi"], dx)), torch.sin(_col(p["src_phi"], dx))
+        xr, yr = c * dx + s * dy, -s * dx + c * dy
+        xr = torch.where(_col(p["stamp_flip"], xr) > 0.5, -xr, xr)
+        half = ps * size / 2
+        grid = torch.stack([xr / half, yr / half], dim=-1)              # x -> columns, y -> rows
+        v = F.grid_sample(lib, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return v / (ps * ps)
+
+    def sizes(self, params):
+        i = params["stamp"].to_numpy(int)
+        return self.library.r_half[i], self.library.concentration[i]
+
+
+def curve_of_growth(img: np.ndarray, pix) -> tuple[np.ndarray, np.ndarray]:
+    """(half-light radius, 5 log10(r80 / r20)) of images (B, H, W) about their flux centroid; ``pix``
+    the pixel size (arcsec), scalar or per image. Circular apertures, linear interpolation."""
+    img = np.clip(np.asarray(img, float), 0, None)
+    b, h, w = img.shape
+    pix = np.broadcast_to(np.asarray(pix, float), (b,))
+    yy, xx = np.mgrid[0:h, 0:w]
+    tot = img.sum(axis=(1, 2))
+    cx = (img * xx).sum(axis=(1, 2)) / np.maximum(tot, 1e-300)
+    cy = (img * yy).sum(axis=(1, 2)) / np.maximum(tot, 1e-300)
+    rh, conc = np.full(b, np.nan), np.full(b, np.nan)
+    for i in range(b):
+        if tot[i] <= 0:
+            continue
+        r = np.hypot(xx - cx[i], yy - cy[i]).ravel()
+        o = np.argsort(r)
+        cum = np.cumsum(img[i].ravel()[o]) / tot[i]
+        rr = r[o] * pix[i]
+        r20, r50, r80 = np.interp([0.2, 0.5, 0.8], cum, rr)
+        rh[i] = r50
+        conc[i] = 5 * np.log10(max(r80, 1e-9) / max(r20, 1e-9))
+    return rh, conc
+
+
+FAMILIES = {"sersic": Sersic, "clumpy": Clumpy, "stamps": Stamps, "planted": Planted}
+
+
+def build_family(cfg: FamilyConfig, **kw) -> SourceFamily:
+    """The family object of a :class:`FamilyConfig` (``library=`` may pass an open stamp library)."""
+    return FAMILIES[cfg.kind](cfg, **kw) if cfg.kind == "stamps" else FAMILIES[cfg.kind](cfg)
+
+
+__all__ = ["FAMILIES", "SourceFamily", "build_family", "colour_ratios", "curve_of_growth", "sersic_b", "sersic_sb"]
