@@ -242,3 +242,18 @@ def test_sweep_cells_agree_with_the_renderer(renderer, survey_dir):
     # exposure counts vary inside a brick
     per_brick = sw.assign(b=b).groupby("b")["NOBS_Z"].nunique()
     assert (per_brick > 1).mean() > 0.8
+
+
+def test_mock_writes_a_stamp_library_of_its_own_sources_never_its_lenses(survey_dir):
+    from lensaudit.inject import StampLibrary
+
+    lib = StampLibrary.read(survey_dir / "stamp_library" / "stamps.fits")
+    assert len(lib) >= 100 and lib.pixscale == pytest.approx(0.03)
+    lenses = pd.read_parquet(survey_dir / "internal" / "lenses.parquet")
+    # drawn under their own seed stream: no stamp repeats a true lens's source size or redshift
+    assert not np.isin(np.round(lib.meta["RE_INTRINSIC"], 9), np.round(lenses["src_re"], 9)).any()
+    assert not np.isin(np.round(lib.meta["Z"], 9), np.round(lenses["z_source"], 9)).any()
+    # resolved, bright in the deep imaging: half-light radii track the generator's radii
+    ratio = lib.r_half / lib.meta["RE_INTRINSIC"].to_numpy()
+    assert 0.7 < np.median(ratio) < 2.0
+    assert lib.meta["MAG_R"].between(19.5, 23.5).all()

@@ -207,15 +207,16 @@ def curve_of_growth(img: np.ndarray, pix) -> tuple[np.ndarray, np.ndarray]:
     pix = np.broadcast_to(np.asarray(pix, float), (b,))
     yy, xx = np.mgrid[0:h, 0:w]
     tot = img.sum(axis=(1, 2))
-    cx = (img * xx).sum(axis=(1, 2)) / np.maximum(tot, 1e-300)
-    cy = (img * yy).sum(axis=(1, 2)) / np.maximum(tot, 1e-300)
+    pos = np.clip(img, 0, None)
+    ptot = np.maximum(pos.sum(axis=(1, 2)), 1e-300)
+    cx, cy = (pos * xx).sum(axis=(1, 2)) / ptot, (pos * yy).sum(axis=(1, 2)) / ptot
     rh, conc = np.full(b, np.nan), np.full(b, np.nan)
     for i in range(b):
         if tot[i] <= 0:
             continue
         r = np.hypot(xx - cx[i], yy - cy[i]).ravel()
         o = np.argsort(r)
-        cum = np.cumsum(img[i].ravel()[o]) / tot[i]
+        cum = np.maximum.accumulate(np.cumsum(img[i].ravel()[o]) / tot[i])
         rr = r[o] * pix[i]
         r20, r50, r80 = np.interp([0.2, 0.5, 0.8], cum, rr)
         rh[i] = r50

@@ -171,6 +171,21 @@ class Artefacts(_Strict):
     bleed_star_max_mag: float = Field(12.5, description="stars brighter than this (r, AB) bleed along columns")
 
 
+class StampLibrarySettings(_Strict):
+    """The deep-field stamp library ``mock build`` writes for the ``stamps`` injection family: sources from the
+    mock's own source generator under their own seed stream (never its true lenses' sources), rendered as a
+    deep space-telescope library is: fine pixels, a small PSF and a little noise."""
+
+    n_stamps: int = Field(120, ge=0, le=5000, description="stamps to write (0: no library)")
+    pixscale_arcsec: float = Field(0.03, gt=0, le=0.2)
+    size_pix: int = Field(160, ge=16, le=512)
+    mag_r_range: tuple[float, float] = Field((20.0, 23.0), description="r magnitudes of the library's sources, AB "
+                                                                       "(bright in the deep imaging)")
+    psf_fwhm_arcsec: float = Field(0.08, gt=0, description="Gaussian PSF of the deep imaging")
+    sb_limit_1sigma: float = Field(30.0, description="1-sigma surface-brightness noise in 1 arcsec^2, AB mag / arcsec^2 "
+                                                           "(about the Hubble Ultra Deep Field)")
+
+
 class MockConfig(_Strict):
     """A mock DR10 survey: a square patch on the brick grid with a known lens population."""
 
@@ -187,6 +202,7 @@ class MockConfig(_Strict):
     psf: PsfModel = PsfModel()
     confusers: Confusers = Confusers()
     artefacts: Artefacts = Artefacts()
+    stamp_library: StampLibrarySettings = StampLibrarySettings()
 
     @model_validator(mode="after")
     def _check(self) -> MockConfig:

@@ -204,6 +204,10 @@ def build_survey(cfg: MockConfig, out: str | os.PathLike, shared_data: Path) -> 
         "median_arc_snr_tier_a": float(np.median(measured.loc[tiers == "A", "arc_snr"])) if (tiers == "A").any() else None,
         "sweep_files": [p.name for p in sweep_files],
     }
+    from lensaudit.mock.stamps import build_stamp_library
+
+    lib = build_stamp_library(cfg, out / "stamp_library")
+    summary["stamp_library"] = str(lib.relative_to(out)) if lib else None
     atomic_write_text(out / "README.txt", _readme(cfg, summary))
     meta.update({"summary": summary, "run_info": run_info(seeds={"mock": cfg.seed})})
     atomic_write_json(out / "survey.json", meta)  # written last: marks the survey complete
