@@ -75,11 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_catalog_commands(sub)
     add_evaluate_commands(sub)
     try:
+        from lensaudit.selection.cli import add_selection_commands
         from lensaudit.train.cli import add_train_commands
     except ImportError as exc:  # torch not installed: the other commands still work
-        log.debug("train commands unavailable: %s", exc)
+        log.debug("train, selection and realism commands unavailable: %s", exc)
     else:
         add_train_commands(sub)
+        add_selection_commands(sub)
     return p
 
 

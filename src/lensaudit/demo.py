@@ -93,12 +93,9 @@ def _mock_catalog_config(path: Path, survey_dir: Path, out: Path):
 
 def _fetch_from_mock(m, store, survey_dir: Path):
     """Serve the mock survey on loopback and fetch the rows of ``m`` through the real client into ``store``."""
-    from lensaudit.cutouts import FetchConfig, fetch_manifest
-    from lensaudit.mock.render import load_renderer
-    from lensaudit.mock.server import serve_in_thread
+    from lensaudit.cutouts.mockfetch import fetch_from_mock
 
-    with serve_in_thread(load_renderer(survey_dir)) as srv:
-        return fetch_manifest(m, store, FetchConfig(service_url=srv.url, rate_per_s=1000, concurrency=4))
+    return fetch_from_mock(m, store, survey_dir)
 
 
 def _stage_catalog(survey_dir: Path, upstream: str, path: Path):

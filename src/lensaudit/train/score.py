@@ -64,6 +64,33 @@ def score_manifest(checkpoint: str | os.PathLike, manifest: pd.DataFrame, store:
     return out
 
 
+@torch.no_grad()
+def score_arrays(model: torch.nn.Module, pre, cutouts: np.ndarray, device: str | torch.device = "cpu",
+                 batch_size: int = 512, features: bool = False, amp: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits (float64) and optionally penultimate features (float32) of raw cutouts (N, 3, H, W) in
+    nanomaggies, preprocessed with ``pre`` (the checkpoint's own :class:`PreprocessConfig`): the path
+    injections take, so an injected cutout is fed exactly as a stored one."""
+    from lensaudit.data.preprocess import preprocess
+
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    model.to(dev).eval()
+    feats: list[torch.Tensor] = []
+    hook = classifier_layer(model).register_forward_hook(lambda m, i, o: feats.append(i[0].float().cpu())) if features \
+        else None
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (amp and dev.type == "cuda") else torch.autocast("cpu", enabled=False)
+    logits = []
+    try:
+        for lo in range(0, len(cutouts), batch_size):
+            x = torch.from_numpy(preprocess(cutouts[lo : lo + batch_size], pre)).to(dev)
+            with ctx:
+                logits.append(model(x).float().squeeze(1).cpu())
+    finally:
+        if hook is not None:
+            hook.remove()
+    lg = torch.cat(logits).numpy().astype(np.float64) if logits else np.zeros(0)
+    return lg, (torch.cat(feats).numpy() if features and feats else None)
+
+
 def write_predictions(df: pd.DataFrame, path: str | os.PathLike, checkpoint: str | os.PathLike) -> Path:
     """Parquet with the checkpoint's identity (path, SHA-256, architecture) in the file metadata."""
     meta = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),

@@ -1,0 +1,92 @@
+"""``lensaudit selection run | closure | mock-true-lenses``, ``lensaudit realism`` and ``lensaudit inject``
+(thin layers over :mod:`lensaudit.selection`, :mod:`lensaudit.realism` and :mod:`lensaudit.inject`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _run(a: argparse.Namespace) -> int:
+    from lensaudit.config import load_config
+    from lensaudit.selection.config import SelectionConfig
+    from lensaudit.selection.run import run_selection
+
+    cfg = load_config(a.config, SelectionConfig, {"out": a.out, "device": a.device})
+    s = run_selection(cfg, config_path=a.config)
+    print(json.dumps(s, indent=2))
+    return 0
+
+
+def _mock_true_lenses(a: argparse.Namespace) -> int:
+    from lensaudit.selection.closure import score_mock_true_lenses
+
+    t = score_mock_true_lenses(Path(a.survey), a.manifest, a.checkpoint, Path(a.out), splits=tuple(a.splits))
+    print(json.dumps({"out": str(Path(a.out) / "true_lenses.parquet"), "n_true_lenses": len(t)}))
+    return 0
+
+
+def _closure(a: argparse.Namespace) -> int:
+    from lensaudit.selection.closure import format_closure, run_closure
+
+    per_bin, summary = run_closure(a.run, a.true_lenses, a.out, realism=a.realism, min_true=a.min_true)
+    print(format_closure(summary, a.threshold))
+    return 0
+
+
+def _realism(a: argparse.Namespace) -> int:
+    from lensaudit.config import load_config
+    from lensaudit.realism import RealismConfig, format_realism, run_realism
+
+    cfg = load_config(a.config, RealismConfig, {"out": a.out})
+    print(format_realism(run_realism(cfg)))
+    return 0
+
+
+def _inject(a: argparse.Namespace) -> int:
+    from lensaudit.selection.run import inject_examples
+
+    rep = inject_examples(a.config, a.family, a.n, Path(a.out), a.seed)
+    print(json.dumps(rep, indent=2))
+    return 0
+
+
+def add_selection_commands(sub) -> None:
+    s = sub.add_parser("selection", help="selection function by injection-recovery, and its closure test on the mock")
+    ss = s.add_subparsers(dest="selection_command", metavar="SUBCOMMAND", required=True)
+    r = ss.add_parser("run", help="inject every family on the grid, score with the frozen model, write the tables",
+                      description="Resumable: chunks already written for the same configuration are kept.")
+    r.add_argument("--config", required=True, help="selection YAML (configs/selection/*.yaml)")
+    r.add_argument("--out", default=None, help="override the config's out")
+    r.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
+    r.set_defaults(fn=_run)
+    t = ss.add_parser("mock-true-lenses", help="mock only: the true lenses of the audited splits, fetched and scored")
+    t.add_argument("--survey", required=True, help="mock survey folder")
+    t.add_argument("--manifest", required=True)
+    t.add_argument("--checkpoint", required=True)
+    t.add_argument("--splits", nargs="+", default=["val", "test"])
+    t.add_argument("--out", required=True)
+    t.set_defaults(fn=_mock_true_lenses)
+    c = ss.add_parser("closure", help="mock only: injection-measured against true completeness, per family")
+    c.add_argument("--run", required=True, help="output folder of `selection run`")
+    c.add_argument("--true-lenses", required=True, help="true_lenses.parquet from `selection mock-true-lenses`")
+    c.add_argument("--realism", default=None, help="realism.parquet, to print each family's gate beside its closure")
+    c.add_argument("--min-true", type=int, default=5, help="bins with fewer true lenses get no z")
+    c.add_argument("--threshold", default="p>0.5", help="threshold to print (all are written)")
+    c.add_argument("--out", required=True)
+    c.set_defaults(fn=_closure)
+
+    g = sub.add_parser("realism", help="realism gate: probe AUC, Frechet distance and distribution tests per family")
+    g.add_argument("--config", required=True, help="realism YAML")
+    g.add_argument("--out", default=None)
+    g.set_defaults(fn=_realism)
+
+    i = sub.add_parser("inject", help="inject a few arcs of one family into hosts and save them for inspection",
+                       description="Writes injected cutouts (FITS, nanomaggies), their records and a gallery PNG.")
+    i.add_argument("--config", required=True, help="selection YAML (hosts, priors, engine, families)")
+    i.add_argument("--family", required=True)
+    i.add_argument("--n", type=int, default=16)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--out", required=True)
+    i.set_defaults(fn=_inject)

@@ -1,0 +1,60 @@
+"""Typed settings of ``lensaudit selection run`` (YAML, validated; unknown keys are errors)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lensaudit.inject.config import EngineConfig, FamilyConfig, Priors
+from lensaudit.selection.grid import GridConfig
+
+
+class Thresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    probability: tuple[float, ...] = Field((0.3, 0.5), description="completeness at p > each value")
+    fpr: tuple[float, ...] = Field((1e-3, 1e-4), description="and at the thresholds giving these false-positive rates "
+                                                              "on the negatives of the audited splits")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Thresholds:
+        if any(not 0 < p < 1 for p in self.probability) or any(not 0 < f < 1 for f in self.fpr):
+            raise ValueError("thresholds: probabilities and FPRs must lie in (0, 1)")
+        return self
+
+
+class SelectionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    checkpoint: str = Field(..., description="the frozen model (its preprocessing travels with it)")
+    manifest: str = Field(..., description="manifest with split, label, psfsize_g/r/z, psfdepth_r")
+    store: str = Field(..., description="cutout store holding the host cutouts")
+    out: str
+    seed: int = Field(0, ge=0)
+    splits: tuple[str, ...] = Field(("val", "test"), description="hosts and FPR negatives come only from these splits")
+    truth: str | None = Field(None, description="mock only (closure mode): truth table whose true lenses are removed "
+                                                 "from the hosts; never used for anything else")
+    negatives_predictions: str | None = Field(None, description="scores of the splits' negatives for the FPR "
+                                                                 "thresholds (scored here when absent)")
+    families: tuple[FamilyConfig, ...] = (FamilyConfig(name="sersic", kind="sersic"),)
+    priors: Priors = Priors(arc_mag_r=(19.0, 25.0))
+    engine: EngineConfig = EngineConfig()
+    grid: GridConfig = GridConfig()
+    n_per_cell: int = Field(20, ge=1)
+    min_count: int = Field(10, ge=1, description="cells with fewer injections are marked insufficient")
+    thresholds: Thresholds = Thresholds()
+    chunk_size: int = Field(2048, ge=16, description="injections per resumable chunk")
+    features: bool = Field(True, description="keep penultimate features of every injection (the realism gate reads them)")
+    device: str = "auto"
+    batch_size: int = Field(512, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> SelectionConfig:
+        if "train" in self.splits:
+            raise ValueError("splits: hosts must never come from the training split")
+        names = [f.name for f in self.families]
+        if len(set(names)) != len(names):
+            raise ValueError(f"families: names must be unique, got {names}")
+        if not self.families:
+            raise ValueError("families: at least one source family is needed")
+        return self
+
+
+__all__ = ["SelectionConfig", "Thresholds"]

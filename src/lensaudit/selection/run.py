@@ -1,0 +1,297 @@
+"""``lensaudit selection run``: injection-recovery on a grid with a frozen detector.
+
+Per family and grid cell, ``n_per_cell`` injections: theta_E and the lensed arc magnitude drawn
+uniformly inside the cell, a host drawn among the negatives whose r-band PSF FWHM and depth fall in
+the cell (:mod:`lensaudit.selection.hosts`). Injected cutouts are scored with the checkpoint and its
+stored preprocessing. Work is done in chunks written atomically under ``injections/<family>/``, named
+by the configuration's hash, so an interrupted run resumes where it stopped and a changed
+configuration never mixes with an old one. Products: per family the per-cell table
+(``selection_<family>.parquet`` and ``.fits``, the :class:`~lensaudit.selection.function.SelectionFunction`
+file), marginal completeness against every axis and against the source's half-light radius and
+concentration (``marginals.parquet``), thresholds (``thresholds.json``), hosts (``hosts.parquet``),
+figures, the resolved config and ``run_info.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lensaudit.cutouts import CutoutStore
+from lensaudit.errors import InputError
+from lensaudit.evaluate.metrics import threshold_at_fpr
+from lensaudit.inject import InjectionEngine, build_family, draw_parameters
+from lensaudit.manifest import read_manifest, read_table, write_table
+from lensaudit.selection.config import SelectionConfig
+from lensaudit.selection.function import SelectionFunction, completeness_table
+from lensaudit.selection.grid import AXES, Grid
+from lensaudit.selection.hosts import host_cells, pick_hosts, select_hosts
+from lensaudit.selection.intervals import completeness_columns
+from lensaudit.utils.io import atomic_write_json, sha256_json
+
+log = logging.getLogger(__name__)
+
+
+def threshold_table(neg_probability: np.ndarray, cfg: SelectionConfig) -> list[dict]:
+    """The detection thresholds: p > each probability, and p >= the threshold at each FPR on the negatives."""
+    neg = np.asarray(neg_probability, float)
+    out = [{"name": f"p>{p:g}", "kind": "probability", "value": float(p), "strict": True} for p in cfg.thresholds.probability]
+    for f in cfg.thresholds.fpr:
+        t = threshold_at_fpr(neg, f)
+        out.append({"name": f"fpr={f:g}", "kind": "fpr", "fpr": float(f), "value": float(t), "strict": False,
+                    "n_negatives": int(len(neg)), "resolved": bool(len(neg) * f >= 1),
+                    "note": "" if len(neg) * f >= 1 else f"{len(neg)} negatives cannot resolve FPR {f:g}: the threshold "
+                                                         "is above every negative (an upper bound on the FPR)"})
+    return out
+
+
+def detected(prob: np.ndarray, th: dict) -> np.ndarray:
+    p = np.asarray(prob, float)
+    return p > th["value"] if th["strict"] else p >= th["value"]
+
+
+def plan_family(cfg: SelectionConfig, grid: Grid, hosts: pd.DataFrame, cells: dict) -> pd.DataFrame:
+    """Every injection of a family: its global index, cell bins and host row (-1 where a cell has no host)."""
+    n = cfg.n_per_cell
+    idx = np.arange(grid.n_cells * n, dtype=np.int64)
+    flat = idx // n
+    bins = np.unravel_index(flat, grid.shape)
+    plan = pd.DataFrame({"index": idx, "cell": flat, **{f"i_{a}": b for a, b in zip(AXES, bins, strict=True)}})
+    host = np.full(len(plan), -1)
+    for (ip, idp), rows in cells.items():
+        sel = np.flatnonzero((plan["i_psf_fwhm"].to_numpy() == ip) & (plan["i_depth"].to_numpy() == idp))
+        host[sel] = pick_hosts(rows, idx[sel], cfg.seed)
+    plan["host_row"] = host
+    return plan
+
+
+class _Scorer:
+    def __init__(self, checkpoint: str, device: str, batch_size: int):
+        import torch
+
+        from lensaudit.train.checkpoint import load_model
+        from lensaudit.train.loop import pick_device
+
+        self.model, self.pre, self.ck = load_model(checkpoint)
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        self.torch = torch
+
+    def __call__(self, cutouts: np.ndarray, features: bool):
+        from lensaudit.train.score import score_arrays
+
+        return score_arrays(self.model, self.pre, cutouts, self.device, self.batch_size, features)
+
+
+def _negative_scores(cfg: SelectionConfig, manifest: pd.DataFrame, store: CutoutStore, scorer: _Scorer) -> np.ndarray:
+    neg = manifest[manifest["split"].isin(list(cfg.splits)) & (manifest["label"] == 0)]
+    if cfg.negatives_predictions:
+        p = read_table(cfg.negatives_predictions, "predictions", columns=["id", "probability"])
+        got = neg[["id"]].astype(str).merge(p.assign(id=p["id"].astype(str)), on="id")
+        if not len(got):
+            raise InputError(f"{cfg.negatives_predictions}: no score for a negative of splits {list(cfg.splits)}")
+        return got["probability"].to_numpy(float)
+    ids = [i for i in neg["id"].astype(str) if i in set(store.ids().astype(str))]
+    lg, _ = scorer(store.get(ids), False)
+    return 1 / (1 + np.exp(-lg))
+
+
+def run_selection(cfg: SelectionConfig, config_path: str | None = None, progress=None) -> dict:
+    """Run (or resume) the grid for every family; returns a summary."""
+    from lensaudit.config import write_resolved
+    from lensaudit.utils.provenance import run_info
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = sha256_json(cfg.model_dump(mode="json", exclude={"out", "device", "batch_size"}))[:12]
+    grid = Grid(cfg.grid)
+    manifest = read_manifest(cfg.manifest, require=("id", "split", "label"))
+    store = CutoutStore(cfg.store)
+    lens_ids = None
+    if cfg.truth:
+        t = read_table(cfg.truth, "truth table", columns=["id", "kind"])
+        lens_ids = t.loc[t["kind"] == "lens", "id"].astype(str)
+    hosts = select_hosts(manifest, cfg.splits, store.ids(), lens_ids)
+    write_table(hosts, out / "hosts.parquet")
+    cells = host_cells(hosts, grid)
+    scorer = _Scorer(cfg.checkpoint, cfg.device, cfg.batch_size)
+    ths = threshold_table(_negative_scores(cfg, manifest, store, scorer), cfg)
+    atomic_write_json(out / "thresholds.json", ths)
+    summary = {"out": str(out), "config_tag": tag, "n_hosts": len(hosts), "families": {},
+               "n_true_lenses_removed_from_hosts": hosts.attrs.get("n_true_lenses_removed", 0),
+               "cells": grid.n_cells, "cells_without_hosts": int(sum(1 for v in cells.values() if not len(v)))}
+    for fam_cfg in cfg.families:
+        t0 = time.perf_counter()
+        recs = _run_family(cfg, fam_cfg, grid, hosts, cells, store, scorer, out, tag, progress)
+        tab = completeness_table(recs, grid, ths, cfg.min_count)
+        meta = {"family": fam_cfg.name, "kind": fam_cfg.kind, "planted": fam_cfg.planted,
+                "edges": {a: grid.edges[a].tolist() for a in AXES}, "thresholds": ths, "min_count": cfg.min_count,
+                "n_per_cell": cfg.n_per_cell, "checkpoint": cfg.checkpoint, "config_tag": tag,
+                "priors": cfg.priors.model_dump(mode="json"), "engine": cfg.engine.model_dump(mode="json")}
+        sf = SelectionFunction(tab, meta)
+        sf.save(out / f"selection_{fam_cfg.name}.parquet")
+        sf.save_fits(out / f"selection_{fam_cfg.name}.fits")
+        dt = time.perf_counter() - t0
+        summary["families"][fam_cfg.name] = {"n_injections": len(recs), "seconds": round(dt, 1),
+                                             "marginal": sf.overall()}
+    marg = pd.concat([marginals(read_injections(out, f.name, tag), ths, cfg.min_count, edges=grid.edges)
+                      for f in cfg.families],
+                     ignore_index=True)
+    write_table(marg, out / "marginals.parquet")
+    from lensaudit.selection.figures import selection_figures
+
+    summary["figures"] = selection_figures(out, [f.name for f in cfg.families], marg)
+    write_resolved(cfg, out / "config.yaml")
+    atomic_write_json(out / "run_info.json", run_info(cfg.model_dump(mode="json"), tag, {"selection": cfg.seed}))
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def _run_family(cfg, fam_cfg, grid, hosts, cells, store, scorer, out: Path, tag: str, progress) -> pd.DataFrame:
+    fam = build_family(fam_cfg)
+    engine = InjectionEngine(fam, cfg.engine)
+    plan = plan_family(cfg, grid, hosts, cells)
+    plan = plan[plan["host_row"] >= 0].reset_index(drop=True)
+    d = out / "injections" / fam_cfg.name
+    d.mkdir(parents=True, exist_ok=True)
+    stale = [p for p in d.glob("*.parquet") if not p.name.startswith(tag)]
+    if stale:
+        log.info("%s: %d chunk(s) of another configuration ignored", fam_cfg.name, len(stale))
+    n_chunks = (len(plan) + cfg.chunk_size - 1) // cfg.chunk_size
+    hid = hosts["id"].to_numpy()
+    for k in range(n_chunks):
+        path = d / f"{tag}_chunk_{k:05d}.parquet"
+        if path.exists():
+            continue
+        p = plan.iloc[k * cfg.chunk_size : (k + 1) * cfg.chunk_size]
+        lo_te = grid.edges["theta_e"][p["i_theta_e"]]
+        hi_te = grid.edges["theta_e"][p["i_theta_e"] + 1]
+        lo_m = grid.edges["arc_mag"][p["i_arc_mag"]]
+        hi_m = grid.edges["arc_mag"][p["i_arc_mag"] + 1]
+        params = draw_parameters(cfg.priors.model_copy(update={"brightness": "lensed"}), fam_cfg, cfg.seed,
+                                 p["index"].to_numpy(), bounds={"theta_e_arcsec": (lo_te, hi_te), "arc_mag_r": (lo_m, hi_m)},
+                                 n_stamps=fam.n_stamps())
+        h = hosts.iloc[p["host_row"].to_numpy()]
+        cut = store.get(list(hid[p["host_row"].to_numpy()]))
+        fw = h[["host_psfsize_g", "host_psfsize_r", "host_psfsize_z"]].to_numpy(float)
+        img, rec = engine.inject(cut, fw, params)
+        lg, feats = scorer(img, cfg.features)
+        rec = rec.assign(cell=p["cell"].to_numpy(), **{f"i_{a}": p[f"i_{a}"].to_numpy() for a in AXES},
+                         host_id=h["id"].to_numpy(), **{c: h[c].to_numpy() for c in h.columns if c.startswith("host_")},
+                         logit=lg, probability=1 / (1 + np.exp(-lg)))
+        if feats is not None:
+            rec["features"] = list(feats.astype(np.float32))
+        write_table(rec, path)
+        if progress is not None:
+            progress(fam_cfg.name, k + 1, n_chunks)
+        log.info("%s: chunk %d/%d (%d injections)", fam_cfg.name, k + 1, n_chunks, len(rec))
+    return read_injections(out, fam_cfg.name, tag, features=False)
+
+
+def read_injections(out: str | Path, family: str, tag: str | None = None, features: bool = False) -> pd.DataFrame:
+    """All injection records of a family in a run directory (the current configuration's chunks)."""
+    d = Path(out) / "injections" / family
+    if tag is None:
+        tag = _current_tag(Path(out))
+    files = sorted(d.glob(f"{tag}_chunk_*.parquet"))
+    if not files:
+        raise InputError(f"{d}: no injection chunks of configuration {tag}")
+    frames = []
+    for f in files:
+        df = pd.read_parquet(f)
+        if not features and "features" in df:
+            df = df.drop(columns="features")
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _current_tag(out: Path) -> str:
+    import json
+
+    return json.loads((out / "summary.json").read_text())["config_tag"]
+
+
+def marginals(recs: pd.DataFrame, ths: list[dict], min_count: int, n_quantile_bins: int = 5,
+              edges: dict | None = None) -> pd.DataFrame:
+    """Completeness against each grid axis and the source's half-light radius and concentration
+    (quantile bins), each marginalised over the injections' other parameters."""
+    rows = []
+    quantities = {"theta_e": "theta_e", "psf_fwhm": "host_psfsize_r", "depth": "host_depth_r", "arc_mag": "arc_mag_r",
+                  "src_r_half_arcsec": "src_r_half_arcsec", "src_concentration": "src_concentration",
+                  "beta_frac": "beta_frac"}
+    for name, col in quantities.items():
+        if col not in recs:
+            continue
+        if name in AXES:
+            b = recs[f"i_{name}"].to_numpy()
+            labels = sorted(set(b.tolist()))
+            e = None if edges is None else np.asarray(edges[name], float)
+        else:
+            v = recs[col].to_numpy(float)
+            e = np.unique(np.nanquantile(v, np.linspace(0, 1, n_quantile_bins + 1)))
+            b = np.clip(np.searchsorted(e, v, side="right") - 1, 0, len(e) - 2)
+            labels = range(len(e) - 1)
+        for lab in labels:
+            sel = b == lab
+            g = recs[sel]
+            for th in ths:
+                k, n = int(detected(g["probability"], th).sum()), len(g)
+                c = completeness_columns(k, n, min_count)
+                rows.append({"family": recs["family"].iat[0], "quantity": name, "bin": int(lab),
+                             "lo": float(g[col].min()) if e is None else float(e[int(lab)]),
+                             "hi": float(g[col].max()) if e is None else float(e[int(lab) + 1]),
+                             "median": float(g[col].median()), "threshold": th["name"], "n": n, "k": k,
+                             **{key: (v.item() if hasattr(v, "item") else v) for key, v in c.items()}})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["detected", "marginals", "plan_family", "read_injections", "run_selection", "threshold_table"]
+
+
+def inject_examples(config: str, family: str, n: int, out: Path, seed: int = 0) -> dict:
+    """``lensaudit inject``: ``n`` injections of ``family`` (priors of the config, hosts drawn from its audited
+    splits' negatives) written as ``injected.fits`` (n, 3, N, N nanomaggies), their hosts as ``hosts.fits``,
+    the records as ``records.parquet`` and a gallery (host above, injected below) as ``gallery.png``."""
+    from astropy.io import fits
+
+    from lensaudit.config import load_config
+    from lensaudit.utils.display import image_grid
+    from lensaudit.utils.hashing import hashed_uniform
+    from lensaudit.utils.io import atomic_path
+
+    cfg = load_config(config, SelectionConfig)
+    fams = {f.name: f for f in cfg.families}
+    if family not in fams:
+        raise InputError(f"{config}: no family {family!r} (has {sorted(fams)})")
+    if n < 1:
+        raise InputError("inject: --n must be at least 1")
+    store = CutoutStore(cfg.store)
+    manifest = read_manifest(cfg.manifest, require=("id", "split", "label"))
+    hosts = select_hosts(manifest, cfg.splits, store.ids())
+    fam = build_family(fams[family])
+    params = draw_parameters(cfg.priors, fams[family], seed, np.arange(n), n_stamps=fam.n_stamps())
+    rows = np.minimum((hashed_uniform(seed, np.arange(n), 7) * len(hosts)).astype(int), len(hosts) - 1)
+    h = hosts.iloc[rows]
+    cut = store.get(list(h["id"]))
+    img, rec = InjectionEngine(fam, cfg.engine).inject(cut, h[["host_psfsize_g", "host_psfsize_r",
+                                                               "host_psfsize_z"]].to_numpy(float), params)
+    rec["host_id"] = h["id"].to_numpy()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, arr in (("injected.fits", img), ("hosts.fits", cut)):
+        hdu = fits.PrimaryHDU(arr.astype(np.float32))
+        hdu.header["BUNIT"] = ("nanomaggy", "per pixel, AB zeropoint 22.5")
+        hdu.header["BANDS"] = "grz"
+        hdu.header["FAMILY"] = family
+        with atomic_path(out / name) as tmp:
+            hdu.writeto(tmp)
+    write_table(rec, out / "records.parquet")
+    k = min(n, 8)
+    labels = [f"host {i}" for i in range(k)] + [f"theta_E {r.theta_e:.2f} r {r.arc_mag_r:.1f}"
+                                                 for r in rec.iloc[:k].itertuples()]
+    image_grid(list(cut[:k]) + list(img[:k]), labels, out / "gallery.png", ncol=k, crop=48)
+    return {"out": str(out), "n": n, "family": family, "median_arc_snr": float(rec["arc_snr"].median())}
