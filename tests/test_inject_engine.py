@@ -289,3 +289,24 @@ def test_curve_of_growth_measures_an_exponential_profile():
     b = gammaincinv(2.0, 0.5)
     exact = 5 * np.log10(gammaincinv(2.0, 0.8) / gammaincinv(2.0, 0.2))
     assert c[0] == pytest.approx(exact, abs=0.05) and b > 0
+
+
+def test_matched_filter_snr_is_the_optimal_snr_under_correlated_noise():
+    from scipy.signal import fftconvolve
+
+    from lensaudit.inject.engine import matched_filter_snr, noise_autocorrelation_1d
+    rng = np.random.default_rng(3)
+    arc = np.zeros((1, 3, 31, 31))
+    arc[0, :, 10:20, 12:16] = rng.uniform(0.5, 1.0, (3, 10, 4))
+    sigma, rho = np.array([[0.1, 0.2, 0.3]]), np.array([[0.0, 0.25, 0.45]])
+    got = matched_filter_snr(arc, sigma, rho)[0]
+    for b in range(3):
+        ac1 = noise_autocorrelation_1d(rho[0, b])
+        cov = np.outer(ac1, ac1) * sigma[0, b] ** 2
+        a = arc[0, b]
+        want = (a * a).sum() / np.sqrt((a * fftconvolve(a, cov, mode="same")).sum())
+        assert got[b] == pytest.approx(want, rel=1e-9)
+    # white noise: S/N = sqrt(sum a^2) / sigma
+    assert got[0] == pytest.approx(np.sqrt((arc[0, 0] ** 2).sum()) / 0.1, rel=1e-9)
+    # correlated noise of the same pixel sd lowers the S/N of an extended arc
+    assert got[2] < np.sqrt((arc[0, 2] ** 2).sum()) / 0.3

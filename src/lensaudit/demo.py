@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lensaudit.config import load_config, shared_data_or_error
 from lensaudit.configs import bundled_config
+from lensaudit.errors import InputError
 from lensaudit.pipeline import run_stage
 from lensaudit.utils.io import atomic_write_json, sha256_file
 from lensaudit.utils.provenance import run_info
@@ -27,6 +28,7 @@ class QuickSettings(BaseModel):
     area_deg2: float = Field(1.0, ge=0.0625, le=64.0)
     fetch_limit: int = Field(200, ge=10, description="cutouts fetched in quick mode")
     epochs: int = Field(1, ge=1)
+    selection_n_per_cell: int = Field(3, ge=1, description="injections per grid cell in quick mode")
 
 
 class DemoConfig(BaseModel):
@@ -38,6 +40,8 @@ class DemoConfig(BaseModel):
     catalog_config: str = Field("catalog/mock_demo.yaml", description="bundled name or path")
     train_config: str = Field("train/demo.yaml", description="bundled name or path")
     eval_n_boot: int = Field(1000, ge=100)
+    selection_config: str = Field("selection/demo.yaml", description="bundled name or path")
+    realism_config: str = Field("selection/demo_realism.yaml", description="bundled name or path")
     quick: QuickSettings = QuickSettings()
 
 
@@ -232,6 +236,61 @@ def _stage_shortcuts(survey_dir: Path, manifest: Path, store: Path, upstream: st
     return {"upstream": upstream, "config": sha256_file(path), "seed": seed, "n_boot": n_boot, "limit": limit}, run
 
 
+def _stage_selection(survey_dir: Path, manifest: Path, store: Path, checkpoint: Path, preds: Path, upstream: str,
+                     sel_path: Path, real_path: Path, n_per_cell: int | None):
+    """Injection-recovery on a reduced grid with four families, the realism gate and the closure test."""
+    from lensaudit.realism import RealismConfig, format_realism, run_realism
+    from lensaudit.selection import SelectionConfig
+    from lensaudit.selection.closure import format_closure, run_closure, score_mock_true_lenses
+    from lensaudit.selection.run import run_selection
+
+    truth = survey_dir / "truth" / "truth.parquet"
+    library = survey_dir / "stamp_library" / "stamps.fits"
+
+    def run(stage_dir: Path) -> dict:
+        base = load_config(sel_path, SelectionConfig)
+        fams = [f.model_copy(update={"stamp_library": str(library)}) if f.kind == "stamps" else f for f in base.families]
+        over = {"checkpoint": str(checkpoint), "manifest": str(manifest), "store": str(store),
+                "out": str(stage_dir / "run"), "truth": str(truth), "negatives_predictions": str(preds),
+                "families": [f.model_dump() for f in fams]}
+        if n_per_cell is not None:
+            over["n_per_cell"] = n_per_cell
+            over["min_count"] = min(base.min_count, n_per_cell)
+        sel = load_config(sel_path, SelectionConfig, over)
+        s = run_selection(sel, config_path=str(sel_path))
+        out = {"n_hosts": s["n_hosts"], "completeness_p05": {f: v["marginal"]["p>0.5"]["completeness"]
+                                                            for f, v in s["families"].items()}}
+        real = load_config(real_path, RealismConfig, {"selection_run": str(stage_dir / "run"), "predictions": str(preds),
+                                                       "manifest": str(manifest), "out": str(stage_dir / "realism"),
+                                                       "real_lens_table": str(truth), "store": str(store)})
+        realism_parquet = None
+        try:
+            table = run_realism(real)
+        except InputError as exc:   # the quick demo's few real lenses: say so instead of a meaningless probe
+            log.warning("realism gate not run: %s", exc)
+            out["realism"] = f"not run: {exc}"
+        else:
+            text = format_realism(table)
+            (stage_dir / "realism.txt").write_text(text + "\n")
+            log.info("realism gate\n%s", text)
+            realism_parquet = str(stage_dir / "realism" / "realism.parquet")
+            out["realism"] = {r["family"]: {"probe_auc": r["probe_auc"], "verdict": r["verdict"]}
+                              for r in table.to_dict("records")}
+        score_mock_true_lenses(survey_dir, manifest, checkpoint, stage_dir / "true_lenses")
+        _, summ = run_closure(stage_dir / "run", stage_dir / "true_lenses" / "true_lenses.parquet", stage_dir / "closure",
+                              realism=realism_parquet)
+        text = format_closure(summ)
+        (stage_dir / "closure.txt").write_text(text + "\n")
+        log.info("\n%s", text)
+        c = summ[summ["threshold"] == "p>0.5"]
+        out["closure"] = {f"{r['family']}/{r['mode']}": {"c_true": r["c_true"], "c_pred": r["c_pred"], "chi2": r["chi2"],
+                                                         "dof": r["dof"], "p": r["p_value"]} for r in c.to_dict("records")}
+        return out
+
+    return {"upstream": upstream, "selection": sha256_file(sel_path), "realism": sha256_file(real_path),
+            "n_per_cell": n_per_cell}, run
+
+
 def _stage_check(survey_dir: Path, upstream: str, shared: Path):
     from lensaudit.mock.check import format_check, real_data_check
     from lensaudit.mock.render import load_renderer
@@ -281,6 +340,11 @@ def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, fo
                                   _config_path(cfg.catalog_config), cfg.seed, cfg.eval_n_boot,
                                   cfg.quick.fetch_limit if quick else None)
     stages["shortcuts"] = run_stage(out, "shortcuts", inputs, fn, force=force)
+    inputs, fn = _stage_selection(survey_dir, manifest, store, out / "train" / "best.pt",
+                                  out / "score" / "predictions.parquet", stages["score"]["inputs_sha256"],
+                                  _config_path(cfg.selection_config), _config_path(cfg.realism_config),
+                                  cfg.quick.selection_n_per_cell if quick else None)
+    stages["selection"] = run_stage(out, "selection", inputs, fn, force=force)
     inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], shared)
     stages["check"] = run_stage(out, "check", inputs, fn, force=force)
     summary = {name: {"skipped": rec["skipped"], **rec.get("summary", {})} for name, rec in stages.items()}

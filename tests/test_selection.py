@@ -1,0 +1,374 @@
+"""Selection function: Jeffreys intervals, the grid, hosts, the SelectionFunction file, an end-to-end run
+with a small model, the realism probe and the closure test on synthetic truths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from astropy.stats import binom_conf_interval
+
+from lensaudit.errors import InputError
+from lensaudit.selection import AxisSpec, Grid, GridConfig, SelectionConfig, SelectionFunction, jeffreys_interval
+from lensaudit.selection.closure import closure_test, density_ratio_weights
+from lensaudit.selection.hosts import host_cells, pick_hosts, select_hosts
+from lensaudit.selection.intervals import completeness_columns
+from lensaudit.selection.run import threshold_table
+
+
+# ---------------------------------------------------------------- intervals
+@pytest.mark.parametrize("level", [0.68, 0.95])
+def test_jeffreys_interval_equals_astropy_and_keeps_the_edge_conventions(level):
+    k = np.array([0, 1, 3, 10, 19, 20, 0, 50, 100])
+    n = np.array([20, 20, 20, 20, 20, 20, 3, 100, 100])
+    lo, hi = jeffreys_interval(k, n, level)
+    ref = binom_conf_interval(k, n, confidence_level=level, interval="jeffreys")
+    np.testing.assert_allclose(lo, ref[0], atol=1e-10)
+    np.testing.assert_allclose(hi, ref[1], atol=1e-10)
+    assert lo[0] == 0.0 and hi[5] == 1.0 and hi[-1] == 1.0
+    # a value worked out by hand: k = 0, n = 20: upper = Beta(0.5, 20.5).ppf(0.975 or 0.84)
+    from scipy.stats import beta
+    assert hi[0] == pytest.approx(beta.ppf(1 - (1 - level) / 2, 0.5, 20.5), rel=1e-12)
+
+
+def test_jeffreys_interval_covers_at_its_nominal_rate():
+    rng = np.random.default_rng(0)
+    for p, n in ((0.05, 40), (0.5, 20), (0.9, 60)):
+        k = rng.binomial(n, p, 20000)
+        lo, hi = jeffreys_interval(k, np.full_like(k, n), 0.95)
+        cover = ((lo <= p) & (p <= hi)).mean()
+        assert 0.92 < cover < 0.99, (p, n, cover)   # discrete binomial: coverage oscillates about 0.95
+    with pytest.raises(ValueError):
+        jeffreys_interval(5, 3)
+    assert np.isnan(jeffreys_interval(0, 0)[0])
+
+
+def test_completeness_columns_mark_insufficient_and_empty_cells():
+    c = completeness_columns([3, 1, 0], [20, 4, 0], min_count=10)
+    assert list(c["status"]) == ["ok", "insufficient", "empty"]
+    assert c["completeness"][0] == pytest.approx(0.15) and np.isnan(c["completeness"][1:]).all()
+    assert c["lo95"][0] < c["lo68"][0] < 0.15 < c["hi68"][0] < c["hi95"][0]
+
+
+# ---------------------------------------------------------------- grid
+def test_grid_axes_bins_and_bad_axes():
+    g = Grid(GridConfig())
+    assert g.shape == (10, 6, 4, 6)
+    np.testing.assert_allclose(g.edges["theta_e"][[0, -1]], [0.5, 3.0])
+    np.testing.assert_allclose(g.edges["psf_fwhm"], [0.9, 1.05, 1.2, 1.35, 1.5, 1.65, 1.8])
+    assert list(g.bin_of("theta_e", [0.5, 0.74, 0.75, 3.0, 3.01, 0.2, np.nan])) == [0, 0, 1, 9, -1, -1, -1]
+    with pytest.raises(ValueError, match="empty"):
+        AxisSpec(start=1.0, stop=1.0, step=0.5)
+    with pytest.raises(ValueError, match="increasing"):
+        AxisSpec(edges=(1.0, 0.5))
+    with pytest.raises(ValueError, match="> 0"):
+        GridConfig(theta_e=AxisSpec(edges=(0.0, 1.0)))
+
+
+# ---------------------------------------------------------------- SelectionFunction
+def _linear_sf(tmp_path, min_count=1):
+    from lensaudit.selection.function import completeness_table
+
+    grid = Grid(GridConfig(theta_e=AxisSpec(edges=(0.5, 1.0, 2.0, 3.0)), psf_fwhm=AxisSpec(edges=(0.9, 1.3, 1.8)),
+                           depth=AxisSpec(edges=(23.0, 24.0)), arc_mag=AxisSpec(edges=(19.0, 21.0, 23.0))))
+    # completeness exactly linear in the cell centres: f = 0.2 theta_e - 0.1 psf + 0.05 (23 - mag) + 0.3
+    idx = np.array(list(np.ndindex(grid.shape)))
+    cen = {a: grid.centres(a) for a in grid.edges}
+    f = 0.2 * cen["theta_e"][idx[:, 0]] - 0.1 * cen["psf_fwhm"][idx[:, 1]] + 0.05 * (23 - cen["arc_mag"][idx[:, 3]]) + 0.3
+    n = 1000
+    recs = []
+    for cell, (fi, ix) in enumerate(zip(f, idx, strict=True)):
+        k = int(round(fi * n))
+        recs.append(pd.DataFrame({"cell": cell, "probability": np.r_[np.full(k, 0.9), np.full(n - k, 0.1)]}))
+    recs = pd.concat(recs, ignore_index=True)
+    ths = [{"name": "p>0.5", "value": 0.5, "strict": True}]
+    tab = completeness_table(recs, grid, ths, min_count)
+    meta = {"edges": {a: e.tolist() for a, e in grid.edges.items()}, "thresholds": ths, "min_count": min_count}
+    sf = SelectionFunction(tab, meta)
+    path = sf.save(tmp_path / "sf.parquet")
+    return SelectionFunction.load(path), f.reshape(grid.shape), cen
+
+
+def test_selection_function_interpolates_between_centres_and_refuses_to_extrapolate(tmp_path):
+    sf, f, cen = _linear_sf(tmp_path)
+    exact = lambda te, psf, mag: 0.2 * te - 0.1 * psf + 0.05 * (23 - mag) + 0.3  # noqa: E731
+    pts = (np.array([0.9, 1.9, 2.2]), np.array([1.2, 1.3, 1.5]), 23.5, np.array([20.5, 21.0, 21.9]))
+    got = sf.completeness(*pts, threshold="p>0.5")
+    np.testing.assert_allclose(got["completeness"], exact(pts[0], pts[1], pts[3]), atol=1e-3)
+    assert (got["lo68"] < got["completeness"]).all() and (got["hi95"] > got["hi68"]).all()
+    # between an outer edge and the outermost centre: the centre's value holds
+    edge = sf.completeness(0.5, 0.9, 23.0, 19.0)["completeness"]
+    assert float(edge) == pytest.approx(f[0, 0, 0, 0], abs=1e-3)
+    for bad in ((0.49, 1.2, 23.5, 20), (1.0, 1.81, 23.5, 20), (1.0, 1.2, 24.1, 20), (1.0, 1.2, 23.5, np.nan)):
+        with pytest.raises(InputError, match="outside the measured grid"):
+            sf.completeness(*bad)
+    with pytest.raises(InputError, match="threshold"):
+        sf.completeness(1.0, 1.2, 23.5, 20, threshold="p>0.9")
+
+
+def test_selection_function_gives_nan_next_to_an_insufficient_cell(tmp_path):
+    sf, _, _ = _linear_sf(tmp_path)
+    t = sf.table.copy()
+    t.loc[t["cell"] == 0, ["completeness", "lo68", "hi68", "lo95", "hi95"]] = np.nan
+    sf2 = SelectionFunction(t, sf.meta)
+    assert np.isnan(sf2.completeness(0.6, 1.0, 23.5, 19.5)["completeness"])
+    assert np.isfinite(sf2.completeness(2.9, 1.7, 23.5, 22.9)["completeness"])
+
+
+def test_selection_function_fits_copy_is_readable_by_astropy(tmp_path):
+    from astropy.table import Table
+    sf, _, _ = _linear_sf(tmp_path)
+    sf.save_fits(tmp_path / "sf.fits")
+    t = Table.read(tmp_path / "sf.fits")
+    assert len(t) == len(sf.table) and "completeness" in t.colnames
+
+
+# ---------------------------------------------------------------- hosts and thresholds
+def _manifest(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"id": [f"g{i:03d}" for i in range(n)], "ra": rng.uniform(0, 1, n), "dec": rng.uniform(0, 1, n),
+                         "split": np.array(["train", "val", "test"])[np.arange(n) % 3],
+                         "label": (np.arange(n) % 10 == 0).astype(int), "tier": np.where(np.arange(n) % 10 == 0, "A", ""),
+                         "psfsize_g": rng.uniform(1.0, 1.9, n), "psfsize_r": rng.uniform(0.95, 1.75, n),
+                         "psfsize_z": rng.uniform(0.9, 1.6, n), "psfdepth_r": 25 * 10 ** (0.8 * (rng.uniform(23.2, 24.8, n) - 22.5)),
+                         "flux_r": rng.uniform(5, 50, n)})
+
+
+def test_hosts_come_only_from_the_audited_splits_negatives_and_never_true_lenses():
+    m = _manifest()
+    h = select_hosts(m, ("val", "test"), m["id"], true_lens_ids=["g001", "g002"])
+    row = m.set_index("id").loc[h["id"]]
+    assert set(row["split"]) <= {"val", "test"} and (row["label"] == 0).all()
+    assert not {"g001", "g002"} & set(h["id"]) and h.attrs["n_true_lenses_removed"] == 2
+    h2 = select_hosts(m, ("val",), m["id"][:30])                      # only what the store holds
+    assert set(h2["id"]) <= set(m["id"][:30])
+    with pytest.raises(InputError, match="training split"):
+        select_hosts(m, ("train", "val"), m["id"])
+    with pytest.raises(ValueError, match="training split"):
+        SelectionConfig(checkpoint="c", manifest="m", store="s", out="o", splits=("train",))
+    with pytest.raises(InputError, match="psfdepth_r"):
+        select_hosts(m.drop(columns="psfdepth_r"), ("val",), m["id"])
+
+
+def test_host_cells_and_picks_are_deterministic_and_batch_free():
+    m = _manifest(300)
+    h = select_hosts(m, ("val", "test"), m["id"])
+    g = Grid(GridConfig(psf_fwhm=AxisSpec(edges=(0.9, 1.3, 1.8)), depth=AxisSpec(edges=(23.0, 24.0, 25.0))))
+    cells = host_cells(h, g)
+    for (i, j), rows in cells.items():
+        assert (g.bin_of("psf_fwhm", h["host_psfsize_r"].iloc[rows]) == i).all()
+        assert (g.bin_of("depth", h["host_depth_r"].iloc[rows]) == j).all()
+    rows = cells[(0, 0)]
+    a = pick_hosts(rows, np.arange(50), 3)
+    b = np.r_[pick_hosts(rows, np.arange(20), 3), pick_hosts(rows, np.arange(20, 50), 3)]
+    np.testing.assert_array_equal(a, b)
+    assert set(a) <= set(rows) and len(set(a)) > 1
+    assert (pick_hosts(np.array([], int), np.arange(3), 0) == -1).all()
+
+
+def test_threshold_table_sets_fpr_thresholds_on_the_negatives():
+    from lensaudit.evaluate.metrics import threshold_at_fpr
+    neg = np.random.default_rng(1).random(5000)
+    cfg = SelectionConfig(checkpoint="c", manifest="m", store="s", out="o")
+    ths = {t["name"]: t for t in threshold_table(neg, cfg)}
+    assert ths["p>0.5"]["value"] == 0.5 and ths["p>0.5"]["strict"]
+    assert ths["fpr=0.001"]["value"] == threshold_at_fpr(neg, 1e-3) and ths["fpr=0.001"]["resolved"]
+    assert (neg >= ths["fpr=0.001"]["value"]).mean() <= 1e-3
+    assert not ths["fpr=0.0001"]["resolved"] and "cannot resolve" in ths["fpr=0.0001"]["note"]
+
+
+# ---------------------------------------------------------------- end to end with a small model
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    from lensaudit.cutouts import CutoutStore
+    from lensaudit.data.preprocess import PreprocessConfig
+    from lensaudit.models import build_model
+    from lensaudit.train.checkpoint import save_checkpoint
+
+    d = tmp_path_factory.mktemp("sel")
+    m = _manifest(90)
+    m.to_parquet(d / "manifest.parquet")
+    store = CutoutStore(d / "store", create=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:101, 0:101]
+    blob = np.exp(-((xx - 50) ** 2 + (yy - 50) ** 2) / (2 * 4.0**2))
+    with store.writer() as w:
+        for r in m.itertuples():
+            cube = (0.3 * blob[None] * np.array([0.5, 1, 1.5])[:, None, None] + rng.normal(0, 0.004, (3, 101, 101)))
+            w.add(r.id, cube.astype(np.float32), r.ra, r.dec)
+    torch.manual_seed(0)
+    kw = {"stem": 8, "stages": [[16, 8, 1, 2], [32, 16, 1, 2]]}
+    model = build_model("bottleneck_resnet", **kw)
+    save_checkpoint(d / "ck.pt", arch="bottleneck_resnet", model_kwargs=kw,
+                    preprocess=PreprocessConfig(crop=40, stretch="asinh").model_dump(), model=model.state_dict())
+    return d
+
+
+def _sel_cfg(d, out, **kw):
+    base = {"checkpoint": str(d / "ck.pt"), "manifest": str(d / "manifest.parquet"), "store": str(d / "store"),
+            "out": str(out), "families": [{"name": "sersic", "kind": "sersic"}, {"name": "planted", "kind": "planted"}],
+            "grid": {"theta_e": {"edges": [0.5, 1.5, 3.0]}, "psf_fwhm": {"edges": [0.9, 1.8]},
+                     "depth": {"edges": [23.0, 25.0]}, "arc_mag": {"edges": [19.0, 21.0, 25.0]}},
+            "n_per_cell": 6, "min_count": 3, "chunk_size": 16, "device": "cpu",
+            "thresholds": {"probability": [0.3, 0.5], "fpr": [0.05]}}
+    base.update(kw)
+    return SelectionConfig(**base)
+
+
+def test_selection_run_writes_tables_resumes_and_does_not_depend_on_chunking(small_run, tmp_path):
+    from lensaudit.selection.run import read_injections, run_selection
+
+    d = small_run
+    s = run_selection(_sel_cfg(d, tmp_path / "a"))
+    assert s["n_hosts"] > 0 and set(s["families"]) == {"sersic", "planted"}
+    recs = read_injections(tmp_path / "a", "sersic")
+    m = pd.read_parquet(d / "manifest.parquet").set_index("id")
+    assert set(m.loc[recs["host_id"], "split"]) <= {"val", "test"} and (m.loc[recs["host_id"], "label"] == 0).all()
+    assert len(recs) == 4 * 6 and recs["index"].is_unique                  # 4 cells x 6 injections
+    # theta_E and the lensed magnitude lie in their cells
+    g = Grid({a: np.asarray(e) for a, e in SelectionFunction.load(tmp_path / "a" / "selection_sersic.parquet")
+              .meta["edges"].items()})
+    assert (g.bin_of("theta_e", recs["theta_e"]) == recs["i_theta_e"]).all()
+    assert (g.bin_of("arc_mag", recs["arc_mag_r"]) == recs["i_arc_mag"]).all()
+    sf = SelectionFunction.load(tmp_path / "a" / "selection_sersic.parquet")
+    t = sf.table[sf.table["threshold"] == "p>0.5"].set_index("cell")
+    k = recs.groupby("cell")["probability"].apply(lambda p: int((p > 0.5).sum()))
+    np.testing.assert_array_equal(t.loc[k.index, "k"], k.to_numpy())
+    assert (t["n"] == 6).all()
+    assert (tmp_path / "a" / "figures" / "heatmap_sersic.png").stat().st_size > 1000
+    marg = pd.read_parquet(tmp_path / "a" / "marginals.parquet")
+    assert {"src_r_half_arcsec", "src_concentration", "theta_e", "arc_mag"} <= set(marg["quantity"])
+    # resume: nothing is recomputed
+    chunks = sorted((tmp_path / "a" / "injections" / "sersic").glob("*.parquet"))
+    mtimes = [p.stat().st_mtime_ns for p in chunks]
+    run_selection(_sel_cfg(d, tmp_path / "a"))
+    assert [p.stat().st_mtime_ns for p in chunks] == mtimes
+    # another chunking gives the same injections and scores
+    run_selection(_sel_cfg(d, tmp_path / "b", chunk_size=40))
+    other = read_injections(tmp_path / "b", "sersic").sort_values("index").reset_index(drop=True)
+    mine = recs.sort_values("index").reset_index(drop=True)
+    np.testing.assert_allclose(other["probability"], mine["probability"], atol=1e-5)
+    np.testing.assert_array_equal(other["host_id"], mine["host_id"])
+
+
+def test_inject_command_writes_cutouts_records_and_a_gallery(small_run, tmp_path):
+    import yaml
+    from astropy.io import fits
+
+    from lensaudit.cli import main
+    d = small_run
+    cfg = _sel_cfg(d, tmp_path / "x", engine={"shot_noise": False}).model_dump(mode="json")
+    (tmp_path / "sel.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["inject", "--config", str(tmp_path / "sel.yaml"), "--family", "sersic", "--n", "5",
+                 "--out", str(tmp_path / "inj")]) == 0
+    with fits.open(tmp_path / "inj" / "injected.fits") as h, fits.open(tmp_path / "inj" / "hosts.fits") as hh:
+        diff = h[0].data.astype(float) - hh[0].data.astype(float)
+    rec = pd.read_parquet(tmp_path / "inj" / "records.parquet")
+    # the arc's flux in the cutout is the recorded lensed magnitude
+    np.testing.assert_allclose(22.5 - 2.5 * np.log10(diff[:, 1].sum(axis=(1, 2))), rec["arc_mag_r"], atol=2e-3)
+    assert (tmp_path / "inj" / "gallery.png").exists()
+    assert main(["inject", "--config", str(tmp_path / "sel.yaml"), "--family", "nope", "--n", "5",
+                 "--out", str(tmp_path / "inj2")]) == 2
+
+
+# ---------------------------------------------------------------- realism probe
+def test_probe_auc_is_chance_for_one_distribution_and_high_for_two():
+    from lensaudit.realism import probe_auc
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(150, 8)), rng.normal(size=(300, 8))
+    same = probe_auc(a, b, n_boot=200, n_permutations=19, seed=1)
+    assert 0.35 < same["auc"] < 0.65 and same["permutation_p"] > 0.05
+    c = rng.normal(size=(300, 8)) + np.r_[1.5, np.zeros(7)]
+    diff = probe_auc(a, c, n_boot=200, n_permutations=19, seed=1)
+    assert diff["auc"] > 0.8 and diff["permutation_p"] == pytest.approx(1 / 20)
+    lo, hi = diff["interval"]["ci95"]
+    assert lo < diff["auc"] < hi
+    with pytest.raises(ValueError):
+        probe_auc(a, rng.normal(size=(10, 3)))
+
+
+def test_frechet_distance_matches_the_gaussian_formula():
+    from lensaudit.realism import frechet_distance
+    rng = np.random.default_rng(2)
+    a = rng.normal([0, 0, 0], [1.0, 2.0, 0.5], size=(200000, 3))
+    b = rng.normal([1, 0, -1], [2.0, 2.0, 1.0], size=(200000, 3))
+    exact = 1 + 1 + (1 - 2) ** 2 + 0 + (0.5 - 1) ** 2         # |dmu|^2 + sum (s1 - s2)^2 for diagonal covariances
+    assert frechet_distance(a, b) == pytest.approx(exact, rel=0.02)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_brightness_match_gives_equal_ratios_per_bin():
+    from lensaudit.realism import brightness_match
+    rng = np.random.default_rng(3)
+    real = rng.normal(21, 0.8, 100)
+    inj = rng.uniform(18, 25, 3000)
+    kr, ki = brightness_match(real, inj, 0.5, 3, seed=0)
+    b = lambda v: np.floor((v - 18) / 0.5)  # noqa: E731
+    rc = pd.Series(b(real[kr])).value_counts()
+    ic = pd.Series(b(inj[ki])).value_counts()
+    assert (ic.reindex(rc.index) == 3 * rc).all()
+    assert len(kr) >= 95
+
+
+# ---------------------------------------------------------------- closure on synthetic truths
+def _synthetic(n, rng, x_mean=0.25, det_shift=0.0, x_effect=0.0):
+    te = rng.uniform(0.5, 3.0, n)
+    mag = rng.uniform(19, 24, n)
+    x = np.clip(rng.normal(x_mean, 0.08, n), 0.05, 0.5)
+    p = 1 / (1 + np.exp(-(2.0 * (22 - mag) + 0.8 * (te - 1.5) + det_shift + x_effect * (x - 0.25) * 20)))
+    det = rng.random(n) < p
+    return te, mag, x, np.where(det, 0.9, 0.1)
+
+
+def _closure_inputs(seed, det_shift=0.0, inj_x_mean=0.25, x_effect=0.0):
+    rng = np.random.default_rng(seed)
+    grid = Grid(GridConfig(theta_e=AxisSpec(edges=(0.5, 1.5, 3.0)), psf_fwhm=AxisSpec(edges=(0.9, 1.8)),
+                           depth=AxisSpec(edges=(23.0, 25.0)), arc_mag=AxisSpec(edges=(19, 20, 21, 22, 23, 24))))
+    te, mag, x, prob = _synthetic(600, rng, 0.25, 0.0, x_effect)
+    true = pd.DataFrame({"theta_e": te, "arc_mag_r": mag, "psfsize_r": 1.3, "depth_r": 24.0, "beta_frac": x,
+                         "arc_g_r": rng.normal(0.5, 0.2, 600), "host_mag_r": rng.normal(19, 0.5, 600), "probability": prob})
+    te, mag, x, prob = _synthetic(20000, rng, inj_x_mean, det_shift, x_effect)
+    inj = pd.DataFrame({"theta_e": te, "arc_mag_r": mag, "arc_mag_g": mag + rng.normal(0.5, 0.2, 20000),
+                        "host_psfsize_r": 1.3, "host_depth_r": 24.0, "beta_frac": x,
+                        "host_mag_r": rng.normal(19, 0.5, 20000), "probability": prob})
+    inj["cell"] = np.ravel_multi_index(tuple(grid.bin_of(a, inj[c]) for a, c in
+                                             (("theta_e", "theta_e"), ("psf_fwhm", "host_psfsize_r"),
+                                              ("depth", "host_depth_r"), ("arc_mag", "arc_mag_r"))), grid.shape)
+    return true, inj, grid
+
+
+def _summary(s, mode):
+    return s[(s["mode"] == mode) & (s["threshold"] == "p>0.5")].iloc[0]
+
+
+def test_closure_passes_for_a_family_that_is_the_truth_and_fails_for_a_biased_one():
+    ths = [{"name": "p>0.5", "value": 0.5, "strict": True}]
+    true, inj, grid = _closure_inputs(0)
+    bins, s = closure_test(true, inj, grid, ths)
+    good = _summary(s, "raw")
+    assert good["p_value"] > 0.01 and abs(good["z"]) < 3 and good["n_true_covered"] == good["n_true_in_grid"] > 500
+    true, inj, grid = _closure_inputs(0, det_shift=1.5)          # injections too easy to find
+    _, s = closure_test(true, inj, grid, ths)
+    bad = _summary(s, "raw")
+    assert bad["p_value"] < 1e-3 and bad["c_pred"] > bad["c_true"]
+    assert {"theta_e x arc_mag", "theta_e", "arc_mag", "psf_fwhm", "depth"} == set(bins["quantity"])
+
+
+def test_reweighting_separates_a_prior_mismatch_from_a_realism_failure():
+    ths = [{"name": "p>0.5", "value": 0.5, "strict": True}]
+    # detection depends on beta/theta_E, and the family draws it from another distribution than the truth's
+    true, inj, grid = _closure_inputs(1, inj_x_mean=0.4, x_effect=0.6)
+    _, s = closure_test(true, inj, grid, ths)
+    raw, rw = _summary(s, "raw"), _summary(s, "reweighted")
+    assert raw["p_value"] < 1e-3
+    assert rw["p_value"] > 0.01 and abs(rw["diff"]) < abs(raw["diff"]) / 3
+
+
+def test_density_ratio_weights_reproduce_the_target_distribution():
+    rng = np.random.default_rng(4)
+    t = rng.normal(1.0, 0.5, (3000, 1))
+    i = rng.normal(0.0, 1.0, (20000, 1))
+    w = density_ratio_weights(t, i)
+    assert np.average(i[:, 0], weights=w) == pytest.approx(1.0, abs=0.08)
+    assert np.sqrt(np.average((i[:, 0] - 1.0) ** 2, weights=w)) == pytest.approx(0.5, abs=0.08)
