@@ -78,7 +78,7 @@ def _linear_sf(tmp_path, min_count=1):
     f = 0.2 * cen["theta_e"][idx[:, 0]] - 0.1 * cen["psf_fwhm"][idx[:, 1]] + 0.05 * (23 - cen["arc_mag"][idx[:, 3]]) + 0.3
     n = 1000
     recs = []
-    for cell, (fi, ix) in enumerate(zip(f, idx, strict=True)):
+    for cell, fi in enumerate(f):
         k = int(round(fi * n))
         recs.append(pd.DataFrame({"cell": cell, "probability": np.r_[np.full(k, 0.9), np.full(n - k, 0.1)]}))
     recs = pd.concat(recs, ignore_index=True)
