@@ -26,9 +26,9 @@ from lensaudit.inject import (
     write_stamp_library,
 )
 from lensaudit.inject.engine import correlate_like, host_noise, three_tap
-from lensaudit.inject.families import curve_of_growth
 from lensaudit.inject.psf import fft_convolve, psf_kernels
 from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC as PS
+from lensaudit.survey.stamps import curve_of_growth
 
 SERSIC = FamilyConfig(name="sersic", kind="sersic")
 

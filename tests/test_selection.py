@@ -217,7 +217,8 @@ def _sel_cfg(d, out, **kw):
 
 
 def test_selection_run_writes_tables_resumes_and_does_not_depend_on_chunking(small_run, tmp_path):
-    from lensaudit.selection.run import read_injections, run_selection
+    from lensaudit.inject.records import read_injections
+    from lensaudit.selection.run import run_selection
 
     d = small_run
     s = run_selection(_sel_cfg(d, tmp_path / "a"))

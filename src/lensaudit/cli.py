@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_catalog_commands(sub)
     add_evaluate_commands(sub)
     try:
+        from lensaudit.realism.cli import add_realism_commands
         from lensaudit.selection.cli import add_selection_commands
         from lensaudit.train.cli import add_train_commands
     except ImportError as exc:  # torch not installed: the other commands still work
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_train_commands(sub)
         add_selection_commands(sub)
+        add_realism_commands(sub)
     return p
 
 

@@ -9,7 +9,7 @@ from lensaudit.inject.config import EngineConfig, FamilyConfig, Priors
 from lensaudit.inject.draws import check_parameters, draw_parameters
 from lensaudit.inject.engine import InjectionEngine
 from lensaudit.inject.families import FAMILIES, SourceFamily, build_family
-from lensaudit.inject.stamps import StampLibrary, StampLibraryError, write_stamp_library
+from lensaudit.survey.stamps import StampLibrary, StampLibraryError, write_stamp_library
 
 __all__ = ["EngineConfig", "FAMILIES", "FamilyConfig", "InjectionEngine", "Priors", "SourceFamily", "StampLibrary",
            "StampLibraryError", "build_family", "check_parameters", "draw_parameters", "write_stamp_library"]

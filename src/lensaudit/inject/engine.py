@@ -11,8 +11,8 @@ Per injection (batched over ``EngineConfig.chunk`` injections on the chosen devi
    "lensed") or the unlensed source to ``src_mag_r`` ("source"); AB magnitudes, zeropoint 22.5;
 5. convolved per band with the host's PSF (Moffat or Gaussian of ``PSFSIZE_{G,R,Z}``), batched FFT;
 6. added to the host cutout (nanomaggies), with the arc's own shot noise if configured (correlated like
-   the host's pixels if configured), drawn from a counter-based stream keyed by the injection, so an
-   injection's pixels do not depend on the batch it is rendered in;
+   the host's pixels if configured), drawn on the CPU from a torch generator seeded by a hash of (seed,
+   family, injection index), so an injection's pixels do not depend on the batch it is rendered in;
 7. recorded: every parameter, lensed magnitude and magnification per band measured on the rendered
    flux, source size and concentration, arc S/N per band in the host's own pixel noise (robust sd of
    the stamp border), combined in quadrature.
@@ -31,7 +31,7 @@ from lensaudit.inject.families import SourceFamily
 from lensaudit.inject.psf import fft_convolve, psf_kernels
 from lensaudit.lensing.batched import ray_trace
 from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
-from lensaudit.utils.hashing import hash64, hashed_normal_block
+from lensaudit.utils.hashing import hash64
 from lensaudit.utils.seeds import derive_seed, stream_id
 
 BANDS = "grz"
@@ -145,7 +145,8 @@ class InjectionEngine:
 
     def noise_keys(self, params: pd.DataFrame) -> np.ndarray:
         key = derive_seed(int(params["seed"].iat[0]) if len(params) else 0, "inject.noise", self.family.name)
-        return hash64(key & 0x7FFFFFFFFFFFFFFF, params["index"].to_numpy(np.int64), stream_id("noise")).view(np.int64)
+        h = hash64(key & 0x7FFFFFFFFFFFFFFF, params["index"].to_numpy(np.int64), stream_id("noise"))
+        return (h >> np.uint64(1)).astype(np.int64)      # a non-negative 63-bit seed per injection
 
     # ------------------------------------------------------------------ public
     def inject(self, hosts: np.ndarray, psf_fwhm: np.ndarray, params: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
@@ -180,7 +181,8 @@ class InjectionEngine:
         a = arc.double().cpu().numpy()
         if self.family.needs_noise and self.cfg.shot_noise:
             gain = np.asarray(self.cfg.gain_e_per_nmgy, float)[None, :, None, None]
-            z = hashed_normal_block(self.noise_keys(params), np.arange(3 * m * m)).reshape(b, 3, m, m)
+            z = np.stack([torch.randn((3, m, m), generator=torch.Generator().manual_seed(int(k)),
+                                      dtype=torch.float64).numpy() for k in self.noise_keys(params)])
             if self.cfg.noise_correlation == "host":
                 z = correlate_like(z, three_tap(rho))
             noisy = a + np.sqrt(np.clip(a, 0, None) / gain) * z

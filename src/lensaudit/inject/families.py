@@ -11,7 +11,7 @@ flux. The same convention as lenstronomy's ``SERSIC_ELLIPSE`` (tested against it
 
 * ``sersic``: the published baseline, one colour.
 * ``clumpy``: an exponential disc plus Gaussian star-forming knots with their own colours.
-* ``stamps``: images from a :class:`~lensaudit.inject.stamps.StampLibrary`, rotated by ``src_phi``,
+* ``stamps``: images from a :class:`~lensaudit.survey.stamps.StampLibrary`, rotated by ``src_phi``,
   optionally mirrored, sampled bilinearly (``grid_sample``), colours from the stamp's own bands.
 * ``planted``: a Sersic source the engine renders **without PSF convolution or noise**, deliberately
   unrealistic, for testing that the realism gate catches it.
@@ -29,6 +29,7 @@ from scipy.special import gammaincinv
 
 from lensaudit.inject.config import FamilyConfig
 from lensaudit.inject.draws import MAX_KNOTS
+from lensaudit.survey.stamps import curve_of_growth
 
 
 def sersic_b(n) -> np.ndarray:
@@ -164,7 +165,7 @@ class Stamps(SourceFamily):
 
     def __init__(self, cfg: FamilyConfig, library=None):
         super().__init__(cfg)
-        from lensaudit.inject.stamps import StampLibrary
+        from lensaudit.survey.stamps import StampLibrary
 
         self.library = library if library is not None else StampLibrary.read(cfg.stamp_library)
         self._cache: dict[tuple, torch.Tensor] = {}
@@ -199,31 +200,6 @@ class Stamps(SourceFamily):
         return self.library.r_half[i], self.library.concentration[i]
 
 
-def curve_of_growth(img: np.ndarray, pix) -> tuple[np.ndarray, np.ndarray]:
-    """(half-light radius, 5 log10(r80 / r20)) of images (B, H, W) about their flux centroid; ``pix``
-    the pixel size (arcsec), scalar or per image. Circular apertures, linear interpolation."""
-    img = np.clip(np.asarray(img, float), 0, None)
-    b, h, w = img.shape
-    pix = np.broadcast_to(np.asarray(pix, float), (b,))
-    yy, xx = np.mgrid[0:h, 0:w]
-    tot = img.sum(axis=(1, 2))
-    pos = np.clip(img, 0, None)
-    ptot = np.maximum(pos.sum(axis=(1, 2)), 1e-300)
-    cx, cy = (pos * xx).sum(axis=(1, 2)) / ptot, (pos * yy).sum(axis=(1, 2)) / ptot
-    rh, conc = np.full(b, np.nan), np.full(b, np.nan)
-    for i in range(b):
-        if tot[i] <= 0:
-            continue
-        r = np.hypot(xx - cx[i], yy - cy[i]).ravel()
-        o = np.argsort(r)
-        cum = np.maximum.accumulate(np.cumsum(img[i].ravel()[o]) / tot[i])
-        rr = r[o] * pix[i]
-        r20, r50, r80 = np.interp([0.2, 0.5, 0.8], cum, rr)
-        rh[i] = r50
-        conc[i] = 5 * np.log10(max(r80, 1e-9) / max(r20, 1e-9))
-    return rh, conc
-
-
 FAMILIES = {"sersic": Sersic, "clumpy": Clumpy, "stamps": Stamps, "planted": Planted}
 
 
@@ -232,4 +208,4 @@ def build_family(cfg: FamilyConfig, **kw) -> SourceFamily:
     return FAMILIES[cfg.kind](cfg, **kw) if cfg.kind == "stamps" else FAMILIES[cfg.kind](cfg)
 
 
-__all__ = ["FAMILIES", "SourceFamily", "build_family", "colour_ratios", "curve_of_growth", "sersic_b", "sersic_sb"]
+__all__ = ["FAMILIES", "SourceFamily", "build_family", "colour_ratios", "sersic_b", "sersic_sb"]

@@ -2,7 +2,7 @@
 
 A Moffat I(r) ~ (1 + (r / alpha)^2)^-beta with alpha = FWHM / (2 sqrt(2^(1/beta) - 1)), or a
 Gaussian with sigma = FWHM / (2 sqrt(2 ln 2)); FWHM from DR10's ``PSFSIZE_{G,R,Z}`` (arcsec).
-Kernels are pixel-integrated (evaluated on a 5x sub-grid and summed) and normalised to sum 1
+Kernels are pixel-integrated (evaluated on a 3x sub-grid and summed) and normalised to sum 1
 within the kernel stamp, per injection and band.
 """
 
@@ -14,7 +14,7 @@ import torch
 
 from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
 
-_SUB = 5
+_SUB = 3
 
 
 def psf_kernels(fwhm_arcsec: torch.Tensor, size: int, model: str = "moffat", beta: float = 3.5,

@@ -30,15 +30,23 @@ def sie_deflection(x: torch.Tensor, y: torch.Tensor, theta_e, q, phi, x0=0.0, y0
     c, s = torch.cos(phi), torch.sin(phi)
     xr, yr = c * dx + s * dy, -s * dx + c * dy
     spherical = q > Q_SPHERICAL
-    r = torch.hypot(xr, yr) + 1e-12
-    sis_x, sis_y = te * xr / r, te * yr / r
-    qe = torch.where(spherical, torch.full_like(q, 0.5), q)          # keeps the unused branch finite
-    e = torch.sqrt(1.0 - qe * qe)
-    psi = torch.sqrt(qe * qe * xr * xr + yr * yr) + 1e-12
-    f = te * torch.sqrt(qe) / e
-    ell_x = f * torch.atan(e * xr / psi)
-    ell_y = f * torch.atanh(torch.clamp(e * yr / psi, -1 + 1e-12, 1 - 1e-12))
-    axr, ayr = torch.where(spherical, sis_x, ell_x), torch.where(spherical, sis_y, ell_y)
+    any_sph, all_sph = bool(spherical.any()), bool(spherical.all())
+    if any_sph:
+        r = torch.hypot(xr, yr) + 1e-12
+        sis_x, sis_y = te * xr / r, te * yr / r
+    if not all_sph:                 # each branch is computed only when some lens needs it (per-lens results unchanged)
+        qe = torch.where(spherical, torch.full_like(q, 0.5), q)      # keeps the unused branch finite
+        e = torch.sqrt(1.0 - qe * qe)
+        psi = torch.sqrt(qe * qe * xr * xr + yr * yr) + 1e-12
+        f = te * torch.sqrt(qe) / e
+        ell_x = f * torch.atan(e * xr / psi)
+        ell_y = f * torch.atanh(torch.clamp(e * yr / psi, -1 + 1e-12, 1 - 1e-12))
+    if all_sph:
+        axr, ayr = sis_x, sis_y
+    elif not any_sph:
+        axr, ayr = ell_x, ell_y
+    else:
+        axr, ayr = torch.where(spherical, sis_x, ell_x), torch.where(spherical, sis_y, ell_y)
     return c * axr - s * ayr, s * axr + c * ayr
 
 

@@ -5,7 +5,7 @@ source generator (:func:`lensaudit.mock.population.draw_sources` and
 :func:`lensaudit.mock.sources.render_rich`) under the seed stream ``mock.stamp_library``: the same
 kind of galaxies as the lensed sources, but never the sources of its true lenses. Each source is
 resampled onto a fine grid, convolved with a small Gaussian PSF and given a little white noise,
-as a deep-field library is. The file format is :mod:`lensaudit.inject.stamps`.
+as a deep-field library is. The file format is :mod:`lensaudit.survey.stamps`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from scipy.ndimage import gaussian_filter
 from lensaudit.mock.config import MockConfig
 from lensaudit.mock.population import draw_sources
 from lensaudit.mock.sources import render_rich
+from lensaudit.survey.stamps import write_stamp_library
 from lensaudit.utils.seeds import derive_seed, rng
 
 LIBRARY_FILE = "stamps.fits"
@@ -26,8 +27,6 @@ LIBRARY_FILE = "stamps.fits"
 
 def build_stamp_library(cfg: MockConfig, out_dir: str | Path) -> Path | None:
     """Write ``out_dir/stamps.fits`` (:data:`LIBRARY_FILE`); None when ``n_stamps`` is 0."""
-    from lensaudit.inject.stamps import write_stamp_library
-
     st = cfg.stamp_library
     if st.n_stamps == 0:
         return None

@@ -97,7 +97,7 @@ def real_lenses(cfg: RealismConfig) -> pd.DataFrame:
 
 
 def run_realism(cfg: RealismConfig) -> pd.DataFrame:
-    from lensaudit.selection.run import read_injections
+    from lensaudit.inject.records import read_injections
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

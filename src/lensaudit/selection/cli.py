@@ -1,5 +1,5 @@
-"""``lensaudit selection run | closure | mock-true-lenses``, ``lensaudit realism`` and ``lensaudit inject``
-(thin layers over :mod:`lensaudit.selection`, :mod:`lensaudit.realism` and :mod:`lensaudit.inject`)."""
+"""``lensaudit selection run | closure | mock-true-lenses`` and ``lensaudit inject`` (thin layers over
+:mod:`lensaudit.selection` and :mod:`lensaudit.inject`)."""
 
 from __future__ import annotations
 
@@ -35,15 +35,6 @@ def _closure(a: argparse.Namespace) -> int:
     return 0
 
 
-def _realism(a: argparse.Namespace) -> int:
-    from lensaudit.config import load_config
-    from lensaudit.realism import RealismConfig, format_realism, run_realism
-
-    cfg = load_config(a.config, RealismConfig, {"out": a.out})
-    print(format_realism(run_realism(cfg)))
-    return 0
-
-
 def _inject(a: argparse.Namespace) -> int:
     from lensaudit.selection.run import inject_examples
 
@@ -76,11 +67,6 @@ def add_selection_commands(sub) -> None:
     c.add_argument("--threshold", default="p>0.5", help="threshold to print (all are written)")
     c.add_argument("--out", required=True)
     c.set_defaults(fn=_closure)
-
-    g = sub.add_parser("realism", help="realism gate: probe AUC, Frechet distance and distribution tests per family")
-    g.add_argument("--config", required=True, help="realism YAML")
-    g.add_argument("--out", default=None)
-    g.set_defaults(fn=_realism)
 
     i = sub.add_parser("inject", help="inject a few arcs of one family into hosts and save them for inspection",
                        description="Writes injected cutouts (FITS, nanomaggies), their records and a gallery PNG.")

@@ -212,9 +212,9 @@ def run_closure(run_dir, true_lenses, out, realism=None, min_true: int = 5, seed
     import json
     from pathlib import Path
 
+    from lensaudit.inject.records import read_injections
     from lensaudit.manifest import read_table, write_table
     from lensaudit.selection.function import SelectionFunction
-    from lensaudit.selection.run import read_injections
 
     run_dir, out = Path(run_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)

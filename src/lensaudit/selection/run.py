@@ -25,6 +25,7 @@ from lensaudit.cutouts import CutoutStore
 from lensaudit.errors import InputError
 from lensaudit.evaluate.metrics import threshold_at_fpr
 from lensaudit.inject import InjectionEngine, build_family, draw_parameters
+from lensaudit.inject.records import chunk_path, read_injections
 from lensaudit.manifest import read_manifest, read_table, write_table
 from lensaudit.selection.config import SelectionConfig
 from lensaudit.selection.function import SelectionFunction, completeness_table
@@ -164,7 +165,7 @@ def _run_family(cfg, fam_cfg, grid, hosts, cells, store, scorer, out: Path, tag:
     n_chunks = (len(plan) + cfg.chunk_size - 1) // cfg.chunk_size
     hid = hosts["id"].to_numpy()
     for k in range(n_chunks):
-        path = d / f"{tag}_chunk_{k:05d}.parquet"
+        path = chunk_path(out, fam_cfg.name, tag, k)
         if path.exists():
             continue
         p = plan.iloc[k * cfg.chunk_size : (k + 1) * cfg.chunk_size]
@@ -190,29 +191,6 @@ def _run_family(cfg, fam_cfg, grid, hosts, cells, store, scorer, out: Path, tag:
             progress(fam_cfg.name, k + 1, n_chunks)
         log.info("%s: chunk %d/%d (%d injections)", fam_cfg.name, k + 1, n_chunks, len(rec))
     return read_injections(out, fam_cfg.name, tag, features=False)
-
-
-def read_injections(out: str | Path, family: str, tag: str | None = None, features: bool = False) -> pd.DataFrame:
-    """All injection records of a family in a run directory (the current configuration's chunks)."""
-    d = Path(out) / "injections" / family
-    if tag is None:
-        tag = _current_tag(Path(out))
-    files = sorted(d.glob(f"{tag}_chunk_*.parquet"))
-    if not files:
-        raise InputError(f"{d}: no injection chunks of configuration {tag}")
-    frames = []
-    for f in files:
-        df = pd.read_parquet(f)
-        if not features and "features" in df:
-            df = df.drop(columns="features")
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True)
-
-
-def _current_tag(out: Path) -> str:
-    import json
-
-    return json.loads((out / "summary.json").read_text())["config_tag"]
 
 
 def marginals(recs: pd.DataFrame, ths: list[dict], min_count: int, n_quantile_bins: int = 5,
@@ -249,7 +227,7 @@ def marginals(recs: pd.DataFrame, ths: list[dict], min_count: int, n_quantile_bi
     return pd.DataFrame(rows)
 
 
-__all__ = ["detected", "marginals", "plan_family", "read_injections", "run_selection", "threshold_table"]
+__all__ = ["detected", "inject_examples", "marginals", "plan_family", "run_selection", "threshold_table"]
 
 
 def inject_examples(config: str, family: str, n: int, out: Path, seed: int = 0) -> dict:

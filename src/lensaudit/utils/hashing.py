@@ -43,12 +43,3 @@ def hashed_uniform(*keys: np.ndarray | int) -> np.ndarray:
     """
     return ((hash64(*keys) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
 
-
-def hashed_normal_block(key: np.ndarray | int, counter: np.ndarray) -> np.ndarray:
-    """Standard normal deviates of shape key.shape + counter.shape: Box-Muller on two hashed uniforms of
-    (key, counter); for noise images keyed by an injection's own seed, whatever the batch."""
-    k = np.asarray(key, dtype=np.int64).reshape(np.shape(key) + (1,) * np.ndim(counter))
-    c = np.asarray(counter, dtype=np.int64)
-    u1 = hashed_uniform(k, c, 1)
-    u2 = hashed_uniform(k, c, 2)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * np.pi * u2)

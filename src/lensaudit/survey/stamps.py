@@ -1,4 +1,5 @@
-"""Stamp libraries: source-plane galaxy images for the ``stamps`` injection family.
+"""Stamp libraries: source-plane galaxy images for the ``stamps`` injection family (the file format,
+its validation and the per-stamp quantities derived on reading).
 
 File format (one FITS file, read with astropy, written atomically):
 
@@ -22,12 +23,38 @@ import pandas as pd
 from astropy.io import fits
 
 from lensaudit.errors import LensauditError
-from lensaudit.inject.families import curve_of_growth
 from lensaudit.utils.io import atomic_path
 
 REQUIRED_HEADER = ("PIXSCALE", "ZEROPT", "BANDS")
 REQUIRED_COLUMNS = ("ID", "Z", "MAG_G", "MAG_R", "MAG_Z")
 MAG_TOLERANCE = 0.05
+
+
+def curve_of_growth(img: np.ndarray, pix) -> tuple[np.ndarray, np.ndarray]:
+    """(half-light radius, 5 log10(r80 / r20)) of images (B, H, W) about their flux centroid; ``pix``
+    the pixel size (arcsec), scalar or per image. Circular apertures, linear interpolation. Noisy pixels
+    are kept as they are in the sums (clipping them at zero would add the noise's positive half to the
+    light); the centroid uses the positive pixels only."""
+    img = np.asarray(img, float)
+    b, h, w = img.shape
+    pix = np.broadcast_to(np.asarray(pix, float), (b,))
+    yy, xx = np.mgrid[0:h, 0:w]
+    tot = img.sum(axis=(1, 2))
+    pos = np.clip(img, 0, None)
+    ptot = np.maximum(pos.sum(axis=(1, 2)), 1e-300)
+    cx, cy = (pos * xx).sum(axis=(1, 2)) / ptot, (pos * yy).sum(axis=(1, 2)) / ptot
+    rh, conc = np.full(b, np.nan), np.full(b, np.nan)
+    for i in range(b):
+        if tot[i] <= 0:
+            continue
+        r = np.hypot(xx - cx[i], yy - cy[i]).ravel()
+        o = np.argsort(r)
+        cum = np.maximum.accumulate(np.cumsum(img[i].ravel()[o]) / tot[i])
+        rr = r[o] * pix[i]
+        r20, r50, r80 = np.interp([0.2, 0.5, 0.8], cum, rr)
+        rh[i] = r50
+        conc[i] = 5 * np.log10(max(r80, 1e-9) / max(r20, 1e-9))
+    return rh, conc
 
 
 class StampLibraryError(LensauditError, ValueError):
@@ -125,4 +152,4 @@ def write_stamp_library(path: str | os.PathLike, images_nmgy: np.ndarray, pixsca
     return path
 
 
-__all__ = ["StampLibrary", "StampLibraryError", "write_stamp_library"]
+__all__ = ["StampLibrary", "StampLibraryError", "curve_of_growth", "write_stamp_library"]
