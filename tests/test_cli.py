@@ -21,6 +21,11 @@ from lensaudit.cutouts import CutoutStore
     (["mock", "--help"], ["build", "serve", "check"]),
     (["catalog", "build", "--help"], ["--config", "--engine", "{local,spark}"]),
     (["train", "--help"], ["--resume", "--force", "--epochs"]),
+    (["--help"], ["selection", "realism", "inject"]),
+    (["selection", "--help"], ["run", "closure", "mock-true-lenses"]),
+    (["selection", "closure", "--help"], ["--run", "--true-lenses", "--realism", "--out"]),
+    (["realism", "--help"], ["--config", "GO / NO-GO"]),
+    (["inject", "--help"], ["--family", "--n", "--out"]),
 ])
 def test_help_lists_the_commands_and_options_of_each_level(args, must, capsys):
     with pytest.raises(SystemExit) as e:
@@ -85,7 +90,12 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
     from lensaudit.demo import run_demo
 
     s = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
-    assert list(s) == ["samples", "mock", "catalog", "fetch", "train", "score", "evaluate", "shortcuts", "check"]
+    assert list(s) == ["samples", "mock", "catalog", "fetch", "train", "score", "evaluate", "shortcuts", "selection",
+                       "check"]
+    # the selection stage: four families on the reduced grid, and the closure test of each, raw and reweighted
+    assert set(s["selection"]["completeness_p05"]) == {"sersic", "clumpy", "stamps", "planted"}
+    assert all(0 <= c <= 1 for c in s["selection"]["completeness_p05"].values())
+    assert {k.split("/")[1] for k in s["selection"]["closure"]} == {"raw", "reweighted"}
     # the shortcut gates with and without host-matched negatives, on the validation split of each
     assert set(s["shortcuts"]["gates"]) == {"published", "host_matched"}
     assert s["shortcuts"]["host_matched_verified"] == {"70_30": True, "70_15_15": True}

@@ -373,3 +373,16 @@ def test_density_ratio_weights_reproduce_the_target_distribution():
     w = density_ratio_weights(t, i)
     assert np.average(i[:, 0], weights=w) == pytest.approx(1.0, abs=0.08)
     assert np.sqrt(np.average((i[:, 0] - 1.0) ** 2, weights=w)) == pytest.approx(0.5, abs=0.08)
+
+
+def test_a_bad_stamp_library_stops_the_run_before_any_injection(small_run, tmp_path):
+    from lensaudit.inject import StampLibraryError
+    from lensaudit.selection.run import run_selection
+
+    (tmp_path / "bad.fits").write_bytes(b"not a fits file")
+    cfg = _sel_cfg(small_run, tmp_path / "r", families=[{"name": "sersic", "kind": "sersic"},
+                                                         {"name": "st", "kind": "stamps",
+                                                          "stamp_library": str(tmp_path / "bad.fits")}])
+    with pytest.raises(StampLibraryError, match="bad.fits"):
+        run_selection(cfg)
+    assert not (tmp_path / "r" / "injections").exists()

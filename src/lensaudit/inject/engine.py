@@ -31,12 +31,11 @@ from lensaudit.inject.families import SourceFamily
 from lensaudit.inject.psf import fft_convolve, psf_kernels
 from lensaudit.lensing.batched import ray_trace
 from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
+from lensaudit.utils.alloc import keep_freed_memory
 from lensaudit.utils.hashing import hash64
 from lensaudit.utils.seeds import derive_seed, stream_id
 
 BANDS = "grz"
-#: Pixels farther than this fraction of the stamp side from the centre estimate the host's noise.
-BORDER_FRACTION = 0.4
 
 
 def params_to_tensors(params: pd.DataFrame, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
@@ -49,21 +48,27 @@ def params_to_tensors(params: pd.DataFrame, dtype: torch.dtype, device: torch.de
     return out
 
 
-def host_noise(hosts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sigma, lag-1 correlation) per host and band from the stamp border: robust sd (1.4826 MAD) of the
-    pixels and the mean correlation of horizontally and vertically adjacent border pixels."""
-    b, c, h, w = hosts.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    border = np.hypot(xx - (w - 1) / 2, yy - (h - 1) / 2) > BORDER_FRACTION * min(h, w)
-    pix = hosts[..., border]
+def host_noise(hosts: np.ndarray, width: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """(sigma, lag-1 correlation) per host and band from four edge strips ``width`` pixels wide (far from
+    the centred host): robust sd (1.4826 MAD, on a checkerboard half of the strip pixels) and the mean
+    correlation of horizontally and vertically adjacent strip pixels (clipped at 5 sigma)."""
+    h = np.asarray(hosts)
+    n = h.shape[-1]
+    w = max(2, min(width, n // 4))
+    strips = [h[..., :w, :], h[..., n - w :, :], h[..., w : n - w, :w], h[..., w : n - w, n - w :]]
+    pix = np.concatenate([s.reshape(*s.shape[:-2], -1)[..., ::2] for s in strips], axis=-1)
     med = np.median(pix, axis=-1, keepdims=True)
     sig = 1.4826 * np.median(np.abs(pix - med), axis=-1)
-    d = np.clip(hosts - med[..., None], -5 * sig[..., None, None], 5 * sig[..., None, None])
-    bh, bv = border[:, 1:] & border[:, :-1], border[1:, :] & border[:-1, :]
-    num = (d[..., :, 1:] * d[..., :, :-1])[..., bh].mean(-1) + (d[..., 1:, :] * d[..., :-1, :])[..., bv].mean(-1)
-    den = 2 * (d[..., border] ** 2).mean(-1)
+    lim = 5 * sig[..., None, None]
+    num = den = npair = 0.0
+    for st in strips:
+        d = np.clip(st - med[..., None], -lim, lim)
+        num = num + (d[..., :, 1:] * d[..., :, :-1]).sum((-2, -1)) + (d[..., 1:, :] * d[..., :-1, :]).sum((-2, -1))
+        npair = npair + d[..., :, 1:].shape[-2] * d[..., :, 1:].shape[-1] + d[..., 1:, :].shape[-2] * d.shape[-1]
+        den = den + (d * d).sum((-2, -1)) / (d.shape[-2] * d.shape[-1])
+    num, den = num / npair, den / len(strips)
     rho = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
-    return sig, rho
+    return sig.astype(np.float64), rho.astype(np.float64)
 
 
 def three_tap(rho: np.ndarray) -> np.ndarray:
@@ -93,6 +98,8 @@ class InjectionEngine:
     def __init__(self, family: SourceFamily, cfg: EngineConfig | None = None):
         self.family = family
         self.cfg = cfg or EngineConfig()
+        if self.cfg.keep_freed_memory:
+            keep_freed_memory()
         dev = self.cfg.device
         if dev == "auto":
             dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -111,9 +118,11 @@ class InjectionEngine:
         x, y = self._x.expand(b, -1, -1), self._y.expand(b, -1, -1)
         bx, by = ray_trace(x, y, p["theta_e"], p["q_lens"], p["phi_lens"], p["gamma1"], p["gamma2"], p["x0"], p["y0"])
         sb = self.family.sb(bx, by, p)                                   # nmgy / arcsec^2
-        s, L = self.cfg.oversample, self.cfg.render_box_pix
-        area = (PIXEL_SCALE_ARCSEC / s) ** 2
-        return sb.reshape(b, 3, L, s, L, s).sum(dim=(3, 5)) * area
+        s = self.cfg.oversample
+        flux = F.avg_pool2d(sb, s) * PIXEL_SCALE_ARCSEC**2 if s > 1 else sb * PIXEL_SCALE_ARCSEC**2   # block sum
+        if self.family.achromatic:
+            flux = flux * self.family.source_flux(p)[..., None, None]
+        return flux
 
     def arcs(self, params: pd.DataFrame, psf_fwhm: np.ndarray) -> tuple[torch.Tensor, pd.DataFrame]:
         """(B, 3, M, M) final-pixel arcs in nanomaggies (M = box + kernel - 1, centred on the stamp centre)
@@ -149,9 +158,12 @@ class InjectionEngine:
         return (h >> np.uint64(1)).astype(np.int64)      # a non-negative 63-bit seed per injection
 
     # ------------------------------------------------------------------ public
-    def inject(self, hosts: np.ndarray, psf_fwhm: np.ndarray, params: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    def inject(self, hosts: np.ndarray, psf_fwhm: np.ndarray, params: pd.DataFrame,
+               host_stats: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, pd.DataFrame]:
         """Add the arcs of ``params`` (one row per host) to ``hosts`` (B, 3, N, N nanomaggies); PSF FWHM
-        (B, 3) arcsec in g, r, z. Returns the injected cutouts (float32) and the per-injection record."""
+        (B, 3) arcsec in g, r, z. ``host_stats``: the hosts' (sigma, rho) of :func:`host_noise`, (B, 3) each,
+        when already known (a host used many times). Returns the injected cutouts (float32) and the
+        per-injection record."""
         hosts = np.asarray(hosts, dtype=np.float32)
         n = len(params)
         check_hosts(hosts, psf_fwhm, n)
@@ -160,7 +172,8 @@ class InjectionEngine:
         recs = []
         for lo in range(0, n, self.cfg.chunk):
             sl = slice(lo, min(n, lo + self.cfg.chunk))
-            img, rec = self._chunk(hosts[sl], np.asarray(psf_fwhm, float)[sl], params.iloc[sl])
+            stats = None if host_stats is None else (np.asarray(host_stats[0])[sl], np.asarray(host_stats[1])[sl])
+            img, rec = self._chunk(hosts[sl], np.asarray(psf_fwhm, float)[sl], params.iloc[sl], stats)
             out[sl] = img
             recs.append(rec)
         rec = pd.concat(recs) if recs else pd.DataFrame()
@@ -173,18 +186,19 @@ class InjectionEngine:
         record["planted"] = self.family.cfg.planted
         return out, record.reset_index(drop=True)
 
-    def _chunk(self, hosts: np.ndarray, fwhm: np.ndarray, params: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    def _chunk(self, hosts: np.ndarray, fwhm: np.ndarray, params: pd.DataFrame, stats=None) -> tuple[np.ndarray, pd.DataFrame]:
         arc, rec = self.arcs(params, fwhm)
         b, _, nn, _ = hosts.shape
         m = arc.shape[-1]
-        sig, rho = host_noise(hosts)
-        a = arc.double().cpu().numpy()
+        sig, rho = host_noise(hosts) if stats is None else stats
+        a = arc.float().cpu().numpy()
         if self.family.needs_noise and self.cfg.shot_noise:
-            gain = np.asarray(self.cfg.gain_e_per_nmgy, float)[None, :, None, None]
-            z = np.stack([torch.randn((3, m, m), generator=torch.Generator().manual_seed(int(k)),
-                                      dtype=torch.float64).numpy() for k in self.noise_keys(params)])
+            gain = np.asarray(self.cfg.gain_e_per_nmgy, np.float32)[None, :, None, None]
+            gen = torch.Generator()
+            z = np.stack([torch.randn((3, m, m), generator=gen.manual_seed(int(k)), dtype=torch.float32).numpy()
+                          for k in self.noise_keys(params)])
             if self.cfg.noise_correlation == "host":
-                z = correlate_like(z, three_tap(rho))
+                z = correlate_like(z, three_tap(rho).astype(np.float32))
             noisy = a + np.sqrt(np.clip(a, 0, None) / gain) * z
         else:
             noisy = a
@@ -194,15 +208,15 @@ class InjectionEngine:
                          arc_peak_snr=(a.max(axis=(-2, -1)) / np.where(sig > 0, sig, np.inf)).max(axis=1),
                          **{f"host_sigma_{band}": sig[:, i] for i, band in enumerate(BANDS)},
                          **{f"host_rho_{band}": rho[:, i] for i, band in enumerate(BANDS)})
-        out = hosts.astype(np.float64)
+        out = hosts.astype(np.float32, copy=True)
         paste(out, noisy, (nn - 1) // 2)
-        return out.astype(np.float32), rec
+        return out, rec
 
 
 def correlate_like(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     """White noise (B, 3, M, M) correlated per (injection, band) by the separable kernel [a, 1 - 2a, a] on
     each axis (edges reflected), renormalised to unit variance."""
-    a = np.asarray(a, float)[..., None, None]
+    a = np.asarray(a, z.dtype)[..., None, None]
     norm = np.sqrt((1 - 2 * a) ** 2 + 2 * a * a)
     for axis in (-1, -2):
         p = np.pad(z, [(0, 0)] * (z.ndim - 1) + [(1, 1)] if axis == -1 else [(0, 0)] * (z.ndim - 2) + [(1, 1), (0, 0)],
@@ -224,7 +238,7 @@ def matched_filter_snr(arc: np.ndarray, sigma: np.ndarray, rho: np.ndarray) -> n
     """S/N of arcs (B, 3, M, M) under their host's noise (pixel sd ``sigma``, lag-1 correlation ``rho``, both
     (B, 3)) with the arc's own matched filter: sum(a^2) / sqrt(a^T C a), C the separable noise covariance -
     the definition the mock's truth uses for its lenses, so the two can be compared."""
-    ac = noise_autocorrelation_1d(rho)[..., None, None, :]                   # (B, 3, 1, 1, 5)
+    ac = noise_autocorrelation_1d(rho).astype(arc.dtype)[..., None, None, :]  # (B, 3, 1, 1, 5)
     ca = arc
     for axis in (-1, -2):
         pad = [(0, 0)] * (arc.ndim - 1) + [(2, 2)] if axis == -1 else [(0, 0)] * (arc.ndim - 2) + [(2, 2), (0, 0)]
@@ -235,7 +249,7 @@ def matched_filter_snr(arc: np.ndarray, sigma: np.ndarray, rho: np.ndarray) -> n
     aca = (arc * ca).sum(axis=(-2, -1))
     s2 = (arc * arc).sum(axis=(-2, -1))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((sigma > 0) & (aca > 0), s2 / (sigma * np.sqrt(np.clip(aca, 1e-300, None))), 0.0)
+        return np.where((sigma > 0) & (aca > 0), s2 / (sigma * np.sqrt(np.clip(aca, 1e-300, None))), 0.0).astype(float)
 
 
 def paste(stamps: np.ndarray, arcs: np.ndarray, centre: int) -> None:

@@ -70,6 +70,8 @@ class SourceFamily:
     kind = "base"
     needs_psf = True
     needs_noise = True
+    #: True when ``sb`` returns one (B, 1, H, W) profile of the r band whose colours are ``source_flux``
+    achromatic = False
 
     def __init__(self, cfg: FamilyConfig):
         self.cfg = cfg
@@ -83,6 +85,8 @@ class SourceFamily:
         return colour_ratios(p["g_r"], p["r_z"])
 
     def sb(self, bx: torch.Tensor, by: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, 3, H, W) surface brightness (nanomaggies / arcsec^2) of the unit-r source; (B, 1, H, W) in r when
+        :attr:`achromatic`."""
         raise NotImplementedError
 
     def sizes(self, params: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -93,10 +97,13 @@ class SourceFamily:
 class Sersic(SourceFamily):
     kind = "sersic"
 
+    achromatic = True
+
     def sb(self, bx, by, p):
+        """(B, 1, H, W): one profile; the engine applies the colours after block-summing (3x less work)."""
         prof = sersic_sb(bx - _col(p["beta_x"], bx), by - _col(p["beta_y"], by), p["src_re"], p["src_n"], p["src_q"],
                          p["src_phi"])
-        return prof[:, None] * self.source_flux(p)[..., None, None]
+        return prof[:, None]
 
     def sizes(self, params):
         n = params["src_n"].to_numpy(float)

@@ -125,6 +125,9 @@ def closure_test(true: pd.DataFrame, inj: pd.DataFrame, grid: Grid, thresholds: 
             for q, keys in parts.items():
                 tab = _compare(covered, keys, min_true)
                 if len(tab):
+                    for k in keys:                   # bin centres in the axis' units, beside the bin index
+                        a = k.removeprefix("i_")
+                        tab[f"{a}_centre"] = grid.centres(a)[tab[f"bin_{a}"].to_numpy(int)]
                     per_bin.append(tab.assign(quantity=q, mode=mode, threshold=th["name"]))
                     if q == "theta_e x arc_mag":
                         z = tab["z"].to_numpy(float)
@@ -260,15 +263,16 @@ def closure_figure(per_bin: pd.DataFrame, path, threshold: str = "p>0.5") -> str
             g0 = d[(d["quantity"] == q) & (d["mode"] == mode)]
             x0 = None
             for j, fam in enumerate(fams):
-                g = g0[g0["family"] == fam].sort_values(f"bin_{q}")
-                x = g[f"bin_{q}"].to_numpy(float)
-                ax.errorbar(x + 0.08 * (j + 1), g["c_pred"], yerr=g["sd_pred"], fmt="o-", ms=3, label=fam)
+                g = g0[g0["family"] == fam].sort_values(f"{q}_centre")
+                x = g[f"{q}_centre"].to_numpy(float)
+                step = float(np.min(np.diff(np.unique(g0[f"{q}_centre"])))) if g0[f"{q}_centre"].nunique() > 1 else 1.0
+                ax.errorbar(x + 0.04 * step * (j + 1), g["c_pred"], yerr=g["sd_pred"], fmt="o-", ms=3, label=fam)
                 x0 = g if x0 is None else x0
             if x0 is not None:
-                ax.errorbar(x0[f"bin_{q}"], x0["c_true"], yerr=[x0["c_true"] - x0["true_lo68"],
-                                                                x0["true_hi68"] - x0["c_true"]],
+                ax.errorbar(x0[f"{q}_centre"], x0["c_true"], yerr=[x0["c_true"] - x0["true_lo68"],
+                                                                 x0["true_hi68"] - x0["c_true"]],
                             fmt="s", color="k", ms=5, label="true (mock lenses)")
-            ax.set_xlabel(f"bin of {LABELS[q]}", fontsize=8)
+            ax.set_xlabel(LABELS[q], fontsize=8)
             ax.set_ylim(0, 1)
             ax.set_title(f"{mode}", fontsize=8)
         axes[row, 0].set_ylabel(f"completeness ({threshold})")

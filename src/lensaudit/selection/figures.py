@@ -32,7 +32,7 @@ def heatmap(sf: SelectionFunction, threshold: str, path: Path) -> str:
         ok = sel["n"] >= sf.meta.get("min_count", 1)
         m[sel["i_theta_e"][ok], sel["i_psf_fwhm"][ok]] = (sel["k"] / sel["n"])[ok]
         im = ax.pcolormesh(e["psf_fwhm"], e["theta_e"], m, vmin=0, vmax=1, cmap="viridis")
-        ax.set_title(f"depth {e['depth'][j]:.1f}-{e['depth'][j + 1]:.1f} mag", fontsize=9)
+        ax.set_title(f"depth {e['depth'][j]:g}-{e['depth'][j + 1]:g} mag", fontsize=9)
         ax.set_xlabel(LABELS["psf_fwhm"])
         if j == 0:
             ax.set_ylabel(LABELS["theta_e"])

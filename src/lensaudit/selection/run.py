@@ -106,6 +106,7 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None, progress
     from lensaudit.config import write_resolved
     from lensaudit.utils.provenance import run_info
 
+    families = {f.name: build_family(f) for f in cfg.families}      # reads stamp libraries: bad ones fail here
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = sha256_json(cfg.model_dump(mode="json", exclude={"out", "device", "batch_size"}))[:12]
@@ -127,7 +128,7 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None, progress
                "cells": grid.n_cells, "cells_without_hosts": int(sum(1 for v in cells.values() if not len(v)))}
     for fam_cfg in cfg.families:
         t0 = time.perf_counter()
-        recs = _run_family(cfg, fam_cfg, grid, hosts, cells, store, scorer, out, tag, progress)
+        recs = _run_family(cfg, fam_cfg, families[fam_cfg.name], grid, hosts, cells, store, scorer, out, tag, progress)
         tab = completeness_table(recs, grid, ths, cfg.min_count)
         meta = {"family": fam_cfg.name, "kind": fam_cfg.kind, "planted": fam_cfg.planted,
                 "edges": {a: grid.edges[a].tolist() for a in AXES}, "thresholds": ths, "min_count": cfg.min_count,
@@ -152,8 +153,29 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None, progress
     return summary
 
 
-def _run_family(cfg, fam_cfg, grid, hosts, cells, store, scorer, out: Path, tag: str, progress) -> pd.DataFrame:
-    fam = build_family(fam_cfg)
+def _host_stats(hosts: pd.DataFrame, store: CutoutStore, out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every host's pixel noise and lag-1 correlation per band (measured once per run, kept in ``host_noise.npz``)."""
+    from lensaudit.inject.engine import host_noise
+
+    path = out / "host_noise.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            if list(z["ids"]) == list(hosts["id"]):
+                return z["sigma"], z["rho"]
+    sig, rho = [], []
+    for lo in range(0, len(hosts), 512):
+        s, r = host_noise(store.get(list(hosts["id"].iloc[lo : lo + 512])))
+        sig.append(s)
+        rho.append(r)
+    sig, rho = np.concatenate(sig), np.concatenate(rho)
+    from lensaudit.utils.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, ids=hosts["id"].to_numpy().astype(str), sigma=sig, rho=rho)
+    return sig, rho
+
+
+def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, out: Path, tag: str, progress) -> pd.DataFrame:
     engine = InjectionEngine(fam, cfg.engine)
     plan = plan_family(cfg, grid, hosts, cells)
     plan = plan[plan["host_row"] >= 0].reset_index(drop=True)
@@ -164,6 +186,7 @@ def _run_family(cfg, fam_cfg, grid, hosts, cells, store, scorer, out: Path, tag:
         log.info("%s: %d chunk(s) of another configuration ignored", fam_cfg.name, len(stale))
     n_chunks = (len(plan) + cfg.chunk_size - 1) // cfg.chunk_size
     hid = hosts["id"].to_numpy()
+    sig, rho = _host_stats(hosts, store, out)
     for k in range(n_chunks):
         path = chunk_path(out, fam_cfg.name, tag, k)
         if path.exists():
@@ -179,7 +202,7 @@ def _run_family(cfg, fam_cfg, grid, hosts, cells, store, scorer, out: Path, tag:
         h = hosts.iloc[p["host_row"].to_numpy()]
         cut = store.get(list(hid[p["host_row"].to_numpy()]))
         fw = h[["host_psfsize_g", "host_psfsize_r", "host_psfsize_z"]].to_numpy(float)
-        img, rec = engine.inject(cut, fw, params)
+        img, rec = engine.inject(cut, fw, params, host_stats=(sig[p["host_row"].to_numpy()], rho[p["host_row"].to_numpy()]))
         lg, feats = scorer(img, cfg.features)
         rec = rec.assign(cell=p["cell"].to_numpy(), **{f"i_{a}": p[f"i_{a}"].to_numpy() for a in AXES},
                          host_id=h["id"].to_numpy(), **{c: h[c].to_numpy() for c in h.columns if c.startswith("host_")},
