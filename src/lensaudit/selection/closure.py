@@ -266,11 +266,13 @@ def closure_figure(per_bin: pd.DataFrame, path, threshold: str = "p>0.5") -> str
                 g = g0[g0["family"] == fam].sort_values(f"{q}_centre")
                 x = g[f"{q}_centre"].to_numpy(float)
                 step = float(np.min(np.diff(np.unique(g0[f"{q}_centre"])))) if g0[f"{q}_centre"].nunique() > 1 else 1.0
-                ax.errorbar(x + 0.04 * step * (j + 1), g["c_pred"], yerr=g["sd_pred"], fmt="o-", ms=3, label=fam)
+                ax.errorbar(x + 0.04 * step * (j + 1), g["c_pred"].to_numpy(float), yerr=g["sd_pred"].to_numpy(float),
+                            fmt="o-", ms=3, label=fam)
                 x0 = g if x0 is None else x0
             if x0 is not None:
-                ax.errorbar(x0[f"{q}_centre"], x0["c_true"], yerr=[x0["c_true"] - x0["true_lo68"],
-                                                                 x0["true_hi68"] - x0["c_true"]],
+                ct = x0["c_true"].to_numpy(float)
+                ax.errorbar(x0[f"{q}_centre"].to_numpy(float), ct,
+                            yerr=np.vstack([ct - x0["true_lo68"].to_numpy(float), x0["true_hi68"].to_numpy(float) - ct]),
                             fmt="s", color="k", ms=5, label="true (mock lenses)")
             ax.set_xlabel(LABELS[q], fontsize=8)
             ax.set_ylim(0, 1)

@@ -49,8 +49,8 @@ def marginal_curves(marg: pd.DataFrame, threshold: str, path: Path) -> str:
     for ax, q in zip(axes[0], qs, strict=True):
         for fam, g in marg[(marg["quantity"] == q) & (marg["threshold"] == threshold)].groupby("family", sort=False):
             x = (g["lo"] + g["hi"]) / 2 if q in ("theta_e", "psf_fwhm", "depth", "arc_mag") else g["median"]
-            ax.plot(x, g["completeness"], marker="o", ms=3, label=fam)
-            ax.fill_between(x, g["lo68"], g["hi68"], alpha=0.25)
+            ax.plot(np.asarray(x, float), g["completeness"].to_numpy(float), marker="o", ms=3, label=fam)
+            ax.fill_between(np.asarray(x, float), g["lo68"].to_numpy(float), g["hi68"].to_numpy(float), alpha=0.25)
         ax.set_xlabel(LABELS[q], fontsize=8)
         ax.set_ylim(0, 1)
     axes[0, 0].set_ylabel(f"completeness ({threshold}), 68% Jeffreys band")
