@@ -386,3 +386,46 @@ def test_a_bad_stamp_library_stops_the_run_before_any_injection(small_run, tmp_p
     with pytest.raises(StampLibraryError, match="bad.fits"):
         run_selection(cfg)
     assert not (tmp_path / "r" / "injections").exists()
+
+
+def test_realism_and_closure_commands_print_their_tables(small_run, tmp_path, capsys):
+    import yaml
+
+    from lensaudit.cli import main
+    from lensaudit.cutouts import CutoutStore
+    from lensaudit.selection.run import run_selection
+    from lensaudit.train.score import score_manifest, write_predictions
+
+    d = small_run
+    run_selection(_sel_cfg(d, tmp_path / "run"))
+    m = pd.read_parquet(d / "manifest.parquet")
+    aud = m[m["split"].isin(["val", "test"])]
+    preds = score_manifest(d / "ck.pt", aud, CutoutStore(d / "store"), features=True)
+    write_predictions(preds, tmp_path / "preds.parquet", d / "ck.pt")
+    pos = aud[aud["label"] == 1]
+    pd.DataFrame({"id": pos["id"], "arc_mag_r": np.linspace(19.5, 22.5, len(pos))}).to_parquet(tmp_path / "real.parquet")
+    cfg = {"selection_run": str(tmp_path / "run"), "predictions": str(tmp_path / "preds.parquet"),
+           "manifest": str(d / "manifest.parquet"), "out": str(tmp_path / "real"), "store": str(d / "store"),
+           "real_lens_table": str(tmp_path / "real.parquet"), "probe": {"folds": 2, "n_boot": 50, "n_permutations": 5}}
+    (tmp_path / "real.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["realism", "--config", str(tmp_path / "real.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "probe AUC" in out and "planted" in out and ("GO" in out)
+    table = pd.read_parquet(tmp_path / "real" / "realism.parquet")
+    assert set(table["family"]) == {"sersic", "planted"} and table["probe_auc"].between(0, 1).all()
+    # closure against a synthetic set of "true lenses" placed in the grid
+    rng = np.random.default_rng(0)
+    n = 40
+    true = pd.DataFrame({"id": [f"t{i}" for i in range(n)], "theta_e": rng.uniform(0.6, 2.9, n),
+                         "arc_mag_r": rng.uniform(19.2, 24.8, n), "psfsize_r": 1.3, "depth_r": 24.0,
+                         "beta_frac": rng.uniform(0.1, 0.4, n), "arc_g_r": rng.normal(1.0, 0.3, n),
+                         "host_mag_r": rng.normal(19, 0.5, n), "probability": rng.random(n)})
+    true.to_parquet(tmp_path / "true.parquet")
+    assert main(["selection", "closure", "--run", str(tmp_path / "run"), "--true-lenses", str(tmp_path / "true.parquet"),
+                 "--realism", str(tmp_path / "real" / "realism.parquet"), "--out", str(tmp_path / "cl"),
+                 "--min-true", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "closure at p>0.5" in out and "reweighted" in out and "sersic" in out
+    s = pd.read_parquet(tmp_path / "cl" / "closure_summary.parquet")
+    assert set(s["mode"]) == {"raw", "reweighted"} and "gate_probe_auc" in s
+    assert (tmp_path / "cl" / "closure.png").exists()
