@@ -91,7 +91,7 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
 
     s = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
     assert list(s) == ["samples", "mock", "catalog", "fetch", "train", "score", "evaluate", "shortcuts", "selection",
-                       "check"]
+                       "check", "report"]
     # the selection stage: four families on the reduced grid, and the closure test of each, raw and reweighted
     assert set(s["selection"]["completeness_p05"]) == {"sersic", "clumpy", "stamps", "planted"}
     assert all(0 <= c <= 1 for c in s["selection"]["completeness_p05"].values())
@@ -121,6 +121,15 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
         assert auc.value == pytest.approx(roc_auc_score(val.label, val.logit), abs=1e-12)
     else:   # the quick demo's few validation lenses: an interval would be meaningless, so none is given
         assert auc.value is None and auc.status == "insufficient"
+    # the report: every section present, rendered in a real browser without errors or broken images
+    report = d / "report" / "index.html"
+    assert s["report"]["report"] == str(report) and report.stat().st_size > 100_000
+    from .browser import check_in_browser, chromium
+    if chromium() is not None:
+        res = check_in_browser(report, tmp_path / "demo_report.png")
+        assert res["errors"] == [] and res["broken"] == 0 and res["images"] >= 10
+        assert res["sections"] == ["data", "training", "performance", "selection", "realism", "closure", "methods"]
+        assert not {"data", "training", "performance", "selection", "closure"} & set(res["missing"])
     again = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
     assert all(v["skipped"] for v in again.values())
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import logging
 import sys
 from pathlib import Path
@@ -38,7 +37,18 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
     summary = run_demo(Path(a.out), quick=a.quick, shared_data=Path(a.shared_data) if a.shared_data else None,
                        force=a.force, config=load_demo_config(a.config))
-    print(json.dumps(summary, indent=2, default=str))
+    from rich.console import Console
+    from rich.table import Table
+
+    from lensaudit.demo import one_line
+
+    t = Table(title=f"lensaudit demo: {a.out}")
+    for col in ("stage", "", "time (s)", "result"):
+        t.add_column(col)
+    for name, s in summary.items():
+        t.add_row(name, "skipped" if s.get("skipped") else "ran", f"{s.get('elapsed_s') or 0:.1f}", one_line(name, s))
+    Console().print(t)
+    print(f"report: {Path(a.out) / 'report' / 'index.html'}")
     return 0
 
 
@@ -76,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_commands(sub)
     try:
         from lensaudit.realism.cli import add_realism_commands
+        from lensaudit.report.cli import add_report_commands
         from lensaudit.selection.cli import add_selection_commands
         from lensaudit.train.cli import add_train_commands
     except ImportError as exc:  # torch not installed: the other commands still work
@@ -84,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_train_commands(sub)
         add_selection_commands(sub)
         add_realism_commands(sub)
+        add_report_commands(sub)
     return p
 
 

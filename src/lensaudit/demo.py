@@ -306,6 +306,36 @@ def _stage_check(survey_dir: Path, upstream: str, shared: Path):
     return {"upstream": upstream}, run
 
 
+def _stage_report(out: Path, upstream: list[str]):
+    """The self-contained HTML audit report of everything above (report/index.html)."""
+    from lensaudit.report import build_report
+
+    def run(stage_dir: Path) -> dict:
+        path = build_report(out, stage_dir)
+        return {"report": str(path)}
+
+    return {"upstream": upstream}, run
+
+
+def one_line(name: str, summary: dict) -> str:
+    """The one-line result of a demo stage, for the closing table."""
+    s = summary or {}
+    pick = {"mock": lambda: f"{s.get('n_lenses', '?')} true lenses, {s.get('n_candidates', '?')} candidates",
+            "catalog": lambda: f"verified {s.get('verified')}",
+            "fetch": lambda: f"{s.get('n_stored', '?')} cutouts stored, {s.get('n_failed', 0)} failed",
+            "train": lambda: f"best val AUC {s.get('best_val_auc', float('nan')):.3f}",
+            "score": lambda: f"{s.get('n_scored', '?')} cutouts scored",
+            "evaluate": lambda: f"val ROC AUC {s.get('roc_auc') or float('nan'):.3f} ({s.get('n_pos')} pos, {s.get('n_neg')} neg)",
+            "selection": lambda: "completeness p>0.5: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in (s.get("completeness_p05") or {}).items()),
+            "check": lambda: "passed" if s.get("passed") else "FAILED",
+            "report": lambda: str(s.get("report", ""))}
+    try:
+        return pick[name]() if name in pick else ""
+    except (TypeError, ValueError):
+        return ""
+
+
 def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, force: bool = False,
              config: DemoConfig | None = None) -> dict:
     """Run the demo pipeline into ``out``; returns a summary of every stage."""
@@ -347,7 +377,10 @@ def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, fo
     stages["selection"] = run_stage(out, "selection", inputs, fn, force=force)
     inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], shared)
     stages["check"] = run_stage(out, "check", inputs, fn, force=force)
-    summary = {name: {"skipped": rec["skipped"], **rec.get("summary", {})} for name, rec in stages.items()}
+    inputs, fn = _stage_report(out, [rec["inputs_sha256"] for rec in stages.values()])
+    stages["report"] = run_stage(out, "report", inputs, fn, force=force)
+    summary = {name: {"skipped": rec["skipped"], "elapsed_s": rec.get("elapsed_s"), **rec.get("summary", {})}
+               for name, rec in stages.items()}
     atomic_write_json(out / "run_info.json", run_info(config={"demo": cfg.model_dump(mode="json"), "quick": quick,
                                                               "shared_data": str(shared)},
                                                       seeds={"demo": cfg.seed}, extra={"stages": summary}))
