@@ -124,7 +124,7 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
     # the report: every section present, rendered in a real browser without errors or broken images
     report = d / "report" / "index.html"
     assert s["report"]["report"] == str(report) and report.stat().st_size > 100_000
-    from .browser import check_in_browser, chromium
+    from browser import check_in_browser, chromium
     if chromium() is not None:
         res = check_in_browser(report, tmp_path / "demo_report.png")
         assert res["errors"] == [] and res["broken"] == 0 and res["images"] >= 10

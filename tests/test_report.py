@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from browser import check_in_browser, chromium
 from lensaudit.report import build_report
 from lensaudit.report.tables import tex_escape, to_latex, write_tables
-
-from .browser import check_in_browser, chromium
 
 SECTIONS = ["data", "training", "performance", "selection", "realism", "closure", "methods"]
 

@@ -17,7 +17,10 @@ def fetch_from_mock(m: pd.DataFrame, store: CutoutStore, survey_dir: str | Path)
     from lensaudit.mock.server import serve_in_thread
 
     with serve_in_thread(load_renderer(Path(survey_dir))) as srv:
-        return fetch_manifest(m, store, FetchConfig(service_url=srv.url, rate_per_s=1000, concurrency=4))
+        from lensaudit.utils.progress import enabled
+
+        return fetch_manifest(m, store, FetchConfig(service_url=srv.url, rate_per_s=1000, concurrency=4),
+                              progress=enabled())
 
 
 __all__ = ["fetch_from_mock"]

@@ -32,6 +32,7 @@ from lensaudit.mock.lensmodel import arc_box_radius_pix, arc_image
 from lensaudit.mock.psf import CORR_KERNEL, noise_autocorrelation
 from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
 from lensaudit.survey.photometry import flux_to_mag
+from lensaudit.utils.progress import progress
 
 #: Pixels of room for the PSF (41 x 41) and the correlation kernel around a lens's images.
 PSF_PAD = 22
@@ -72,51 +73,58 @@ def lens_truth(renderer, lenses: pd.DataFrame, host_confusion: float = 0.4) -> p
     src = renderer.src.set_index("id")
     row_of = {cid: i for i, cid in enumerate(renderer.src["id"])}
     b = renderer.survey.bricks
-    for lp in lenses.to_dict("records"):
-        cid = lp["id"]
-        s = src.loc[cid]
-        image = renderer.source_image(cid)
-        rad = arc_box_radius_pix(lp, image)
-        gx, gy = float(s["gx"]), float(s["gy"])
-        ix, iy = int(round(gx)), int(round(gy))
-        yy, xx = np.mgrid[iy - rad : iy + rad + 1, ix - rad : ix + rad + 1]
-        arc = arc_image(lp, image, xx - gx, yy - gy)              # (3, H, W) flux per pixel before the PSF
-        arc = np.pad(arc, ((0, 0), (PSF_PAD, PSF_PAD), (PSF_PAD, PSF_PAD)))   # room for the PSF around the images
-        flux = arc.sum(axis=(1, 2))
-        src_flux = image.flux
-        psf = renderer.psf3(int(s["brick_idx"]))
-        bidx, cx, cy = renderer.brick_cell_of(np.array([s["ra"]]), np.array([s["dec"]]))
-        sig = renderer.sigma_map(bidx, cx, cy)[:, 0]
-        out = {"id": cid}
-        host = renderer.host_light(row_of[cid], xx - gx, yy - gy)
-        host = np.pad(host, ((0, 0), (PSF_PAD, PSF_PAD), (PSF_PAD, PSF_PAD)))
-        snr2 = vis2 = 0.0
-        for band, name in enumerate("grz"):
-            conv = fftconvolve(fftconvolve(arc[band], psf[band], mode="same"), k, mode="same")
-            snr, peak = arc_snr(conv, float(sig[band]))
-            h = fftconvolve(fftconvolve(host[band], psf[band], mode="same"), k, mode="same")
-            vis, vis_peak = visible_snr(conv, h, float(sig[band]), host_confusion)
-            out[f"arc_snr_visible_{name}"] = vis
-            out[f"arc_peak_snr_visible_{name}"] = vis_peak
-            vis2 += vis**2
-            out[f"mu_{name}"] = float(flux[band] / src_flux[band]) if src_flux[band] > 0 else np.nan
-            out[f"arc_mag_{name}"] = float(flux_to_mag(flux[band]))
-            out[f"arc_snr_{name}"] = snr
-            out[f"arc_peak_snr_{name}"] = peak
-            snr2 += snr**2
-        out["arc_snr"] = float(np.sqrt(snr2))
-        out["arc_snr_visible"] = float(np.sqrt(vis2))
-        out["arc_peak_snr_visible"] = max(out[f"arc_peak_snr_visible_{b}"] for b in "grz")
-        out["psf_fwhm_r_true"] = float(b["psfsize_true_r"].iat[int(s["brick_idx"])])
-        out["theta_e_over_fwhm"] = float(lp["theta_e"]) / out["psf_fwhm_r_true"]
-        out["src_mag_g"] = float(flux_to_mag(src_flux[0]))
-        out["src_mag_z"] = float(flux_to_mag(src_flux[2]))
-        rows.append(out)
+    with progress(len(lenses), "measuring the true lenses", "lenses") as advance:
+        for lp in lenses.to_dict("records"):
+            rows.append(_one_lens_truth(renderer, lp, src, row_of, b, k, host_confusion))
+            advance()
     t = pd.DataFrame(rows)
     if len(t):
         t["arc_rmag"] = t["arc_mag_r"]
         t["mu_approx"] = t["mu_r"]  # the rendered magnification (kept under the earlier name)
     return t
+
+
+def _one_lens_truth(renderer, lp: dict, src: pd.DataFrame, row_of: dict, b: pd.DataFrame, k: np.ndarray,
+                    host_confusion: float) -> dict:
+    cid = lp["id"]
+    s = src.loc[cid]
+    image = renderer.source_image(cid)
+    rad = arc_box_radius_pix(lp, image)
+    gx, gy = float(s["gx"]), float(s["gy"])
+    ix, iy = int(round(gx)), int(round(gy))
+    yy, xx = np.mgrid[iy - rad : iy + rad + 1, ix - rad : ix + rad + 1]
+    arc = arc_image(lp, image, xx - gx, yy - gy)              # (3, H, W) flux per pixel before the PSF
+    arc = np.pad(arc, ((0, 0), (PSF_PAD, PSF_PAD), (PSF_PAD, PSF_PAD)))   # room for the PSF around the images
+    flux = arc.sum(axis=(1, 2))
+    src_flux = image.flux
+    psf = renderer.psf3(int(s["brick_idx"]))
+    bidx, cx, cy = renderer.brick_cell_of(np.array([s["ra"]]), np.array([s["dec"]]))
+    sig = renderer.sigma_map(bidx, cx, cy)[:, 0]
+    out = {"id": cid}
+    host = renderer.host_light(row_of[cid], xx - gx, yy - gy)
+    host = np.pad(host, ((0, 0), (PSF_PAD, PSF_PAD), (PSF_PAD, PSF_PAD)))
+    snr2 = vis2 = 0.0
+    for band, name in enumerate("grz"):
+        conv = fftconvolve(fftconvolve(arc[band], psf[band], mode="same"), k, mode="same")
+        snr, peak = arc_snr(conv, float(sig[band]))
+        h = fftconvolve(fftconvolve(host[band], psf[band], mode="same"), k, mode="same")
+        vis, vis_peak = visible_snr(conv, h, float(sig[band]), host_confusion)
+        out[f"arc_snr_visible_{name}"] = vis
+        out[f"arc_peak_snr_visible_{name}"] = vis_peak
+        vis2 += vis**2
+        out[f"mu_{name}"] = float(flux[band] / src_flux[band]) if src_flux[band] > 0 else np.nan
+        out[f"arc_mag_{name}"] = float(flux_to_mag(flux[band]))
+        out[f"arc_snr_{name}"] = snr
+        out[f"arc_peak_snr_{name}"] = peak
+        snr2 += snr**2
+    out["arc_snr"] = float(np.sqrt(snr2))
+    out["arc_snr_visible"] = float(np.sqrt(vis2))
+    out["arc_peak_snr_visible"] = max(out[f"arc_peak_snr_visible_{b}"] for b in "grz")
+    out["psf_fwhm_r_true"] = float(b["psfsize_true_r"].iat[int(s["brick_idx"])])
+    out["theta_e_over_fwhm"] = float(lp["theta_e"]) / out["psf_fwhm_r_true"]
+    out["src_mag_g"] = float(flux_to_mag(src_flux[0]))
+    out["src_mag_z"] = float(flux_to_mag(src_flux[2]))
+    return out
 
 
 def _psychometric(x: np.ndarray) -> np.ndarray:

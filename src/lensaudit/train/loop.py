@@ -38,6 +38,7 @@ from lensaudit.models import build_model, count_parameters
 from lensaudit.train.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from lensaudit.train.config import TrainConfig
 from lensaudit.utils.io import atomic_write_json, atomic_write_text, exclusive_lock, sha256_file
+from lensaudit.utils.progress import progress
 from lensaudit.utils.provenance import run_info
 from lensaudit.utils.stats import roc_auc_or_nan
 
@@ -297,16 +298,23 @@ def train(cfg: TrainConfig, resume: bool = False, config_path: str | None = None
         run = setup(cfg, out, cfg_sha)
         if resume:
             restore(run)
-        for epoch in range(run.start, cfg.epochs):
-            stats = train_epoch(run, epoch)
-            v_loss, auc = validate(run)
-            rec = {"epoch": epoch, "lr": stats["lr"], "train_loss": stats["train_loss"], "val_loss": v_loss,
-                   "val_auc": auc, "train_samples_per_s": stats["seen"] / stats["seconds"],
-                   "epoch_s": stats["seconds"]}
-            save_epoch(run, epoch, rec)
-            log.info("epoch %d/%d  loss %.4f  val_loss %.4f  val_auc %.4f  %.0f samples/s", epoch + 1, cfg.epochs,
-                     rec["train_loss"], v_loss, auc, rec["train_samples_per_s"])
+        with progress(cfg.epochs - run.start, "training", "epochs") as advance:
+            for epoch in range(run.start, cfg.epochs):
+                run_epoch(run, epoch)
+                advance()
         return write_run_record(run, config_path)
+
+
+def run_epoch(run: TrainRun, epoch: int) -> dict:
+    """One epoch: train, validate, checkpoint, log; returns the epoch's record."""
+    stats = train_epoch(run, epoch)
+    v_loss, auc = validate(run)
+    rec = {"epoch": epoch, "lr": stats["lr"], "train_loss": stats["train_loss"], "val_loss": v_loss,
+           "val_auc": auc, "train_samples_per_s": stats["seen"] / stats["seconds"], "epoch_s": stats["seconds"]}
+    save_epoch(run, epoch, rec)
+    log.info("epoch %d/%d  loss %.4f  val_loss %.4f  val_auc %.4f  %.0f samples/s", epoch + 1, run.cfg.epochs,
+             rec["train_loss"], v_loss, auc, rec["train_samples_per_s"])
+    return rec
 
 
 def write_run_record(run: TrainRun, config_path: str | None) -> dict:

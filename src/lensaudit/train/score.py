@@ -23,6 +23,7 @@ from lensaudit.models import classifier_layer
 from lensaudit.train.checkpoint import load_model
 from lensaudit.train.loop import pick_device
 from lensaudit.utils.io import sha256_file
+from lensaudit.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,11 @@ def score_manifest(checkpoint: str | os.PathLike, manifest: pd.DataFrame, store:
     logits = []
     t0 = time.perf_counter()
     try:
-        for x, *_ in loader:
-            with ctx:
-                logits.append(model(x.to(dev, non_blocking=True)).float().squeeze(1).cpu())
+        with progress(len(loader), "scoring", "batches") as advance:
+            for x, *_ in loader:
+                with ctx:
+                    logits.append(model(x.to(dev, non_blocking=True)).float().squeeze(1).cpu())
+                advance()
     finally:
         if hook is not None:
             hook.remove()
