@@ -24,6 +24,7 @@ from lensaudit.errors import InputError
 from lensaudit.manifest import read_manifest, read_table, write_table
 from lensaudit.realism.probe import brightness_match, frechet_distance, probe_auc
 from lensaudit.utils.io import atomic_write_json
+from lensaudit.utils.progress import progress
 from lensaudit.utils.seeds import rng
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,7 @@ def real_lenses(cfg: RealismConfig) -> pd.DataFrame:
 
 
 def run_realism(cfg: RealismConfig) -> pd.DataFrame:
-    from lensaudit.inject.records import read_injections
-
+    """The gate for every family of the selection run; writes realism.parquet / .csv / .json into ``cfg.out``."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     real = real_lenses(cfg)
@@ -117,50 +117,61 @@ def run_realism(cfg: RealismConfig) -> pd.DataFrame:
     perm = g.permutation(len(real))
     floor = frechet_distance(x_real_all[perm[: len(perm) // 2]], x_real_all[perm[len(perm) // 2 :]])
     rows = []
-    for fam in fams:
-        inj = read_injections(cfg.selection_run, fam, summary["config_tag"], features=True)
-        if "features" not in inj:
-            raise InputError(f"{cfg.selection_run}: family {fam} was run without features (features: true)")
-        if len(inj) > cfg.max_injections:
-            inj = inj.iloc[np.sort(rng(cfg.probe.seed, "realism.subsample", fam).choice(len(inj), cfg.max_injections,
-                                                                                        replace=False))]
-        r, i = real, inj
-        matched = "arc_mag_r" in real and real["arc_mag_r"].notna().any()
-        if matched:
-            kr, ki = brightness_match(real["arc_mag_r"].to_numpy(float), inj["arc_mag_r"].to_numpy(float),
-                                      cfg.match_bin_mag, cfg.match_max_ratio, cfg.probe.seed)
-            r, i = real.iloc[kr], inj.iloc[ki]
-        if len(r) < 2 or len(i) < 2:
-            log.warning("realism: %s has too few brightness-matched injections (%d real, %d injected)", fam, len(r), len(i))
-            continue
-        xr, xi = _features(r["features"]), _features(i["features"])
-        pr = probe_auc(xr, xi, cfg.probe.folds, cfg.probe.C, cfg.probe.n_boot, cfg.probe.n_permutations, cfg.probe.seed)
-        row = {"family": fam, "planted": bool(i["planted"].iat[0]) if "planted" in i else False,
-               "probe_auc": pr["auc"], "probe_auc_lo95": pr["interval"]["ci95"][0], "probe_auc_hi95": pr["interval"]["ci95"][1],
-               "probe_auc_lo68": pr["interval"]["ci68"][0], "probe_auc_hi68": pr["interval"]["ci68"][1],
-               "permutation_p": pr["permutation_p"], "n_real": pr["n_real"], "n_injected": pr["n_injected"],
-               "brightness_matched": bool(matched), "frechet": frechet_distance(xr, xi), "frechet_real_halves": floor,
-               "median_score_real": float(r["probability"].median()), "median_score_injected": float(i["probability"].median())}
-        tests = {}
-        if "arc_snr" in r:
-            tests["arc_snr"] = _ks(r["arc_snr"], i["arc_snr"])
-        if "arc_mag_g" in r:
-            tests["arc_g_r"] = _ks(r["arc_mag_g"] - r["arc_mag_r"], i["arc_mag_g"] - i["arc_mag_r"])
-        if sky_real is not None:
-            tests["sky_sigma_r"] = _ks(sky_real[r.index.map(real.index.get_loc)], i["host_sigma_r"])
-        for name, t in tests.items():
-            row[f"ks_{name}"] = t["statistic"]
-            row[f"ks_{name}_p"] = t["p"]
-        row["verdict"] = "GO" if pr["auc"] <= cfg.max_probe_auc else "NO-GO"
-        row["rule"] = f"GO if probe AUC <= {cfg.max_probe_auc:g}"
-        rows.append(row)
-        log.info("realism %s: probe AUC %.3f [%.3f, %.3f] -> %s", fam, pr["auc"], *pr["interval"]["ci95"], row["verdict"])
+    with progress(len(fams), "realism gate", "families") as advance:
+        for fam in fams:
+            row = _gate_family(cfg, fam, summary["config_tag"], real, sky_real, floor)
+            if row is not None:
+                rows.append(row)
+            advance()
     table = pd.DataFrame(rows)
     write_table(table, out / "realism.parquet")
     table.to_csv(out / "realism.csv", index=False)
     atomic_write_json(out / "realism.json", {"config": cfg.model_dump(mode="json"), "families": rows,
                                              "n_real_lenses": int(len(real))})
     return table
+
+
+def _gate_family(cfg: RealismConfig, fam: str, tag: str, real: pd.DataFrame, sky_real, floor: float) -> dict | None:
+    """The gate's measures and verdict for one family (None when too few brightness-matched injections)."""
+    from lensaudit.inject.records import read_injections
+
+    inj = read_injections(cfg.selection_run, fam, tag, features=True)
+    if "features" not in inj:
+        raise InputError(f"{cfg.selection_run}: family {fam} was run without features (features: true)")
+    if len(inj) > cfg.max_injections:
+        inj = inj.iloc[np.sort(rng(cfg.probe.seed, "realism.subsample", fam).choice(len(inj), cfg.max_injections,
+                                                                                    replace=False))]
+    r, i = real, inj
+    matched = "arc_mag_r" in real and real["arc_mag_r"].notna().any()
+    if matched:
+        kr, ki = brightness_match(real["arc_mag_r"].to_numpy(float), inj["arc_mag_r"].to_numpy(float),
+                                  cfg.match_bin_mag, cfg.match_max_ratio, cfg.probe.seed)
+        r, i = real.iloc[kr], inj.iloc[ki]
+    if len(r) < 2 or len(i) < 2:
+        log.warning("realism: %s has too few brightness-matched injections (%d real, %d injected)", fam, len(r), len(i))
+        return None
+    xr, xi = _features(r["features"]), _features(i["features"])
+    pr = probe_auc(xr, xi, cfg.probe.folds, cfg.probe.C, cfg.probe.n_boot, cfg.probe.n_permutations, cfg.probe.seed)
+    row = {"family": fam, "planted": bool(i["planted"].iat[0]) if "planted" in i else False,
+           "probe_auc": pr["auc"], "probe_auc_lo95": pr["interval"]["ci95"][0], "probe_auc_hi95": pr["interval"]["ci95"][1],
+           "probe_auc_lo68": pr["interval"]["ci68"][0], "probe_auc_hi68": pr["interval"]["ci68"][1],
+           "permutation_p": pr["permutation_p"], "n_real": pr["n_real"], "n_injected": pr["n_injected"],
+           "brightness_matched": bool(matched), "frechet": frechet_distance(xr, xi), "frechet_real_halves": floor,
+           "median_score_real": float(r["probability"].median()), "median_score_injected": float(i["probability"].median())}
+    tests = {}
+    if "arc_snr" in r:
+        tests["arc_snr"] = _ks(r["arc_snr"], i["arc_snr"])
+    if "arc_mag_g" in r:
+        tests["arc_g_r"] = _ks(r["arc_mag_g"] - r["arc_mag_r"], i["arc_mag_g"] - i["arc_mag_r"])
+    if sky_real is not None:
+        tests["sky_sigma_r"] = _ks(sky_real[r.index.map(real.index.get_loc)], i["host_sigma_r"])
+    for name, t in tests.items():
+        row[f"ks_{name}"] = t["statistic"]
+        row[f"ks_{name}_p"] = t["p"]
+    row["verdict"] = "GO" if pr["auc"] <= cfg.max_probe_auc else "NO-GO"
+    row["rule"] = f"GO if probe AUC <= {cfg.max_probe_auc:g}"
+    log.info("realism %s: probe AUC %.3f [%.3f, %.3f] -> %s", fam, pr["auc"], *pr["interval"]["ci95"], row["verdict"])
+    return row
 
 
 def format_realism(table: pd.DataFrame) -> str:

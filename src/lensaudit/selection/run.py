@@ -33,6 +33,7 @@ from lensaudit.selection.grid import AXES, Grid
 from lensaudit.selection.hosts import host_cells, pick_hosts, select_hosts
 from lensaudit.selection.intervals import completeness_columns
 from lensaudit.utils.io import atomic_write_json, sha256_json
+from lensaudit.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _negative_scores(cfg: SelectionConfig, manifest: pd.DataFrame, store: Cutout
     return 1 / (1 + np.exp(-lg))
 
 
-def run_selection(cfg: SelectionConfig, config_path: str | None = None, progress=None) -> dict:
+def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
     """Run (or resume) the grid for every family; returns a summary."""
     from lensaudit.config import write_resolved
     from lensaudit.utils.provenance import run_info
@@ -128,7 +129,7 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None, progress
                "cells": grid.n_cells, "cells_without_hosts": int(sum(1 for v in cells.values() if not len(v)))}
     for fam_cfg in cfg.families:
         t0 = time.perf_counter()
-        recs = _run_family(cfg, fam_cfg, families[fam_cfg.name], grid, hosts, cells, store, scorer, out, tag, progress)
+        recs = _run_family(cfg, fam_cfg, families[fam_cfg.name], grid, hosts, cells, store, scorer, out, tag)
         tab = completeness_table(recs, grid, ths, cfg.min_count)
         meta = {"family": fam_cfg.name, "kind": fam_cfg.kind, "planted": fam_cfg.planted,
                 "edges": {a: grid.edges[a].tolist() for a in AXES}, "thresholds": ths, "min_count": cfg.min_count,
@@ -175,7 +176,7 @@ def _host_stats(hosts: pd.DataFrame, store: CutoutStore, out: Path) -> tuple[np.
     return sig, rho
 
 
-def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, out: Path, tag: str, progress) -> pd.DataFrame:
+def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, out: Path, tag: str) -> pd.DataFrame:
     engine = InjectionEngine(fam, cfg.engine)
     plan = plan_family(cfg, grid, hosts, cells)
     plan = plan[plan["host_row"] >= 0].reset_index(drop=True)
@@ -187,33 +188,38 @@ def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, out: Path,
     n_chunks = (len(plan) + cfg.chunk_size - 1) // cfg.chunk_size
     hid = hosts["id"].to_numpy()
     sig, rho = _host_stats(hosts, store, out)
-    for k in range(n_chunks):
-        path = chunk_path(out, fam_cfg.name, tag, k)
-        if path.exists():
-            continue
-        p = plan.iloc[k * cfg.chunk_size : (k + 1) * cfg.chunk_size]
-        lo_te = grid.edges["theta_e"][p["i_theta_e"]]
-        hi_te = grid.edges["theta_e"][p["i_theta_e"] + 1]
-        lo_m = grid.edges["arc_mag"][p["i_arc_mag"]]
-        hi_m = grid.edges["arc_mag"][p["i_arc_mag"] + 1]
-        params = draw_parameters(cfg.priors.model_copy(update={"brightness": "lensed"}), fam_cfg, cfg.seed,
-                                 p["index"].to_numpy(), bounds={"theta_e_arcsec": (lo_te, hi_te), "arc_mag_r": (lo_m, hi_m)},
-                                 n_stamps=fam.n_stamps())
-        h = hosts.iloc[p["host_row"].to_numpy()]
-        cut = store.get(list(hid[p["host_row"].to_numpy()]))
-        fw = h[["host_psfsize_g", "host_psfsize_r", "host_psfsize_z"]].to_numpy(float)
-        img, rec = engine.inject(cut, fw, params, host_stats=(sig[p["host_row"].to_numpy()], rho[p["host_row"].to_numpy()]))
-        lg, feats = scorer(img, cfg.features)
-        rec = rec.assign(cell=p["cell"].to_numpy(), **{f"i_{a}": p[f"i_{a}"].to_numpy() for a in AXES},
-                         host_id=h["id"].to_numpy(), **{c: h[c].to_numpy() for c in h.columns if c.startswith("host_")},
-                         logit=lg, probability=1 / (1 + np.exp(-lg)))
-        if feats is not None:
-            rec["features"] = list(feats.astype(np.float32))
-        write_table(rec, path)
-        if progress is not None:
-            progress(fam_cfg.name, k + 1, n_chunks)
-        log.info("%s: chunk %d/%d (%d injections)", fam_cfg.name, k + 1, n_chunks, len(rec))
+    with progress(n_chunks, f"injecting {fam_cfg.name}", "chunks") as advance:
+        for k in range(n_chunks):
+            if not chunk_path(out, fam_cfg.name, tag, k).exists():
+                _run_chunk(cfg, fam_cfg, engine, grid, plan, k, hosts, hid, sig, rho, store, scorer, out, tag, n_chunks)
+            advance()
     return read_injections(out, fam_cfg.name, tag, features=False)
+
+
+def _run_chunk(cfg, fam_cfg, engine, grid, plan, k, hosts, hid, sig, rho, store, scorer, out, tag, n_chunks) -> None:
+    """Draw, inject, score and write chunk ``k`` of a family's plan (atomically)."""
+    fam = engine.family
+    path = chunk_path(out, fam_cfg.name, tag, k)
+    p = plan.iloc[k * cfg.chunk_size : (k + 1) * cfg.chunk_size]
+    lo_te = grid.edges["theta_e"][p["i_theta_e"]]
+    hi_te = grid.edges["theta_e"][p["i_theta_e"] + 1]
+    lo_m = grid.edges["arc_mag"][p["i_arc_mag"]]
+    hi_m = grid.edges["arc_mag"][p["i_arc_mag"] + 1]
+    params = draw_parameters(cfg.priors.model_copy(update={"brightness": "lensed"}), fam_cfg, cfg.seed,
+                             p["index"].to_numpy(), bounds={"theta_e_arcsec": (lo_te, hi_te), "arc_mag_r": (lo_m, hi_m)},
+                             n_stamps=fam.n_stamps())
+    h = hosts.iloc[p["host_row"].to_numpy()]
+    cut = store.get(list(hid[p["host_row"].to_numpy()]))
+    fw = h[["host_psfsize_g", "host_psfsize_r", "host_psfsize_z"]].to_numpy(float)
+    img, rec = engine.inject(cut, fw, params, host_stats=(sig[p["host_row"].to_numpy()], rho[p["host_row"].to_numpy()]))
+    lg, feats = scorer(img, cfg.features)
+    rec = rec.assign(cell=p["cell"].to_numpy(), **{f"i_{a}": p[f"i_{a}"].to_numpy() for a in AXES},
+                     host_id=h["id"].to_numpy(), **{c: h[c].to_numpy() for c in h.columns if c.startswith("host_")},
+                     logit=lg, probability=1 / (1 + np.exp(-lg)))
+    if feats is not None:
+        rec["features"] = list(feats.astype(np.float32))
+    write_table(rec, path)
+    log.info("%s: chunk %d/%d (%d injections)", fam_cfg.name, k + 1, n_chunks, len(rec))
 
 
 def marginals(recs: pd.DataFrame, ths: list[dict], min_count: int, n_quantile_bins: int = 5,
