@@ -322,7 +322,8 @@ def one_line(name: str, summary: dict) -> str:
     s = summary or {}
     pick = {"mock": lambda: f"{s.get('n_lenses', '?')} true lenses, {s.get('n_candidates', '?')} candidates",
             "catalog": lambda: f"verified {s.get('verified')}",
-            "fetch": lambda: f"{s.get('n_stored', '?')} cutouts stored, {s.get('n_failed', 0)} failed",
+            "fetch": lambda: (f"{s.get('n_stored', 0) + s.get('n_already_stored', 0)} cutouts in the store "
+                              f"({s.get('n_stored', 0)} new), {s.get('n_failed', 0)} failed"),
             "train": lambda: f"best val AUC {s.get('best_val_auc', float('nan')):.3f}",
             "score": lambda: f"{s.get('n_scored', '?')} cutouts scored",
             "evaluate": lambda: f"val ROC AUC {s.get('roc_auc') or float('nan'):.3f} ({s.get('n_pos')} pos, {s.get('n_neg')} neg)",
@@ -345,40 +346,47 @@ def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, fo
     shared = shared_data_or_error(shared_data)
     area = cfg.quick.area_deg2 if quick else cfg.area_deg2
     stages: dict[str, dict] = {}
+
+    def stage(name: str, inputs: dict, fn) -> dict:
+        rec = run_stage(out, name, inputs, fn, force=force)
+        log.info("%-10s %s (%s, %.1f s)", name, one_line(name, rec.get("summary", {})),
+                 "skipped" if rec["skipped"] else "ran", rec.get("elapsed_s") or 0.0)
+        return rec
+
     inputs, fn = _stage_samples(shared)
-    stages["samples"] = run_stage(out, "samples", inputs, fn, force=force)
+    stages["samples"] = stage("samples", inputs, fn)
     inputs, fn = _stage_mock(shared, area, cfg.seed)
-    stages["mock"] = run_stage(out, "mock", inputs, fn, force=force)
+    stages["mock"] = stage("mock", inputs, fn)
     survey_dir = out / "mock" / "survey"
     inputs, fn = _stage_catalog(survey_dir, stages["mock"]["inputs_sha256"], _config_path(cfg.catalog_config))
-    stages["catalog"] = run_stage(out, "catalog", inputs, fn, force=force)
+    stages["catalog"] = stage("catalog", inputs, fn)
     manifest = out / "catalog" / "manifest_70_15_15.parquet"
     inputs, fn = _stage_fetch(manifest, stages["catalog"]["inputs_sha256"], survey_dir,
                               cfg.quick.fetch_limit if quick else None)
-    stages["fetch"] = run_stage(out, "fetch", inputs, fn, force=force)
+    stages["fetch"] = stage("fetch", inputs, fn)
     store = out / "fetch" / "store"
     inputs, fn = _stage_train(manifest, store, stages["fetch"]["inputs_sha256"], _config_path(cfg.train_config),
                               cfg.quick.epochs if quick else None)
-    stages["train"] = run_stage(out, "train", inputs, fn, force=force)
+    stages["train"] = stage("train", inputs, fn)
     inputs, fn = _stage_score(manifest, store, out / "train" / "best.pt", stages["train"]["inputs_sha256"])
-    stages["score"] = run_stage(out, "score", inputs, fn, force=force)
+    stages["score"] = stage("score", inputs, fn)
     inputs, fn = _stage_evaluate(out / "score" / "predictions.parquet", manifest, store,
                                  survey_dir / "truth" / "truth.parquet", out / "train" / "best.pt",
                                  stages["score"]["inputs_sha256"], cfg.seed, cfg.eval_n_boot)
-    stages["evaluate"] = run_stage(out, "evaluate", inputs, fn, force=force)
+    stages["evaluate"] = stage("evaluate", inputs, fn)
     inputs, fn = _stage_shortcuts(survey_dir, manifest, store, stages["fetch"]["inputs_sha256"],
                                   _config_path(cfg.catalog_config), cfg.seed, cfg.eval_n_boot,
                                   cfg.quick.fetch_limit if quick else None)
-    stages["shortcuts"] = run_stage(out, "shortcuts", inputs, fn, force=force)
+    stages["shortcuts"] = stage("shortcuts", inputs, fn)
     inputs, fn = _stage_selection(survey_dir, manifest, store, out / "train" / "best.pt",
                                   out / "score" / "predictions.parquet", stages["score"]["inputs_sha256"],
                                   _config_path(cfg.selection_config), _config_path(cfg.realism_config),
                                   cfg.quick.selection_n_per_cell if quick else None)
-    stages["selection"] = run_stage(out, "selection", inputs, fn, force=force)
+    stages["selection"] = stage("selection", inputs, fn)
     inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], shared)
-    stages["check"] = run_stage(out, "check", inputs, fn, force=force)
+    stages["check"] = stage("check", inputs, fn)
     inputs, fn = _stage_report(out, [rec["inputs_sha256"] for rec in stages.values()])
-    stages["report"] = run_stage(out, "report", inputs, fn, force=force)
+    stages["report"] = stage("report", inputs, fn)
     summary = {name: {"skipped": rec["skipped"], "elapsed_s": rec.get("elapsed_s"), **rec.get("summary", {})}
                for name, rec in stages.items()}
     atomic_write_json(out / "run_info.json", run_info(config={"demo": cfg.model_dump(mode="json"), "quick": quick,
