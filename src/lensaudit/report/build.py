@@ -337,7 +337,8 @@ def section_realism(run: Path, figs: Path, tables: dict) -> Section:
     s = Section("realism", "Realism of the injections")
     rp = run / "selection" / "realism" / "realism.parquet"
     if not rp.is_file():
-        s.missing.append(("realism", HOW["realism"]))
+        why = ((_json(run / "selection" / "stage.json") or {}).get("summary") or {}).get("realism")
+        s.missing.append(("realism", esc(why) if isinstance(why, str) else HOW["realism"]))
         return s
     t = pd.read_parquet(rp)
     v = t.assign(**{"probe AUC [95%]": [interval(a, lo, hi) for a, lo, hi in
