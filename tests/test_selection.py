@@ -429,3 +429,22 @@ def test_realism_and_closure_commands_print_their_tables(small_run, tmp_path, ca
     s = pd.read_parquet(tmp_path / "cl" / "closure_summary.parquet")
     assert set(s["mode"]) == {"raw", "reweighted"} and "gate_probe_auc" in s
     assert (tmp_path / "cl" / "closure.png").exists()
+
+
+@pytest.mark.parametrize("name", ["selection/demo.yaml", "selection/full_grid.yaml"])
+def test_bundled_selection_configs_validate(name):
+    from lensaudit.config import load_config
+    from lensaudit.configs import bundled_config
+
+    cfg = load_config(bundled_config(name), SelectionConfig)
+    assert {f.kind for f in cfg.families} == {"sersic", "clumpy", "stamps", "planted"}
+    assert "train" not in cfg.splits and Grid(cfg.grid).n_cells > 0
+
+
+def test_bundled_realism_config_validates():
+    from lensaudit.config import load_config
+    from lensaudit.configs import bundled_config
+    from lensaudit.realism import RealismConfig
+
+    cfg = load_config(bundled_config("selection/demo_realism.yaml"), RealismConfig)
+    assert cfg.tiers == ("A",) and 0.5 < cfg.max_probe_auc <= 1

@@ -120,9 +120,9 @@ def section_data(run: Path, figs: Path, tables: dict) -> Section:
         if real.is_dir():
             rs = CutoutStore(real)
             rid = sorted(rs.ids().astype(str))[:8]
-            mid = [i for i in m.loc[m["tier"] == "N1", "id"].astype(str).sort_values() if i in have][:8]
+            mid = [i for i in m.loc[m["tier"] == "N1", "id"].astype(str).sort_values() if i in have][: len(rid)]
             image_grid(list(rs.get(rid)) + list(st.get(mid)), [f"DR10 {i}" for i in rid] + [f"mock {i}" for i in mid],
-                       figs / "real_vs_mock.png", ncol=8, crop=60)
+                       figs / "real_vs_mock.png", ncol=max(len(rid), 1), crop=60)
             s.add(figure(figs / "real_vs_mock.png", "Top row: real DR10 sample cutouts; bottom row: mock galaxies "
                                                     "drawn the same way. Noise, PSF and colours should look alike; "
                                                     "`lensaudit mock check` measures it.", "Real DR10 beside mock"))
