@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_evaluate.py
 	$(BIN)/python benchmarks/bench_inject.py
+	$(BIN)/python benchmarks/bench_score_spark.py
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -26,6 +26,7 @@ from lensaudit.cutouts import CutoutStore
     (["selection", "closure", "--help"], ["--run", "--true-lenses", "--realism", "--out"]),
     (["realism", "--help"], ["--config", "GO / NO-GO"]),
     (["inject", "--help"], ["--family", "--n", "--out"]),
+    (["score", "--help"], ["--engine", "{local,spark}", "--partition-rows", "--arrow-batch", "--master"]),
 ])
 def test_help_lists_the_commands_and_options_of_each_level(args, must, capsys):
     with pytest.raises(SystemExit) as e:

@@ -25,6 +25,16 @@ def _score(a: argparse.Namespace) -> int:
     from lensaudit.train.score import score_manifest, write_predictions
 
     m = read_manifest(a.manifest, require=("id",))
+    if a.engine == "spark":
+        from lensaudit.train.spark_score import score_spark
+
+        if a.split:
+            m = m[m["split"] == a.split].reset_index(drop=True)
+        rep = score_spark(a.checkpoint, m, a.store, a.out, master=None if a.master == "none" else a.master, batch_size=a.batch_size,
+                          partition_rows=a.partition_rows, rows_per_arrow_batch=a.arrow_batch, features=a.features,
+                          device=a.device)
+        print(json.dumps(rep))
+        return 0
     df = score_manifest(a.checkpoint, m, CutoutStore(a.store), features=a.features, batch_size=a.batch_size,
                         device=a.device, split=a.split, num_workers=a.workers, on_missing=a.on_missing)
     write_predictions(df, a.out, a.checkpoint)
@@ -103,6 +113,13 @@ def add_train_commands(sub) -> None:
     s.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     s.add_argument("--on-missing", default="error", choices=("error", "skip"))
+    s.add_argument("--engine", default="local", choices=("local", "spark"),
+                   help="spark: score on Spark executors into --out/part=<k>/ (a folder; resumable by partition), "
+                        "scores bit-identical to the local engine with the same --batch-size on the CPU")
+    s.add_argument("--master", default="local[*]", help="spark: the master (leave to spark-submit with 'none')")
+    s.add_argument("--partition-rows", type=int, default=None, help="spark: manifest rows per partition (a multiple "
+                                                                     "of --batch-size; default about 20,000)")
+    s.add_argument("--arrow-batch", type=int, default=256, help="spark: rows per Arrow batch (cutouts are 122 KB)")
     s.set_defaults(fn=_score)
 
     m = sub.add_parser("meta", help="stack two or more models' validation scores with a meta-learner",
