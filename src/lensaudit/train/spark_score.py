@@ -39,11 +39,11 @@ def _worker_state(checkpoint: str, store: str, device: str):
     """The model, its preprocessing and the store of this executor process (loaded on first use)."""
     key = (checkpoint, store, device)
     if _WORKER.get("key") != key:
+        import torch
+
         from lensaudit.cutouts import CutoutStore
         from lensaudit.train.checkpoint import load_model
         from lensaudit.train.loop import pick_device
-
-        import torch
 
         # one Spark task per core: each Python worker computes on spark.task.cpus threads (1 by default), else
         # the workers of an executor oversubscribe its cores
