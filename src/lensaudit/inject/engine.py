@@ -260,4 +260,5 @@ def paste(stamps: np.ndarray, arcs: np.ndarray, centre: int) -> None:
     stamps[..., s0:s1, s0:s1] += arcs[..., s0 - lo : s1 - lo, s0 - lo : s1 - lo]
 
 
-__all__ = ["InjectionEngine", "check_hosts", "correlate_like", "host_noise", "params_to_tensors", "paste", "three_tap"]
+__all__ = ["InjectionEngine", "check_hosts", "correlate_like", "host_noise", "matched_filter_snr", "noise_autocorrelation_1d",
+           "params_to_tensors", "paste", "three_tap"]

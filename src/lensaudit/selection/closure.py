@@ -143,9 +143,6 @@ def closure_test(true: pd.DataFrame, inj: pd.DataFrame, grid: Grid, thresholds: 
     return (pd.concat(per_bin, ignore_index=True) if per_bin else pd.DataFrame()), pd.DataFrame(summary)
 
 
-__all__ = ["REWEIGHT", "TRUE_AXES", "cell_completeness", "closure_test", "density_ratio_weights"]
-
-
 def mock_true_lenses(survey_dir, manifest: pd.DataFrame, splits=("val", "test")) -> pd.DataFrame:
     """The mock's true lenses in ``splits`` (mock only): truth parameters, the catalog's r-band PSF FWHM and
     depth from the sweeps, the split from the manifest's HEALPix pixels, and the non-grid parameters of
@@ -180,9 +177,6 @@ def mock_true_lenses(survey_dir, manifest: pd.DataFrame, splits=("val", "test"))
                         "beta_frac": np.hypot(lenses["src_x"], lenses["src_y"]) / lenses["theta_e"],
                         "arc_g_r": lenses["arc_mag_g"] - lenses["arc_mag_r"], "host_mag_r": lenses["rmag"]})
     return out.reset_index(drop=True)
-
-
-__all__ += ["mock_true_lenses"]
 
 
 def score_mock_true_lenses(survey_dir, manifest, checkpoint, out, splits=("val", "test")) -> pd.DataFrame:
@@ -298,4 +292,5 @@ def format_closure(summary: pd.DataFrame, threshold: str = "p>0.5") -> str:
     return "\n".join(lines)
 
 
-__all__ += ["closure_figure", "format_closure", "run_closure", "score_mock_true_lenses"]
+__all__ = ["REWEIGHT", "TRUE_AXES", "cell_completeness", "closure_figure", "closure_test", "density_ratio_weights",
+           "format_closure", "mock_true_lenses", "run_closure", "score_mock_true_lenses"]
