@@ -127,6 +127,14 @@ def test_psf_kernels_are_normalised_per_band_and_have_the_stated_fwhm(model):
     assert not torch.allclose(k[0, 0], k[0, 1])
 
 
+def test_round_moffat_kernel_equals_the_mock_surveys_moffat():
+    from lensaudit.mock.psf import _moffat
+    for fwhm_arcsec, beta in ((1.1, 3.5), (1.6, 2.5)):
+        ours = psf_kernels(torch.tensor([[fwhm_arcsec] * 3], dtype=torch.float64), 25, "moffat", beta)[0, 1].numpy()
+        theirs = _moffat(fwhm_arcsec / PS, beta, 0.0, 0.0, 25, oversample=3)
+        np.testing.assert_allclose(ours, theirs, atol=1e-12)
+
+
 def test_fft_convolution_is_a_linear_convolution():
     from scipy.signal import fftconvolve
     rng = np.random.default_rng(1)

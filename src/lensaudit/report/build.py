@@ -353,12 +353,8 @@ def section_realism(run: Path, figs: Path, tables: dict) -> Section:
                          "two-sample statistics of arc S/N, arc g - r and sky noise. A planted family must be NO-GO.",
                 raw_html=("probe AUC [95%]", "verdict")))
     tl = run / "selection" / "true_lenses" / "true_lenses.parquet"
-    real = None
-    if tl.is_file():
-        real = pd.read_parquet(tl)
-        real = real[real["tier"] == "A"]
-    elif (run / MANIFEST).is_file():
-        real = None
+    real = pd.read_parquet(tl) if tl.is_file() else None
+    real = real[real["tier"] == "A"] if real is not None else None
     if real is not None and len(real):
         for fam in t["family"]:
             try:

@@ -72,16 +72,15 @@ def plan_family(cfg: SelectionConfig, grid: Grid, hosts: pd.DataFrame, cells: di
 
 
 class _Scorer:
-    def __init__(self, checkpoint: str, device: str, batch_size: int):
-        import torch
+    """The frozen checkpoint, loaded once, scoring arrays with its own preprocessing."""
 
+    def __init__(self, checkpoint: str, device: str, batch_size: int):
         from lensaudit.train.checkpoint import load_model
         from lensaudit.train.loop import pick_device
 
         self.model, self.pre, self.ck = load_model(checkpoint)
         self.device = pick_device(device)
         self.batch_size = batch_size
-        self.torch = torch
 
     def __call__(self, cutouts: np.ndarray, features: bool):
         from lensaudit.train.score import score_arrays
@@ -97,8 +96,11 @@ def _negative_scores(cfg: SelectionConfig, manifest: pd.DataFrame, store: Cutout
         if not len(got):
             raise InputError(f"{cfg.negatives_predictions}: no score for a negative of splits {list(cfg.splits)}")
         return got["probability"].to_numpy(float)
-    ids = [i for i in neg["id"].astype(str) if i in set(store.ids().astype(str))]
-    lg, _ = scorer(store.get(ids), False)
+    have = set(store.ids().astype(str))
+    ids = [i for i in neg["id"].astype(str) if i in have]
+    if not ids:
+        raise InputError(f"{cfg.store}: no negative of splits {list(cfg.splits)} to set the FPR thresholds on")
+    lg = np.concatenate([scorer(store.get(ids[lo : lo + 4096]), False)[0] for lo in range(0, len(ids), 4096)])
     return 1 / (1 + np.exp(-lg))
 
 
@@ -127,9 +129,12 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
     summary = {"out": str(out), "config_tag": tag, "n_hosts": len(hosts), "families": {},
                "n_true_lenses_removed_from_hosts": hosts.attrs.get("n_true_lenses_removed", 0),
                "cells": grid.n_cells, "cells_without_hosts": int(sum(1 for v in cells.values() if not len(v)))}
+    stats = _host_stats(hosts, store, out)
+    all_recs = {}
     for fam_cfg in cfg.families:
         t0 = time.perf_counter()
-        recs = _run_family(cfg, fam_cfg, families[fam_cfg.name], grid, hosts, cells, store, scorer, out, tag)
+        recs = _run_family(cfg, fam_cfg, families[fam_cfg.name], grid, hosts, cells, store, scorer, out, tag, stats)
+        all_recs[fam_cfg.name] = recs
         tab = completeness_table(recs, grid, ths, cfg.min_count)
         meta = {"family": fam_cfg.name, "kind": fam_cfg.kind, "planted": fam_cfg.planted,
                 "edges": {a: grid.edges[a].tolist() for a in AXES}, "thresholds": ths, "min_count": cfg.min_count,
@@ -141,15 +146,15 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
         dt = time.perf_counter() - t0
         summary["families"][fam_cfg.name] = {"n_injections": len(recs), "seconds": round(dt, 1),
                                              "marginal": sf.overall()}
-    marg = pd.concat([marginals(read_injections(out, f.name, tag), ths, cfg.min_count, edges=grid.edges)
-                      for f in cfg.families],
+    marg = pd.concat([marginals(all_recs[f.name], ths, cfg.min_count, edges=grid.edges) for f in cfg.families],
                      ignore_index=True)
     write_table(marg, out / "marginals.parquet")
     from lensaudit.selection.figures import selection_figures
 
     summary["figures"] = selection_figures(out, [f.name for f in cfg.families], marg)
     write_resolved(cfg, out / "config.yaml")
-    atomic_write_json(out / "run_info.json", run_info(cfg.model_dump(mode="json"), tag, {"selection": cfg.seed}))
+    atomic_write_json(out / "run_info.json", run_info(cfg.model_dump(mode="json"), tag, {"selection": cfg.seed},
+                                                      extra={"config_path": config_path}))
     atomic_write_json(out / "summary.json", summary)
     return summary
 
@@ -176,7 +181,7 @@ def _host_stats(hosts: pd.DataFrame, store: CutoutStore, out: Path) -> tuple[np.
     return sig, rho
 
 
-def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, out: Path, tag: str) -> pd.DataFrame:
+def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, out: Path, tag: str, stats) -> pd.DataFrame:
     engine = InjectionEngine(fam, cfg.engine)
     plan = plan_family(cfg, grid, hosts, cells)
     plan = plan[plan["host_row"] >= 0].reset_index(drop=True)
@@ -187,7 +192,7 @@ def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, out: Path,
         log.info("%s: %d chunk(s) of another configuration ignored", fam_cfg.name, len(stale))
     n_chunks = (len(plan) + cfg.chunk_size - 1) // cfg.chunk_size
     hid = hosts["id"].to_numpy()
-    sig, rho = _host_stats(hosts, store, out)
+    sig, rho = stats
     with progress(n_chunks, f"injecting {fam_cfg.name}", "chunks") as advance:
         for k in range(n_chunks):
             if not chunk_path(out, fam_cfg.name, tag, k).exists():

@@ -40,28 +40,13 @@ def score_manifest(checkpoint: str | os.PathLike, manifest: pd.DataFrame, store:
     ds = CutoutDataset(manifest, store, pre, split, cache=False, on_missing=on_missing)
     kw = {"num_workers": num_workers, "persistent_workers": False} if num_workers else {}
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, pin_memory=dev.type == "cuda", **kw)
-    feats: list[torch.Tensor] = []
-    hook = None
-    if features:
-        hook = classifier_layer(model).register_forward_hook(lambda m, inp, out: feats.append(inp[0].float().cpu()))
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (amp and dev.type == "cuda") else torch.autocast("cpu", enabled=False)
-    logits = []
     t0 = time.perf_counter()
-    try:
-        with progress(len(loader), "scoring", "batches") as advance:
-            for x, *_ in loader:
-                with ctx:
-                    logits.append(model(x.to(dev, non_blocking=True)).float().squeeze(1).cpu())
-                advance()
-    finally:
-        if hook is not None:
-            hook.remove()
-    lg = torch.cat(logits).numpy().astype(np.float64) if logits else np.zeros(0)
+    with progress(len(loader), "scoring", "batches") as advance:
+        lg, f = forward(model, _advancing((x for x, *_ in loader), advance), dev, features, amp)
     log.info("scored %d cutouts in %.1f s", len(lg), time.perf_counter() - t0)
     out = pd.DataFrame({"id": ds.frame["id"].astype(str).to_numpy(), "logit": lg, "probability": 1 / (1 + np.exp(-lg))})
     if features:
-        f = torch.cat(feats).numpy()
-        out["features"] = list(f.astype(np.float32))
+        out["features"] = list(f.astype(np.float32)) if f is not None else []
     out.attrs["missing"] = ds.missing
     out.attrs["arch"] = ck["arch"]
     return out
@@ -77,16 +62,31 @@ def score_arrays(model: torch.nn.Module, pre, cutouts: np.ndarray, device: str |
 
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     model.to(dev).eval()
+    batches = (torch.from_numpy(preprocess(cutouts[lo : lo + batch_size], pre)) for lo in range(0, len(cutouts), batch_size))
+    return forward(model, batches, dev, features, amp)
+
+
+def _advancing(batches, advance):
+    for x in batches:
+        yield x
+        advance()
+
+
+@torch.no_grad()
+def forward(model: torch.nn.Module, batches, dev: torch.device, features: bool = False,
+            amp: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits (float64) and, with ``features``, the penultimate-layer vectors (float32, the input of the final
+    Linear layer) of preprocessed batches; bfloat16 autocast on CUDA when ``amp``. The one forward loop of
+    every scoring path."""
     feats: list[torch.Tensor] = []
     hook = classifier_layer(model).register_forward_hook(lambda m, i, o: feats.append(i[0].float().cpu())) if features \
         else None
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (amp and dev.type == "cuda") else torch.autocast("cpu", enabled=False)
     logits = []
     try:
-        for lo in range(0, len(cutouts), batch_size):
-            x = torch.from_numpy(preprocess(cutouts[lo : lo + batch_size], pre)).to(dev)
+        for x in batches:
             with ctx:
-                logits.append(model(x).float().squeeze(1).cpu())
+                logits.append(model(x.to(dev, non_blocking=True)).float().squeeze(1).cpu())
     finally:
         if hook is not None:
             hook.remove()
