@@ -1,9 +1,11 @@
-"""Progress bars on terminals only, the allocator switch, and the demo's one-line stage results."""
+"""Progress bars on terminals only, the allocator switch, the fork pool, and the demo's one-line stage results."""
 
 from __future__ import annotations
 
 import io
+import os
 
+import numpy as np
 import pytest
 
 from lensaudit.utils import progress as pg
@@ -53,3 +55,43 @@ def test_keep_freed_memory_applies_on_glibc_and_once():
 def test_one_line_stage_results(name, summary, want):
     from lensaudit.demo import one_line
     assert one_line(name, summary) == want
+
+
+def test_fork_map_equals_a_loop_for_any_worker_count():
+    """fork_map returns [fn(x) for x in items] in item order whatever the workers; the function may close
+    over state that cannot be pickled; on_result is called once per item."""
+    import threading
+
+    from lensaudit.utils.pool import fork_map
+
+    lock = threading.Lock()                     # unpicklable: only forked children can see it
+    items = list(range(37))
+
+    def fn(i):
+        with lock:
+            return os.getpid(), np.random.default_rng(i).normal(size=3) * i
+
+    want = [fn(i)[1] for i in items]
+    for workers in (1, 2, 3):
+        calls = []
+        got = fork_map(fn, items, workers=workers, chunksize=4, on_result=lambda c=calls: c.append(1))
+        assert len(calls) == len(items)
+        for (_pid, g), w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+        pids = {pid for pid, _ in got}
+        assert (pids == {os.getpid()}) if workers == 1 else (os.getpid() not in pids)
+
+
+def test_default_workers_reads_the_environment(monkeypatch):
+    from lensaudit.utils.pool import default_workers
+
+    monkeypatch.setenv("LENSAUDIT_WORKERS", "3")
+    assert default_workers() == 3
+    monkeypatch.setenv("LENSAUDIT_WORKERS", "0")
+    with pytest.raises(ValueError, match="must be at least 1"):
+        default_workers()
+    monkeypatch.setenv("LENSAUDIT_WORKERS", "two")
+    with pytest.raises(ValueError, match="not an integer"):
+        default_workers()
+    monkeypatch.delenv("LENSAUDIT_WORKERS")
+    assert 1 <= default_workers(limit=4) <= 4

@@ -111,6 +111,17 @@ def test_sweep_names_and_boxes():
     assert list(brickname([112.6, 0.1], [22.2, -4.05])) == ["1126p222", "0001m040"]
 
 
+def test_vectorised_sweep_boxes_equal_sweep_box():
+    from lensaudit.survey.geometry import sweep_boxes
+
+    rng = np.random.default_rng(3)
+    ra = np.r_[rng.uniform(0, 360, 2000), 0.0, 359.999999, 5.0, 10.0]
+    dec = np.r_[rng.uniform(-90, 90, 2000), -90.0, 90.0, 85.0, -5.0]
+    np.testing.assert_array_equal(sweep_boxes(ra, dec), np.array([sweep_box(a, d) for a, d in zip(ra, dec, strict=True)]))
+    with pytest.raises(ValueError, match="2 coordinates out of range, first ra=360.0"):
+        sweep_boxes([1.0, 360.0, 5.0], [0.0, 0.0, 91.0])
+
+
 def test_cutout_wcs_geometry():
     w = cutout_wcs(150.0, 2.0, 101)
     ra, dec = w.pixel_to_world_values(50, 50)  # 0-based centre of a 101 stamp
@@ -118,3 +129,28 @@ def test_cutout_wcs_geometry():
     np.testing.assert_allclose(proj_plane_pixel_scales(w) * 3600, [0.262, 0.262])
     ra2, _ = w.pixel_to_world_values(51, 50)
     assert ra2 < ra  # east left
+
+
+def test_fast_sweep_writer_gives_astropys_bytes(tmp_path, monkeypatch):
+    """write_sweep_fits writes the rows itself: the file must be byte for byte what astropy writes,
+    blank and partly blank strings, logicals, unsigned bytes and the DCHISQ sub-array included."""
+    import lensaudit.survey.sweepio as sw
+
+    arr = sw.synthetic_sweep_rows(1500, (150, 155, 0, 5), seed=1)
+    rng = np.random.default_rng(0)
+    arr["REF_CAT"] = np.array([b"  ", b"G ", b" G", b"GE", b""])[rng.integers(0, 5, len(arr))]
+    arr["TYPE"] = np.array([b"PSF", b"   ", b"R X", b"EX "])[rng.integers(0, 4, len(arr))]
+    arr["GAIA_PHOT_VARIABLE_FLAG"] = rng.random(len(arr)) < 0.5
+    arr["WISEMASK_W1"] = rng.integers(0, 256, len(arr))
+    arr["DCHISQ"] = rng.normal(size=(len(arr), 5))
+    sub = arr[["RA", "DEC", "TYPE", "GAIA_PHOT_VARIABLE_FLAG", "DCHISQ"]]  # a strided view: the field-wise path
+    odd = np.zeros(3, dtype=[("RA", "<f8"), ("NOBS_G", "<u2")])            # needs TZERO: astropy writes it
+    assert sw._bintable_rows(odd) is None
+    box = (150, 155, 0, 5)
+    fast = [sw.write_sweep_fits(a, tmp_path / f"fast{i}.fits", box).read_bytes() for i, a in enumerate((arr, sub))]
+    monkeypatch.setattr(sw, "_bintable_rows", lambda a: None)
+    slow = [sw.write_sweep_fits(a, tmp_path / f"slow{i}.fits", box).read_bytes() for i, a in enumerate((arr, sub))]
+    assert fast[0] == slow[0] and fast[1] == slow[1]
+    back = sw.read_sweep(tmp_path / "fast0.fits", columns=("TYPE", "REF_CAT", "GAIA_PHOT_VARIABLE_FLAG", "DCHISQ"))
+    assert back["TYPE"].tolist() == [t.decode().strip() for t in arr["TYPE"]]
+    np.testing.assert_array_equal(back["GAIA_PHOT_VARIABLE_FLAG"].to_numpy(), arr["GAIA_PHOT_VARIABLE_FLAG"])

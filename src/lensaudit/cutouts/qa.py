@@ -8,6 +8,7 @@ percent of the central 50x50 pixels are NaN in any band, or when any pixel of th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,15 @@ QA_FIELDS: tuple[str, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=8)
+def _outer_mask(n: int) -> np.ndarray:
+    """Pixels of an n x n stamp farther than n/4 from its centre (read-only)."""
+    yy, xx = np.mgrid[0:n, 0:n]
+    m = np.hypot(yy - (n - 1) / 2, xx - (n - 1) / 2) > n / 4
+    m.flags.writeable = False
+    return m
+
+
 def assess(cube: np.ndarray, cfg: QAConfig = QAConfig(), bands: tuple[str, ...] = BANDS) -> tuple[bool, str, dict]:
     """Validate one cutout. Returns (ok, reason, qa) where reason is '' when ok.
 
@@ -58,8 +68,7 @@ def assess(cube: np.ndarray, cfg: QAConfig = QAConfig(), bands: tuple[str, ...] 
         "central_nan_frac": float(central_nan.max()),
         "core_nan_count": core_nan,
     }
-    yy, xx = np.mgrid[0:n, 0:n]
-    outer = np.hypot(yy - (n - 1) / 2, xx - (n - 1) / 2) > n / 4
+    outer = _outer_mask(n)
     missing = []
     for i, b in enumerate(bands):
         plane = cube[i]

@@ -82,27 +82,38 @@ def add_psf_and_noise(bricks: pd.DataFrame, psf_cfg, rng: np.random.Generator) -
     GALDEPTH of the same pixels."""
     from lensaudit.mock.psf import core_for_fwhm, galdepth, psf_image, white_sigma
     from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
+    from lensaudit.utils.pool import fork_map
 
     out = bricks.copy()
     n = len(out)
-    for b in "grz":
+    draws = {}
+    for b in "grz":  # the draws in the order they always had: per band beta, wing, e, angle, PSFSIZE scatter
         beta = rng.uniform(*psf_cfg.beta, n)
         wing = rng.uniform(*psf_cfg.wing_fraction, n)
         e = rng.uniform(0, psf_cfg.ellipticity_max, n)
         ang = rng.uniform(0, np.pi, n)
+        scatter = rng.normal(0, psf_cfg.psfsize_scatter, n)
+        draws[b] = (beta, wing, e, ang, scatter)
+
+    def one(job: tuple[str, int]) -> tuple[float, float, float]:
+        b, i = job
+        beta, wing, e, ang, _ = draws[b]
+        core = core_for_fwhm(float(out[f"psfsize_{b}"].iat[i]) / PIXEL_SCALE_ARCSEC, beta[i], wing[i], e[i], ang[i])
+        p = psf_image(core, beta[i], wing[i], e[i], ang[i])
+        sigw = white_sigma(p, float(out[f"psfdepth_{b}"].iat[i]))
+        return core, sigw, galdepth(p, sigw)
+
+    # the PSF of every brick and band (a few ms each): in forked workers, the same numbers as in-process
+    res = np.array(fork_map(one, [(b, i) for b in "grz" for i in range(n)], chunksize=16)).reshape(3, n, 3)
+    for k, b in enumerate("grz"):
+        beta, wing, e, ang, scatter = draws[b]
         true_fwhm = out[f"psfsize_{b}"].to_numpy(float)  # the drawn seeing is the true FWHM
-        core, sigw, gdep = np.empty(n), np.empty(n), np.empty(n)
-        for i in range(n):
-            core[i] = core_for_fwhm(true_fwhm[i] / PIXEL_SCALE_ARCSEC, beta[i], wing[i], e[i], ang[i])
-            p = psf_image(core[i], beta[i], wing[i], e[i], ang[i])
-            sigw[i] = white_sigma(p, float(out[f"psfdepth_{b}"].iat[i]))
-            gdep[i] = galdepth(p, sigw[i])
-        out[f"psf_core_fwhm_pix_{b}"], out[f"psf_beta_{b}"], out[f"psf_wing_{b}"] = core, beta, wing
+        out[f"psf_core_fwhm_pix_{b}"], out[f"psf_beta_{b}"], out[f"psf_wing_{b}"] = res[k, :, 0], beta, wing
         out[f"psf_e_{b}"], out[f"psf_angle_{b}"] = e, ang
         out[f"psfsize_true_{b}"] = true_fwhm
-        out[f"psfsize_cat_{b}"] = true_fwhm * (1 + rng.normal(0, psf_cfg.psfsize_scatter, n))
-        out[f"sigma_white_{b}"] = sigw
-        out[f"galdepth_{b}"] = gdep
+        out[f"psfsize_cat_{b}"] = true_fwhm * (1 + scatter)
+        out[f"sigma_white_{b}"] = res[k, :, 1]
+        out[f"galdepth_{b}"] = res[k, :, 2]
     return out
 
 

@@ -154,7 +154,7 @@ class Renderer:
                                                             / self.nobs_map(bidx, cx, cy))
         return np.where(bidx[None] >= 0, sig, 0.0)
 
-    @lru_cache(maxsize=256)  # noqa: B019 - renderer lives as long as the survey
+    @lru_cache(maxsize=2048)  # noqa: B019 - renderer lives as long as the survey (40 KB per brick)
     def psf3(self, brick: int) -> np.ndarray:
         """(3, 41, 41) true g, r, z PSF images of a brick (not the catalog's PSFSIZE)."""
         return np.stack([psf_image(*map(float, self._psfp[brick, k])) for k in range(3)])

@@ -33,7 +33,7 @@ from lensaudit.mock.config import MockConfig
 from lensaudit.mock.population import FEATURE_KINDS, add_features, add_lenses, eligible_red, sample_sources
 from lensaudit.survey.columns import sweep_numpy_dtype
 from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC, RELEASE_DR10
-from lensaudit.survey.geometry import brickname, sweep_box, sweep_filename
+from lensaudit.survey.geometry import brickname, sweep_boxes, sweep_filename
 from lensaudit.survey.maskbits import MASKBITS
 from lensaudit.survey.photometry import mw_transmission
 from lensaudit.survey.sweepio import write_sweep_fits
@@ -238,10 +238,14 @@ def _maskbits_bleed(src: pd.DataFrame, max_mag: float) -> np.ndarray:
     stars = np.flatnonzero(src["is_star"].to_numpy() & (src["rmag"].to_numpy() < max_mag))
     gx, gy, rmag = src["gx"].to_numpy(), src["gy"].to_numpy(), src["rmag"].to_numpy()
     bits = int(MASKBITS.SATUR_G | MASKBITS.SATUR_R | MASKBITS.SATUR_Z)
+    order = np.argsort(gx, kind="stable")
+    gx_sorted = gx[order]
     for k in stars:
         length = 8.0 * 10 ** (0.4 * (max_mag - rmag[k]))
-        on = (np.abs(gx - gx[k]) < 3) & (np.abs(gy - gy[k]) < length)
-        mb[on] |= bits
+        # the objects within 3 pixels in x (a slightly wider slice of the sorted x, then the exact test)
+        cand = order[np.searchsorted(gx_sorted, gx[k] - 3.5):np.searchsorted(gx_sorted, gx[k] + 3.5)]
+        on = (np.abs(gx[cand] - gx[k]) < 3) & (np.abs(gy[cand] - gy[k]) < length)
+        mb[cand[on]] |= bits
     return mb
 
 
@@ -252,9 +256,12 @@ def _maskbits_trails(src: pd.DataFrame, trails: pd.DataFrame) -> np.ndarray:
         return mb
     gx, gy, b = src["gx"].to_numpy(), src["gy"].to_numpy(), src["brick_idx"].to_numpy()
     bit_of = {0: MASKBITS.ALLMASK_G, 1: MASKBITS.ALLMASK_R, 2: MASKBITS.ALLMASK_Z}
+    order = np.argsort(b, kind="stable")
+    b_sorted = b[order]
     for t in trails.itertuples():
-        d = np.abs(-(gx - t.gx) * np.sin(t.angle) + (gy - t.gy) * np.cos(t.angle))
-        mb[(d < 4) & (b == t.brick_idx)] |= int(bit_of[int(t.band)])
+        rows = order[np.searchsorted(b_sorted, t.brick_idx, "left"):np.searchsorted(b_sorted, t.brick_idx, "right")]
+        d = np.abs(-(gx[rows] - t.gx) * np.sin(t.angle) + (gy[rows] - t.gy) * np.cos(t.angle))
+        mb[rows[d < 4]] |= int(bit_of[int(t.band)])
     return mb
 
 
@@ -381,10 +388,12 @@ def write_sweeps(src: pd.DataFrame, bricks: pd.DataFrame, exposure: np.ndarray, 
     arr["MASKBITS"] = src.maskbits.to_numpy()
     arr["FITBITS"] = np.where(star_g, 1 << 7, 0)
     files = []
-    boxes = np.array([sweep_box(r, d) for r, d in zip(src.ra, src.dec, strict=True)])
-    for key in np.unique(boxes, axis=0):
-        sel = np.all(boxes == key, axis=1)
-        ramin, ramax, decmin, decmax = key
+    boxes = sweep_boxes(src.ra.to_numpy(), src.dec.to_numpy())
+    # one integer per box, ordered as (ramin, decmin): 36 declination boxes of 5 deg
+    key = np.rint(boxes[:, 0] / 5.0).astype(np.int64) * 64 + np.rint((boxes[:, 2] + 90.0) / 5.0).astype(np.int64)
+    for k in np.unique(key):
+        sel = key == k
+        ramin, ramax, decmin, decmax = boxes[np.argmax(sel)]
         path = write_sweep_fits(arr[sel], out / sweep_filename(ramin, ramax, decmin, decmax),
                                 (ramin, ramax, decmin, decmax), version="lensaudit-mock")
         files.append(path)

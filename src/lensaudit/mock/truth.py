@@ -32,6 +32,7 @@ from lensaudit.mock.lensmodel import arc_box_radius_pix, arc_image
 from lensaudit.mock.psf import CORR_KERNEL, noise_autocorrelation
 from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
 from lensaudit.survey.photometry import flux_to_mag
+from lensaudit.utils.pool import fork_map
 from lensaudit.utils.progress import progress
 
 #: Pixels of room for the PSF (41 x 41) and the correlation kernel around a lens's images.
@@ -69,14 +70,13 @@ def visible_snr(arc_pix: np.ndarray, host_pix: np.ndarray, sigma_white: float,
 def lens_truth(renderer, lenses: pd.DataFrame, host_confusion: float = 0.4) -> pd.DataFrame:
     """Per lens: magnification, lensed magnitude and S/N per band, peak S/N, theta_E / FWHM (see module doc)."""
     k = np.outer(CORR_KERNEL, CORR_KERNEL)
-    rows = []
     src = renderer.src.set_index("id")
     row_of = {cid: i for i, cid in enumerate(renderer.src["id"])}
     b = renderer.survey.bricks
     with progress(len(lenses), "measuring the true lenses", "lenses") as advance:
-        for lp in lenses.to_dict("records"):
-            rows.append(_one_lens_truth(renderer, lp, src, row_of, b, k, host_confusion))
-            advance()
+        # forked workers (the same numbers as in-process, in lens order)
+        rows = fork_map(lambda lp: _one_lens_truth(renderer, lp, src, row_of, b, k, host_confusion),
+                        lenses.to_dict("records"), on_result=advance)
     t = pd.DataFrame(rows)
     if len(t):
         t["arc_rmag"] = t["arc_mag_r"]

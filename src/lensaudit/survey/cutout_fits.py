@@ -13,6 +13,7 @@ this module, so the writer and the reader cannot drift apart.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 
@@ -67,11 +68,46 @@ def cutout_hdulist(
     return fits.HDUList(hdus)
 
 
-def cutout_fits_bytes(*args, **kwargs) -> bytes:
-    """Serialise :func:`cutout_hdulist` to the bytes the service sends."""
+def cutout_fits_bytes(cube_nmgy: np.ndarray, ra_deg: float, dec_deg: float, bands: str = "grz",
+                      pixscale_arcsec: float = PIXEL_SCALE_ARCSEC, invvar: np.ndarray | None = None) -> bytes:
+    """Serialise :func:`cutout_hdulist` to the bytes the service sends.
+
+    The same bytes as ``cutout_hdulist(...).writeto`` (tested), about 10x faster: astropy builds the
+    headers once per layout (bands, shape, pixel scale, inverse variance or not) and only the two
+    CRVAL cards and the pixels change between cutouts (a loopback service answers thousands)."""
+    cube = np.asarray(cube_nmgy, dtype=np.float32)
+    if cube.ndim != 3 or cube.shape[0] != len(bands):
+        raise ValueError(f"cutout_fits_bytes: cube shape {cube.shape} does not match bands {bands!r}")
+    heads = _header_blocks(bands, cube.shape[1], cube.shape[2], float(pixscale_arcsec), invvar is not None)
+    crval = (fits.Card("CRVAL1", float(ra_deg)).image + fits.Card("CRVAL2", float(dec_deg)).image).encode("ascii")
+    parts = []
+    planes = [cube] if invvar is None else [cube, np.asarray(invvar, dtype=np.float32)]
+    for (head, at), data in zip(heads, planes, strict=True):
+        parts += [head[:at], crval, head[at + 160:]]
+        raw = data.astype(">f4").tobytes()
+        parts += [raw, b"\0" * (-len(raw) % 2880)]
+    return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=32)
+def _header_blocks(bands: str, h: int, w: int, pixscale: float, with_invvar: bool) -> list[tuple[bytes, int]]:
+    """Per HDU: (header bytes as astropy writes them, offset of the CRVAL1 card; CRVAL2 follows it)."""
+    zeros = np.zeros((len(bands), h, w), np.float32)
+    hdul = cutout_hdulist(zeros, 0.0, 0.0, bands=bands, pixscale_arcsec=pixscale,
+                          invvar=zeros if with_invvar else None)
     buf = io.BytesIO()
-    cutout_hdulist(*args, **kwargs).writeto(buf)
-    return buf.getvalue()
+    hdul.writeto(buf)
+    raw = buf.getvalue()
+    out, pos = [], 0
+    for hdu in hdul:
+        head_len = len(hdu.header.tostring())
+        head = raw[pos : pos + head_len]
+        at = head.find(b"CRVAL1  =")
+        if at < 0 or at % 80 or head[at + 80 : at + 89] != b"CRVAL2  =":
+            raise AssertionError("cutout header layout: CRVAL1 and CRVAL2 are not consecutive cards")
+        out.append((head, at))
+        pos += head_len + hdu.data.nbytes + (-hdu.data.nbytes % 2880)
+    return out
 
 
 def read_cutout_fits(

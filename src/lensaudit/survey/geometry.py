@@ -31,6 +31,18 @@ def sweep_box(ra_deg: float, dec_deg: float) -> tuple[float, float, float, float
     return ramin, ramin + SWEEP_BOX_DEG, decmin, decmin + SWEEP_BOX_DEG
 
 
+def sweep_boxes(ra_deg, dec_deg) -> np.ndarray:
+    """(n, 4) array of :func:`sweep_box` for arrays of coordinates (same rules, vectorised)."""
+    ra, dec = np.asarray(ra_deg, float), np.asarray(dec_deg, float)
+    bad = ~((ra >= 0.0) & (ra < 360.0) & (dec >= -90.0) & (dec <= 90.0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"sweep_boxes: {int(bad.sum())} coordinates out of range, first ra={ra[i]} dec={dec[i]}")
+    ramin = np.floor(ra / SWEEP_BOX_DEG) * SWEEP_BOX_DEG
+    decmin = np.minimum(np.floor(dec / SWEEP_BOX_DEG) * SWEEP_BOX_DEG, 90.0 - SWEEP_BOX_DEG)
+    return np.stack([ramin, ramin + SWEEP_BOX_DEG, decmin, decmin + SWEEP_BOX_DEG], axis=1)
+
+
 def sweep_filename(ramin: float, ramax: float, decmin: float, decmax: float) -> str:
     """DR10 sweep name, e.g. ``sweep-000m010-005m005.fits`` (RA 3 digits, Dec sign + 3 digits)."""
     return f"sweep-{int(round(ramin)):03d}{_fmt_dec(decmin)}-{int(round(ramax)):03d}{_fmt_dec(decmax)}.fits"
