@@ -26,7 +26,13 @@ def _cmd_fetch(a: argparse.Namespace) -> int:
         cfg = validate_config({k: v for k, v in overrides.items() if v is not None}, FetchConfig, "command line")
     manifest = read_manifest(a.manifest)
     store = CutoutStore(a.store, create=True)
-    rep = fetch_manifest(manifest, store, cfg, progress=sys.stderr.isatty())
+    if a.engine == "spark":
+        from lensaudit.cutouts.spark_fetch import fetch_spark
+
+        rep = fetch_spark(manifest, store, cfg, master=None if a.master == "none" else a.master,
+                          partition_rows=a.partition_rows)
+    else:
+        rep = fetch_manifest(manifest, store, cfg, progress=sys.stderr.isatty())
     print(json.dumps(rep.to_dict(), indent=2))
     return EXIT_OK if rep.n_failed == 0 or a.allow_failures else EXIT_PARTIAL
 
@@ -90,6 +96,11 @@ def add_cutouts_commands(sub: argparse._SubParsersAction) -> None:
                    help="a stored id whose manifest ra/dec moved (beyond 0.05 arcsec): stop with an error "
                         "(default), re-fetch it (the new cutout replaces the old), or keep the stored stamp")
     f.add_argument("--allow-failures", action="store_true", help="exit 0 even if some cutouts failed")
+    f.add_argument("--engine", default="local", choices=("local", "spark"),
+                   help="spark: Spark tasks fetch slices of the rows into staging stores beside --store, which "
+                        "are moved into it after each wave; --concurrency is per task, --rate is global")
+    f.add_argument("--master", default="local[*]", help="spark: the master (leave to spark-submit with 'none')")
+    f.add_argument("--partition-rows", type=int, default=2000, help="spark: rows per task (default 2000)")
     f.set_defaults(fn=_cmd_fetch)
 
     i = csub.add_parser("import", help="import legacy per-cutout .npz files into a store",

@@ -230,11 +230,10 @@ def _extra_columns(row: dict) -> dict:
     return {(f"manifest_{k}" if k in RESERVED else k): v for k, v in row.items() if k not in ("id", "ra", "dec")}
 
 
-def fetch_manifest(manifest: pd.DataFrame, store: CutoutStore, cfg: FetchConfig,
-                   qa_cfg: QAConfig = QAConfig(), progress: bool = False,
-                   transport: httpx.BaseTransport | None = None) -> FetchReport:
-    """Fetch every manifest row not yet in ``store``; returns a :class:`FetchReport`."""
-    t0 = time.monotonic()
+def plan_fetch(manifest: pd.DataFrame, store: CutoutStore, cfg: FetchConfig) -> tuple[pd.DataFrame, set[str], FetchReport]:
+    """What a fetch of ``manifest`` into ``store`` has to request: (rows to fetch, ids whose stored copy they
+    replace, a report with the counts so far). Stored ids are skipped; ids stored at moved coordinates are an
+    error, re-fetched or kept per ``cfg.moved``; earlier failures are skipped unless ``cfg.retry_failed``."""
     manifest = check_manifest(manifest, source="manifest")
     rep = FetchReport(n_manifest=len(manifest))
     ids = manifest["id"].astype(str)
@@ -268,6 +267,15 @@ def fetch_manifest(manifest: pd.DataFrame, store: CutoutStore, cfg: FetchConfig,
         rep.n_skipped_failed = int((~keep).sum())
         todo = todo[keep]
     rep.n_requested = len(todo)
+    return todo, replace, rep
+
+
+def fetch_manifest(manifest: pd.DataFrame, store: CutoutStore, cfg: FetchConfig,
+                   qa_cfg: QAConfig = QAConfig(), progress: bool = False,
+                   transport: httpx.BaseTransport | None = None) -> FetchReport:
+    """Fetch every manifest row not yet in ``store``; returns a :class:`FetchReport`."""
+    t0 = time.monotonic()
+    todo, replace, rep = plan_fetch(manifest, store, cfg)
     if todo.empty:
         rep.elapsed_s = time.monotonic() - t0
         return rep

@@ -331,6 +331,58 @@ class CutoutStore:
                 self.reload()
 
 
+def adopt_store(target: CutoutStore, other: str | os.PathLike,
+                replace: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Move the committed cutouts and failure records of store ``other`` (same size and bands, same file
+    system: a staging store a distributed fetch filled) into ``target``, renumbered after target's own
+    commits, and remove ``other``; returns the ids adopted.
+
+    Ids ``target`` already holds are refused (StoreError, nothing moved) unless they are in ``replace``,
+    whose adopted copies are marked ``replaces``. Crash-safe in the store's own way: per shard, the shard
+    file is moved, then target's index file for it written (its commit), then other's index file
+    removed; an interrupted adoption leaves at worst an orphan shard in target (removed by
+    :meth:`CutoutStore.repair`) and an index file in ``other`` whose shard is gone, which a re-run skips
+    (those cutouts are not in target, so the next fetch requests them again)."""
+    src = CutoutStore(other)
+    if (src.size, src.bands) != (target.size, target.bands):
+        raise StoreError(f"cannot adopt store {src.root} ({src.size} px, bands {src.bands}) into {target.root} "
+                         f"({target.size} px, bands {target.bands})")
+    files = src._index_files()
+    adopted: list[str] = []
+    with target.writer() as w:
+        frames = [(f, pq.read_table(f).to_pandas()) for f in files]
+        clash = sorted({str(i) for _, rows in frames for i in rows["id"].astype(str)} & w._known - set(replace))
+        if clash:
+            raise StoreError(f"cannot adopt store {src.root}: {len(clash)} of its id(s) are already in {target.root} "
+                             f"(e.g. {clash[:3]}) and were not fetched as replacements")
+        for f, rows in frames:
+            shard = str(rows["shard"].iat[0])
+            if not (src.root / "shards" / shard).is_file():
+                log.warning("adopting %s: shard %s of %s is gone (an interrupted adoption moved it); its %d cutout(s) "
+                            "will be fetched again", src.root, shard, f.name, len(rows))
+                f.unlink()
+                continue
+            name = f"shard-{w._seq:06d}-{secrets.token_hex(4)}"
+            os.replace(src.root / "shards" / shard, target.root / "shards" / f"{name}.h5")
+            rows["shard"] = f"{name}.h5"
+            ids = rows["id"].astype(str)
+            rows["replaces"] = rows["replaces"].fillna(False).astype(bool) | ids.isin(w._known)
+            with atomic_path(target.root / "index" / f"{name}.parquet") as tmp:
+                pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), tmp)
+            f.unlink()
+            w._known.update(ids)
+            w._seq += 1
+            adopted += ids.tolist()
+        for f in sorted((src.root / "failures").glob("part-*.parquet")):
+            os.replace(f, target.root / "failures" / f"part-{w._seq:06d}-{secrets.token_hex(4)}.parquet")
+            w._seq += 1
+    import shutil
+
+    shutil.rmtree(src.root)
+    target.reload()
+    return adopted
+
+
 class StoreWriter:
     """Appends validated cutouts to a store in shards; use via :meth:`CutoutStore.writer`."""
 

@@ -138,3 +138,44 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         return self.n
+
+
+def step_plan(order, batch_size: int, accum: int, world: int = 1, rank: int = 0) -> list[list[list[int]]]:
+    """Which samples rank ``rank`` of ``world`` processes at every optimiser step of an epoch.
+
+    ``order`` (the epoch's sample order) is cut into micro-batches of ``batch_size`` consecutive
+    samples (the last may be shorter) and those into optimiser steps of ``accum`` micro-batches (the
+    last may have fewer). Micro-batch j of a step goes to rank j mod world, so each micro-batch is
+    exactly the one a single process would see (batch statistics included) and the ranks together
+    cover every sample once. Returns, per step, this rank's micro-batches (lists of sample indices;
+    a rank may have none in a short last step)."""
+    if batch_size < 1 or accum < 1 or world < 1 or not 0 <= rank < world:
+        raise ValueError(f"step_plan: bad batch_size {batch_size}, accum {accum}, world {world} or rank {rank}")
+    order = list(order)
+    micro = [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
+    steps = [micro[lo : lo + accum] for lo in range(0, len(micro), accum)]
+    return [[mb for j, mb in enumerate(step) if j % world == rank] for step in steps]
+
+
+class StepBatchSampler(Sampler):
+    """Batch sampler over :func:`step_plan` for an epoch: the epoch's permutation from (seed, epoch)
+    (that of :class:`EpochSampler`), this rank's micro-batches in step order, items ``(index, epoch)``."""
+
+    def __init__(self, n: int, seed: int, batch_size: int, accum: int = 1, world: int = 1, rank: int = 0,
+                 shuffle: bool = True):
+        self.n, self.seed, self.batch_size, self.accum = n, seed, batch_size, accum
+        self.world, self.rank, self.shuffle, self.epoch = world, rank, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def plan(self) -> list[list[list[int]]]:
+        order = (rng(self.seed, "train.order", self.epoch).permutation(self.n).tolist() if self.shuffle
+                 else range(self.n))
+        return step_plan(order, self.batch_size, self.accum, self.world, self.rank)
+
+    def __iter__(self):
+        return iter([[(i, self.epoch) for i in mb] for step in self.plan() for mb in step])
+
+    def __len__(self) -> int:
+        return sum(len(step) for step in self.plan())

@@ -11,6 +11,14 @@ Determinism: the sample order of an epoch is a permutation drawn from (seed, epo
 augmentation of a sample from (seed, index, epoch), and the torch RNG state is saved in
 ``last.pt``; on CPU with deterministic algorithms, training 2 epochs equals training 1 and
 resuming for 1, bit for bit.
+
+Several processes (``torchrun --nproc_per_node N lensaudit train --config ...``; PyTorch
+DistributedDataParallel, NCCL on GPUs, gloo on CPUs): every optimiser step's micro-batches are those
+of one process, dealt round-robin to the ranks (:func:`lensaudit.data.dataset.step_plan`), and each
+rank's loss is scaled so that the all-reduced gradient is the single process's; so N processes give
+the weights one process gives with the same ``batch_size`` and ``effective_batch`` (to float
+round-off; tested with two gloo processes). Rank 0 alone validates, writes checkpoints and records;
+batch-norm running statistics are rank 0's, copied to the others after each epoch (as DDP does).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from torch.utils.data import DataLoader
 
 from lensaudit.config import write_resolved
 from lensaudit.cutouts import CutoutStore
-from lensaudit.data.dataset import CutoutDataset, EpochSampler
+from lensaudit.data.dataset import CutoutDataset, StepBatchSampler
 from lensaudit.errors import LensauditError, RunExistsError
 from lensaudit.manifest import read_manifest
 from lensaudit.models import build_model, count_parameters
@@ -47,6 +55,56 @@ log = logging.getLogger(__name__)
 
 class TrainingError(LensauditError, RuntimeError):
     """Training cannot go on (for example a non-finite loss); the message names the batch."""
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in a ``torchrun`` job (a single process: world 1, rank 0)."""
+
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_env() -> DistEnv:
+    """The job's WORLD_SIZE, RANK and LOCAL_RANK as ``torchrun`` sets them (unset: one process)."""
+    try:
+        env = DistEnv(int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0)),
+                      int(os.environ.get("LOCAL_RANK", 0)))
+    except ValueError as exc:
+        raise TrainingError(f"WORLD_SIZE / RANK / LOCAL_RANK must be integers ({exc})") from exc
+    if env.world < 1 or not 0 <= env.rank < env.world:
+        raise TrainingError(f"RANK {env.rank} is outside WORLD_SIZE {env.world}")
+    return env
+
+
+def _barrier(env: DistEnv) -> None:
+    if env.active:
+        torch.distributed.barrier()
+
+
+@contextlib.contextmanager
+def _process_group(env: DistEnv, device_name: str):
+    """Join the ``torchrun`` job's process group for the run (nothing for one process)."""
+    import torch.distributed as dist
+
+    if not env.active or dist.is_initialized():
+        yield
+        return
+    cuda = device_name != "cpu" and torch.cuda.is_available()
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
 
 
 def pick_device(name: str) -> torch.device:
@@ -105,10 +163,12 @@ class TrainRun:
     fwd: torch.nn.Module
     opt: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
-    sampler: EpochSampler
+    sampler: StepBatchSampler
     train_loader: DataLoader
     val_loader: DataLoader
     n_params: int
+    env: DistEnv = DistEnv()
+    train_fwd: torch.nn.Module | None = None  # the module training calls (DDP-wrapped in a torchrun job)
     start: int = 0
     best_auc: float = -1.0
     history: list[dict] = field(default_factory=list)
@@ -118,9 +178,12 @@ class TrainRun:
         return (lambda: torch.autocast(self.device.type, dtype=self.dtype)) if self.dtype else nullcontext
 
 
-def setup(cfg: TrainConfig, out: Path, cfg_sha: str) -> TrainRun:
+def setup(cfg: TrainConfig, out: Path, cfg_sha: str, env: DistEnv = DistEnv()) -> TrainRun:
     """Device, determinism, datasets (from the manifest and store), model, optimiser, loaders."""
     device = pick_device(cfg.device)
+    if env.active and device.type == "cuda":
+        device = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(cfg.deterministic and device.type == "cpu")
@@ -141,10 +204,24 @@ def setup(cfg: TrainConfig, out: Path, cfg_sha: str) -> TrainRun:
     dtype = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     fwd = torch.compile(model) if cfg.compile else model
-    sampler = EpochSampler(len(train_ds), cfg.seed)
+    train_fwd = fwd
+    if env.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if cfg.accum_steps % env.world:
+            log.warning("effective batch %d = %d micro-batches of %d: not a multiple of the %d processes, so some "
+                        "ranks idle in every step (same weights, wasted devices)", cfg.batch_size * cfg.accum_steps,
+                        cfg.accum_steps, cfg.batch_size, env.world)
+        # buffers (batch-norm statistics) are not broadcast at every forward: ranks may run different numbers
+        # of micro-batches in a step; they are copied from rank 0 after each epoch instead
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      broadcast_buffers=False)
+        train_fwd = torch.compile(ddp) if cfg.compile else ddp
+    sampler = StepBatchSampler(len(train_ds), cfg.seed, cfg.batch_size, cfg.accum_steps, env.world, env.rank)
+    kw = {"num_workers": cfg.num_workers, "persistent_workers": True, "prefetch_factor": 4} if cfg.num_workers else {}
+    train_loader = DataLoader(train_ds, batch_sampler=sampler, pin_memory=device.type == "cuda", **kw)
     return TrainRun(cfg, out, cfg_sha, device, dtype, train_ds, val_ds, model, fwd, opt, scaler, sampler,
-                    _loader(train_ds, cfg, sampler, device, cfg.batch_size),
-                    _loader(val_ds, cfg, None, device, cfg.batch_size), n_params)
+                    train_loader, _loader(val_ds, cfg, None, device, cfg.batch_size), n_params, env, train_fwd)
 
 
 #: Config fields a resumed run may change (they do not change what is being trained).
@@ -185,48 +262,79 @@ def restore(run: TrainRun) -> None:
         run.scaler.load_state_dict(ck["scaler"])
     torch.set_rng_state(ck["torch_rng"])
     run.start, run.best_auc, run.history = int(ck["epoch"]) + 1, float(ck["best_auc"]), list(ck["history"])
-    atomic_write_text(run.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in run.history))
+    if run.env.main:
+        atomic_write_text(run.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in run.history))
     log.info("resumed from %s at epoch %d", path, run.start)
 
 
 def train_epoch(run: TrainRun, epoch: int) -> dict:
-    """One pass over the training split (gradient accumulation, AMP); returns loss, samples and seconds."""
-    cfg, opt, scaler = run.cfg, run.opt, run.scaler
+    """One pass over the training split (gradient accumulation, AMP, the ranks of a torchrun job);
+    returns loss, samples and seconds (summed over the ranks)."""
+    cfg, opt, scaler, env = run.cfg, run.opt, run.scaler, run.env
     lr = cfg.lr_at(epoch)
     for g in opt.param_groups:
         g["lr"] = lr
     run.sampler.set_epoch(epoch)
     run.train_ds.set_epoch(epoch)
     run.model.train()
+    fwd = run.train_fwd or run.fwd
     t0, seen, loss_sum, k = time.perf_counter(), 0, 0.0, 0
-    accum = cfg.accum_steps
-    opt.zero_grad(set_to_none=True)
-    for k, (x, y, w, idx) in enumerate(run.train_loader, start=1):
-        if not torch.isfinite(x).all():
-            bad = run.train_ds.frame["id"].to_numpy()[idx.numpy()[~torch.isfinite(x).flatten(1).all(1).numpy()]]
-            raise TrainingError(f"epoch {epoch} batch {k}: non-finite input pixels in cutout(s) {bad[:8].tolist()}")
-        x, y, w = x.to(run.device, non_blocking=True), y.to(run.device), w.to(run.device)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with run.autocast():
-            logits = run.fwd(x).squeeze(1)
-        loss = weighted_bce(logits, y, w)
-        if not torch.isfinite(loss):
-            bad = run.train_ds.frame["id"].to_numpy()[idx.numpy()]
-            raise TrainingError(f"epoch {epoch} batch {k}: non-finite loss; batch ids {bad[:8].tolist()}"
-                                f"{' ...' if len(bad) > 8 else ''} (inputs finite: {bool(torch.isfinite(x).all())})")
-        scaler.scale(loss / accum).backward()
-        if k % accum == 0:
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-        seen += len(y)
-        loss_sum += loss.item() * len(y)
-    if k % accum:
+    accum, world = cfg.accum_steps, env.world
+    batches = iter(run.train_loader)
+    for step in run.sampler.plan():
+        opt.zero_grad(set_to_none=True)
+        if not step:      # a short last step left this rank no micro-batch: join the all-reduce with zeros
+            _zero_gradient_step(run, fwd)
+        for j in range(len(step)):
+            x, y, w, idx = next(batches)
+            k += 1
+            if not torch.isfinite(x).all():
+                bad = run.train_ds.frame["id"].to_numpy()[idx.numpy()[~torch.isfinite(x).flatten(1).all(1).numpy()]]
+                raise TrainingError(f"epoch {epoch} batch {k}: non-finite input pixels in cutout(s) {bad[:8].tolist()}")
+            x, y, w = x.to(run.device, non_blocking=True), y.to(run.device), w.to(run.device)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            # gradients are all-reduced once per step, at this rank's last micro-batch
+            sync = fwd.no_sync() if env.active and j < len(step) - 1 else nullcontext()
+            with sync:
+                with run.autocast():
+                    logits = fwd(x).squeeze(1)
+                loss = weighted_bce(logits, y, w)
+                if not torch.isfinite(loss):
+                    bad = run.train_ds.frame["id"].to_numpy()[idx.numpy()]
+                    raise TrainingError(f"epoch {epoch} batch {k}: non-finite loss; batch ids {bad[:8].tolist()}"
+                                        f"{' ...' if len(bad) > 8 else ''} (inputs finite: {bool(torch.isfinite(x).all())})")
+                # x world: the all-reduce averages the ranks, so the step's gradient is the mean over its
+                # micro-batches of their mean loss / accum, as in one process
+                scaler.scale(loss * world / accum).backward()
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
         scaler.step(opt)
         scaler.update()
-        opt.zero_grad(set_to_none=True)
+    opt.zero_grad(set_to_none=True)
+    if env.active:
+        tot = torch.tensor([loss_sum, float(seen)], dtype=torch.float64, device=run.device)
+        torch.distributed.all_reduce(tot)
+        loss_sum, seen = float(tot[0]), int(tot[1])
     return {"lr": lr, "train_loss": loss_sum / max(seen, 1), "seen": seen, "seconds": time.perf_counter() - t0}
+
+
+def _zero_gradient_step(run: TrainRun, fwd: torch.nn.Module) -> None:
+    """A rank with no sample in a step still takes part in its gradient all-reduce: a forward in eval mode
+    (batch-norm statistics untouched) on one blank cutout and a backward of zero."""
+    x = torch.zeros((1, *run.train_ds[0][0].shape), device=run.device)
+    if run.cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    run.model.eval()
+    (fwd(x).float().sum() * 0.0).backward()
+    run.model.train()
+
+
+def _sync_buffers(run: TrainRun) -> None:
+    """Batch-norm running statistics from rank 0 to every rank (DDP's convention), once per epoch."""
+    if run.env.active:
+        for b in run.model.buffers():
+            torch.distributed.broadcast(b, 0)
 
 
 def validate(run: TrainRun) -> tuple[float, float]:
@@ -284,36 +392,51 @@ def train(cfg: TrainConfig, resume: bool = False, config_path: str | None = None
 
     The run folder is locked for the duration; a folder that already holds a run is refused unless
     ``resume`` (continue it; the config must match bar :data:`RESUME_MAY_CHANGE`) or ``force``
-    (replace it)."""
+    (replace it). Under ``torchrun`` every rank calls this; rank 0 prepares the folder and writes."""
+    env = dist_env()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with run_lock(out):
-        _prepare_folder(out, resume, force)
-        last = out / "last.pt"
-        if resume:  # checked before anything in the folder changes
-            if not last.exists():
-                raise CheckpointError(f"{last}: no last.pt to resume from (train without --resume first)")
-            check_resumable(cfg, read_checkpoint(last), last)
-        cfg_sha = write_resolved(cfg, out / "config.resolved.yaml")
-        run = setup(cfg, out, cfg_sha)
-        if resume:
-            restore(run)
-        with progress(cfg.epochs - run.start, "training", "epochs") as advance:
-            for epoch in range(run.start, cfg.epochs):
-                run_epoch(run, epoch)
-                advance()
-        return write_run_record(run, config_path)
+    if not env.main:
+        logging.getLogger("lensaudit").setLevel(logging.WARNING)
+    with _process_group(env, cfg.device):
+        if env.main:
+            out.mkdir(parents=True, exist_ok=True)
+        with run_lock(out) if env.main else nullcontext():
+            last = out / "last.pt"
+            cfg_sha = ""
+            if env.main:
+                _prepare_folder(out, resume, force)
+                if resume:  # checked before anything in the folder changes
+                    if not last.exists():
+                        raise CheckpointError(f"{last}: no last.pt to resume from (train without --resume first)")
+                    check_resumable(cfg, read_checkpoint(last), last)
+                cfg_sha = write_resolved(cfg, out / "config.resolved.yaml")
+            _barrier(env)
+            run = setup(cfg, out, cfg_sha, env)
+            if resume:
+                restore(run)
+            with progress(cfg.epochs - run.start if env.main else 0, "training", "epochs") as advance:
+                for epoch in range(run.start, cfg.epochs):
+                    run_epoch(run, epoch)
+                    advance()
+            if not env.main:
+                return {"rank": env.rank, "world": env.world}
+            return write_run_record(run, config_path)
 
 
 def run_epoch(run: TrainRun, epoch: int) -> dict:
-    """One epoch: train, validate, checkpoint, log; returns the epoch's record."""
+    """One epoch: train, validate, checkpoint, log (rank 0 of a torchrun job); returns the epoch's record."""
     stats = train_epoch(run, epoch)
-    v_loss, auc = validate(run)
-    rec = {"epoch": epoch, "lr": stats["lr"], "train_loss": stats["train_loss"], "val_loss": v_loss,
-           "val_auc": auc, "train_samples_per_s": stats["seen"] / stats["seconds"], "epoch_s": stats["seconds"]}
-    save_epoch(run, epoch, rec)
-    log.info("epoch %d/%d  loss %.4f  val_loss %.4f  val_auc %.4f  %.0f samples/s", epoch + 1, run.cfg.epochs,
-             rec["train_loss"], v_loss, auc, rec["train_samples_per_s"])
+    _sync_buffers(run)
+    rec = {"epoch": epoch, "lr": stats["lr"], "train_loss": stats["train_loss"],
+           "train_samples_per_s": stats["seen"] / stats["seconds"], "epoch_s": stats["seconds"]}
+    if run.env.main:
+        v_loss, auc = validate(run)
+        rec = {**rec, "val_loss": v_loss, "val_auc": auc}
+        rec = {k: rec[k] for k in ("epoch", "lr", "train_loss", "val_loss", "val_auc", "train_samples_per_s", "epoch_s")}
+        save_epoch(run, epoch, rec)
+        log.info("epoch %d/%d  loss %.4f  val_loss %.4f  val_auc %.4f  %.0f samples/s", epoch + 1, run.cfg.epochs,
+                 rec["train_loss"], v_loss, auc, rec["train_samples_per_s"])
+    _barrier(run.env)
     return rec
 
 
@@ -322,6 +445,7 @@ def write_run_record(run: TrainRun, config_path: str | None) -> dict:
     cfg = run.cfg
     last = run.history[-1] if run.history else {}
     summary = {"arch": cfg.arch, "n_params": run.n_params, "epochs": cfg.epochs, "best_val_auc": run.best_auc,
+               "processes": run.env.world,
                "final_val_auc": last.get("val_auc"), "n_train": len(run.train_ds), "n_val": len(run.val_ds),
                "n_missing_skipped": len(run.train_ds.missing) + len(run.val_ds.missing), "device": str(run.device),
                "amp": str(run.dtype) if run.dtype else "off", "history": run.history}
