@@ -53,6 +53,23 @@ def test_a_partial_run_shows_each_missing_stage_and_how_to_produce_it(tmp_path):
     assert list(cf["rows left"]) == [1000, 400, 300, 300]
 
 
+def test_commit_and_versions_before_the_demo_writes_its_run_record(tmp_path):
+    """The demo's report stage runs before the demo's run_info.json exists: the header names the commit of the
+    code writing the report, the methods box the training run's commit and versions, never '?' or None."""
+    from lensaudit.utils.provenance import git_commit
+
+    run = _partial_run(tmp_path)
+    (run / "train" / "run_info.json").write_text(json.dumps(
+        {"utc_time": "2026-12-02T00:00:00Z", "git_commit": "abc123trained", "platform": "x",
+         "seeds": {"train": 3}, "versions": {"torch": "9.9"}}))
+    text = build_report(run).read_text()
+    assert f"commit <code>{git_commit()} (of the code writing this report)</code>" in text
+    assert "abc123trained" in text and "torch 9.9" in text and "commit <code>?</code>" not in text
+    (run / "run_info.json").write_text(json.dumps({"git_commit": "deadbeefdemo", "versions": {"numpy": "1.0"}}))
+    text = build_report(run).read_text()
+    assert "commit <code>deadbeefdemo</code>" in text and "numpy 1.0" in text
+
+
 def test_report_is_self_contained(tmp_path):
     text = build_report(_partial_run(tmp_path)).read_text()
     # no external scripts, style sheets, fonts or images: every src is a data URI

@@ -21,6 +21,7 @@ from lensaudit.report.html import Section, esc, figure, fmt, interval, page, tab
 from lensaudit.report.tables import write_tables
 from lensaudit.utils.display import image_grid, pyplot, save_figure
 from lensaudit.utils.io import atomic_write_text
+from lensaudit.utils.provenance import git_commit
 
 log = logging.getLogger(__name__)
 MANIFEST = "catalog/manifest_70_15_15.parquet"
@@ -419,7 +420,8 @@ def section_closure(run: Path, figs: Path, tables: dict) -> Section:
 # ------------------------------------------------------------------ methods
 def methods(run: Path) -> str:
     parts = []
-    info = _json(run / "run_info.json")
+    # the demo's own run record is written after its last stage (this report): the training run's then
+    info = _json(run / "run_info.json") or _json(run / "train" / "run_info.json")
     if info:
         v = info.get("versions", {})
         parts.append(f"<p>Run at {esc(info.get('utc_time'))} from commit <code>{esc(info.get('git_commit'))}</code> "
@@ -466,7 +468,9 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
             sec.missing.append(("this section", f"could not be built from {run}: {esc(exc)}"))
             sections.append(sec)
     info = _json(run / "run_info.json") or {}
-    sub = (f"Run directory <code>{esc(run.resolve())}</code>; commit <code>{esc(info.get('git_commit', '?'))}</code>. "
+    # the demo writes its run_info.json after its last stage (this report): then the commit of this code
+    commit = info.get("git_commit") or f"{git_commit()} (of the code writing this report)"
+    sub = (f"Run directory <code>{esc(run.resolve())}</code>; commit <code>{esc(commit)}</code>. "
            "Every number comes with its interval and count.")
     html_text = page("lensaudit audit report", sub, sections, methods(run))
     atomic_write_text(out / "index.html", html_text)
