@@ -33,6 +33,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_evaluate.py
 	$(BIN)/python benchmarks/bench_inject.py
 	$(BIN)/python benchmarks/bench_score_spark.py
+	$(BIN)/python benchmarks/bench_coadd.py
+	$(BIN)/python benchmarks/project_dr10.py
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
