@@ -382,7 +382,7 @@ def test_grad_cam_points_at_the_pixels_that_drive_the_score():
         assert cam[int(y), int(x)] > 5 * np.median(cam)
 
 
-@pytest.mark.parametrize("fpr", [0.0, 0.02, 0.1, 0.5, 0.98])
+@pytest.mark.parametrize("fpr", [0.0, 0.02, 0.1, 0.5, 0.98, 1.0])
 def test_recall_at_fpr_bootstrap_replicates_equal_a_brute_force_recount_of_the_same_draws(fpr):
     """An exact oracle: the same multinomial draws (every negative score its own cell: few negatives,
     so all are kept), expanded into resampled score lists, thresholded by threshold_at_fpr and counted."""
@@ -430,14 +430,17 @@ def test_threshold_at_fpr_exact_values_edges_and_precision():
     assert threshold_at_fpr(f32, 0.0) == np.nextafter(np.float64(f32[1]), np.inf)
 
 
-def test_recall_at_fpr_one_has_no_threshold():
-    """FPR 1 lets every negative pass: there is no (k+1)-th highest negative to sit above, so every
-    replicate is NaN (the point estimate, threshold_at_fpr, falls back to the lowest negative)."""
+def test_recall_at_fpr_one_selects_every_negative_like_the_point_estimate():
+    """FPR 1 lets every negative pass: as threshold_at_fpr does for the point estimate, each replicate's
+    threshold is its lowest resampled negative (selected, inclusive), never NaN."""
     from lensaudit.evaluate import bootstrap_recall_at_fpr
 
     y, s = np.r_[np.ones(5, int), np.zeros(8, int)], np.r_[np.arange(5.0), np.arange(8.0) / 2]
-    rec, thr = bootstrap_recall_at_fpr(y, s, 1.0, 50, seed=2)
-    assert rec.dtype == thr.dtype == np.float64 and np.isnan(rec).all() and np.isnan(thr).all()
+    rec, thr = bootstrap_recall_at_fpr(y, s, 1.0, 400, seed=2)
+    assert np.isfinite(rec).all() and np.isfinite(thr).all() and ((rec >= 0) & (rec <= 1)).all()
+    # the threshold sits just below a negative score (the lowest of the resample): never above the 8 kept
+    assert np.isin(np.nextafter(thr, np.inf), np.arange(8.0) / 2).all()
+    assert (thr < 0).mean() > 0.5                      # the negative at 0 is in most resamples (1 - (7/8)^8)
 
 
 def test_confusion_threshold_at_top_fraction_and_precision_exact():

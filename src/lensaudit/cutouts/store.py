@@ -366,7 +366,7 @@ def adopt_store(target: CutoutStore, other: str | os.PathLike,
             os.replace(src.root / "shards" / shard, target.root / "shards" / f"{name}.h5")
             rows["shard"] = f"{name}.h5"
             ids = rows["id"].astype(str)
-            rows["replaces"] = rows["replaces"].fillna(False).astype(bool) | ids.isin(w._known)
+            rows["replaces"] = rows["replaces"].astype("boolean").fillna(False).astype(bool) | ids.isin(w._known)
             with atomic_path(target.root / "index" / f"{name}.parquet") as tmp:
                 pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), tmp)
             f.unlink()
@@ -470,7 +470,7 @@ def _effective_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """One row per id from index rows in commit order: a row marked ``replaces`` supersedes the rows
     before it; any other repeat is an unmarked duplicate (ignored here, reported by verify)."""
     first = ~df["id"].duplicated(keep="first")
-    rep = df["replaces"].fillna(False).astype(bool) if "replaces" in df else pd.Series(False, index=df.index)
+    rep = df["replaces"].astype("boolean").fillna(False).astype(bool) if "replaces" in df else pd.Series(False, index=df.index)
     candidate = first | rep
     unmarked = sorted(set(df.loc[~candidate, "id"]))
     eff = df[candidate]

@@ -130,8 +130,9 @@ def bootstrap_recall_at_fpr(labels, scores, fpr: float, n_boot: int = 2000, seed
     (as :func:`lensaudit.evaluate.metrics.threshold_at_fpr`). Only the top of the negative
     distribution matters, so resampled negatives are drawn as multinomial counts over the top
     distinct negative scores plus one cell for the rest, and positives as counts over their distinct
-    scores. Returns (recall samples, threshold samples); NaN where the threshold fell below the cells
-    kept (vanishingly rare with the margin used).
+    scores. Returns (recall samples, threshold samples: the score just below the selected ones); NaN
+    where the threshold fell below the cells kept (vanishingly rare with the margin used). At FPR 1
+    every negative is selected (the threshold is the lowest resampled negative, as in threshold_at_fpr).
     """
     y, s = check_labels_scores(labels, scores)
     pos, neg = s[y], s[~y]
@@ -150,9 +151,14 @@ def bootstrap_recall_at_fpr(labels, scores, fpr: float, n_boot: int = 2000, seed
     for lo in range(0, n_boot, chunk):
         r = min(chunk, n_boot - lo)
         cn = rng.multinomial(n_n, cells / n_n, size=r)[:, :m]
-        first = np.argmax(np.cumsum(cn, axis=1) >= k + 1, axis=1)          # cell holding the (k+1)-th highest
-        ok = np.cumsum(cn, axis=1)[:, -1] >= k + 1
-        t = np.where(ok, v[first], np.nan)
+        if k >= n_n:  # FPR 1: every negative selected, the threshold is the lowest one (kept: m covers all)
+            last = m - 1 - np.argmax(cn[:, ::-1] > 0, axis=1)
+            ok = np.ones(r, bool)
+            t = np.nextafter(v[last], -np.inf)                               # scores >= the lowest negative
+        else:
+            first = np.argmax(np.cumsum(cn, axis=1) >= k + 1, axis=1)      # cell holding the (k+1)-th highest
+            ok = np.cumsum(cn, axis=1)[:, -1] >= k + 1
+            t = np.where(ok, v[first], np.nan)
         c = rng.multinomial(n_p, pc / n_p, size=r)
         cum = np.cumsum(c, axis=1)
         pos_idx = np.searchsorted(u, np.nan_to_num(t, nan=np.inf), side="right")  # levels <= t are not selected
