@@ -154,3 +154,29 @@ def test_cutouts_coadd_command_fills_a_store_with_qa_and_provenance(coadds, tmp_
     np.testing.assert_array_equal(store.get(["in2"])[0], CoaddReader(root, bricks).cutout(RA0 + 0.03, DEC0 + 0.015))
     assert main(args + ["--allow-failures"]) == 0           # re-run: nothing new to cut
     assert json.loads(capsys.readouterr().out)["n_already_stored"] == 2
+
+
+def test_the_coadd_reader_cuts_the_mock_services_cutouts_pixel_for_pixel(mock_survey_dir, tmp_path):
+    """The mock's pixels written as DR10-format coadd files (lossy at DR10's 1e-4 nanomaggy step) and read back
+    by the coadd reader give the loopback service's cutouts, to that quantisation: at a brick corner (four
+    bricks), and at an ordinary position."""
+    from lensaudit.cli import main
+    from lensaudit.mock.render import load_renderer
+    from lensaudit.mock.request import CutoutRequest
+
+    r = load_renderer(mock_survey_dir)
+    b = r.survey.bricks
+    corner = (float(b["ra2"].iat[5]), float(b["dec2"].iat[5]))       # an interior corner of the 4 x 4 bricks
+    inner = (float(b["ra"].iat[10]) + 0.003, float(b["dec"].iat[10]) - 0.002)
+    reader_bricks = b[["brickname", "ra1", "ra2", "dec1", "dec2"]]
+    for k, (ra, dec) in enumerate((corner, inner)):
+        out = tmp_path / f"c{k}"
+        assert main(["mock", "coadds", "--survey", str(mock_survey_dir), "--out", str(out),
+                     "--around", str(ra), str(dec), "--half-size", "70"]) == 0
+        served, _ = r(CutoutRequest(ra, dec, 101, 101, 0.262, "grz", "ls-dr10", False))
+        cut, used = CoaddReader(out, reader_bricks).cutout(ra, dec, return_bricks=True)
+        assert len(used) == (4 if k == 0 else 1)
+        diff = np.abs(cut.astype(np.float64) - served)
+        assert diff.max() <= 2 * IMAGE_QUANT_STEP_NMGY, diff.max()       # the files' quantisation, nothing more
+        assert served.std() > 20 * IMAGE_QUANT_STEP_NMGY                   # and the pixels are far from flat
+        assert np.abs(np.roll(served, 1, axis=2) - cut).max() > 50 * diff.max()   # a one-pixel shift is far off

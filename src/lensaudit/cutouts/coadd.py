@@ -8,8 +8,8 @@ interpolation near a brick edge stays inside the image); its value is the Lanczo
 brick's image at the position the brick's WCS gives. So stamps that straddle brick edges come out whole.
 Pixels no brick covers, or whose brick file is missing, are 0.0 (the service's convention).
 
-Positions go through astropy's WCS; the interpolation is written here (a 6 x 6-tap Lanczos-3 gather per
-output pixel, vectorised) because no maintained library offers Lanczos resampling at arbitrary positions.
+Positions go through astropy's WCS; the interpolation is :mod:`lensaudit.survey.resample`'s Lanczos-3 (the
+mock service resamples its cutouts with the same function).
 """
 
 from __future__ import annotations
@@ -26,42 +26,9 @@ from lensaudit.errors import InputError
 from lensaudit.survey.coadd import CoaddFileError, coadd_path, read_coadd_image
 from lensaudit.survey.constants import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 from lensaudit.survey.geometry import cutout_wcs
+from lensaudit.survey.resample import lanczos3_apply, lanczos3_at, lanczos3_weights
 
 log = logging.getLogger(__name__)
-
-
-def lanczos3_weights(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]):
-    """The taps of a Lanczos-3 interpolation at 0-based pixel positions (x along columns, y along rows) of
-    an image of ``shape``: (rows (n, 6), columns (n, 6), weights (n, 6, 6)), for :func:`lanczos3_apply`.
-
-    Six taps per axis (offsets -2..3 from floor(x)), weights sinc(t) sinc(t/3) normalised to sum 1; taps
-    outside the image get weight 0 (the rest renormalised); a position with no tap inside gets none."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    h, w = shape
-    ix, iy = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    offs = np.arange(-2, 4)
-    tx = offs[None, :] - (x - ix)[:, None]          # (n, 6) distances to the taps
-    ty = offs[None, :] - (y - iy)[:, None]
-    wx, wy = np.sinc(tx) * np.sinc(tx / 3.0), np.sinc(ty) * np.sinc(ty / 3.0)
-    cx, cy = ix[:, None] + offs[None, :], iy[:, None] + offs[None, :]
-    wx = np.where((cx >= 0) & (cx < w), wx, 0.0)
-    wy = np.where((cy >= 0) & (cy < h), wy, 0.0)
-    ww = wy[:, :, None] * wx[:, None, :]
-    norm = ww.sum(axis=(1, 2))
-    ww /= np.where(norm != 0, norm, 1.0)[:, None, None]
-    return np.clip(cy, 0, h - 1), np.clip(cx, 0, w - 1), ww
-
-
-def lanczos3_apply(image: np.ndarray, taps) -> np.ndarray:
-    """Interpolated values of ``image`` at the positions :func:`lanczos3_weights` was given (float64)."""
-    cy, cx, ww = taps
-    vals = np.asarray(image)[cy[:, :, None], cx[:, None, :]]   # gathered: a brick image is never copied whole
-    return np.einsum("nij,nij->n", vals, ww, dtype=np.float64)
-
-
-def lanczos3_at(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Lanczos-3 interpolation of ``image`` at 0-based pixel positions (see :func:`lanczos3_weights`)."""
-    return lanczos3_apply(image, lanczos3_weights(x, y, np.shape(image)))
 
 
 class CoaddReader:

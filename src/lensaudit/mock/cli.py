@@ -57,6 +57,15 @@ def _check(a: argparse.Namespace) -> int:
     return 0 if res["passed"] else 1
 
 
+def _coadds(a: argparse.Namespace) -> int:
+    from lensaudit.mock.coadds import write_mock_coadds
+
+    window = (a.around[0], a.around[1], a.half_size) if a.around else None
+    files = write_mock_coadds(a.survey, a.out, a.bricks or None, window)
+    print(json.dumps({"files": len(files), "out": str(a.out)}, indent=2))
+    return 0
+
+
 def add_mock_commands(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("mock", help="build, serve and check the mock DR10 survey",
                        description="The mock DR10 survey: sweeps, candidates, truth, and a loopback cutout service.")
@@ -72,6 +81,16 @@ def add_mock_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--survey", required=True)
     s.add_argument("--port", type=int, default=8001)
     s.set_defaults(fn=_serve)
+    k = ms.add_parser("coadds", help="write the mock's pixels as DR10-format per-brick coadd files",
+                      description="coadd/<AAA>/<brick>/legacysurvey-<brick>-image-<band>.fits.fz for the coadd reader "
+                                  "(`lensaudit cutouts coadd`); its stamps equal the mock service's cutouts.")
+    k.add_argument("--survey", required=True)
+    k.add_argument("--out", required=True, help="folder that gets coadd/")
+    k.add_argument("--bricks", nargs="*", default=None, help="brick names (default: all; a full brick needs ~1.5 GB)")
+    k.add_argument("--around", nargs=2, type=float, metavar=("RA", "DEC"), default=None,
+                   help="only a window around this position in every brick")
+    k.add_argument("--half-size", type=int, default=150, help="window half size in pixels (default 150)")
+    k.set_defaults(fn=_coadds)
     c = ms.add_parser("check", help="compare mock cutouts with the real DR10 sample cutouts")
     c.add_argument("--survey", required=True)
     c.add_argument("--n", type=int, default=40, help="mock cutouts to draw")

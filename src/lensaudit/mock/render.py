@@ -18,8 +18,10 @@ that contains it. Per stamp:
    point-source flux inverse variance of these pixels, plus source shot noise; drawn from a
    counter-based hash of the global pixel (hence consistent between cutouts), then correlated
    by the 3-tap resampling kernel of coadds;
-5. the stamp is resampled onto the requested centre with a Lanczos-3 sub-pixel shift, as the
-   real service resamples coadds onto the requested WCS.
+5. the stamp is resampled onto the requested WCS (TAN about the requested centre, north up): every
+   output pixel's sky position, projected onto the global grid, Lanczos-3 interpolated
+   (:mod:`lensaudit.survey.resample`), as the real service resamples coadds; ``write_mock_coadds``
+   writes the same grid as DR10-format coadd files, from which the coadd reader cuts the same stamps.
 Pixels outside the footprint are 0.0 (the service's convention); no overlap -> None.
 """
 
@@ -40,6 +42,7 @@ from lensaudit.mock.request import CutoutRequest, NoOverlapError
 from lensaudit.mock.sources import SourceImage, colour_weights, render_rich, render_simple
 from lensaudit.mock.survey import CELLS, MockSurvey, brick_cell, tan_deproject, tan_project
 from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC
+from lensaudit.survey.resample import lanczos3_apply, lanczos3_weights
 from lensaudit.utils.hashing import splitmix64
 from lensaudit.utils.seeds import derive_seed
 from lensaudit.utils.seeds import rng as seed_stream
@@ -80,13 +83,6 @@ def hashed_normal(gx: np.ndarray, gy: np.ndarray, key: int) -> np.ndarray:
 def hashed_normal3(gx: np.ndarray, gy: np.ndarray, key: int) -> np.ndarray:
     """(3, ...) deviates for keys ``key``, ``key + 1``, ``key + 2`` (one per band), as :func:`hashed_normal`."""
     return _hashed_normal_keys(gx, gy, np.arange(key, key + 3))
-
-
-def _lanczos3(f: float) -> np.ndarray:
-    """6 taps (offsets -2..3) interpolating at fractional position f in [-0.5, 0.5]."""
-    t = np.arange(-2, 4) - f
-    w = np.sinc(t) * np.sinc(t / 3.0)
-    return w / w.sum()
 
 
 class Renderer:
@@ -397,31 +393,52 @@ class Renderer:
         if abs(req.pixscale - PIXEL_SCALE_ARCSEC) > 1e-6:
             raise NoOverlapError(f"mock survey renders native 0.262 arcsec pixels only, not {req.pixscale}")
         cx, cy = tan_project(req.ra, req.dec, self.ra0, self.dec0)
-        cx, cy = float(cx), float(cy)
-        ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
-        fx, fy = cx - ix, cy - iy
+        ix, iy = int(np.floor(float(cx) + 0.5)), int(np.floor(float(cy) + 0.5))
         hw, hh = (req.width - 1) // 2, (req.height - 1) // 2
         x0, y0 = ix - hw - PAD, iy - hh - PAD
         W, H = req.width + 2 * PAD, req.height + 2 * PAD
         region = self.render_region(x0, y0, W, H, noise=noise)
         if region is None:
             return None
-        # correlated noise (and signal) as in resampled coadds: separable 3-tap kernel
-        # followed by Lanczos-3 resampling onto the requested centre, applied as one combined
-        # 8-tap kernel per axis (offsets -3..4)
-        k = CORR_KERNEL
-        kx = np.convolve(k, _lanczos3(fx)[::-1])
-        ky = np.convolve(k, _lanczos3(fy)[::-1])
-        reg = _sep_filter(region, kx, ky, taps_from=-3)
-        sl_y = slice(PAD, PAD + req.height)
-        sl_x = slice(PAD, PAD + req.width)
-        cube = reg[:, sl_y, sl_x]
-        # off-footprint pixels stay exactly 0.0
-        raw_zero = region[:, sl_y, sl_x] == 0.0
-        cube = np.where(raw_zero, 0.0, cube)
+        # the coadd: correlated noise (and signal) as in resampled coadds, a separable 3-tap kernel on the grid
+        coadd = _sep_filter(region, CORR_KERNEL, CORR_KERNEL)
+        # the requested stamp's WCS (TAN about the requested centre, north up, CRPIX at its centre) gives every
+        # output pixel's sky position; the coadd is Lanczos-3 resampled there, as the real service resamples
+        # its coadds (and as the coadd reader does from coadd files: the same function, the same numbers)
+        yy, xx = np.mgrid[0 : req.height, 0 : req.width]
+        gx, gy = tan_to_tan((xx - (req.width - 1) / 2).ravel(), (yy - (req.height - 1) / 2).ravel(), req.ra, req.dec,
+                            self.ra0, self.dec0)
+        lx, ly = gx - x0, gy - y0
+        taps = lanczos3_weights(lx, ly, coadd.shape[1:])
+        planes_last = np.moveaxis(coadd, 0, -1).astype(np.float32)     # (H, W, 3): one gather for 3 bands
+        cube = lanczos3_apply(planes_last, taps).T.reshape(3, req.height, req.width)
+        # off-footprint pixels stay exactly 0.0 (those whose nearest grid pixel is off the footprint)
+        near = region[:, np.clip(np.rint(ly), 0, H - 1).astype(int), np.clip(np.rint(lx), 0, W - 1).astype(int)]
+        cube = np.where(near.reshape(3, req.height, req.width) == 0.0, 0.0, cube)
         bands = {"g": 0, "r": 1, "z": 2}
         planes = [cube[bands[b]] if b in bands else np.zeros_like(cube[0]) for b in req.bands]  # no i in the mock
         return np.stack(planes).astype(np.float32), None
+
+
+def _tangent_basis(ra_deg: float, dec_deg: float) -> np.ndarray:
+    """(3, 3) columns: east, north and the tangent point's direction (unit vectors) at (ra, dec)."""
+    a, d = np.deg2rad(ra_deg), np.deg2rad(dec_deg)
+    return np.array([[-np.sin(a), -np.sin(d) * np.cos(a), np.cos(d) * np.cos(a)],
+                     [np.cos(a), -np.sin(d) * np.sin(a), np.cos(d) * np.sin(a)],
+                     [0.0, np.cos(d), np.sin(d)]])
+
+
+def tan_to_tan(x, y, ra_c: float, dec_c: float, ra0: float, dec0: float, pixscale: float = PIXEL_SCALE_ARCSEC):
+    """Pixel offsets (x west-positive, y north) in the TAN projection about (ra_c, dec_c) to those of the TAN
+    projection about (ra0, dec0): ``tan_project(tan_deproject(x, y, ra_c, dec_c), ra0, dec0)`` without a
+    trigonometric call per point (gnomonic projections are related by a projective map: one 3 x 3 matrix)."""
+    k = np.rad2deg(1.0) * 3600.0 / pixscale
+    m = _tangent_basis(ra0, dec0).T @ _tangent_basis(ra_c, dec_c)
+    xi, eta = -np.asarray(x, float) / k, np.asarray(y, float) / k
+    d0 = m[0, 0] * xi + m[0, 1] * eta + m[0, 2]
+    d1 = m[1, 0] * xi + m[1, 1] * eta + m[1, 2]
+    d2 = m[2, 0] * xi + m[2, 1] * eta + m[2, 2]
+    return -d0 / d2 * k, d1 / d2 * k
 
 
 def _deposit(img: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray) -> None:
