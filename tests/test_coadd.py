@@ -89,6 +89,46 @@ def test_coadd_files_follow_the_dr10_layout(coadds, tmp_path):
         read_coadd_image(tmp_path / "nope.fits.fz")
 
 
+def test_lanczos3_kernels_equal_numpys_sinc_and_the_table_is_within_its_bound():
+    from lensaudit.survey.resample import OFFSETS, lanczos3_kernel_1d, lanczos3_kernel_table
+
+    f = np.r_[0.0, 1e-300, 1e-12, 3e-7, np.random.default_rng(2).random(20000), 0.5, 1 - 3e-7, 1 - 1e-12,
+              np.nextafter(1.0, 0.0)]
+    t = OFFSETS[None, :] - f[:, None]
+    exact = np.sinc(t) * np.sinc(t / 3)                         # the oracle: numpy's sinc, twelve calls
+    np.testing.assert_allclose(lanczos3_kernel_1d(f), exact, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(lanczos3_kernel_table(f), exact, rtol=0, atol=5e-7)
+    assert lanczos3_kernel_table(np.array([0.0])).tolist() == [[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
+
+
+def test_lanczos3_on_stacked_planes_equals_plane_by_plane():
+    from lensaudit.survey.resample import lanczos3_apply, lanczos3_weights
+
+    rng = np.random.default_rng(4)
+    cube = rng.normal(size=(3, 40, 50))
+    x, y = rng.uniform(-3, 52, 700), rng.uniform(-3, 42, 700)
+    taps = lanczos3_weights(x, y, (40, 50))
+    both = lanczos3_apply(np.moveaxis(cube, 0, -1), taps)
+    for b in range(3):
+        np.testing.assert_allclose(both[:, b], lanczos3_at(cube[b], x, y), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="taps for an image of shape"):
+        lanczos3_apply(cube[0, :30], taps)
+
+
+def test_tan_to_tan_equals_deprojecting_and_projecting():
+    from lensaudit.mock.render import tan_to_tan
+    from lensaudit.mock.survey import tan_deproject, tan_project
+
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(-80, 80, 5000), rng.uniform(-80, 80, 5000)
+    for rc, dc, r0, d0 in ((150.3, 1.2, 150.125, 1.125), (152.9, -1.8, 150.125, 1.125), (10.0, 29.0, 12.0, 27.0)):
+        gx, gy = tan_to_tan(x, y, rc, dc, r0, d0)
+        ra, dec = tan_deproject(x, y, rc, dc)
+        wx, wy = tan_project(ra, dec, r0, d0)
+        np.testing.assert_allclose(gx, wx, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(gy, wy, rtol=0, atol=1e-8)
+
+
 def test_lanczos3_reproduces_samples_and_constants():
     rng = np.random.default_rng(1)
     img = rng.normal(size=(30, 40))

@@ -189,6 +189,25 @@ def test_nobs_in_the_sweeps_agrees_with_the_pixel_noise(renderer, sweep):
     assert k.std() / k.mean() < 0.08, rows
 
 
+def test_a_star_sits_at_the_centre_of_its_cutout(renderer, sweep):
+    """A cutout requested at a star's position has the star at its centre pixel (50, 50), whatever the
+    sub-pixel offset of the star on the survey's grid: the service resamples through the cutout's WCS
+    (an earlier shift-only resampling put stars up to 1.5 pixels off)."""
+    from lensaudit.mock.survey import tan_project
+
+    offs = []
+    for _, s in _isolated_stars(renderer, sweep, n=8).iterrows():
+        clean, _ = renderer(_req(float(s.ra), float(s.dec)), noise=False)
+        c = clean[1].astype(np.float64)[44:57, 44:57]
+        yy, xx = np.mgrid[44:57, 44:57]
+        offs.append(((c * xx).sum() / c.sum() - 50, (c * yy).sum() / c.sum() - 50))
+        gx, _ = tan_project(s.ra, s.dec, renderer.ra0, renderer.dec0)
+        offs[-1] += (float(gx - np.floor(gx + 0.5)),)
+    offs = np.array(offs)
+    assert np.abs(offs[:, :2]).max() < 0.05, offs            # centroid within 1/20 pixel of the centre
+    assert np.ptp(offs[:, 2]) > 0.3                           # and the stars had various sub-pixel offsets
+
+
 def test_psf_is_not_what_the_catalog_says(renderer, sweep):
     """Catalog PSFSIZE scatters about the true FWHM by about 5 percent; the stars in the pixels have the true FWHM."""
     b = renderer.survey.bricks
