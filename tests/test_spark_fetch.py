@@ -83,3 +83,28 @@ def test_spark_fetch_equals_the_single_process_fetch_and_resumes(spark, tmp_path
     assert len(store) == 45 and store.verify()["n_cutouts"] == 45
     _same_store(store, ref, list(m["id"]))
     assert adopt_staging(store) == []
+
+
+def test_a_staged_refetch_of_a_moved_cutout_is_adopted_as_its_replacement(tmp_path, render):
+    """A killed Spark fetch with --moved refetch may leave the new copy of a moved cutout in staging: the
+    next run adopts it as the replacement (no request, no clash) instead of refusing it."""
+    m = _manifest(6)
+    store = CutoutStore(tmp_path / "s", create=True)
+    moved = m.copy()
+    moved.loc[2, "ra"] += 1.0 / 3600                       # 1 arcsec: beyond the 0.05 arcsec tolerance
+    calls = []
+
+    def counting(req):
+        calls.append(req.ra)
+        return render(req)
+
+    with serve_in_thread(counting) as srv:
+        cfg = FetchConfig(service_url=srv.url, moved="refetch", **FAST)
+        fetch_manifest(m, store, cfg)
+        fetch_manifest(moved.iloc[[2]], CutoutStore(staging_dir(store.root) / "part-000000", create=True), cfg)
+        calls.clear()
+        rep = fetch_spark(moved, store, cfg, spark=None, master=None)   # nothing left to fetch: no Spark needed
+    assert calls == [] and rep.n_requested == 0 and rep.n_already_stored == 6
+    row = store.index.set_index("id").loc["obj0002"]
+    assert bool(row["replaces"]) and row["ra"] == pytest.approx(moved.loc[2, "ra"])
+    assert not staging_dir(store.root).exists() or not any(staging_dir(store.root).iterdir())

@@ -70,7 +70,6 @@ def test_two_gloo_processes_give_the_weights_of_one(tiny, tmp_path, effective_ba
     assert res.returncode == 0, res.stderr[-3000:]
     a = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
-    model = torch.nn.Module()
     params = [k for k in a["model"] if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert params and a["model"].keys() == b["model"].keys()
     for k in params:
@@ -78,7 +77,6 @@ def test_two_gloo_processes_give_the_weights_of_one(tiny, tmp_path, effective_ba
     # the weights moved (the comparison is not of two untouched initialisations)
     init = torch.load(tmp_path / "one" / "epoch_0001.pt", weights_only=True)["model"]
     assert any(not torch.equal(init[k], a["model"][k]) for k in params)
-    del model
     # rank 0 alone wrote the records; they count every sample of both ranks
     info = json.loads((tmp_path / "two" / "run_info.json").read_text())
     assert info["summary"]["processes"] == 2 and one["processes"] == 1

@@ -89,7 +89,9 @@ def fetch_spark(manifest: pd.DataFrame, store: CutoutStore, cfg: FetchConfig, qa
     if partition_rows < 1:
         raise InputError(f"fetch --engine spark: partition_rows must be >= 1, not {partition_rows}")
     t0 = time.monotonic()
-    adopted = adopt_staging(store)            # what killed runs left behind (their cutouts passed QA)
+    # what killed runs left behind (their cutouts passed QA); re-fetches of moved ids among them replace
+    _, moved, _ = plan_fetch(manifest, store, cfg)
+    adopted = adopt_staging(store, moved)
     if adopted:
         log.info("adopted %d cutouts staged by an earlier run", len(adopted))
     todo, replace, rep = plan_fetch(manifest, store, cfg)

@@ -60,7 +60,7 @@ def write_coadd_image(path: str | os.PathLike, image_nmgy: np.ndarray, wcs_heade
         raise CoaddFileError(f"coadd image for {path}: needs a 2-D array, not shape {img.shape}")
     hdr = fits.Header()
     hdr.extend(wcs_header)
-    hdr["IMTYPE"], hdr["PRODTYPE"], hdr["BUNIT"] = kind, "image" if kind == "image" else kind, "nanomaggy"
+    hdr["IMTYPE"], hdr["PRODTYPE"], hdr["BUNIT"] = kind, kind, "nanomaggy"
     hdr["MAGZERO"], hdr["FILTERX"] = 22.5, band
     comp = fits.CompImageHDU(img, header=hdr, compression_type="RICE_1", tile_shape=(100, 100),
                              quantize_level=-IMAGE_QUANT_STEP_NMGY, quantize_method=1, dither_seed=1)
