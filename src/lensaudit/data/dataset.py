@@ -119,27 +119,6 @@ class CutoutDataset(Dataset):
         return torch.from_numpy(np.array(x, copy=True)), self.labels[i], self.weights[i], i
 
 
-class EpochSampler(Sampler):
-    """A permutation per epoch from (seed, epoch): the same order on every resume.
-
-    Yields ``(index, epoch)`` pairs so that workers augment with the right epoch.
-    """
-
-    def __init__(self, n: int, seed: int, shuffle: bool = True):
-        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        order = (rng(self.seed, "train.order", self.epoch).permutation(self.n).tolist() if self.shuffle
-                 else range(self.n))
-        return iter([(i, self.epoch) for i in order])
-
-    def __len__(self) -> int:
-        return self.n
-
-
 def step_plan(order, batch_size: int, accum: int, world: int = 1, rank: int = 0) -> list[list[list[int]]]:
     """Which samples rank ``rank`` of ``world`` processes at every optimiser step of an epoch.
 
@@ -158,8 +137,9 @@ def step_plan(order, batch_size: int, accum: int, world: int = 1, rank: int = 0)
 
 
 class StepBatchSampler(Sampler):
-    """Batch sampler over :func:`step_plan` for an epoch: the epoch's permutation from (seed, epoch)
-    (that of :class:`EpochSampler`), this rank's micro-batches in step order, items ``(index, epoch)``."""
+    """Batch sampler over :func:`step_plan` for an epoch: a permutation drawn from (seed, epoch) (the same
+    order on every resume), this rank's micro-batches in step order, items ``(index, epoch)`` (the epoch
+    travels with the index so that persistent DataLoader workers augment with the right one)."""
 
     def __init__(self, n: int, seed: int, batch_size: int, accum: int = 1, world: int = 1, rank: int = 0,
                  shuffle: bool = True):
