@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from lensaudit.cutouts.qa import QAConfig, assess
 from lensaudit.cutouts.store import CutoutStore, StoreCorruptError
-from lensaudit.data.preprocess import PreprocessConfig, annulus_mask, raw_robust
+from lensaudit.data.preprocess import PreprocessConfig, _median_last, annulus_mask, raw_robust
 from lensaudit.evaluate.bootstrap import (
     bootstrap_auc_blocks,
     bootstrap_precision,
@@ -39,6 +39,16 @@ CUBE[:, 45:56, 45:56] += 0.2
 
 
 # ----------------------------------------------------------------------------- preprocessing
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 40)),
+              elements=st.floats(-1e6, 1e6, width=32) | st.sampled_from([0.0, 1.0, -1.0])))
+def test_median_helper_is_numpys_median_bit_for_bit(v):
+    """The preprocessing median (partition, no NaN scan) equals np.median for odd and even lengths and ties."""
+    got, ref = _median_last(v), np.median(v, axis=-1, keepdims=True)
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
+
+
 @pytest.mark.parametrize("crop", [48, 64, 101, 9])
 def test_crop_equals_the_centre_slice_it_names(crop):
     full = raw_robust(CUBE, PreprocessConfig(r_in_pix=32.5, r_out_pix=45.0))

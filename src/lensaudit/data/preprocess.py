@@ -68,6 +68,17 @@ def annulus_index(size: int, r_in: float, r_out: float) -> np.ndarray:
     return np.flatnonzero(annulus_mask(size, r_in, r_out))
 
 
+def _median_last(v: np.ndarray) -> np.ndarray:
+    """``np.median(v, axis=-1, keepdims=True)`` of finite ``v``, bit for bit, without numpy's NaN scan of the
+    result (a fifth of its time; the input here is finite by construction)."""
+    n = v.shape[-1]
+    h = n // 2
+    if n % 2:
+        return np.partition(v, h, axis=-1)[..., h : h + 1]
+    p = np.partition(v, (h - 1, h), axis=-1)
+    return (p[..., h - 1 : h] + p[..., h : h + 1]) / 2  # numpy's median: the mean of the two middle values
+
+
 def raw_robust(x: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
     """Normalise cutouts (..., bands, H, W) in nanomaggies; returns float32 of the same leading shape."""
     a = np.asarray(x, dtype=np.float32)
@@ -78,8 +89,13 @@ def raw_robust(x: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.
     size = a.shape[-1]
     idx = annulus_index(size, cfg.r_in_pix, cfg.r_out_pix)
     ann = a.reshape(*a.shape[:-2], size * size)[..., idx]              # (..., bands, n_annulus)
-    med = np.median(ann, axis=-1, keepdims=True)
-    mad = np.median(np.abs(ann - med), axis=-1, keepdims=True)
+    med = _median_last(ann)
+    mad = _median_last(np.abs(ann - med))
+    if cfg.crop:  # the statistics come from the whole stamp; only the cropped pixels are normalised (~6x less work)
+        if cfg.crop > size:
+            raise ValueError(f"crop {cfg.crop} is larger than the {size}x{size} stamp")
+        lo = (size - cfg.crop) // 2
+        a = a[..., lo : lo + cfg.crop, lo : lo + cfg.crop]
     with np.errstate(over="ignore"):      # a flat sky and a huge pixel: inf, clipped just below
         out = (a - med[..., None]) / (mad[..., None] + cfg.eps)
     # finite input and eps > 0 leave no NaN to zero "after"; overflow to inf is clipped
@@ -88,11 +104,6 @@ def raw_robust(x: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.
         out = np.arcsinh(out / cfg.softening, out=out) * cfg.softening
     else:
         np.clip(out, -cfg.clip, cfg.clip, out=out)
-    if cfg.crop:
-        if cfg.crop > size:
-            raise ValueError(f"crop {cfg.crop} is larger than the {size}x{size} stamp")
-        lo = (size - cfg.crop) // 2
-        out = out[..., lo : lo + cfg.crop, lo : lo + cfg.crop]
     return np.ascontiguousarray(out)
 
 
