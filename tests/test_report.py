@@ -13,7 +13,7 @@ from browser import check_in_browser, chromium
 from lensaudit.report import build_report
 from lensaudit.report.tables import tex_escape, to_latex, write_tables
 
-SECTIONS = ["data", "training", "performance", "selection", "realism", "closure", "methods"]
+SECTIONS = ["data", "training", "performance", "selection", "realism", "closure", "ensemble", "methods"]
 
 
 def _partial_run(tmp_path):
@@ -48,6 +48,7 @@ def test_a_partial_run_shows_each_missing_stage_and_how_to_produce_it(tmp_path):
     assert "Cut flow" in text and "Training curves" in text
     assert "lensaudit evaluate" in text and "lensaudit selection run" in text and "lensaudit realism" in text
     assert "lensaudit cutouts fetch" in text                     # galleries need the cutout store
+    assert "lensaudit ensemble run" in text
     assert (run / "report" / "figures" / "split_map.png").stat().st_size > 1000
     cf = pd.read_csv(run / "report" / "tables" / "cutflow.csv")
     assert list(cf["rows left"]) == [1000, 400, 300, 300]
@@ -102,5 +103,5 @@ def test_the_report_in_a_real_browser(tmp_path):
     res = check_in_browser(path, tmp_path / "report.png")
     assert res["errors"] == [] and res["broken"] == 0 and res["images"] >= 2
     assert res["sections"] == SECTIONS
-    assert set(res["missing"]) >= {"performance", "selection", "realism", "closure"}
+    assert set(res["missing"]) >= {"performance", "selection", "realism", "closure", "ensemble"}
     assert (tmp_path / "report.png").stat().st_size > 10000

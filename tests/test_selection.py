@@ -448,3 +448,31 @@ def test_bundled_realism_config_validates():
 
     cfg = load_config(bundled_config("selection/demo_realism.yaml"), RealismConfig)
     assert cfg.tiers == ("A",) and 0.5 < cfg.max_probe_auc <= 1
+
+
+def test_extra_models_score_the_same_injections_without_changing_them(small_run, tmp_path):
+    """Extra checkpoints (ensemble members) add columns; the draws, hosts and the main scores stay as they were,
+    and a configuration without extras keeps its tag (old runs resume)."""
+    from lensaudit.inject.records import read_injections
+    from lensaudit.selection.run import run_selection
+
+    d = small_run
+    plain = run_selection(_sel_cfg(d, tmp_path / "a", families=[{"name": "sersic", "kind": "sersic"}]))
+    extra = run_selection(_sel_cfg(d, tmp_path / "b", families=[{"name": "sersic", "kind": "sersic"}],
+                                   extra_checkpoints={"twin": str(d / "ck.pt")}))
+    assert plain["config_tag"] != extra["config_tag"]
+    a = read_injections(tmp_path / "a", "sersic").sort_values("index").reset_index(drop=True)
+    b = read_injections(tmp_path / "b", "sersic").sort_values("index").reset_index(drop=True)
+    np.testing.assert_array_equal(a["host_id"], b["host_id"])
+    np.testing.assert_array_equal(a["theta_e"], b["theta_e"])
+    np.testing.assert_array_equal(a["probability"], b["probability"])
+    np.testing.assert_allclose(b["probability_twin"], b["probability"], atol=1e-6)  # the same model, scored again
+    cfg = _sel_cfg(d, tmp_path / "c")
+    from lensaudit.utils.io import sha256_json
+
+    assert "extra_checkpoints" not in cfg.model_dump(exclude={"extra_checkpoints"})
+    tag = run_selection(cfg)["config_tag"]
+    assert tag == sha256_json(cfg.model_dump(mode="json", exclude={"out", "device", "batch_size",
+                                                                   "extra_checkpoints"}))[:12]
+    with pytest.raises(ValueError, match="extra_checkpoints"):
+        _sel_cfg(d, tmp_path / "e", extra_checkpoints={"a b": "x"})

@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_catalog_commands(sub)
     add_evaluate_commands(sub)
     try:
+        from lensaudit.ensemble.cli import add_ensemble_commands
         from lensaudit.realism.cli import add_realism_commands
         from lensaudit.report.cli import add_report_commands
         from lensaudit.selection.cli import add_selection_commands
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_train_commands(sub)
         add_selection_commands(sub)
         add_realism_commands(sub)
+        add_ensemble_commands(sub)
         add_report_commands(sub)
     return p
 

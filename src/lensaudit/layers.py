@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("evaluate",),                  # metrics with intervals, strata, calibration, gates
     ("inject",),                    # injection engine
     ("selection", "realism"),       # selection function; realism gate and closure test
+    ("ensemble",),                  # domain-specialised ensembles: members, combinations, diversity, yield
     ("report",),                    # the HTML audit report
     ("pipeline",),                  # resumable stages (skipped when their recorded inputs are unchanged)
     ("demo",),                      # the demo: every stage on the embedded mock survey

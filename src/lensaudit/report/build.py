@@ -35,6 +35,8 @@ HOW = {
     "realism": "<code>lensaudit realism --config CONFIG --out RUN/selection/realism</code>",
     "closure": "mock only: <code>lensaudit selection mock-true-lenses ... --out RUN/selection/true_lenses</code> then "
                "<code>lensaudit selection closure --run RUN/selection/run --out RUN/selection/closure ...</code>",
+    "ensemble": "<code>lensaudit ensemble run --config configs/ensemble/demo.yaml --out RUN/ensemble</code> "
+                "(domain models; then rebuild this report with <code>lensaudit report RUN</code>)",
     "samples": "<code>lensaudit cutouts import --npz ../shared/data/dr10_sample_cutouts/*.npz --store RUN/samples/store</code>",
 }
 
@@ -417,6 +419,95 @@ def section_closure(run: Path, figs: Path, tables: dict) -> Section:
     return s
 
 
+# ------------------------------------------------------------------ ensembles
+def section_ensemble(run: Path, figs: Path, tables: dict) -> Section:
+    s = Section("ensemble", "Domain-specialised ensembles")
+    e = _json(run / "ensemble" / "ensemble.json")
+    if e is None:
+        s.missing.append(("ensemble", HOW["ensemble"]))
+        return s
+    d = run / "ensemble"
+    rules = "; ".join(f"<b>{esc(k)}</b> on {esc(r['column'])}: {esc(', '.join(r['domains']))}"
+                      + (f" (cut {fmt(r['cut'])}, {esc(r.get('cut_from'))})" if "cut" in r else "")
+                      for k, r in e["rules"].items())
+    s.add(f"<p>One model per domain, trained on that domain's rows only: {rules}. Baseline: the single model "
+          f"trained on every domain. Combinations: mean probability (average), the own-domain model weighted "
+          f"(gate), and the meta-learner fitted out of fold on the {esc(e['fit_split'])} split. Every number "
+          f"below is measured on the {esc(e['audit_split'])} split ({e['n_audit']} objects, {e['n_audit_lenses']} "
+          f"lenses) with its 95 percent interval; operating threshold p &ge; {fmt(e['threshold'])}.</p>")
+    perf = pd.read_csv(d / "tables" / "performance.csv")
+    show = pd.DataFrame({"scorer": perf["scorer"], "kind": perf["kind"],
+                         "ROC AUC [95%]": [interval(*r) for r in perf[["auc", "auc_lo95", "auc_hi95"]].to_numpy()],
+                         "AUC Tier A [95%]": [interval(*r) for r in
+                                              perf[["auc_tier_a", "auc_tier_a_lo95", "auc_tier_a_hi95"]].to_numpy()],
+                         "recall [95%]": [interval(*r) for r in perf[["recall", "recall_lo95", "recall_hi95"]].to_numpy()],
+                         "FPR [95%]": [interval(*r) for r in perf[["fpr", "fpr_lo95", "fpr_hi95"]].to_numpy()]})
+    tables["ensemble_performance"] = perf
+    s.add(table(show, "Baseline, members (each on every audited object, its own domain or not) and combinations.",
+                raw_html=("ROC AUC [95%]", "AUC Tier A [95%]", "recall [95%]", "FPR [95%]")))
+    y = pd.read_csv(d / "tables" / "yield.csv")
+    tables["ensemble_yield"] = y
+    piv = y.assign(cell=[interval(v, lo, hi) + f" ({f}/{n})" for v, lo, hi, f, n in
+                         y[["value", "lo95", "hi95", "found", "n"]].to_numpy()])
+    piv = piv.pivot_table(index=["target", "scorer"], columns="k", values="cell", aggfunc="first", sort=False)
+    piv.columns = [f"top {k}" for k in piv.columns]
+    piv = piv.reset_index()
+    s.add(table(piv, "Yield at a fixed inspection budget: the fraction of each target set inside the top-K list "
+                     "(found / all), per scorer.", raw_html=tuple(c for c in piv.columns if c.startswith("top "))))
+    u = pd.read_csv(d / "tables" / "unique_finds.csv")
+    tables["ensemble_unique_finds"] = u
+    s.add(table(u, "Of the targets in each combination's top-K list, how many are in the top-K of exactly one member "
+                   "(and which), and how many in no member's."))
+    dis = pd.read_csv(d / "tables" / "disagreement.csv")
+    dis = dis[dis["pair"] == "all members"]
+    tables["ensemble_disagreement"] = dis
+    dshow = pd.DataFrame({"members of": dis["group"], "stratum": dis["stratum"], "objects": dis["label"],
+                          "disagree [95%]": [interval(*r) + f" ({int(k)}/{int(n)})" for r, k, n in
+                                             zip(dis[["value", "lo95", "hi95"]].to_numpy(), dis["k"], dis["n"],
+                                                 strict=True)]})
+    s.add(table(dshow, "Disagreement: members on both sides of the threshold, by domain stratum and label.",
+                raw_html=("disagree [95%]",)))
+    corr = pd.read_csv(d / "tables" / "correlations.csv")
+    tables["ensemble_correlations"] = corr
+    for f, cap, title in (("correlations.png", "Pearson correlation of the members' logits with each other and with "
+                                              "the baseline (all audited objects; per-stratum values and Spearman "
+                                              "correlations with intervals in tables/correlations.csv).",
+                           "Member score correlations"),
+                          ("selective.png", "Selective classification: recall and precision on the objects kept when "
+                                            "the most uncertain fraction is set aside for inspection. Solid: member "
+                                            "spread of each combination; dashed: the baseline's own margin and a "
+                                            "random order (the reference a useful uncertainty must beat).",
+                           "Does disagreement flag unreliable scores?"),
+                          ("yield.png", "Fraction of each target set in the top-K list against K, with Wilson 95 "
+                                        "percent intervals; dashed: the baseline.", "Yield at fixed inspection budget")):
+        if (d / "figures" / f).is_file():
+            s.add(figure(d / "figures" / f, cap, title))
+    sc = d / "tables" / "selection_compare.csv"
+    if sc.is_file():
+        c = pd.read_csv(sc)
+        c = c[c["cell"].astype(str) == "all"]
+        tables["ensemble_selection"] = c
+        cshow = pd.DataFrame({"family": c["family"], "scorer": c["scorer"], "threshold": c["threshold"],
+                              "injections": c["n"], "completeness [95%]": [interval(*r) for r in
+                                                                         c[["completeness", "lo95", "hi95"]].to_numpy()],
+                              "baseline": c["completeness_baseline"], "difference": c["diff"],
+                              "found only by it": c["only_this"], "only by the baseline": c["only_baseline"],
+                              "McNemar p": c["mcnemar_p"]})
+        s.add(table(cshow, "Selection function on the same injections: completeness of each member and combination "
+                           "against the baseline, with the paired (exact McNemar) test of the difference; per-cell "
+                           "values in tables/selection_compare.csv.", raw_html=("completeness [95%]",)))
+        for f in (e.get("selection") or {}).get("families", []):
+            p = d / "figures" / f"selection_diff_{f}.png"
+            if p.is_file():
+                s.add(figure(p, f"{f} injections: completeness of each combination minus the baseline's per theta_E x "
+                                "PSF cell (pooled over depth and arc magnitude); starred cells differ at paired p < "
+                                "0.05. Blue: the ensemble finds more.", "Where the selection functions differ"))
+    elif e.get("selection") is None:
+        s.missing.append(("selection-function comparison", "add <code>selection: {config: "
+                          "RUN/selection/run/config.yaml}</code> to the ensemble config"))
+    return s
+
+
 # ------------------------------------------------------------------ methods
 def methods(run: Path) -> str:
     parts = []
@@ -429,7 +520,8 @@ def methods(run: Path) -> str:
                      f"{esc(', '.join(f'{k} {x}' for k, x in sorted(v.items())))}.</p>")
     for title, p in (("Catalog cuts and sampling", run / "catalog" / "config.resolved.yaml"),
                      ("Training", run / "train" / "config.resolved.yaml"),
-                     ("Selection function (grid, priors, engine, thresholds)", run / "selection" / "run" / "config.yaml")):
+                     ("Selection function (grid, priors, engine, thresholds)", run / "selection" / "run" / "config.yaml"),
+                     ("Ensembles (domains, combinations, budgets)", run / "ensemble" / "config.resolved.yaml")):
         if p.is_file():
             parts.append(f"<h3>{esc(title)}</h3><pre>{esc(p.read_text())}</pre>")
     th = _json(run / "selection" / "run" / "thresholds.json")
@@ -444,7 +536,8 @@ def methods(run: Path) -> str:
     return "".join(parts) or "<p>No run record found.</p>"
 
 
-SECTIONS = (section_data, section_training, section_performance, section_selection, section_realism, section_closure)
+SECTIONS = (section_data, section_training, section_performance, section_selection, section_realism, section_closure,
+            section_ensemble)
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lensaudit.inject.config import EngineConfig, FamilyConfig, Priors
@@ -44,6 +46,9 @@ class SelectionConfig(BaseModel):
     features: bool = Field(True, description="keep penultimate features of every injection (the realism gate reads them)")
     device: str = "auto"
     batch_size: int = Field(512, ge=1)
+    extra_checkpoints: dict[str, str] = Field(default_factory=dict, description=(
+        "more models scored on the same injected cutouts (e.g. ensemble members): columns logit_<name> and "
+        "probability_<name> in the injection records"))
 
     @model_validator(mode="after")
     def _check(self) -> SelectionConfig:
@@ -54,6 +59,9 @@ class SelectionConfig(BaseModel):
             raise ValueError(f"families: names must be unique, got {names}")
         if not self.families:
             raise ValueError("families: at least one source family is needed")
+        bad = [n for n in self.extra_checkpoints if not re.fullmatch(r"[A-Za-z0-9_.+-]+", n)]
+        if bad:
+            raise ValueError(f"extra_checkpoints: names may hold letters, digits and _.+- only, got {bad}")
         return self
 
 

@@ -38,10 +38,16 @@ from lensaudit.utils.progress import progress
 log = logging.getLogger(__name__)
 
 
+def probability_thresholds(cfg: SelectionConfig) -> list[dict]:
+    """The fixed-probability detection thresholds: p > each value."""
+    return [{"name": f"p>{p:g}", "kind": "probability", "value": float(p), "strict": True}
+            for p in cfg.thresholds.probability]
+
+
 def threshold_table(neg_probability: np.ndarray, cfg: SelectionConfig) -> list[dict]:
     """The detection thresholds: p > each probability, and p >= the threshold at each FPR on the negatives."""
     neg = np.asarray(neg_probability, float)
-    out = [{"name": f"p>{p:g}", "kind": "probability", "value": float(p), "strict": True} for p in cfg.thresholds.probability]
+    out = probability_thresholds(cfg)
     for f in cfg.thresholds.fpr:
         t = threshold_at_fpr(neg, f)
         out.append({"name": f"fpr={f:g}", "kind": "fpr", "fpr": float(f), "value": float(t), "strict": False,
@@ -72,20 +78,28 @@ def plan_family(cfg: SelectionConfig, grid: Grid, hosts: pd.DataFrame, cells: di
 
 
 class _Scorer:
-    """The frozen checkpoint, loaded once, scoring arrays with its own preprocessing."""
+    """The frozen checkpoint, loaded once, scoring arrays with its own preprocessing; and the other models
+    (``extra_checkpoints``) that score the same injected cutouts."""
 
-    def __init__(self, checkpoint: str, device: str, batch_size: int):
+    def __init__(self, checkpoint: str, device: str, batch_size: int, extra: dict[str, str] | None = None):
         from lensaudit.train.checkpoint import load_model
         from lensaudit.train.loop import pick_device
 
         self.model, self.pre, self.ck = load_model(checkpoint)
         self.device = pick_device(device)
         self.batch_size = batch_size
+        self.extra = {n: load_model(p)[:2] for n, p in (extra or {}).items()}
 
     def __call__(self, cutouts: np.ndarray, features: bool):
         from lensaudit.train.score import score_arrays
 
         return score_arrays(self.model, self.pre, cutouts, self.device, self.batch_size, features)
+
+    def extras(self, cutouts: np.ndarray) -> dict[str, np.ndarray]:
+        """Logits of every extra model for ``cutouts`` (each with its own preprocessing)."""
+        from lensaudit.train.score import score_arrays
+
+        return {n: score_arrays(m, pre, cutouts, self.device, self.batch_size)[0] for n, (m, pre) in self.extra.items()}
 
 
 def _negative_scores(cfg: SelectionConfig, manifest: pd.DataFrame, store: CutoutStore, scorer: _Scorer) -> np.ndarray:
@@ -112,7 +126,9 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
     families = {f.name: build_family(f) for f in cfg.families}      # reads stamp libraries: bad ones fail here
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = sha256_json(cfg.model_dump(mode="json", exclude={"out", "device", "batch_size"}))[:12]
+    # the tag names the injections: extra models change nothing drawn, but their columns are in the chunks
+    tag = sha256_json(cfg.model_dump(mode="json", exclude={"out", "device", "batch_size"} |
+                                     (set() if cfg.extra_checkpoints else {"extra_checkpoints"})))[:12]
     grid = Grid(cfg.grid)
     manifest = read_manifest(cfg.manifest, require=("id", "split", "label"))
     store = CutoutStore(cfg.store)
@@ -123,7 +139,7 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
     hosts = select_hosts(manifest, cfg.splits, store.ids(), lens_ids)
     write_table(hosts, out / "hosts.parquet")
     cells = host_cells(hosts, grid)
-    scorer = _Scorer(cfg.checkpoint, cfg.device, cfg.batch_size)
+    scorer = _Scorer(cfg.checkpoint, cfg.device, cfg.batch_size, cfg.extra_checkpoints)
     ths = threshold_table(_negative_scores(cfg, manifest, store, scorer), cfg)
     atomic_write_json(out / "thresholds.json", ths)
     summary = {"out": str(out), "config_tag": tag, "n_hosts": len(hosts), "families": {},
@@ -221,6 +237,8 @@ def _run_chunk(cfg, fam_cfg, engine, grid, plan, k, hosts, hid, sig, rho, store,
     rec = rec.assign(cell=p["cell"].to_numpy(), **{f"i_{a}": p[f"i_{a}"].to_numpy() for a in AXES},
                      host_id=h["id"].to_numpy(), **{c: h[c].to_numpy() for c in h.columns if c.startswith("host_")},
                      logit=lg, probability=1 / (1 + np.exp(-lg)))
+    for n, lg2 in scorer.extras(img).items():
+        rec[f"logit_{n}"], rec[f"probability_{n}"] = lg2, 1 / (1 + np.exp(-lg2))
     if feats is not None:
         rec["features"] = list(feats.astype(np.float32))
     write_table(rec, path)

@@ -1,0 +1,369 @@
+"""Domain-specialised ensembles: domain filters (every object in exactly the domain its column says),
+combination rules, diversity / selective / yield metrics against brute-force and scipy oracles, and a
+small end-to-end run (members trained, reused on a re-run, tables consistent with their inputs)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy.stats import pearsonr, spearmanr
+
+from lensaudit.config import ConfigError, validate_config
+from lensaudit.ensemble import combine, metrics
+from lensaudit.ensemble.config import DomainDef, EnsembleConfig
+from lensaudit.ensemble.domains import assign_all, assign_domain, domain_counts, member_name, resolve_cut
+from lensaudit.ensemble.selection import mcnemar_p
+from lensaudit.errors import InputError
+
+RNG = np.random.default_rng(5)
+
+
+def _manifest(n: int = 300) -> pd.DataFrame:
+    r = np.random.default_rng(1)
+    return pd.DataFrame({
+        "id": [f"o{i:04d}" for i in range(n)],
+        "split": r.choice(["train", "val", "test"], n, p=[0.6, 0.2, 0.2]),
+        "label": r.integers(0, 2, n),
+        "psfsize_r": np.where(r.random(n) < 0.05, np.nan, r.uniform(0.9, 2.1, n)),
+        "nobs_z": r.integers(1, 12, n),
+        "type": r.choice(["DEV", "SER", "REX", "EXP", "PSF"], n),
+    })
+
+
+# ----------------------------------------------------------------------------- domain filters
+def test_median_split_puts_each_object_on_its_side_and_uses_the_training_split_only():
+    m = _manifest()
+    d = DomainDef(name="seeing", column="psfsize_r", split="median", labels=("good", "poor"))
+    cut = resolve_cut(d, m)
+    assert cut == pytest.approx(np.nanmedian(m.loc[m["split"] == "train", "psfsize_r"]))
+    got = assign_domain(m, d, cut)
+    x = m["psfsize_r"].to_numpy()
+    for xi, g in zip(x, got, strict=True):
+        if np.isnan(xi):
+            assert pd.isna(g)
+        else:
+            assert g == ("good" if xi < cut else "poor")
+    # moving only audited rows leaves the cut (and so the training rows' domains) unchanged
+    m2 = m.copy()
+    m2.loc[m2["split"] != "train", "psfsize_r"] = 5.0
+    assert resolve_cut(d, m2) == cut
+
+
+def test_fixed_cut_value_sits_in_the_upper_domain():
+    m = pd.DataFrame({"id": ["a", "b", "c"], "split": "train", "label": 0, "psfsize_r": [1.19, 1.2, 1.21]})
+    d = DomainDef(name="seeing", column="psfsize_r", split=1.2)
+    assert assign_domain(m, d, resolve_cut(d, m)).tolist() == ["low", "high", "high"]
+
+
+def test_edges_match_pandas_cut_with_closed_lower_edges():
+    m = _manifest()
+    d = DomainDef(name="nexp", column="nobs_z", edges=(1, 3, 5, float("inf")))
+    got = assign_domain(m, d)
+    ref = pd.cut(m["nobs_z"], [1, 3, 5, np.inf], right=False, labels=["1-3", "3-5", "5-inf"]).astype("string")
+    assert got.fillna("none").tolist() == ref.fillna("none").tolist()
+    # a value below the first edge is in no domain
+    m.loc[0, "nobs_z"] = 0
+    assert pd.isna(assign_domain(m, d).iloc[0])
+
+
+def test_groups_assign_listed_values_and_leave_the_rest_out():
+    m = _manifest()
+    d = DomainDef(name="morph", column="type", groups={"ser_dev": ("SER", "DEV"), "rex": ("REX",)})
+    got = assign_domain(m, d)
+    for t, g in zip(m["type"], got, strict=True):
+        assert (g == "ser_dev") if t in ("SER", "DEV") else (g == "rex") if t == "REX" else pd.isna(g)
+    # padded FITS strings ("DEV ") still match
+    m.loc[0, "type"] = "DEV "
+    assert assign_domain(m, d).iloc[0] == "ser_dev"
+
+
+def test_every_object_is_in_exactly_one_domain_or_none_per_definition():
+    m = _manifest()
+    defs = (DomainDef(name="seeing", column="psfsize_r", split="median"),
+            DomainDef(name="morph", column="type", groups={"a": ("SER", "DEV"), "b": ("REX", "EXP")}),
+            DomainDef(name="nexp", column="nobs_z", edges=(1, 4, 20)))
+    frame, rules = assign_all(m, defs)
+    assert rules["seeing"]["cut"] == pytest.approx(resolve_cut(defs[0], m))
+    counts = domain_counts(m, frame, defs)
+    for d in defs:  # the counts of a definition add up to every row once
+        assert counts.loc[counts["definition"] == d.name, "n"].sum() == len(m)
+    assert member_name("seeing", "5-inf") == "seeing-5-inf" and member_name("a b", "x/y") == "a_b-x_y"
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ({"name": "x", "column": "c"}, "exactly one"),
+    ({"name": "x", "column": "c", "split": 1.0, "edges": [0, 1]}, "exactly one"),
+    ({"name": "x", "column": "c", "edges": [1, 1]}, "increasing"),
+    ({"name": "x", "column": "c", "groups": {"a": ["S"], "b": ["S"]}}, "groups 'a' and 'b'"),
+    ({"name": "x", "column": "c", "groups": {"a": ["S"]}}, "two or more"),
+    ({"name": "x y", "column": "c", "split": 1.0}, "pattern"),
+])
+def test_bad_domain_definitions_are_refused_with_the_reason(bad, msg):
+    with pytest.raises(ConfigError, match=msg):
+        validate_config(bad, DomainDef)
+
+
+def test_missing_or_non_numeric_column_names_the_domain():
+    m = _manifest()
+    with pytest.raises(InputError, match="'seeing'.*no column 'psf'"):
+        assign_domain(m, DomainDef(name="seeing", column="psf", split=1.0), 1.0)
+    with pytest.raises(InputError, match="not numeric"):
+        assign_domain(m, DomainDef(name="morph", column="type", split=1.0), 1.0)
+
+
+# ----------------------------------------------------------------------------- combination rules
+def test_average_and_gate_against_hand_computed_values():
+    p = np.array([[0.9, 0.1, 0.2], [0.2, 0.6, 0.4], [0.5, 0.5, 0.8]])
+    np.testing.assert_allclose(combine.average(p), [0.4, 0.4, 0.6])
+    g = combine.domain_gate(p, np.array([0, 1, -1]), 0.8)
+    np.testing.assert_allclose(g, [0.8 * 0.9 + 0.2 * 0.15, 0.8 * 0.6 + 0.2 * 0.3, 0.6])
+    np.testing.assert_allclose(combine.domain_gate(p, np.array([2, 2, 2]), 1.0), p[:, 2])  # weight 1: own only
+    np.testing.assert_allclose(combine.domain_gate(p[:, :1], np.array([0, -1, 0]), 0.5), p[:, 0])
+    # weight 1/m reduces the gate to the plain average
+    np.testing.assert_allclose(combine.domain_gate(p, np.array([0, 1, 2]), 1 / 3), combine.average(p))
+    np.testing.assert_allclose(combine.member_spread(p), p.var(axis=1))
+
+
+@pytest.mark.parametrize("probs, own, w", [
+    (np.array([[0.2, 1.2]]), np.array([0]), 0.8),
+    (np.array([[0.2, np.nan]]), np.array([0]), 0.8),
+    (np.array([[0.2, 0.3]]), np.array([2]), 0.8),
+    (np.array([[0.2, 0.3]]), np.array([0, 1]), 0.8),
+    (np.array([[0.2, 0.3]]), np.array([0]), 0.0),
+])
+def test_gate_refuses_bad_inputs(probs, own, w):
+    with pytest.raises(InputError):
+        combine.domain_gate(probs, own, w)
+
+
+# ----------------------------------------------------------------------------- metrics
+def test_correlations_match_scipy_and_their_interval_holds_the_value():
+    x = RNG.normal(size=400)
+    y = 0.6 * x + 0.8 * RNG.normal(size=400)
+    c = metrics.correlations(x, y, 500, 3, "t")
+    assert c["pearson"] == pytest.approx(pearsonr(x, y).statistic, abs=1e-12)
+    assert c["spearman"] == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    for k in ("pearson", "spearman"):
+        assert c[f"{k}_lo95"] < c[k] < c[f"{k}_hi95"] and c[f"{k}_hi95"] - c[f"{k}_lo95"] < 0.25
+    assert metrics.correlations(x, y, 500, 3, "t") == c  # seeded
+    assert metrics.correlations(x, y, 500, 4, "t")["pearson_lo95"] != c["pearson_lo95"]
+
+
+def test_pairwise_correlations_cover_every_pair_and_stratum():
+    lg = pd.DataFrame(RNG.normal(size=(120, 3)), columns=["a", "b", "c"])
+    strata = pd.Series(np.repeat(["s1", "s2", "tiny"], [60, 55, 5]))
+    t = metrics.pairwise_correlations(lg, strata, n_boot=200, min_count=10)
+    assert set(t["stratum"]) == {"all", "s1", "s2"}  # 'tiny' has too few rows
+    assert len(t) == 3 * 3
+    r = t[(t["stratum"] == "s2") & (t["member_a"] == "a") & (t["member_b"] == "c")].iloc[0]
+    assert r["pearson"] == pytest.approx(pearsonr(lg["a"][60:115], lg["c"][60:115]).statistic)
+
+
+def test_disagreement_against_brute_force():
+    p = pd.DataFrame(RNG.random((200, 3)), columns=["a", "b", "c"])
+    y = RNG.integers(0, 2, 200)
+    t = metrics.disagreement_table(p, y, 0.5)
+    det = p.to_numpy() >= 0.5
+    brute = [len({bool(v) for v in row}) > 1 for row in det]
+    row = t[(t["label"] == "all") & (t["pair"] == "all members")].iloc[0]
+    assert row["k"] == sum(brute) and row["n"] == 200 and row["lo95"] < row["value"] < row["hi95"]
+    lens = t[(t["label"] == "lens") & (t["pair"] == "all members")].iloc[0]
+    assert lens["k"] == sum(b for b, yy in zip(brute, y, strict=True) if yy == 1)
+    ab = t[t["pair"] == "a vs b"].iloc[0]
+    assert ab["k"] == int((det[:, 0] != det[:, 1]).sum())
+
+
+def test_selective_curve_against_brute_force():
+    y = RNG.integers(0, 2, 50)
+    s = RNG.random(50)
+    u = np.round(RNG.random(50), 1)  # ties: the earlier row goes first
+    t = metrics.selective_curve(y, s, u, 0.5, [0.0, 0.1, 0.5])
+    for f, row in zip([0.0, 0.1, 0.5], t.itertuples(), strict=True):
+        order = sorted(range(50), key=lambda i: (-u[i], i))
+        kept = sorted(set(range(50)) - set(order[: int(f * 50)]))
+        tp = sum(1 for i in kept if y[i] == 1 and s[i] >= 0.5)
+        assert row.n_kept == len(kept)
+        assert row.recall == pytest.approx(tp / sum(1 for i in kept if y[i] == 1))
+        assert row.precision == pytest.approx(tp / sum(1 for i in kept if s[i] >= 0.5))
+        assert row.lenses_set_aside == pytest.approx(sum(1 for i in order[: int(f * 50)] if y[i] == 1) / y.sum())
+
+
+def test_top_k_yield_and_unique_finds():
+    s = np.array([0.9, 0.8, 0.8, 0.1, 0.7, 0.2])
+    assert metrics.top_k_mask(s, 2).tolist() == [True, True, False, False, False, False]  # tie: earlier row
+    t = metrics.top_k_yield(s, {"lens": np.array([1, 0, 1, 1, 0, 0], bool)}, [1, 3, 10])
+    assert t["k"].tolist() == [1, 3, 10] and t["found"].tolist() == [1, 2, 3]
+    assert t["value"].tolist() == [1 / 3, 2 / 3, 1.0] and (t["n"] == 3).all()
+    members = pd.DataFrame({"a": [0.9, 0.1, 0.1, 0.8, 0.1, 0.1], "b": [0.1, 0.1, 0.9, 0.8, 0.1, 0.1]})
+    combo = np.array([0.9, 0.1, 0.8, 0.85, 0.1, 0.1])
+    target = np.array([1, 0, 1, 1, 0, 0], bool)
+    u = metrics.unique_finds(members, combo, target, 2)
+    # combo's top 2: rows 0, 3 (both lenses); a's top 2: 0, 3; b's top 2: 2, 3
+    assert u == {"k": 2, "targets_in_list": 2, "found_by_one_member": 1, "found_by_no_member": 0,
+                 "only_a": 1, "only_b": 0}
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    from lensaudit.data.synthetic import make_tiny_store
+
+    d = tmp_path_factory.mktemp("ens")
+    store, m = make_tiny_store(d / "store", n=192, seed=4)
+    r = np.random.default_rng(2)
+    m["split"] = np.where(np.arange(len(m)) % 5 < 3, "train", np.where(np.arange(len(m)) % 5 == 3, "val", "test"))
+    m["psfsize_r"] = r.uniform(1.0, 1.8, len(m))
+    m["type"] = r.choice(["DEV", "SER", "REX"], len(m))
+    m.loc[m["label"] == 1, "tier"] = r.choice(["A", "B"], int(m["label"].sum()))
+    m["psfsize_g"], m["psfsize_z"] = m["psfsize_r"] * 1.1, m["psfsize_r"] * 0.95
+    m["psfdepth_r"] = 25 * 10 ** (0.8 * (r.uniform(23.2, 24.8, len(m)) - 22.5))  # 1/nanomaggy^2
+    m["flux_r"] = r.uniform(5, 50, len(m))
+    m.to_parquet(d / "manifest.parquet", index=False)
+    sel = {"checkpoint": "replaced by the ensemble", "manifest": str(d / "manifest.parquet"), "store": str(store.root),
+           "out": "replaced", "families": [{"name": "sersic", "kind": "sersic"}],
+           "grid": {"theta_e": {"edges": [0.5, 1.5, 3.0]}, "psf_fwhm": {"edges": [0.9, 2.0]},
+                    "depth": {"edges": [23.0, 25.0]}, "arc_mag": {"edges": [19.0, 21.0, 25.0]}},
+           "n_per_cell": 5, "min_count": 3, "chunk_size": 16, "device": "cpu",
+           "thresholds": {"probability": [0.5], "fpr": [0.05]}}
+    (d / "selection.yaml").write_text(yaml.safe_dump(sel))
+    tc = {"arch": "bottleneck_resnet", "model_kwargs": {"stages": [[16, 8, 1, 2]], "stem": 8},
+          "preprocess": {"crop": 32}, "epochs": 1, "batch_size": 16, "lr": 3e-3, "seed": 3, "device": "cpu",
+          "threads": 1, "checkpoint_every": 1, "manifest": "x", "store": "x"}
+    (d / "train.yaml").write_text(yaml.safe_dump(tc))
+    truth = pd.DataFrame({"id": m.loc[m["tier"] == "A", "id"], "kind": "lens"})
+    truth.to_parquet(d / "truth.parquet", index=False)
+    cfg = {"manifest": str(d / "manifest.parquet"), "store": str(store.root), "out": str(d / "out"),
+           "train_config": str(d / "train.yaml"), "truth": str(d / "truth.parquet"),
+           "domains": [{"name": "seeing", "column": "psfsize_r", "split": "median", "labels": ["good", "poor"]},
+                       {"name": "morph", "column": "type", "groups": {"dev": ["DEV"], "other": ["SER", "REX"]}}],
+           "combine": {"gate_weight": 0.75, "meta_folds": 3}, "top_k": [5, 10], "n_boot": 200, "min_count": 3,
+           "selection": {"config": str(d / "selection.yaml")}}
+    (d / "ensemble.yaml").write_text(yaml.safe_dump(cfg))
+    from lensaudit.config import load_config
+    from lensaudit.ensemble import run_ensemble
+
+    ecfg = load_config(d / "ensemble.yaml", EnsembleConfig)
+    return d, m, ecfg, run_ensemble(ecfg)
+
+
+def test_run_trains_one_member_per_domain_on_exactly_its_rows(small_study):
+    d, m, cfg, s = small_study
+    assert set(s["members"]) == {"seeing-good", "seeing-poor", "morph-dev", "morph-other"}
+    cut = float(np.median(m.loc[m["split"] == "train", "psfsize_r"]))
+    sub = pd.read_parquet(d / "out" / "members" / "seeing-poor" / "manifest.parquet")
+    assert sorted(sub["id"]) == sorted(m.loc[m["psfsize_r"] >= cut, "id"])
+    sub = pd.read_parquet(d / "out" / "members" / "morph-other" / "manifest.parquet")
+    assert sorted(sub["id"]) == sorted(m.loc[m["type"].isin(["SER", "REX"]), "id"])
+    for n in s["members"]:
+        assert (d / "out" / "members" / n / "train" / "best.pt").is_file()
+    assert (d / "out" / "members" / "baseline" / "train" / "best.pt").is_file()  # no baseline given: trained
+
+
+def test_run_tables_follow_from_the_member_scores(small_study):
+    d, m, cfg, s = small_study
+    t = pd.read_parquet(d / "out" / "audit_scores.parquet")
+    test_ids = sorted(m.loc[m["split"] == "test", "id"])
+    assert t["id"].tolist() == test_ids
+    pm = t[["p_morph-dev", "p_morph-other"]].to_numpy()
+    np.testing.assert_allclose(t["average_morph"], pm.mean(axis=1))
+    own = np.where(t["domain_morph"] == "dev", 0, 1)
+    np.testing.assert_allclose(t["gate_morph"], combine.domain_gate(pm, own, 0.75))
+    np.testing.assert_allclose(t["spread_all"], t[[f"p_{n}" for n in s["members"]]].var(axis=1, ddof=0))
+    assert t["meta_seeing"].between(0, 1).all()
+    perf = pd.read_csv(d / "out" / "tables" / "performance.csv")
+    assert {"baseline", "average_all", "gate_seeing", "meta_morph", "seeing-good"} <= set(perf["scorer"])
+    y = pd.read_csv(d / "out" / "tables" / "yield.csv")
+    row = y[(y["scorer"] == "average_all") & (y["k"] == 5) & (y["target"] == "true lenses (mock truth)")].iloc[0]
+    top5 = t.sort_values(["average_all", "id"], ascending=[False, True]).head(5)
+    assert row["n"] == t["true_lens"].sum() and row["found"] == top5["true_lens"].sum()
+    sel = pd.read_csv(d / "out" / "tables" / "selective.csv")
+    assert set(sel["uncertainty"]) == {"member spread", "margin |p - threshold|", "random"}
+    corr = pd.read_csv(d / "out" / "tables" / "correlations.csv")
+    assert set(corr["group"]) == {"seeing", "morph", "all"}
+    summary = json.loads((d / "out" / "ensemble.json").read_text())
+    assert summary["targets"]["true lenses (mock truth)"] == int(t["true_lens"].sum())
+    for f in summary["figures"]:
+        assert (d / "out" / "figures" / f).stat().st_size > 5000
+
+
+def test_selection_comparison_uses_the_same_injections_for_every_scorer(small_study):
+    from math import comb
+
+    from lensaudit.inject.records import read_injections
+
+    d, m, cfg, s = small_study
+    recs = read_injections(d / "out" / "selection", "sersic", s["selection"]["config_tag"])
+    assert len(recs) == 4 * 5 and recs["index"].is_unique
+    for n in s["members"]:  # every member scored every injected cutout
+        assert recs[f"probability_{n}"].between(0, 1).all()
+    t = pd.read_csv(d / "out" / "tables" / "selection_compare.csv")
+    row = t[(t["scorer"] == "average_morph") & (t["cell"] == "all")].iloc[0]
+    avg = recs[["probability_morph-dev", "probability_morph-other"]].mean(axis=1).to_numpy()
+    base = recs["probability"].to_numpy()
+    assert row["n"] == 20 and row["completeness"] == pytest.approx((avg > 0.5).mean())
+    assert row["completeness_baseline"] == pytest.approx((base > 0.5).mean())
+    b, c = int(((avg > 0.5) & ~(base > 0.5)).sum()), int(((base > 0.5) & ~(avg > 0.5)).sum())
+    assert (row["only_this"], row["only_baseline"]) == (b, c)
+    # exact two-sided McNemar by hand
+    nn = b + c
+    p = 1.0 if nn == 0 else min(1.0, 2 * sum(comb(nn, i) for i in range(min(b, c) + 1)) / 2**nn)
+    assert row["mcnemar_p"] == pytest.approx(p)
+    hosts = m.set_index("id").loc[recs["host_id"]]
+    assert set(hosts["split"]) <= {"val", "test"} and (hosts["label"] == 0).all()
+    assert {"gate_seeing", "meta_all", "seeing-good"} <= set(t["scorer"])
+
+
+def test_rerun_reuses_trained_members(small_study):
+    from lensaudit.ensemble import run_ensemble
+
+    d, m, cfg, s = small_study
+    best = d / "out" / "members" / "seeing-good" / "train" / "best.pt"
+    before = best.stat().st_mtime_ns
+    s2 = run_ensemble(cfg)
+    assert best.stat().st_mtime_ns == before
+    a = pd.read_parquet(d / "out" / "audit_scores.parquet")
+    assert s2["targets"] == s["targets"] and np.isfinite(a["gate_seeing"]).all()
+
+
+def test_a_domain_without_lenses_in_training_is_refused(small_study, tmp_path):
+    d, m, cfg, _ = small_study
+    bad = cfg.model_copy(update={"out": str(tmp_path / "o"), "domains": (
+        DomainDef(name="seeing", column="psfsize_r", split=1.79),)})
+    from lensaudit.ensemble import run_ensemble
+
+    with pytest.raises(InputError, match="member seeing-high: domain seeing=high has no (non-)?lenses in split 'train'"):
+        run_ensemble(bad)
+
+
+def test_mcnemar_counts_only_discordant_pairs():
+    a = np.array([1, 1, 0, 0, 1, 1, 1, 1], bool)
+    b = np.array([1, 0, 0, 1, 0, 0, 0, 0], bool)
+    # discordant: a only 5, b only 1 -> two-sided exact p = 2 * (1 + 6) / 64
+    assert mcnemar_p(a, b) == pytest.approx(14 / 64)
+    assert mcnemar_p(a, a) == 1.0 and mcnemar_p(b, a) == mcnemar_p(a, b)
+    assert list(itertools.combinations(["a", "b", "c"], 2))[0] == ("a", "b")
+
+
+def test_report_shows_the_ensemble_tables_and_figures(small_study, tmp_path):
+    from lensaudit.report import build_report
+
+    d, m, cfg, s = small_study
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "ensemble").symlink_to(d / "out", target_is_directory=True)
+    text = build_report(run).read_text()
+    sec = text[text.index('data-section="ensemble"'):]
+    sec = sec[: sec.index("</section>")]
+    assert "not available yet" not in sec
+    perf = pd.read_csv(d / "out" / "tables" / "performance.csv")
+    for name in perf["scorer"]:
+        assert f"<td>{name}</td>" in sec
+    assert sec.count("<img") == 4 and "Yield at a fixed inspection budget" in sec
+    base = perf[perf["scorer"] == "baseline"].iloc[0]
+    assert f"{base['auc']:.3f}" in sec
+    assert (run / "report" / "tables" / "ensemble_yield.csv").is_file()
