@@ -26,6 +26,7 @@ test: install
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e ".[test,spark,train,bench]"
 	$(BIN)/python benchmarks/bench_cutouts.py
 	$(BIN)/python benchmarks/bench_mock.py
 	$(BIN)/python benchmarks/bench_catalog.py
@@ -34,6 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_inject.py
 	$(BIN)/python benchmarks/bench_score_spark.py
 	$(BIN)/python benchmarks/bench_coadd.py
+	$(BIN)/python benchmarks/bench_survey_dryrun.py
 	$(BIN)/python benchmarks/project_dr10.py
 
 lint: install

@@ -52,6 +52,9 @@ def main() -> None:
         (sc or {}).get("single_process_cutouts_per_s"), cpu, "score_spark.json")
     add("scan: score with the demo model on Spark (local mode, same cores)", a.n_scan,
         (sc or {}).get("spark_local_cutouts_per_s"), cpu, "score_spark.json")
+    dry = _load("survey_dryrun.json")
+    add("scan: the whole Spark path with a small model (survey-scale dry run, store reads by reference)", a.n_scan,
+        (dry or {}).get("scoring_cutouts_per_s"), (dry or {}).get("cpu_count", 2), "survey_dryrun.json")
     tr = (_load("train_cpu.json") or {}).get("archs", {})
     add("scan: score with ResNet-18 (published architecture), CPU", a.n_scan,
         tr.get("resnet18", {}).get("score_samples_per_s_loader_on"), 2, "train_cpu.json")
