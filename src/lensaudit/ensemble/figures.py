@@ -23,11 +23,11 @@ def correlation_heatmaps(corr: pd.DataFrame, groups: dict[str, list[str]], path:
         for r in c.itertuples():
             i, j = names.index(r.member_a), names.index(r.member_b)
             m[i, j] = m[j, i] = r.pearson
-        im = ax.imshow(m, vmin=0, vmax=1, cmap="magma")
+        im = ax.imshow(m, vmin=0.5, vmax=1, cmap="magma")  # member correlations sit high; 0.5 keeps them apart
         for i in range(len(names)):
             for j in range(len(names)):
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                        color="black" if m[i, j] > 0.6 else "white")
+                        color="black" if m[i, j] > 0.8 else "white")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set_title(f"{g}: Pearson r of logits", fontsize=9)

@@ -139,9 +139,14 @@ def difference_maps(recs: pd.DataFrame, scores: dict[str, np.ndarray], th: dict,
     e = grid.edges
     nt, npf = len(e["theta_e"]) - 1, len(e["psf_fwhm"]) - 1
     fb = detected(scores["baseline"], th)
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names) + 1, 3.2), squeeze=False, constrained_layout=True)
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols + 1, 3.0 * rows + 0.4), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
     im = None
-    for ax, n in zip(axes[0], names, strict=True):
+    for ax, n in zip(axes.flat, names, strict=False):
         fs = detected(scores[n], th)
         d = np.full((nt, npf), np.nan)
         for a in range(nt):
@@ -153,10 +158,11 @@ def difference_maps(recs: pd.DataFrame, scores: dict[str, np.ndarray], th: dict,
                         ax.text((e["psf_fwhm"][b] + e["psf_fwhm"][b + 1]) / 2, (e["theta_e"][a] + e["theta_e"][a + 1]) / 2,
                                 "*", ha="center", va="center", fontsize=12)
         im = ax.pcolormesh(e["psf_fwhm"], e["theta_e"], d, vmin=-0.3, vmax=0.3, cmap="RdBu")
-        ax.set_title(n, fontsize=8)
-        ax.set_xlabel("r-band PSF FWHM (arcsec)", fontsize=7)
-    axes[0, 0].set_ylabel("theta_E (arcsec)")
-    fig.colorbar(im, ax=axes[0, -1], label=f"completeness - baseline ({th['name']})")
+        ax.set_title(n, fontsize=9)
+        ax.set_xlabel("r-band PSF FWHM (arcsec)", fontsize=8)
+    for r in range(rows):
+        axes[r, 0].set_ylabel("theta_E (arcsec)")
+    fig.colorbar(im, ax=axes[:, -1].tolist(), label=f"completeness - baseline ({th['name']})")
     fig.suptitle(f"{family}: completeness difference against the baseline on the same injections "
-                 "(* paired McNemar p < 0.05)", fontsize=8)
+                 "(* paired McNemar p < 0.05, per cell)", fontsize=10)
     return save_figure(fig, path)

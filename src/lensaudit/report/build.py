@@ -447,17 +447,34 @@ def section_ensemble(run: Path, figs: Path, tables: dict) -> Section:
                 raw_html=("ROC AUC [95%]", "AUC Tier A [95%]", "recall [95%]", "FPR [95%]")))
     y = pd.read_csv(d / "tables" / "yield.csv")
     tables["ensemble_yield"] = y
-    piv = y.assign(cell=[interval(v, lo, hi) + f" ({f}/{n})" for v, lo, hi, f, n in
-                         y[["value", "lo95", "hi95", "found", "n"]].to_numpy()])
+    combos = ["baseline", *e["combinations"]]
+    yc = y[y["scorer"].isin(combos)]
+    piv = yc.assign(cell=[interval(v, lo, hi) + f" ({int(f)}/{int(n)})" for v, lo, hi, f, n in
+                          yc[["value", "lo95", "hi95", "found", "n"]].to_numpy()])
     piv = piv.pivot_table(index=["target", "scorer"], columns="k", values="cell", aggfunc="first", sort=False)
     piv.columns = [f"top {k}" for k in piv.columns]
     piv = piv.reset_index()
     s.add(table(piv, "Yield at a fixed inspection budget: the fraction of each target set inside the top-K list "
-                     "(found / all), per scorer.", raw_html=tuple(c for c in piv.columns if c.startswith("top "))))
+                     "(found / all), for the baseline and each combination (members in tables/yield.csv).",
+                raw_html=tuple(c for c in piv.columns if c.startswith("top "))))
     u = pd.read_csv(d / "tables" / "unique_finds.csv")
     tables["ensemble_unique_finds"] = u
-    s.add(table(u, "Of the targets in each combination's top-K list, how many are in the top-K of exactly one member "
-                   "(and which), and how many in no member's."))
+    tgt = "true lenses (mock truth)" if "true lenses (mock truth)" in set(u["target"]) else "lenses (label 1)"
+    uu = u[u["target"] == tgt]
+    only = [c for c in u.columns if c.startswith("only_")]
+
+    def _cell(r) -> str:
+        who = ", ".join(f"{c[5:]} {int(r[c])}" for c in only if pd.notna(r[c]) and r[c] > 0)
+        return f"{int(r['targets_in_list'])} / {int(r['found_by_one_member'])}" + (f" ({who})" if who else "") + \
+            f" / {int(r['found_by_no_member'])}"
+
+    upiv = uu.assign(cell=[_cell(r) for _, r in uu.iterrows()]).pivot_table(
+        index="scorer", columns="k", values="cell", aggfunc="first", sort=False)
+    upiv.columns = [f"top {k}" for k in upiv.columns]
+    upiv = upiv.reset_index()
+    s.add(table(upiv, f"Who found what ({esc(tgt)}): in each combination's top-K list, the targets it holds / how many "
+                      "of them are in the top-K of exactly one member (which) / in no member's top-K. Every target "
+                      "in tables/unique_finds.csv."))
     dis = pd.read_csv(d / "tables" / "disagreement.csv")
     dis = dis[dis["pair"] == "all members"]
     tables["ensemble_disagreement"] = dis
@@ -487,21 +504,25 @@ def section_ensemble(run: Path, figs: Path, tables: dict) -> Section:
         c = pd.read_csv(sc)
         c = c[c["cell"].astype(str) == "all"]
         tables["ensemble_selection"] = c
+        top = c["threshold"].iloc[-1] if len(c) else None  # the highest probability threshold (p>0.5)
+        c = c[c["threshold"] == top]
         cshow = pd.DataFrame({"family": c["family"], "scorer": c["scorer"], "threshold": c["threshold"],
                               "injections": c["n"], "completeness [95%]": [interval(*r) for r in
                                                                          c[["completeness", "lo95", "hi95"]].to_numpy()],
                               "baseline": c["completeness_baseline"], "difference": c["diff"],
                               "found only by it": c["only_this"], "only by the baseline": c["only_baseline"],
-                              "McNemar p": c["mcnemar_p"]})
-        s.add(table(cshow, "Selection function on the same injections: completeness of each member and combination "
-                           "against the baseline, with the paired (exact McNemar) test of the difference; per-cell "
-                           "values in tables/selection_compare.csv.", raw_html=("completeness [95%]",)))
+                              "McNemar p": ["< 0.001" if p < 1e-3 else f"{p:.3f}" for p in c["mcnemar_p"]]})
+        s.add(table(cshow, f"Selection function on the same injections ({esc(top)}): completeness of each member and "
+                           "combination against the baseline, with the paired (exact McNemar) test of the difference; "
+                           "every threshold and cell in tables/selection_compare.csv.",
+                    raw_html=("completeness [95%]", "McNemar p")))
         for f in (e.get("selection") or {}).get("families", []):
             p = d / "figures" / f"selection_diff_{f}.png"
             if p.is_file():
                 s.add(figure(p, f"{f} injections: completeness of each combination minus the baseline's per theta_E x "
                                 "PSF cell (pooled over depth and arc magnitude); starred cells differ at paired p < "
-                                "0.05. Blue: the ensemble finds more.", "Where the selection functions differ"))
+                                "0.05 (per cell, not corrected for the number of cells). Blue: the ensemble finds "
+                                "more.", "Where the selection functions differ"))
     elif e.get("selection") is None:
         s.missing.append(("selection-function comparison", "add <code>selection: {config: "
                           "RUN/selection/run/config.yaml}</code> to the ensemble config"))
