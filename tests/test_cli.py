@@ -129,8 +129,10 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
     if chromium() is not None:
         res = check_in_browser(report, tmp_path / "demo_report.png")
         assert res["errors"] == [] and res["broken"] == 0 and res["images"] >= 10
-        assert res["sections"] == ["data", "training", "performance", "selection", "realism", "closure", "methods"]
+        assert res["sections"] == ["data", "training", "performance", "selection", "realism", "closure", "ensemble",
+                                   "methods"]
         assert not {"data", "training", "performance", "selection", "closure"} & set(res["missing"])
+        assert "ensemble" in res["missing"]  # `lensaudit ensemble run` is a separate command after the demo
     again = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
     assert all(v["skipped"] for v in again.values())
 
