@@ -367,3 +367,17 @@ def test_report_shows_the_ensemble_tables_and_figures(small_study, tmp_path):
     base = perf[perf["scorer"] == "baseline"].iloc[0]
     assert f"{base['auc']:.3f}" in sec
     assert (run / "report" / "tables" / "ensemble_yield.csv").is_file()
+
+
+@pytest.mark.parametrize("name", ["ensemble/demo.yaml", "ensemble/dr10.yaml"])
+def test_bundled_ensemble_configs_are_valid_and_their_domains_assign(name):
+    from lensaudit.config import load_config
+    from lensaudit.configs import bundled_config
+
+    cfg = load_config(bundled_config(name), EnsembleConfig)
+    m = _manifest()
+    m["psfdepth_r"] = np.random.default_rng(3).uniform(500, 3000, len(m))
+    frame, rules = assign_all(m, cfg.domains)
+    for d in cfg.domains:
+        assert frame[d.name].notna().sum() > 0.5 * len(m), d.name  # most objects fall in some domain
+        assert set(frame[d.name].dropna()) <= set(rules[d.name]["domains"])
