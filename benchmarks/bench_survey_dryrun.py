@@ -139,6 +139,8 @@ def main() -> None:
     from lensaudit.utils.io import atomic_write_json
     from lensaudit.utils.provenance import run_info
 
+    # provenance as the run starts (the commit of the code that runs, not of whatever is checked out 40 minutes later)
+    info = run_info(seeds={"catalog": 0, "pixels": 1, "model": 0, "spot_check": 2})
     tmp = tempfile.TemporaryDirectory(dir=a.workdir) if a.workdir is None else None
     d = Path(tmp.name if tmp else a.workdir)
     d.mkdir(parents=True, exist_ok=True)
@@ -190,7 +192,7 @@ def main() -> None:
         "every_row_scored_in_order": complete, "spot_batches_bit_identical_to_single_process": identical,
         "settings": {"batch_size": 512, "partition_rows": a.partition_rows, "rows_per_arrow_batch": 256,
                      "task_threads": int(os.environ.get("LENSAUDIT_TASK_THREADS", "1"))},
-        "run_info": run_info(seeds={"catalog": 0, "pixels": 1, "model": 0, "spot_check": 2}),
+        "run_info": info,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(OUT, res)
