@@ -95,3 +95,21 @@ def test_default_workers_reads_the_environment(monkeypatch):
         default_workers()
     monkeypatch.delenv("LENSAUDIT_WORKERS")
     assert 1 <= default_workers(limit=4) <= 4
+
+
+def test_fork_map_workers_leave_sigterm_and_ctrl_c_to_the_parent():
+    """The CLI turns SIGTERM into an exception; forked workers must not inherit that (the pool ends them
+    with SIGTERM, which printed a traceback per worker in `make demo`), and must ignore Ctrl-C."""
+    import signal
+
+    from lensaudit.utils.pool import fork_map
+    from lensaudit.utils.signals import sigterm_as_interrupt
+
+    def handlers(_):
+        return signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+    with sigterm_as_interrupt():
+        parent = signal.getsignal(signal.SIGTERM)
+        assert parent not in (signal.SIG_DFL, signal.SIG_IGN)
+        got = fork_map(handlers, range(4), workers=2)
+    assert all(t == signal.SIG_DFL and i == signal.SIG_IGN for t, i in got)

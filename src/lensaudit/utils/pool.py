@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,6 +41,14 @@ def default_workers(limit: int = 4) -> int:
     return max(1, min(cpus, limit))
 
 
+def _child_init() -> None:
+    """Workers leave signals to the parent: the pool ends them with SIGTERM when the map is done (a parent's
+    SIGTERM-as-exception handler, inherited through the fork, would print a traceback per worker), and
+    Ctrl-C reaches the parent, which ends the pool."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run(i: int):
     fn, items = _TASK  # type: ignore[misc]
     return fn(items[i])
@@ -60,7 +69,7 @@ def fork_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | None
         return out
     _TASK = (fn, items)
     try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(items))) as pool:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(items)), initializer=_child_init) as pool:
             out = []
             for r in pool.imap(_run, range(len(items)), chunksize=max(1, chunksize)):
                 out.append(r)
