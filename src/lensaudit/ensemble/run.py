@@ -108,22 +108,22 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
     out.mkdir(parents=True, exist_ok=True)
     cfg_sha = write_resolved(cfg, out / "config.resolved.yaml")
     manifest = read_manifest(cfg.manifest, require=("id", "label", "split"))
-    for sp in ("train", cfg.fit_split, cfg.audit_split):
+    base = _train_config(cfg)
+    for sp in (base.train_split, cfg.fit_split, cfg.audit_split):
         if not (manifest["split"] == sp).any():
             raise InputError(f"{cfg.manifest}: no rows in split {sp!r}")
-    domains, rules = assign_all(manifest, cfg.domains)
+    domains, rules = assign_all(manifest, cfg.domains, base.train_split)  # medians from the members' training split
     counts = domain_counts(manifest, domains, cfg.domains)
     write_table(pd.concat([domains, manifest[["split", "label"]]], axis=1), out / "domains.parquet")
     counts.to_csv(out / "domain_counts.csv", index=False)
 
-    base = _train_config(cfg)
     members: dict[str, dict] = {}
     for d in cfg.domains:
         for lab in domain_labels(d):
             name = member_name(d.name, lab)
             sel = (domains[d.name] == lab).fillna(False).to_numpy(bool)
             sub = manifest[sel]
-            for sp in ("train", base.val_split):
+            for sp in (base.train_split, base.val_split):
                 for y in (0, 1):
                     if not ((sub["split"] == sp) & (sub["label"] == y)).any():
                         raise InputError(f"member {name}: domain {d.name}={lab} has no {'lenses' if y else 'non-lenses'} "
@@ -135,7 +135,7 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
                     sub["id"].astype(str).reset_index(drop=True)):
                 write_table(sub.reset_index(drop=True), mpath)
             members[name] = {"definition": d.name, "domain": lab, "n_rows": int(len(sub)),
-                             "n_train_lenses": int(((sub["split"] == "train") & (sub["label"] == 1)).sum()),
+                             "n_train_lenses": int(((sub["split"] == base.train_split) & (sub["label"] == 1)).sum()),
                              "checkpoint": _train_member(base, mpath, mdir / "train", cfg.store, cfg.epochs)}
     if cfg.baseline:
         baseline = Path(cfg.baseline)
