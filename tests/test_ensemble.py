@@ -16,7 +16,14 @@ from scipy.stats import pearsonr, spearmanr
 from lensaudit.config import ConfigError, validate_config
 from lensaudit.ensemble import combine, metrics
 from lensaudit.ensemble.config import DomainDef, EnsembleConfig
-from lensaudit.ensemble.domains import assign_all, assign_domain, domain_counts, member_name, resolve_cut
+from lensaudit.ensemble.domains import (
+    assign_all,
+    assign_domain,
+    domain_counts,
+    member_name,
+    own_member,
+    resolve_cut,
+)
 from lensaudit.ensemble.selection import mcnemar_p
 from lensaudit.errors import InputError
 
@@ -114,6 +121,12 @@ def test_missing_or_non_numeric_column_names_the_domain():
         assign_domain(m, DomainDef(name="seeing", column="psf", split=1.0), 1.0)
     with pytest.raises(InputError, match="not numeric"):
         assign_domain(m, DomainDef(name="morph", column="type", split=1.0), 1.0)
+
+
+def test_own_member_indexes_the_definitions_domains_in_order():
+    d = DomainDef(name="morph", column="type", groups={"ser_dev": ("SER", "DEV"), "rex": ("REX",)})
+    dom = assign_domain(pd.DataFrame({"type": ["REX", "DEV", "PSF", "SER"]}), d)
+    assert own_member(dom, d).tolist() == [1, 0, -1, 0]
 
 
 # ----------------------------------------------------------------------------- combination rules

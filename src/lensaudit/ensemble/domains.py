@@ -94,6 +94,13 @@ def assign_all(manifest: pd.DataFrame, defs: tuple[DomainDef, ...], train_split:
     return frame, rules
 
 
+def own_member(domain: pd.Series, defn: DomainDef) -> np.ndarray:
+    """Each object's member column within ``defn``'s members (in :func:`domain_labels` order); -1 where the
+    object is in none of its domains (what :func:`lensaudit.ensemble.combine.domain_gate` takes)."""
+    index = {lab: i for i, lab in enumerate(domain_labels(defn))}
+    return domain.astype(object).map(index).fillna(-1).to_numpy(np.int64)
+
+
 def member_name(definition: str, domain: str) -> str:
     """A member's name (also its folder name): ``<definition>-<domain>`` with unsafe characters replaced."""
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", f"{definition}-{domain}")

@@ -18,7 +18,8 @@ from lensaudit.evaluate.metrics import wilson_interval
 from lensaudit.utils.seeds import rng
 
 
-def _prop(k: int, n: int) -> dict:
+def proportion_row(k: int, n: int) -> dict:
+    """k of n as a table row: k, n, value and its Wilson 95 percent interval (NaN when n is 0)."""
     if n == 0:
         return {"k": int(k), "n": 0, "value": np.nan, "lo95": np.nan, "hi95": np.nan}
     lo, hi = wilson_interval(k, n)
@@ -97,12 +98,12 @@ def disagreement_table(probs: pd.DataFrame, labels: np.ndarray, threshold: float
         ms = np.ones(len(y), bool) if st == "all" else s == st
         for lab, ml in (("all", np.ones(len(y), bool)), ("lens", y == 1), ("non-lens", y == 0)):
             m = ms & ml
-            rows.append({"stratum": st, "label": lab, "pair": "all members", **_prop(int(dis[m].sum()), int(m.sum()))})
+            rows.append({"stratum": st, "label": lab, "pair": "all members", **proportion_row(int(dis[m].sum()), int(m.sum()))})
     det = p >= threshold
     for a, b in itertools.combinations(range(p.shape[1]), 2):
         d = det[:, a] != det[:, b]
         rows.append({"stratum": "all", "label": "all", "pair": f"{probs.columns[a]} vs {probs.columns[b]}",
-                     **_prop(int(d.sum()), len(d))})
+                     **proportion_row(int(d.sum()), len(d))})
     return pd.DataFrame(rows)
 
 
@@ -127,8 +128,8 @@ def selective_curve(labels: np.ndarray, score: np.ndarray, uncertainty: np.ndarr
         keep[order[:n_out]] = False
         det = s >= threshold
         tp, pos, sel = int((det & keep & (y == 1)).sum()), int((keep & (y == 1)).sum()), int((det & keep).sum())
-        r, pr = _prop(tp, pos), _prop(tp, sel)
-        lens_out = _prop(int(((~keep) & (y == 1)).sum()), int((y == 1).sum()))
+        r, pr = proportion_row(tp, pos), proportion_row(tp, sel)
+        lens_out = proportion_row(int(((~keep) & (y == 1)).sum()), int((y == 1).sum()))
         rows.append({"set_aside": float(f), "n_set_aside": n_out, "n_kept": int(keep.sum()),
                      "recall": r["value"], "recall_lo95": r["lo95"], "recall_hi95": r["hi95"],
                      "precision": pr["value"], "precision_lo95": pr["lo95"], "precision_hi95": pr["hi95"],
@@ -152,7 +153,7 @@ def top_k_yield(score: np.ndarray, targets: dict[str, np.ndarray], ks) -> pd.Dat
         top = top_k_mask(score, k)
         for name, t in targets.items():
             t = np.asarray(t, bool)
-            pr = _prop(int((top & t).sum()), int(t.sum()))
+            pr = proportion_row(int((top & t).sum()), int(t.sum()))
             rows.append({"k": int(k), "target": name, "found": pr.pop("k"), **pr})
     return pd.DataFrame(rows)
 

@@ -21,11 +21,11 @@ import pandas as pd
 from lensaudit.config import load_config, write_resolved
 from lensaudit.ensemble import combine, metrics
 from lensaudit.ensemble.config import EnsembleConfig
-from lensaudit.ensemble.domains import assign_all, domain_counts, domain_labels, member_name
+from lensaudit.ensemble.domains import assign_all, domain_counts, domain_labels, member_name, own_member
 from lensaudit.errors import InputError
 from lensaudit.evaluate.config import EvalConfig
 from lensaudit.evaluate.overall import auc_entry
-from lensaudit.manifest import read_manifest, read_table, write_table
+from lensaudit.manifest import healpix_column, read_manifest, read_table, write_table
 from lensaudit.utils.io import atomic_write_json, sha256_file
 from lensaudit.utils.provenance import run_info
 
@@ -90,8 +90,8 @@ def _meta_scores(logits: pd.DataFrame, frame: pd.DataFrame, fit: np.ndarray, aud
     """Meta-learner probabilities on the audit rows: fitted (out of fold) on the fit rows, then applied."""
     from lensaudit.train.meta import MetaConfig, apply_meta, fit_meta_learner, save_meta
 
-    hp = [c for c in frame.columns if c.startswith("healpix_")]
-    man = frame[["id", "label", *hp]]
+    hp = healpix_column(frame.columns)
+    man = frame[["id", "label", *([hp] if hp else [])]]
     preds = {c: pd.DataFrame({"id": frame["id"], "logit": logits[c].to_numpy()}) for c in logits.columns}
     _, state, rep = fit_meta_learner({c: p[fit] for c, p in preds.items()}, man[fit],
                                      MetaConfig(folds=cfg.combine.meta_folds, seed=cfg.seed))
@@ -162,6 +162,7 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
     fit = (rows["split"] == cfg.fit_split).to_numpy()
     audit = (rows["split"] == cfg.audit_split).to_numpy()
     combos: dict[str, dict] = {}
+    defs = {d.name: d for d in cfg.domains}
     groups = {d.name: [member_name(d.name, lab) for lab in domain_labels(d)] for d in cfg.domains}
     if len(cfg.domains) > 1:
         groups["all"] = list(members)
@@ -172,8 +173,7 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
         combined[f"spread_{g}"] = combine.member_spread(p)
         combos[f"average_{g}"] = {"members": names, "rule": "mean probability", "uncertainty": f"spread_{g}"}
         if g != "all":
-            own = dom.loc[audit, g].map({lab: i for i, lab in enumerate(domain_labels(
-                next(d for d in cfg.domains if d.name == g)))}).fillna(-1).to_numpy(int)
+            own = own_member(dom.loc[audit, g], defs[g])
             combined[f"gate_{g}"] = combine.domain_gate(p, own, cfg.combine.gate_weight)
             combos[f"gate_{g}"] = {"members": names, "rule": f"own domain x {cfg.combine.gate_weight:g}, others share "
                                                              f"the rest", "uncertainty": f"spread_{g}"}
@@ -207,8 +207,8 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
         tier_a = targets.get("Tier A")
         ea = auc_entry(y[(y == 0) | tier_a], s[(y == 0) | tier_a], ecfg, what=f"ensemble.{n}.tier_a") \
             if tier_a is not None else None
-        r = metrics._prop(int(((s >= cfg.threshold) & (y == 1)).sum()), int((y == 1).sum()))
-        f = metrics._prop(int(((s >= cfg.threshold) & (y == 0)).sum()), int((y == 0).sum()))
+        r = metrics.proportion_row(int(((s >= cfg.threshold) & (y == 1)).sum()), int((y == 1).sum()))
+        f = metrics.proportion_row(int(((s >= cfg.threshold) & (y == 0)).sum()), int((y == 0).sum()))
         perf.append({"scorer": n, "kind": "baseline" if n == "baseline" else "member" if n in members else "ensemble",
                      "auc": e.value, "auc_lo95": e.bootstrap.ci95[0] if e.bootstrap else None,
                      "auc_hi95": e.bootstrap.ci95[1] if e.bootstrap else None,
@@ -266,10 +266,9 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
     if cfg.selection is not None:
         from lensaudit.ensemble.selection import compare_selection
 
-        index = {d.name: {lab: i for i, lab in enumerate(domain_labels(d))} for d in cfg.domains}
         metas = {g: out / "meta" / f"{g}.pt" for g in groups} if cfg.combine.meta else {}
         sel_summary = compare_selection(cfg, Path(baseline), {n: Path(m["checkpoint"]) for n, m in members.items()},
-                                        groups, domains.set_index("id"), index, metas, out)
+                                        groups, domains.set_index("id"), defs, metas, out)
         figs += sel_summary["figures"]
     summary = {"out": str(out), "rules": rules, "audit_split": cfg.audit_split, "fit_split": cfg.fit_split,
                "threshold": cfg.threshold, "n_audit": int(len(y)), "n_audit_lenses": int(y.sum()),

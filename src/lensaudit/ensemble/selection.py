@@ -18,6 +18,7 @@ from scipy.stats import binomtest
 
 from lensaudit.config import load_config
 from lensaudit.ensemble import combine
+from lensaudit.ensemble.domains import own_member
 from lensaudit.evaluate.metrics import wilson_interval
 from lensaudit.utils.display import pyplot, save_figure
 
@@ -63,7 +64,7 @@ def paired_table(recs: pd.DataFrame, scores: dict[str, np.ndarray], thresholds: 
 
 
 def injection_scores(recs: pd.DataFrame, groups: dict[str, list[str]], host_domains: pd.DataFrame,
-                     domain_index: dict[str, dict[str, int]], gate_weight: float,
+                     defs: dict, gate_weight: float,
                      meta_paths: dict[str, Path]) -> dict[str, np.ndarray]:
     """Baseline, members and every combination for each injection (its domain is its host's)."""
     from lensaudit.train.meta import apply_meta
@@ -75,9 +76,9 @@ def injection_scores(recs: pd.DataFrame, groups: dict[str, list[str]], host_doma
     for g, names in groups.items():
         p = np.column_stack([recs[f"probability_{n}"].to_numpy(float) for n in names])
         out[f"average_{g}"] = combine.average(p)
-        if g in domain_index:
-            dom = recs["host_id"].astype(str).map(host_domains[g]).map(domain_index[g]).fillna(-1).to_numpy(int)
-            out[f"gate_{g}"] = combine.domain_gate(p, dom, gate_weight)
+        if g in defs:  # a definition's own members (not 'all'): gate by the host's domain
+            own = own_member(recs["host_id"].astype(str).map(host_domains[g]), defs[g])
+            out[f"gate_{g}"] = combine.domain_gate(p, own, gate_weight)
         if g in meta_paths:
             preds = {n: pd.DataFrame({"id": ids, "logit": recs[f"logit_{n}"].to_numpy(float)}) for n in names}
             out[f"meta_{g}"] = apply_meta(meta_paths[g], preds, pd.DataFrame({"id": ids, "label": 1}))[
@@ -86,7 +87,7 @@ def injection_scores(recs: pd.DataFrame, groups: dict[str, list[str]], host_doma
 
 
 def compare_selection(cfg, baseline: Path, members: dict[str, Path], groups: dict[str, list[str]],
-                      host_domains: pd.DataFrame, domain_index: dict[str, dict[str, int]], meta_paths: dict[str, Path],
+                      host_domains: pd.DataFrame, defs: dict, meta_paths: dict[str, Path],
                       out: Path) -> dict:
     """Run the injections (resumable) and write ``selection_compare.csv``/``.parquet`` and a figure per family."""
     from lensaudit.inject.records import read_injections
@@ -115,7 +116,7 @@ def compare_selection(cfg, baseline: Path, members: dict[str, Path], groups: dic
     tables, figs = [], []
     for f in fams:
         recs = read_injections(scfg.out, f.name, summary["config_tag"])
-        scores = injection_scores(recs, groups, host_domains, domain_index, cfg.combine.gate_weight, meta_paths)
+        scores = injection_scores(recs, groups, host_domains, defs, cfg.combine.gate_weight, meta_paths)
         t = paired_table(recs, scores, ths, recs["cell"].to_numpy(), scfg.min_count).assign(family=f.name)
         tables.append(t)
         figs.append(difference_maps(recs, scores, ths[-1], grid, scfg.min_count, f.name,
