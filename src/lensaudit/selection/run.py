@@ -96,10 +96,22 @@ class _Scorer:
         return score_arrays(self.model, self.pre, cutouts, self.device, self.batch_size, features)
 
     def extras(self, cutouts: np.ndarray) -> dict[str, np.ndarray]:
-        """Logits of every extra model for ``cutouts`` (each with its own preprocessing)."""
-        from lensaudit.train.score import score_arrays
+        """Logits of every extra model for ``cutouts``, each with its own preprocessing; models that share a
+        preprocessing (ensemble members trained with one config) share one preprocessed copy."""
+        import torch
 
-        return {n: score_arrays(m, pre, cutouts, self.device, self.batch_size)[0] for n, (m, pre) in self.extra.items()}
+        from lensaudit.data.preprocess import preprocess
+        from lensaudit.train.score import forward
+
+        done: dict = {}
+        out = {}
+        for n, (m, pre) in self.extra.items():
+            if pre not in done:
+                done[pre] = preprocess(cutouts, pre)
+            x, bs = done[pre], self.batch_size
+            m.to(self.device).eval()
+            out[n] = forward(m, (torch.from_numpy(x[lo : lo + bs]) for lo in range(0, len(x), bs)), self.device)[0]
+        return out
 
 
 def _negative_scores(cfg: SelectionConfig, manifest: pd.DataFrame, store: CutoutStore, scorer: _Scorer) -> np.ndarray:
