@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,33 +16,40 @@ from lensaudit.mock.server import CutoutRequest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def shared_data_dir() -> Path:
-    env = os.environ.get("LENSAUDIT_SHARED_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
+@pytest.fixture(scope="session", autouse=True)
+def _packaged_reference_data():
+    """Every test reads the reference data shipped in the package, whatever the caller's environment says;
+    tests of the override set ``LENSAUDIT_SHARED_DATA`` themselves (monkeypatch)."""
+    from lensaudit.reference import ENV
+
+    saved = os.environ.pop(ENV, None)
+    yield
+    if saved is not None:
+        os.environ[ENV] = saved
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    d = shared_data_dir()
-    if not (d / "dr10_sample_cutouts").is_dir():
-        pytest.fail(f"real DR10 reference data not found at {d} (set LENSAUDIT_SHARED_DATA)")
-    return d
+def reference(_packaged_reference_data):
+    """The packaged real DR10 reference data, verified (:func:`lensaudit.reference.load_reference`)."""
+    from lensaudit.reference import load_reference
+
+    return load_reference()
 
 
 @pytest.fixture(scope="session")
-def sample_npz(shared_data: Path) -> list[Path]:
-    return sorted((shared_data / "dr10_sample_cutouts").glob("*.npz"))
+def sample_npz(reference) -> list[Path]:
+    return reference.sample_cutouts
 
 
 @pytest.fixture(scope="session")
-def mock_survey_dir(tmp_path_factory, shared_data) -> Path:
+def mock_survey_dir(tmp_path_factory, reference) -> Path:
     """A 1 deg^2 mock survey (16 bricks, seed 7): enough bricks that every real sample cutout has
     depth-matched partners, and about 50 lenses."""
     from lensaudit.mock.config import MockConfig
     from lensaudit.mock.survey import build_survey
 
     d = tmp_path_factory.mktemp("mock") / "survey"
-    build_survey(MockConfig(area_deg2=1.0, seed=7), d, shared_data)
+    build_survey(MockConfig(area_deg2=1.0, seed=7), d, reference)
     return d
 
 
@@ -101,3 +111,35 @@ def tiny(tmp_path_factory):
     store, m = make_tiny_store(d / "store")
     m.to_parquet(d / "manifest.parquet", index=False)
     return store, m, d / "manifest.parquet"
+
+
+def build_wheel(tmp: Path) -> Path:
+    """Build lensaudit's wheel from a copy of the sources (the checkout stays clean), without downloads."""
+    src = tmp / "src_copy"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    shutil.copytree(ROOT / "src", src / "src", ignore=ignore)
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / f, src / f)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+                    "-w", str(tmp / "dist"), str(src)], check=True, capture_output=True, text=True, timeout=600)
+    (wheel,) = (tmp / "dist").glob("lensaudit-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory) -> Path:
+    """lensaudit's wheel installed (without dependencies: those of this environment serve) into a folder of its
+    own; put it first on PYTHONPATH to run that copy instead of the checkout."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    wheel = build_wheel(tmp)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target",
+                    str(tmp / "site"), str(wheel)], check=True, capture_output=True, text=True, timeout=600)
+    return tmp / "site"
+
+
+def run_installed(site: Path, args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``python -m lensaudit ARGS`` from the installed wheel, in ``cwd``, with no reference-data override."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LENSAUDIT_SHARED_DATA", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(site)
+    return subprocess.run([sys.executable, "-m", "lensaudit", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -87,12 +88,32 @@ def test_fetch_import_export_verify_via_cli(tmp_path, render, capsys, sample_npz
 
 
 @pytest.mark.slow
-def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
+def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, reference, installed_wheel):
+    """The quick demo from the installed wheel, in a folder with no reference-data override and no
+    ``shared/data`` above it; then the checkout's own code finds every stage's inputs unchanged."""
+    from conftest import run_installed
     from lensaudit.demo import run_demo
+    from lensaudit.reference import ENV
 
-    s = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
-    assert list(s) == ["samples", "mock", "catalog", "fetch", "train", "score", "evaluate", "shortcuts", "selection",
-                       "check", "report"]
+    cwd = tmp_path / "user"
+    cwd.mkdir()
+    assert not any((p / "shared" / "data").exists() for p in cwd.parents), "a shared/data folder above the test"
+    res = run_installed(installed_wheel, ["demo", "--quick", "--out", "demo"], cwd)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = res.stdout.splitlines()
+    # where the reference data came from, first; the report and the main tables, last
+    assert lines[0] == (f"reference data: package ({installed_wheel / 'lensaudit' / 'reference' / 'data'}), "
+                        "7 files, checksums verified")
+    assert next(ln for ln in lines if ln.startswith("report:")).split()[-1] == str(Path("demo") / "report" / "index.html")
+    assert any(ln.startswith("closure:") and ln.endswith("closure_summary.csv") for ln in lines)
+    info = json.loads((cwd / "demo" / "run_info.json").read_text())
+    assert ENV not in info["command_line"] and info["reference_data"]["override"] is None
+    assert all(f["path"].startswith(str(installed_wheel)) for f in info["reference_data"]["files"].values())
+    s = info["stages"]
+    (tmp_path / "demo").symlink_to(cwd / "demo")
+    order = ["samples", "mock", "catalog", "fetch", "train", "score", "evaluate", "shortcuts", "selection", "check",
+             "report"]
+    assert sorted(s) == sorted(order)
     # the selection stage: four families on the reduced grid, and the closure test of each, raw and reweighted
     assert set(s["selection"]["completeness_p05"]) == {"sersic", "clumpy", "stamps", "planted"}
     assert all(0 <= c <= 1 for c in s["selection"]["completeness_p05"].values())
@@ -124,7 +145,7 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
         assert auc.value is None and auc.status == "insufficient"
     # the report: every section present, rendered in a real browser without errors or broken images
     report = d / "report" / "index.html"
-    assert s["report"]["report"] == str(report) and report.stat().st_size > 100_000
+    assert s["report"]["report"] == str(Path("demo") / "report" / "index.html") and report.stat().st_size > 100_000
     from browser import check_in_browser, chromium
     if chromium() is not None:
         res = check_in_browser(report, tmp_path / "demo_report.png")
@@ -133,8 +154,8 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, shared_data):
                                    "methods"]
         assert not {"data", "training", "performance", "selection", "closure"} & set(res["missing"])
         assert "ensemble" in res["missing"]  # `lensaudit ensemble run` is a separate command after the demo
-    again = run_demo(tmp_path / "demo", quick=True, shared_data=shared_data)
-    assert all(v["skipped"] for v in again.values())
+    again = run_demo(tmp_path / "demo", quick=True, reference=reference)
+    assert list(again) == order and all(v["skipped"] for v in again.values())
 
 
 def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, capsys, monkeypatch):

@@ -62,22 +62,22 @@ def test_sweeps_pass_independent_schema_check(survey_dir):
         assert np.mean(t["PSFDEPTH_G"]) > np.mean(t["PSFDEPTH_Z"])  # g deeper than z (by ~1.4 mag)
 
 
-def test_conditions_follow_real_band_relations(shared_data):
+def test_conditions_follow_real_band_relations(reference):
     from lensaudit.mock.conditions import draw_brick_conditions
 
-    c = draw_brick_conditions(3000, shared_data, np.random.default_rng(0))
+    c = draw_brick_conditions(3000, reference, np.random.default_rng(0))
     assert (c.psfsize_g / c.psfsize_r).mean() > 1.05  # g broader than r
     assert (c.psfsize_z / c.psfsize_r).mean() < 1.0  # z sharper
     assert (c.psfdepth_mag_g - c.psfdepth_mag_r).mean() == pytest.approx(0.40, abs=0.05)  # g deeper
     assert (c.psfdepth_mag_z - c.psfdepth_mag_r).mean() == pytest.approx(-1.02, abs=0.05)  # z shallower
-    real = pd.read_csv(shared_data / "dr10_region_conditions.csv")
+    real = pd.read_csv(reference.path("dr10_region_conditions.csv"))
     real = real[(real.median_psf_r_arcsec > 0) & real.dec_center_deg.between(-18, 32)]
     assert c.psfsize_r.median() == pytest.approx(real.median_psf_r_arcsec.median(), rel=0.05)
 
 
-def test_candidates_real_format_and_truth_positions(survey_dir, shared_data):
+def test_candidates_real_format_and_truth_positions(survey_dir, reference):
     cand = pd.read_csv(survey_dir / "candidates.csv", dtype={"zlens": str})
-    real = pd.read_csv(shared_data / "desi_lens_candidates.csv", nrows=5)
+    real = pd.read_csv(reference.path("desi_lens_candidates.csv"), nrows=5)
     assert list(cand.columns) == list(real.columns)
     assert set(cand.grading) == {"confident", "probable"}
     assert cand.name.str.match(r"^DESI-\d{3}\.\d{4}[+-]\d{2}\.\d{4}$").all()
@@ -143,10 +143,10 @@ def test_service_answers_real_url_with_real_fits(renderer, survey_dir):
         assert (cube[:, :, -20:] == 0).all() and (cube[:, :, :20] != 0).all()  # east (left) of ra_min is empty
 
 
-def test_determinism(tmp_path, shared_data):
+def test_determinism(tmp_path, reference):
     cfg = MockConfig(area_deg2=0.25, seed=11)
-    build_survey(cfg, tmp_path / "a", shared_data)
-    build_survey(cfg, tmp_path / "b", shared_data)
+    build_survey(cfg, tmp_path / "a", reference)
+    build_survey(cfg, tmp_path / "b", reference)
     for rel in ("candidates.csv", "truth/truth.parquet", "internal/sources.parquet"):
         ha = hashlib.sha256((tmp_path / "a" / rel).read_bytes()).hexdigest()
         hb = hashlib.sha256((tmp_path / "b" / rel).read_bytes()).hexdigest()
@@ -157,11 +157,11 @@ def test_determinism(tmp_path, shared_data):
     ra, rb = load_renderer(tmp_path / "a"), load_renderer(tmp_path / "b")
     s = ra.src.iloc[10]
     np.testing.assert_array_equal(ra(_req(s.ra, s.dec))[0], rb(_req(s.ra, s.dec))[0])
-    other = build_survey(MockConfig(area_deg2=0.25, seed=12), tmp_path / "c", shared_data)
+    other = build_survey(MockConfig(area_deg2=0.25, seed=12), tmp_path / "c", reference)
     assert other["n_sources"] != len(ra.src)
 
 
-def test_bad_input(tmp_path, shared_data):
+def test_bad_input(tmp_path, reference):
     from lensaudit.config import ConfigError, validate_config
 
     with pytest.raises(ConfigError, match="area_deg2"):
@@ -183,7 +183,7 @@ def test_bad_input(tmp_path, shared_data):
     # an area too small for any lens: one clear error, nothing written
     tiny = MockConfig(area_deg2=0.0625, seed=1, lenses={"rate_per_eligible_red": 0.001})
     with pytest.raises(SurveyError, match="gives no lens"):
-        build_survey(tiny, tmp_path / "tiny", shared_data)
+        build_survey(tiny, tmp_path / "tiny", reference)
     assert not (tmp_path / "tiny").exists()
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "survey.json").write_text("{}")

@@ -303,9 +303,9 @@ def test_lens_rate_and_confuser_fractions_follow_the_config(mock_survey_dir, ren
     assert 0.05 < lenses.src_red.mean() < 0.3
 
 
-def test_simple_family_stays_available(tmp_path, shared_data):
+def test_simple_family_stays_available(tmp_path, reference):
     d = tmp_path / "simple"
-    build_survey(MockConfig(area_deg2=0.25, seed=4, lenses={"family": "simple"}), d, shared_data)
+    build_survey(MockConfig(area_deg2=0.25, seed=4, lenses={"family": "simple"}), d, reference)
     r = load_renderer(d)
     lenses = r.survey.lenses
     assert (lenses.family == "simple").all() and (lenses.gamma == 2.0).all() and (lenses.a3 == 0).all()
@@ -334,12 +334,12 @@ def test_artefacts_are_in_the_pixels_and_in_maskbits(renderer, sweep):
 
 
 
-def test_satellite_trails_brighten_one_band_and_set_allmask(tmp_path, shared_data):
+def test_satellite_trails_brighten_one_band_and_set_allmask(tmp_path, reference):
     from lensaudit.mock.survey import tan_deproject
     from lensaudit.survey.maskbits import MASKBITS
 
     d = tmp_path / "trails"
-    build_survey(MockConfig(area_deg2=0.25, seed=2, artefacts={"satellite_trails_per_deg2": 40.0}), d, shared_data)
+    build_survey(MockConfig(area_deg2=0.25, seed=2, artefacts={"satellite_trails_per_deg2": 40.0}), d, reference)
     renderer = load_renderer(d)
     src = renderer.src
     sweep = pd.concat([read_sweep(f) for f in sorted((d / "sweeps").glob("*.fits"))], ignore_index=True)

@@ -40,7 +40,7 @@ def test_bad_stream_keys():
         derive_seed(1, "a", -3)
 
 
-def test_mock_sub_populations_draw_from_their_own_streams(tmp_path, shared_data):
+def test_mock_sub_populations_draw_from_their_own_streams(tmp_path, reference):
     """More confusers must not move a lens, nor the catalog noise of any object: each sub-population and
     purpose has its own stream (with one generator drawn in turn, the sweeps' flux noise, drawn after the
     confusers, would shift)."""
@@ -52,8 +52,8 @@ def test_mock_sub_populations_draw_from_their_own_streams(tmp_path, shared_data)
     base = MockConfig(area_deg2=0.25, seed=5)
     more = base.model_copy(update={"confusers": base.confusers.model_copy(update={"ring_fraction_of_early": 0.2,
                                                                                       "merger_per_deg2": 90.0})})
-    build_survey(base, tmp_path / "a", shared_data)
-    build_survey(more, tmp_path / "b", shared_data)
+    build_survey(base, tmp_path / "a", reference)
+    build_survey(more, tmp_path / "b", reference)
     ta = pd.read_parquet(tmp_path / "a" / "truth" / "truth.parquet")
     tb = pd.read_parquet(tmp_path / "b" / "truth" / "truth.parquet")
     la = ta[ta.kind == "lens"].sort_values("ra")

@@ -43,8 +43,8 @@ def _independent_raw_robust(cube, r_in, r_out):
 
 
 @pytest.fixture(scope="module")
-def real_cube(shared_data):
-    return read_npz_cutout(shared_data / REF["file"])[0]
+def real_cube(reference):
+    return read_npz_cutout(reference.path(REF["file"]))[0]
 
 
 def test_raw_robust_matches_independent_loop_on_real_cutout(real_cube):

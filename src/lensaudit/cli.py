@@ -33,14 +33,15 @@ _ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
 
 # --------------------------------------------------------------------------- demo
 def _cmd_demo(a: argparse.Namespace) -> int:
-    from lensaudit.demo import load_demo_config, run_demo
+    from lensaudit.demo import load_demo_config, main_outputs, one_line, run_demo
+    from lensaudit.reference import load_reference
 
-    summary = run_demo(Path(a.out), quick=a.quick, shared_data=Path(a.shared_data) if a.shared_data else None,
-                       force=a.force, config=load_demo_config(a.config))
+    cfg = load_demo_config(a.config)
+    ref = load_reference(a.reference_data)   # verified before any stage runs
+    print(ref.describe(), flush=True)
+    summary = run_demo(Path(a.out), quick=a.quick, reference=ref, force=a.force, config=cfg)
     from rich.console import Console
     from rich.table import Table
-
-    from lensaudit.demo import one_line
 
     t = Table(title=f"lensaudit demo: {a.out}")
     for col in ("stage", "", "time (s)", "result"):
@@ -48,7 +49,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     for name, s in summary.items():
         t.add_row(name, "skipped" if s.get("skipped") else "ran", f"{s.get('elapsed_s') or 0:.1f}", one_line(name, s))
     Console().print(t)
-    print(f"report: {Path(a.out) / 'report' / 'index.html'}")
+    for label, path in main_outputs(Path(a.out)):
+        print(f"{label + ':':21s}{path}")
     return 0
 
 
@@ -58,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build, train and audit CNN strong-lens finders on DESI Legacy Imaging Surveys DR10.",
         epilog=EXIT_CODES_HELP + ".",
     )
+    from lensaudit.reference.cli import add_reference_argument, add_reference_commands
+
     p.add_argument("--version", action="version", version=f"lensaudit {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -69,8 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
     d.add_argument("--quick", action="store_true", help="smaller sizes, for tests and a first look")
     d.add_argument("--force", action="store_true", help="re-run every stage even if its inputs are unchanged")
-    d.add_argument("--shared-data", default=None,
-                   help="folder with the real DR10 reference data (default: $LENSAUDIT_SHARED_DATA or ../shared/data)")
+    add_reference_argument(d)
 
     d.add_argument("--config", default=None, help="demo YAML (default: the bundled configs/demo/demo.yaml)")
     d.set_defaults(fn=_cmd_demo)
@@ -80,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lensaudit.evaluate.cli import add_evaluate_commands
     from lensaudit.mock.cli import add_mock_commands
 
+    add_reference_commands(sub)
     add_cutouts_commands(sub)
     add_mock_commands(sub)
     add_catalog_commands(sub)

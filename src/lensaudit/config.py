@@ -1,5 +1,4 @@
-"""Typed YAML configuration: safe loading into pydantic models with errors naming file and key,
-and the location of the real DR10 reference data."""
+"""Typed YAML configuration: safe loading into pydantic models with errors naming file and key."""
 
 from __future__ import annotations
 
@@ -18,25 +17,6 @@ M = TypeVar("M", bound=BaseModel)
 
 class ConfigError(LensauditError, ValueError):
     """A configuration file is unreadable or invalid."""
-
-
-#: Environment variable naming the folder of the real DR10 reference data.
-SHARED_DATA_ENV = "LENSAUDIT_SHARED_DATA"
-
-
-def default_shared_data() -> Path:
-    """Real DR10 reference data: ``$LENSAUDIT_SHARED_DATA``, else ``../shared/data`` from the working directory."""
-    env = os.environ.get(SHARED_DATA_ENV)
-    return Path(env) if env else Path.cwd().parent / "shared" / "data"
-
-
-def shared_data_or_error(path: str | os.PathLike | None = None, need: str = "dr10_sample_cutouts") -> Path:
-    """``path`` (or :func:`default_shared_data`) after checking it holds ``need``; a clear error otherwise."""
-    d = Path(path) if path else default_shared_data()
-    if not (d / need).exists():
-        raise ConfigError(f"real DR10 reference data not found in {d} (no {need}); pass --shared-data or set "
-                          f"{SHARED_DATA_ENV}")
-    return d
 
 
 def load_config(path: str | os.PathLike, model: type[M], overrides: dict | None = None) -> M:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lensaudit.config import load_config, shared_data_or_error
+from lensaudit.config import load_config
 from lensaudit.configs import bundled_config
 from lensaudit.errors import InputError
 from lensaudit.pipeline import run_stage
+from lensaudit.reference import BRICK_CONDITIONS, REGION_CONDITIONS, ReferenceData, load_reference
 from lensaudit.utils.io import atomic_write_json, sha256_file
 from lensaudit.utils.provenance import run_info
 
@@ -45,7 +46,7 @@ class DemoConfig(BaseModel):
     quick: QuickSettings = QuickSettings()
 
 
-def _config_path(name: str) -> Path:
+def resolve_config_path(name: str) -> Path:
     p = Path(name)
     return p if p.is_file() else bundled_config(name)
 
@@ -55,11 +56,11 @@ def load_demo_config(path: str | os.PathLike | None = None) -> DemoConfig:
     return load_config(path or bundled_config("demo/demo.yaml"), DemoConfig)
 
 
-def _stage_samples(shared: Path):
+def _stage_samples(ref: ReferenceData):
     """Import the real DR10 sample cutouts into a store, verify it, export them as service FITS."""
     from lensaudit.cutouts import CutoutStore, export_cutouts, import_npz
 
-    files = sorted((shared / "dr10_sample_cutouts").glob("*.npz"))
+    files = ref.sample_cutouts
 
     def run(stage_dir: Path) -> dict:
         store = CutoutStore(stage_dir / "store", create=True)
@@ -73,17 +74,17 @@ def _stage_samples(shared: Path):
     return inputs, run
 
 
-def _stage_mock(shared: Path, area_deg2: float, seed: int):
+def _stage_mock(ref: ReferenceData, area_deg2: float, seed: int):
     from lensaudit.mock.config import MockConfig
     from lensaudit.mock.survey import build_survey
 
     cfg = MockConfig(area_deg2=area_deg2, seed=seed)
 
     def run(stage_dir: Path) -> dict:
-        return build_survey(cfg, stage_dir / "survey", shared)
+        return build_survey(cfg, stage_dir / "survey", ref)
 
     inputs = {"config": cfg.model_dump(mode="json"),
-              "conditions": {f: sha256_file(shared / f) for f in ("dr10_region_conditions.csv", "dr10_brick_conditions.csv")}}
+              "conditions": {f: ref.files[f].sha256 for f in (REGION_CONDITIONS, BRICK_CONDITIONS)}}
     return inputs, run
 
 
@@ -291,19 +292,19 @@ def _stage_selection(survey_dir: Path, manifest: Path, store: Path, checkpoint: 
             "n_per_cell": n_per_cell}, run
 
 
-def _stage_check(survey_dir: Path, upstream: str, shared: Path):
+def _stage_check(survey_dir: Path, upstream: str, ref: ReferenceData):
     from lensaudit.mock.check import format_check, real_data_check
     from lensaudit.mock.render import load_renderer
 
     def run(stage_dir: Path) -> dict:
         r = load_renderer(survey_dir)
-        res = real_data_check(r, r.src, sorted((shared / "dr10_sample_cutouts").glob("*.npz")))
+        res = real_data_check(r, r.src, ref.sample_cutouts)
         text = format_check(res)
         (stage_dir / "check.txt").write_text(text + "\n")
         log.info("\n%s", text)
         return res
 
-    return {"upstream": upstream}, run
+    return {"upstream": upstream, "samples": {f.name: sha256_file(f) for f in ref.sample_cutouts}}, run
 
 
 def _stage_report(out: Path, upstream: list[str]):
@@ -315,6 +316,24 @@ def _stage_report(out: Path, upstream: list[str]):
         return {"report": str(path)}
 
     return {"upstream": upstream}, run
+
+
+#: The demo's main outputs, relative to its output folder, in reading order.
+MAIN_OUTPUTS = (
+    ("report", "report/index.html"),
+    ("evaluation", "evaluate/summary.txt"),
+    ("metrics", "evaluate/metrics.json"),
+    ("predictions", "score/predictions.parquet"),
+    ("selection marginals", "selection/run/marginals.parquet"),
+    ("realism gate", "selection/realism/realism.csv"),
+    ("closure", "selection/closure/closure_summary.csv"),
+    ("report tables", "report/tables"),
+)
+
+
+def main_outputs(out: Path) -> list[tuple[str, Path]]:
+    """(label, path) of the demo's main outputs that exist under ``out``."""
+    return [(label, Path(out) / rel) for label, rel in MAIN_OUTPUTS if (Path(out) / rel).exists()]
 
 
 def one_line(name: str, summary: dict) -> str:
@@ -337,13 +356,17 @@ def one_line(name: str, summary: dict) -> str:
         return ""
 
 
-def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, force: bool = False,
+def run_demo(out: Path, quick: bool = False, reference: ReferenceData | None = None, force: bool = False,
              config: DemoConfig | None = None) -> dict:
-    """Run the demo pipeline into ``out``; returns a summary of every stage."""
+    """Run the demo pipeline into ``out``; returns a summary of every stage.
+
+    ``reference``: the real DR10 reference data (default: :func:`lensaudit.reference.load_reference`, the
+    packaged files unless ``$LENSAUDIT_SHARED_DATA`` replaces some), verified before any stage runs.
+    """
     cfg = config or load_demo_config()
+    ref = reference or load_reference()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    shared = shared_data_or_error(shared_data)
     area = cfg.quick.area_deg2 if quick else cfg.area_deg2
     stages: dict[str, dict] = {}
 
@@ -353,19 +376,19 @@ def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, fo
                  "skipped" if rec["skipped"] else "ran", rec.get("elapsed_s") or 0.0)
         return rec
 
-    inputs, fn = _stage_samples(shared)
+    inputs, fn = _stage_samples(ref)
     stages["samples"] = stage("samples", inputs, fn)
-    inputs, fn = _stage_mock(shared, area, cfg.seed)
+    inputs, fn = _stage_mock(ref, area, cfg.seed)
     stages["mock"] = stage("mock", inputs, fn)
     survey_dir = out / "mock" / "survey"
-    inputs, fn = _stage_catalog(survey_dir, stages["mock"]["inputs_sha256"], _config_path(cfg.catalog_config))
+    inputs, fn = _stage_catalog(survey_dir, stages["mock"]["inputs_sha256"], resolve_config_path(cfg.catalog_config))
     stages["catalog"] = stage("catalog", inputs, fn)
     manifest = out / "catalog" / "manifest_70_15_15.parquet"
     inputs, fn = _stage_fetch(manifest, stages["catalog"]["inputs_sha256"], survey_dir,
                               cfg.quick.fetch_limit if quick else None)
     stages["fetch"] = stage("fetch", inputs, fn)
     store = out / "fetch" / "store"
-    inputs, fn = _stage_train(manifest, store, stages["fetch"]["inputs_sha256"], _config_path(cfg.train_config),
+    inputs, fn = _stage_train(manifest, store, stages["fetch"]["inputs_sha256"], resolve_config_path(cfg.train_config),
                               cfg.quick.epochs if quick else None)
     stages["train"] = stage("train", inputs, fn)
     inputs, fn = _stage_score(manifest, store, out / "train" / "best.pt", stages["train"]["inputs_sha256"])
@@ -375,21 +398,21 @@ def run_demo(out: Path, quick: bool = False, shared_data: Path | None = None, fo
                                  stages["score"]["inputs_sha256"], cfg.seed, cfg.eval_n_boot)
     stages["evaluate"] = stage("evaluate", inputs, fn)
     inputs, fn = _stage_shortcuts(survey_dir, manifest, store, stages["fetch"]["inputs_sha256"],
-                                  _config_path(cfg.catalog_config), cfg.seed, cfg.eval_n_boot,
+                                  resolve_config_path(cfg.catalog_config), cfg.seed, cfg.eval_n_boot,
                                   cfg.quick.fetch_limit if quick else None)
     stages["shortcuts"] = stage("shortcuts", inputs, fn)
     inputs, fn = _stage_selection(survey_dir, manifest, store, out / "train" / "best.pt",
                                   out / "score" / "predictions.parquet", stages["score"]["inputs_sha256"],
-                                  _config_path(cfg.selection_config), _config_path(cfg.realism_config),
+                                  resolve_config_path(cfg.selection_config), resolve_config_path(cfg.realism_config),
                                   cfg.quick.selection_n_per_cell if quick else None)
     stages["selection"] = stage("selection", inputs, fn)
-    inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], shared)
+    inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], ref)
     stages["check"] = stage("check", inputs, fn)
     inputs, fn = _stage_report(out, [rec["inputs_sha256"] for rec in stages.values()])
     stages["report"] = stage("report", inputs, fn)
     summary = {name: {"skipped": rec["skipped"], "elapsed_s": rec.get("elapsed_s"), **rec.get("summary", {})}
                for name, rec in stages.items()}
-    atomic_write_json(out / "run_info.json", run_info(config={"demo": cfg.model_dump(mode="json"), "quick": quick,
-                                                              "shared_data": str(shared)},
-                                                      seeds={"demo": cfg.seed}, extra={"stages": summary}))
+    atomic_write_json(out / "run_info.json", run_info(config={"demo": cfg.model_dump(mode="json"), "quick": quick},
+                                                      seeds={"demo": cfg.seed},
+                                                      extra={"reference_data": ref.provenance(), "stages": summary}))
     return summary

@@ -12,8 +12,9 @@ from __future__ import annotations
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "layers"),           # the error base class, this table
     ("utils",),                     # atomic I/O, hashing, seed streams, provenance, logging, display
-    ("config", "configs"),          # typed YAML loading, bundled configs, shared-data lookup
+    ("config", "configs"),          # typed YAML loading, bundled configs
     ("survey",),                    # the DR10 data model: units, columns, bits, geometry, formats
+    ("reference",),                 # the real DR10 reference data shipped in the package, verified
     ("manifest",),                  # the manifest and predictions table formats
     ("lensing",),                   # lens physics: pure deflection and profile functions
     ("mock",),                      # the mock DR10 survey and its loopback cutout service
@@ -29,7 +30,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("report",),                    # the HTML audit report
     ("pipeline",),                  # resumable stages (skipped when their recorded inputs are unchanged)
     ("demo",),                      # the demo: every stage on the embedded mock survey
-    ("cli", "__main__"),            # the command line
+    ("cli",),                       # the command line
+    ("__main__",),                  # `python -m lensaudit`
 )
 
 

@@ -27,6 +27,7 @@ from lensaudit.catalog.ingest import list_partitions, list_sweeps
 from lensaudit.catalog.manifest import assemble_manifest, manifest_metadata, write_manifest
 from lensaudit.catalog.verify import format_report, verify_manifest
 from lensaudit.config import write_resolved
+from lensaudit.reference import resolve_path
 from lensaudit.survey.columns import LENS_COLUMNS
 from lensaudit.utils.io import atomic_write_json, atomic_write_text
 from lensaudit.utils.provenance import run_info
@@ -53,7 +54,7 @@ def build_catalog(cfg: CatalogConfig, engine: Engine | None = None) -> dict:
     if cfg.cuts.exclusion_radius_arcsec < cfg.positives.match_radius_arcsec:
         raise CatalogInputError(f"config: exclusion radius {cfg.cuts.exclusion_radius_arcsec} arcsec is smaller than "
                                 f"the match radius {cfg.positives.match_radius_arcsec}: positives could leak into negatives")
-    cands, skipped = read_candidates(cfg.candidates, cfg.on_bad_rows)
+    cands, skipped = read_candidates(resolve_path(cfg.candidates), cfg.on_bad_rows)
     if not len(cands):
         raise CatalogInputError(f"candidates {cfg.candidates}: no valid rows")
     eng = engine or make_engine(cfg.engine, cfg.workers, cfg.spark_master)

@@ -162,7 +162,8 @@ class CatalogConfig(_Strict):
     """One training-set build: inputs, cuts, proxies, splits, sampling, engine."""
 
     sweeps: str = Field(..., description="directory of sweep-*.fits files (or of ingested Parquet)")
-    candidates: str = Field(..., description="lens-candidate CSV in the desi_lens_candidates.csv format")
+    candidates: str = Field(..., description="lens-candidate CSV in the desi_lens_candidates.csv format; "
+                                             "reference:desi_lens_candidates.csv names the copy shipped in the package")
     out: str = Field("catalog_out", description="output directory")
     engine: Literal["local", "spark"] = "local"
     workers: int = Field(1, ge=1, description="local engine: processes (1 = in-process)")

@@ -4,7 +4,7 @@ The DESI DR1 strong-lensing VAC (``desi-sl-vac-v1.fits``, HDU ``DESI_SL_CATALOG`
 selected systems) or any candidate CSV is cross-matched to the sweeps like the training
 positives, and every system that overlaps the training positives, by Tractor object id or within
 the exclusion radius of any training candidate, is removed and reported.
-Facts about the VAC format: ``shared/specs/dr10_formats.md`` section 5 (columns after
+Facts about the VAC format: ``docs/dr10_formats.md`` section 5 (columns after
 ``TARGET_RA`` are unconfirmed; ``TARGET_DEC`` is required here, ``ZWARN`` and ``SPECTYPE`` used when present).
 """
 
@@ -23,6 +23,7 @@ from lensaudit.catalog.candidates import CatalogInputError, read_candidates
 from lensaudit.catalog.config import CatalogConfig
 from lensaudit.catalog.engines import read_partition
 from lensaudit.catalog.spatial import nearest_within, unit_vectors
+from lensaudit.reference import resolve_path
 
 VAC_EXTNAME = "DESI_SL_CATALOG"
 
@@ -89,6 +90,6 @@ def load_extra(kind: str, path: str, on_bad_rows: str) -> tuple[pd.DataFrame, di
     if kind == "desi_sl_vac":
         return read_desi_sl_vac(path)
     if kind == "candidates_csv":
-        df, skipped = read_candidates(path, on_bad_rows)
+        df, skipped = read_candidates(resolve_path(path), on_bad_rows)
         return df, {"rows_kept": int(len(df)), "rows_skipped": len(skipped)}
     raise CatalogInputError(f"unknown evaluation-set format {kind!r} (desi_sl_vac or candidates_csv)")

@@ -6,15 +6,18 @@ import argparse
 import json
 import logging
 import time
-from pathlib import Path
+
+from lensaudit.reference.cli import add_reference_argument
 
 log = logging.getLogger(__name__)
 
 
-def _shared(a: argparse.Namespace, need: str) -> Path:
-    from lensaudit.config import shared_data_or_error
+def _reference(a: argparse.Namespace):
+    from lensaudit.reference import load_reference
 
-    return shared_data_or_error(a.shared_data, need)
+    ref = load_reference(a.reference_data)
+    log.info("%s", ref.describe())
+    return ref
 
 
 def _build(a: argparse.Namespace) -> int:
@@ -25,7 +28,7 @@ def _build(a: argparse.Namespace) -> int:
     over = {"area_deg2": a.area_deg2, "seed": a.seed}
     cfg = load_config(a.config, MockConfig, over) if a.config else validate_config(
         {k: v for k, v in over.items() if v is not None}, MockConfig, "command line")
-    print(json.dumps(build_survey(cfg, a.out, _shared(a, "dr10_region_conditions.csv")), indent=2, default=str))
+    print(json.dumps(build_survey(cfg, a.out, _reference(a)), indent=2, default=str))
     return 0
 
 
@@ -49,7 +52,7 @@ def _check(a: argparse.Namespace) -> int:
     from lensaudit.mock.render import load_renderer
 
     r = load_renderer(a.survey)
-    samples = sorted((_shared(a, "dr10_sample_cutouts") / "dr10_sample_cutouts").glob("*.npz"))
+    samples = _reference(a).sample_cutouts
     t0 = time.monotonic()
     res = real_data_check(r, r.src, samples, n_mock=a.n)
     log.info("real-data check took %.1f s", time.monotonic() - t0)
@@ -75,7 +78,7 @@ def add_mock_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--area-deg2", type=float, default=None, help="patch area in deg^2 (0.0625-64, default 0.25)")
     b.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
     b.add_argument("--config", default=None, help="YAML with MockConfig keys")
-    b.add_argument("--shared-data", default=None, help="real DR10 reference data folder")
+    add_reference_argument(b)
     b.set_defaults(fn=_build)
     s = ms.add_parser("serve", help="serve a mock survey as a Legacy Survey fits-cutout service on 127.0.0.1")
     s.add_argument("--survey", required=True)
@@ -94,5 +97,5 @@ def add_mock_commands(sub: argparse._SubParsersAction) -> None:
     c = ms.add_parser("check", help="compare mock cutouts with the real DR10 sample cutouts")
     c.add_argument("--survey", required=True)
     c.add_argument("--n", type=int, default=40, help="mock cutouts to draw")
-    c.add_argument("--shared-data", default=None)
+    add_reference_argument(c)
     c.set_defaults(fn=_check)

@@ -1,4 +1,4 @@
-"""Observing conditions per brick, drawn from the real DR10 distributions in shared/data.
+"""Observing conditions per brick, drawn from the real DR10 distributions of :mod:`lensaudit.reference`.
 
 ``dr10_region_conditions.csv`` gives the joint distribution of r-band seeing (FWHM), r-band
 5-sigma depth and E(B-V) over 2,689 regions; ``dr10_brick_conditions.csv`` gives the relation
@@ -9,12 +9,10 @@ relations (mean and scatter of psf_g/psf_r, psf_z/psf_r, depth_g - depth_r, dept
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from lensaudit.errors import LensauditError
+from lensaudit.reference import BRICK_CONDITIONS, REGION_CONDITIONS, ReferenceData
 from lensaudit.survey.photometry import mag5_to_depth
 
 #: Single-exposure 5-sigma point-source depths (AB) used to turn coadd depth into NOBS (depth grows as
@@ -24,21 +22,12 @@ from lensaudit.survey.photometry import mag5_to_depth
 SINGLE_EPOCH_DEPTH = {"g": 23.75, "r": 23.35, "z": 22.30}
 
 
-class ConditionsError(LensauditError, ValueError):
-    """The real DR10 conditions files are missing or unreadable."""
-
-
-def load_reference(shared_data: Path) -> tuple[pd.DataFrame, dict[str, tuple[float, float]]]:
+def load_conditions(reference: ReferenceData) -> tuple[pd.DataFrame, dict[str, tuple[float, float]]]:
     """Real region conditions (zeros dropped) and per-band relations (mean, std)."""
-    reg_path = shared_data / "dr10_region_conditions.csv"
-    brk_path = shared_data / "dr10_brick_conditions.csv"
-    for p in (reg_path, brk_path):
-        if not p.exists():
-            raise ConditionsError(f"real DR10 conditions file missing: {p}")
-    reg = pd.read_csv(reg_path)
+    reg = pd.read_csv(reference.path(REGION_CONDITIONS))
     reg = reg[(reg["median_psf_r_arcsec"] > 0) & (reg["median_psfdepth_r"] > 0) & (reg["total_area_deg2"] > 0)]
     reg = reg[reg["dec_center_deg"].between(-18, 32)].reset_index(drop=True)  # DECaLS-like footprint
-    b = pd.read_csv(brk_path)
+    b = pd.read_csv(reference.path(BRICK_CONDITIONS))
     rel = {
         "psf_g_over_r": (float((b.psfsize_g / b.psfsize_r).mean()), float((b.psfsize_g / b.psfsize_r).std())),
         "psf_z_over_r": (float((b.psfsize_z / b.psfsize_r).mean()), float((b.psfsize_z / b.psfsize_r).std())),
@@ -48,10 +37,10 @@ def load_reference(shared_data: Path) -> tuple[pd.DataFrame, dict[str, tuple[flo
     return reg, rel
 
 
-def draw_brick_conditions(n_bricks: int, shared_data: Path, rng: np.random.Generator) -> pd.DataFrame:
+def draw_brick_conditions(n_bricks: int, reference: ReferenceData, rng: np.random.Generator) -> pd.DataFrame:
     """Per-brick psfsize_{g,r,z} (FWHM arcsec), psfdepth_{g,r,z} (5-sigma AB mag and ivar), ebv,
     galaxy density (per deg^2) and expected NOBS per band."""
-    reg, rel = load_reference(shared_data)
+    reg, rel = load_conditions(reference)
     pick = rng.integers(0, len(reg), n_bricks)
     r = reg.iloc[pick].reset_index(drop=True)
     out = pd.DataFrame({"region_id": r["region_id"].to_numpy(), "ebv": r["median_ebv"].to_numpy(np.float64)})

@@ -1,7 +1,7 @@
 """A loopback copy of the Legacy Survey cutout service (``/viewer/fits-cutout``).
 
 It answers the real URL form and returns the real FITS structure (spec
-``shared/specs/dr10_formats.md`` section 3), so every consumer goes through the real client:
+``docs/dr10_formats.md`` section 3), so every consumer goes through the real client:
 
 * ``/viewer/fits-cutout`` and ``/viewer/cutout.fits`` (same handler);
 * ``ra``, ``dec`` required, else HTTP 400 with body ``Need ra,dec keywords``;

@@ -31,6 +31,7 @@ from lensaudit.errors import LensauditError
 from lensaudit.mock.conditions import add_psf_and_noise, draw_brick_conditions, draw_exposure_maps
 from lensaudit.mock.config import MockConfig
 from lensaudit.mock.population import FEATURE_KINDS, add_features, add_lenses, eligible_red, sample_sources
+from lensaudit.reference import ReferenceData, load_reference
 from lensaudit.survey.columns import sweep_numpy_dtype
 from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC, RELEASE_DR10
 from lensaudit.survey.geometry import brickname, sweep_boxes, sweep_filename
@@ -107,13 +108,17 @@ def brick_cell(ra, dec, footprint: dict, nside: int, cells: int = CELLS):
     return np.where(ok, row * nside + col, -1), cx, cy
 
 
-def build_survey(cfg: MockConfig, out: str | os.PathLike, shared_data: Path) -> dict:
-    """Build a mock survey into ``out`` (deterministic for cfg.seed); returns a summary."""
+def build_survey(cfg: MockConfig, out: str | os.PathLike, reference: ReferenceData | None = None) -> dict:
+    """Build a mock survey into ``out`` (deterministic for cfg.seed and the reference data); returns a summary.
+
+    ``reference``: the real DR10 conditions to draw from (default: :func:`lensaudit.reference.load_reference`).
+    """
     out = Path(out)
+    reference = reference or load_reference()
     bricks = _brick_grid(cfg)
     area = float(len(bricks) * BRICK_SIZE_DEG**2 * np.cos(np.deg2rad(cfg.dec_center_deg)))
     # one named seed stream per sub-population and purpose: more draws in one never shift another
-    bricks = pd.concat([bricks, draw_brick_conditions(len(bricks), shared_data, rng(cfg.seed, "mock.conditions"))],
+    bricks = pd.concat([bricks, draw_brick_conditions(len(bricks), reference, rng(cfg.seed, "mock.conditions"))],
                        axis=1)
     src = sample_sources(cfg, bricks, rng(cfg.seed, "mock.sources"))
     src["_key"] = np.arange(len(src))
@@ -209,7 +214,8 @@ def build_survey(cfg: MockConfig, out: str | os.PathLike, shared_data: Path) -> 
     lib = build_stamp_library(cfg, out / "stamp_library")
     summary["stamp_library"] = str(lib.relative_to(out)) if lib else None
     atomic_write_text(out / "README.txt", _readme(cfg, summary))
-    meta.update({"summary": summary, "run_info": run_info(seeds={"mock": cfg.seed})})
+    meta.update({"summary": summary, "run_info": run_info(seeds={"mock": cfg.seed},
+                                                          extra={"reference_data": reference.provenance()})})
     atomic_write_json(out / "survey.json", meta)  # written last: marks the survey complete
     return summary
 

@@ -37,7 +37,8 @@ HOW = {
                "<code>lensaudit selection closure --run RUN/selection/run --out RUN/selection/closure ...</code>",
     "ensemble": "<code>lensaudit ensemble run --config configs/ensemble/demo.yaml --out RUN/ensemble</code> "
                 "(domain models; then rebuild this report with <code>lensaudit report RUN</code>)",
-    "samples": "<code>lensaudit cutouts import --npz ../shared/data/dr10_sample_cutouts/*.npz --store RUN/samples/store</code>",
+    "samples": ("<code>lensaudit cutouts import --store RUN/samples/store "
+                "\"$(lensaudit reference path dr10_sample_cutouts)\"</code>"),
 }
 
 

@@ -2,7 +2,7 @@
 
 Every other module takes pixel scale, zeropoint, band order, Tractor types, bitmasks, sweep
 column names/dtypes/units, depth conversions and cutout geometry from here. Each fact cites
-``shared/specs/dr10_formats.md`` (which in turn cites legacysurvey.org and legacypipe).
+``docs/dr10_formats.md`` (which in turn cites legacysurvey.org and legacypipe).
 """
 
 from lensaudit.survey.constants import (

@@ -1,6 +1,6 @@
 """DR10 per-brick coadd image files ("image stacks"): names, brick WCS, reading and writing.
 
-Spec ``shared/specs/dr10_formats.md`` section 4: ``coadd/<AAA>/<brick>/legacysurvey-<brick>-<kind>-<band>.fits.fz``
+Spec ``docs/dr10_formats.md`` section 4: ``coadd/<AAA>/<brick>/legacysurvey-<brick>-<kind>-<band>.fits.fz``
 (``<AAA>`` the first three characters of the brick name); HDU0 an empty primary, HDU1 the tile-compressed
 image (astropy ``CompImageHDU``; the image kind RICE-quantised with an absolute step of 1e-4 nanomaggy, so
 lossy at that level); a TAN WCS centred on the brick (3600 x 3600 pixels, CRPIX 1800.5, CD1_1 = -0.262/3600,

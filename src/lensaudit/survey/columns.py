@@ -1,6 +1,6 @@
 """DR10 sweep-catalog schema: column names, dtypes, FITS TFORMs and units, in file order.
 
-Source: ``shared/specs/dr10_formats.md`` section 1.5 (legacypipe ``generate-sweep-files.py``
+Source: ``docs/dr10_formats.md`` section 1.5 (legacypipe ``generate-sweep-files.py``
 ``SWEEP_DTYPE`` at tag DR10.1.3 and the legacysurvey.org sweep documentation). Sweeps are
 FITS binary tables in HDU 1 with ``EXTNAME = 'SWEEP'``, upper-case column names, big-endian
 data; ``TYPE`` and ``BRICKNAME`` are bytes (``3A``, ``8A``).

@@ -1,6 +1,6 @@
 """Scalar facts of the DR10 data model (units in the names).
 
-Sources: ``shared/specs/dr10_formats.md`` sections 1.5, 3 and 4.
+Sources: ``docs/dr10_formats.md`` sections 1.5, 3 and 4.
 """
 
 from __future__ import annotations

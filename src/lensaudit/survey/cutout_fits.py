@@ -1,6 +1,6 @@
 """The Legacy Survey cutout-service FITS layout (``fits-cutout`` endpoint, resampled mode).
 
-Spec ``shared/specs/dr10_formats.md`` section 3.4: HDU0 holds a float32 cube of numpy shape
+Spec ``docs/dr10_formats.md`` section 3.4: HDU0 holds a float32 cube of numpy shape
 (n_bands, height, width) in the order of the ``bands`` argument (a single band gives a 2-D
 array), header ``SURVEY='LegacySurvey'``, ``VERSION='DR10'``, ``IMAGETYP='IMAGE'``,
 ``BANDS``, ``BAND0..``, a TAN WCS with ``CRPIX=(N+1)/2`` and ``CD1_1<0``, ``IMAGEW/IMAGEH``.

@@ -1,6 +1,6 @@
 """DR10 sky geometry: sweep boxes and file names, brick names, cutout WCS and pixel regions.
 
-Sources: ``shared/specs/dr10_formats.md`` sections 1.2 (sweep tiling and names), 1.5
+Sources: ``docs/dr10_formats.md`` sections 1.2 (sweep tiling and names), 1.5
 (BRICKNAME), 3.4 (cutout WCS) and 4.3 (brick WCS).
 """
 

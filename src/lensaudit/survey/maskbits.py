@@ -1,6 +1,6 @@
 """DR10 bitmasks: MASKBITS (int32), FITBITS (int16), ANYMASK/ALLMASK (int16), WISEMASK (uint8).
 
-Source: ``shared/specs/dr10_formats.md`` section 2 (legacysurvey.org bitmasks page and
+Source: ``docs/dr10_formats.md`` section 2 (legacysurvey.org bitmasks page and
 legacypipe ``bits.py``).
 """
 

@@ -6,7 +6,7 @@
   5-sigma AB depth is 22.5 - 2.5 log10(5/sqrt(depth)). Depth 0 means no coverage (NaN mag).
 * Milky Way transmission is 10^(-0.4 * R_band * E(B-V)).
 
-Source: ``shared/specs/dr10_formats.md`` section 1.5.
+Source: ``docs/dr10_formats.md`` section 1.5.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``read_sweep`` returns native-byte-order columns with ``TYPE`` and ``BRICKNAME`` decoded to
 str; ``write_sweep_fits`` writes a structured array in the exact on-disk layout (used by the
-mock survey, the test fakes and the benchmarks). Format facts: ``shared/specs/dr10_formats.md``
+mock survey, the test fakes and the benchmarks). Format facts: ``docs/dr10_formats.md``
 section 1.
 """
 

@@ -15,9 +15,17 @@ _LIBS = ("lensaudit", "numpy", "scipy", "astropy", "h5py", "pyarrow", "pandas", 
 
 
 def git_commit(start: str | Path | None = None) -> str:
-    """Commit hash of the lensaudit checkout (with ``+dirty`` if modified), or ``unknown``."""
+    """Commit hash of the lensaudit checkout (with ``+dirty`` if modified), or ``unknown``.
+
+    ``unknown`` too for an installed wheel, even one inside somebody else's git repository: the
+    repository must be lensaudit's own (its top level holds ``src/lensaudit``).
+    """
     where = Path(start) if start else Path(__file__).resolve().parent
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        if not start and not (Path(top) / "src" / "lensaudit" / "__init__.py").is_file():
+            return "unknown"
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
