@@ -116,8 +116,8 @@ def test_lanczos3_on_stacked_planes_equals_plane_by_plane():
 
 
 def test_tan_to_tan_equals_deprojecting_and_projecting():
+    from lensaudit.mock.layout import tan_deproject, tan_project
     from lensaudit.mock.render import tan_to_tan
-    from lensaudit.mock.survey import tan_deproject, tan_project
 
     rng = np.random.default_rng(5)
     x, y = rng.uniform(-80, 80, 5000), rng.uniform(-80, 80, 5000)

@@ -71,7 +71,7 @@ def _lenstronomy_image(p: dict, n_pix: int, supersampling: int) -> np.ndarray:
 def test_rendered_arc_equals_lenstronomy_pixel_by_pixel_and_in_total_flux(n_sersic, q_lens):
     row = _one(src_n=n_sersic, q_lens=q_lens)
     eng = InjectionEngine(build_family(SERSIC), EngineConfig(oversample=7, dtype="float64", render_box_pix=41))
-    from lensaudit.inject.engine import params_to_tensors
+    from lensaudit.inject.families import params_to_tensors
 
     ours = eng.render_unit(params_to_tensors(row, torch.float64, torch.device("cpu")))[0, 1].numpy()
     ref = _lenstronomy_image(row.iloc[0].to_dict(), 41, 7)
@@ -318,3 +318,36 @@ def test_matched_filter_snr_is_the_optimal_snr_under_correlated_noise():
     assert got[0] == pytest.approx(np.sqrt((arc[0, 0] ** 2).sum()) / 0.1, rel=1e-9)
     # correlated noise of the same pixel sd lowers the S/N of an extended arc
     assert got[2] < np.sqrt((arc[0, 2] ** 2).sum()) / 0.3
+
+
+@pytest.mark.parametrize("kind", ["sersic", "clumpy", "stamps", "planted"])
+@pytest.mark.parametrize("brightness", ["lensed", "source"])
+def test_each_family_draws_exactly_the_parameters_it_declares(kind, brightness):
+    from lensaudit.inject.params import param_columns, parameter_table
+
+    fam = FamilyConfig(name=kind, kind=kind, stamp_library="x.fits" if kind == "stamps" else None)
+    pri = Priors(brightness=brightness, src_re_arcsec=(0.2, 0.5))
+    p = draw_parameters(pri, fam, 3, np.arange(50), n_stamps=7)
+    assert list(p.columns) == param_columns(kind, brightness)
+    t = parameter_table(pri, fam)
+    assert set(t["parameter"]) == {c for c in param_columns(kind, brightness) if c not in ("index", "family", "seed")
+                                   and not c.startswith("knot") or c in ("knot_fraction",)} | (
+        {f"knot{{j}}_{a}" for a in ("x", "y", "sigma", "w", "g_r", "r_z")} if kind == "clumpy" else set())
+    if kind != "stamps":
+        assert t.set_index("parameter").loc["src_re", "prior"] == "log-uniform in [0.2, 0.5]"
+    assert t.set_index("parameter").loc["theta_e", "unit"] == "arcsec"
+
+
+def test_parameters_outside_their_valid_range_are_refused_by_name():
+    from lensaudit.inject.params import check_parameters
+
+    p = draw_parameters(Priors(), SERSIC, 1, np.arange(4))
+    check_parameters(p, "sersic")
+    with pytest.raises(ValueError, match=r"injection 2: q_lens = 1.5 is outside its valid range \(0.0, 1.0\)"):
+        check_parameters(p.assign(q_lens=[0.5, 0.6, 1.5, 0.7]), "sersic")
+    with pytest.raises(ValueError, match=r"injection 0: src_n = 9.0"):
+        check_parameters(p.assign(src_n=9.0), "sersic")
+    with pytest.raises(ValueError, match=r"injection 1: theta_e = 0.0 is outside"):
+        check_parameters(p.assign(theta_e=[1.0, 0.0, 1.0, 1.0]), "sersic")
+    with pytest.raises(ValueError, match="missing column 'src_re'"):
+        check_parameters(p.drop(columns="src_re"), "sersic")

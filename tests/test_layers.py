@@ -90,3 +90,94 @@ def test_the_check_catches_a_backward_import(tmp_path, monkeypatch):
 def test_unlisted_names_are_an_error(name):
     with pytest.raises(KeyError, match="not in lensaudit.layers.LAYERS"):
         layer_of(name)
+
+
+# --------------------------------------------------------------------------- file-level cycles
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(name: str) -> str | None:
+    """The lensaudit module (file) that ``name`` denotes: a module, a package (its __init__), or None."""
+    rel = Path(*name.split(".")[1:]) if "." in name else Path()
+    if (PKG / rel).with_suffix(".py").is_file():
+        return name
+    if (PKG / rel / "__init__.py").is_file():
+        return name
+    return None
+
+
+def file_imports(path: Path) -> set[str]:
+    """Every lensaudit module (file) that ``path`` imports, inside functions too; ``from pkg import sub`` names
+    the submodule, ``from pkg import obj`` the package's ``__init__``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    me = _module_name(path)
+    here = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("lensaudit.") and _resolve(a.name)}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here.split(".")[: len(here.split(".")) - node.level + 1]
+                mod = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            else:
+                mod = node.module or ""
+            if not (mod == "lensaudit" or mod.startswith("lensaudit.")):
+                continue
+            for a in node.names:
+                sub = _resolve(f"{mod}.{a.name}")
+                out.add(sub if sub else mod)
+    out.discard(me)
+    return {m for m in out if _resolve(m)}
+
+
+def import_cycles() -> list[list[str]]:
+    """Strongly connected groups of more than one lensaudit file (Tarjan), each sorted."""
+    graph = {_module_name(p): file_imports(p) for p in sorted(PKG.rglob("*.py"))}
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycle_between_files():
+    assert import_cycles() == []
+
+
+def test_the_cycle_check_finds_a_cycle_inside_a_package():
+    a, b = PKG / "survey" / "_cycle_a.py", PKG / "survey" / "_cycle_b.py"
+    a.write_text("def f():\n    from lensaudit.survey._cycle_b import g  # noqa\n")
+    b.write_text("from lensaudit.survey import _cycle_a  # noqa\n")
+    try:
+        cycles = import_cycles()
+    finally:
+        a.unlink()
+        b.unlink()
+    assert ["lensaudit.survey._cycle_a", "lensaudit.survey._cycle_b"] in cycles

@@ -7,10 +7,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from lensaudit.manifest import (
+from lensaudit.artifacts import (
     MANIFEST_META_KEY,
     MAX_ID_LENGTH,
     PREDICTIONS_META_KEY,
+    ArtifactError,
     ManifestError,
     check_ids,
     check_manifest,
@@ -92,17 +93,17 @@ def test_predictions_checks(tmp_path):
 
 
 def test_unreadable_tables_are_clear_errors(tmp_path):
-    with pytest.raises(ManifestError, match="file not found"):
+    with pytest.raises(ArtifactError, match="file not found"):
         read_table(tmp_path / "nope.parquet")
-    with pytest.raises(ManifestError, match="is a directory"):
+    with pytest.raises(ArtifactError, match="is a directory"):
         read_table(tmp_path)
     (tmp_path / "x.json").write_text("{}")
-    with pytest.raises(ManifestError, match="unknown format '.json'"):
+    with pytest.raises(ArtifactError, match="unknown format '.json'"):
         read_table(tmp_path / "x.json")
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
-    with pytest.raises(ManifestError, match="cannot read"):
+    with pytest.raises(ArtifactError, match="cannot read"):
         read_table(tmp_path / "bad.parquet")
-    with pytest.raises(ManifestError, match="not a readable Parquet"):
+    with pytest.raises(ArtifactError, match="not a readable Parquet"):
         read_table_metadata(tmp_path / "bad.parquet", MANIFEST_META_KEY)
 
 

@@ -15,9 +15,10 @@ from astropy.wcs import WCS
 
 from lensaudit.mock.check import real_data_check
 from lensaudit.mock.config import MockConfig
+from lensaudit.mock.layout import MockSurvey, SurveyError, tan_deproject, tan_project
 from lensaudit.mock.render import load_renderer
 from lensaudit.mock.server import CutoutRequest, serve_in_thread
-from lensaudit.mock.survey import MockSurvey, SurveyError, build_survey, tan_deproject, tan_project
+from lensaudit.mock.survey import build_survey
 from lensaudit.survey.columns import SWEEP_SCHEMA, check_sweep_columns
 from lensaudit.survey.cutout_fits import read_cutout_fits
 

@@ -12,9 +12,10 @@ from lenstronomy.LensModel.lens_model import LensModel
 from lenstronomy.Util.param_util import phi_q2_ellipticity
 
 from lensaudit.mock.config import Grading, MockConfig
+from lensaudit.mock.layout import MockSurvey
 from lensaudit.mock.render import SKY_NMGY_PER_PIX, load_renderer
 from lensaudit.mock.request import CutoutRequest
-from lensaudit.mock.survey import MockSurvey, build_survey
+from lensaudit.mock.survey import build_survey
 from lensaudit.survey.sweepio import read_sweep
 
 
@@ -122,7 +123,7 @@ def _isolated_stars(renderer, sweep, n=12):
 def _on_pixel(renderer, ra, dec):
     """The (ra, dec) of the global pixel centre nearest to a position: a cutout centred there is the coadd's
     own pixels (no sub-pixel resampling, which would smooth the noise as in any resampled cutout)."""
-    from lensaudit.mock.survey import tan_deproject, tan_project
+    from lensaudit.mock.layout import tan_deproject, tan_project
 
     x, y = tan_project(ra, dec, renderer.ra0, renderer.dec0)
     return tan_deproject(np.round(x), np.round(y), renderer.ra0, renderer.dec0)
@@ -162,7 +163,7 @@ def test_point_source_at_the_stated_depth_has_snr_5(renderer, sweep):
 
 def test_nobs_in_the_sweeps_agrees_with_the_pixel_noise(renderer, sweep):
     """Across exposure-map cells, sigma_pix^2 x NOBS is constant within a brick (the noise follows NOBS)."""
-    from lensaudit.mock.survey import CELLS
+    from lensaudit.mock.layout import CELLS
 
     src = renderer.src
     cells = renderer.survey.exposure
@@ -193,7 +194,7 @@ def test_a_star_sits_at_the_centre_of_its_cutout(renderer, sweep):
     """A cutout requested at a star's position has the star at its centre pixel (50, 50), whatever the
     sub-pixel offset of the star on the survey's grid: the service resamples through the cutout's WCS
     (an earlier shift-only resampling put stars up to 1.5 pixels off)."""
-    from lensaudit.mock.survey import tan_project
+    from lensaudit.mock.layout import tan_project
 
     offs = []
     for _, s in _isolated_stars(renderer, sweep, n=8).iterrows():
@@ -316,7 +317,7 @@ def test_simple_family_stays_available(tmp_path, reference):
 def test_artefacts_are_in_the_pixels_and_in_maskbits(renderer, sweep):
     """Bleed trails of saturated stars run along pixel columns (SATUR bits on the objects they cross);
     residual satellite trails brighten one band along a line (ALLMASK bit of that band nearby)."""
-    from lensaudit.mock.survey import tan_deproject
+    from lensaudit.mock.layout import tan_deproject
     from lensaudit.survey.maskbits import MASKBITS
 
     src = renderer.src
@@ -335,7 +336,7 @@ def test_artefacts_are_in_the_pixels_and_in_maskbits(renderer, sweep):
 
 
 def test_satellite_trails_brighten_one_band_and_set_allmask(tmp_path, reference):
-    from lensaudit.mock.survey import tan_deproject
+    from lensaudit.mock.layout import tan_deproject
     from lensaudit.survey.maskbits import MASKBITS
 
     d = tmp_path / "trails"

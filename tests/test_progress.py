@@ -47,7 +47,7 @@ def test_keep_freed_memory_applies_on_glibc_and_once():
 @pytest.mark.parametrize("name, summary, want", [
     ("fetch", {"n_stored": 5, "n_already_stored": 10, "n_failed": 1}, "15 cutouts in the store (5 new), 1 failed"),
     ("evaluate", {"roc_auc": 0.9471, "n_pos": 70, "n_neg": 769}, "val ROC AUC 0.947 (70 pos, 769 neg)"),
-    ("selection", {"completeness_p05": {"sersic": 0.215}}, "completeness p>0.5: sersic 0.21"),
+    ("selection", {"completeness_p05": {"sersic": 0.215}}, "completeness p>=0.5: sersic 0.21"),
     ("check", {"passed": False}, "FAILED"),
     ("train", {"best_val_auc": None}, ""),
     ("unknown", {}, ""),

@@ -157,7 +157,7 @@ def test_healpix_of_nothing_and_of_float32_and_pixel_fraction_of_float_pixels():
 
 
 def test_a_pixel_exactly_on_a_cumulative_edge_goes_to_the_later_split(monkeypatch):
-    import lensaudit.catalog.spatial as sp
+    import lensaudit.artifacts.identity as sp
 
     monkeypatch.setattr(sp, "pixel_fraction", lambda pixels, seed: np.array([0.0, 0.5, 0.75, 0.999999]))
     got = assign_split(np.arange(4), 1, [("train", 0.5), ("val", 0.25), ("test", 0.25)])

@@ -45,7 +45,7 @@ def test_non_ascii_ids_round_trip_through_fetch_verify_get_export_and_refetch(tm
 
 
 def test_ids_with_control_characters_are_rejected_at_manifest_validation(tmp_path):
-    from lensaudit.manifest import ManifestError, check_manifest
+    from lensaudit.artifacts import ManifestError, check_manifest
 
     with pytest.raises(ManifestError, match=r"invalid id.*control characters"):
         check_manifest(pd.DataFrame({"id": ["ok", "bad\nid"], "ra": [1.0, 2.0], "dec": [0.0, 0.0]}))
@@ -273,8 +273,8 @@ def test_metrics_log_agrees_with_last_checkpoint_after_resume(tiny, tmp_path):
 
 # ----------------------------------------------------------------------------- 9. small holes
 def test_labels_outside_zero_one_and_negative_sample_limits_are_rejected(tiny, tmp_path):
+    from lensaudit.artifacts import ManifestError
     from lensaudit.config import ConfigError, validate_config
-    from lensaudit.manifest import ManifestError
     from lensaudit.train import TrainConfig, train
 
     store, m, _ = tiny
@@ -288,7 +288,7 @@ def test_labels_outside_zero_one_and_negative_sample_limits_are_rejected(tiny, t
 
 
 def test_score_refuses_duplicate_manifest_ids(tiny, tmp_path):
-    from lensaudit.manifest import ManifestError
+    from lensaudit.artifacts import ManifestError
     from lensaudit.train import score_manifest, train
 
     store, m, _ = tiny

@@ -9,12 +9,13 @@ import pytest
 import torch
 from astropy.stats import binom_conf_interval
 
+from lensaudit.artifacts import OperatingPoint
 from lensaudit.errors import InputError
 from lensaudit.selection import AxisSpec, Grid, GridConfig, SelectionConfig, SelectionFunction, jeffreys_interval
 from lensaudit.selection.closure import closure_test, density_ratio_weights
 from lensaudit.selection.hosts import host_cells, pick_hosts, select_hosts
 from lensaudit.selection.intervals import completeness_columns
-from lensaudit.selection.run import threshold_table
+from lensaudit.selection.run import operating_points
 
 
 # ---------------------------------------------------------------- intervals
@@ -82,9 +83,10 @@ def _linear_sf(tmp_path, min_count=1):
         k = int(round(fi * n))
         recs.append(pd.DataFrame({"cell": cell, "probability": np.r_[np.full(k, 0.9), np.full(n - k, 0.1)]}))
     recs = pd.concat(recs, ignore_index=True)
-    ths = [{"name": "p>0.5", "value": 0.5, "strict": True}]
-    tab = completeness_table(recs, grid, ths, min_count)
-    meta = {"edges": {a: e.tolist() for a, e in grid.edges.items()}, "thresholds": ths, "min_count": min_count}
+    ops = [OperatingPoint.fixed(0.5)]
+    tab = completeness_table(recs, grid, ops, min_count)
+    meta = {"edges": {a: e.tolist() for a, e in grid.edges.items()}, "thresholds": [op.to_dict() for op in ops],
+            "min_count": min_count}
     sf = SelectionFunction(tab, meta)
     path = sf.save(tmp_path / "sf.parquet")
     return SelectionFunction.load(path), f.reshape(grid.shape), cen
@@ -94,7 +96,7 @@ def test_selection_function_interpolates_between_centres_and_refuses_to_extrapol
     sf, f, cen = _linear_sf(tmp_path)
     exact = lambda te, psf, mag: 0.2 * te - 0.1 * psf + 0.05 * (23 - mag) + 0.3  # noqa: E731
     pts = (np.array([0.9, 1.9, 2.2]), np.array([1.2, 1.3, 1.5]), 23.5, np.array([20.5, 21.0, 21.9]))
-    got = sf.completeness(*pts, threshold="p>0.5")
+    got = sf.completeness(*pts, threshold="p>=0.5")
     np.testing.assert_allclose(got["completeness"], exact(pts[0], pts[1], pts[3]), atol=1e-3)
     assert (got["lo68"] < got["completeness"]).all() and (got["hi95"] > got["hi68"]).all()
     # between an outer edge and the outermost centre: the centre's value holds
@@ -104,7 +106,7 @@ def test_selection_function_interpolates_between_centres_and_refuses_to_extrapol
         with pytest.raises(InputError, match="outside the measured grid"):
             sf.completeness(*bad)
     with pytest.raises(InputError, match="threshold"):
-        sf.completeness(1.0, 1.2, 23.5, 20, threshold="p>0.9")
+        sf.completeness(1.0, 1.2, 23.5, 20, threshold="p>=0.9")
 
 
 def test_selection_function_gives_nan_next_to_an_insufficient_cell(tmp_path):
@@ -167,15 +169,15 @@ def test_host_cells_and_picks_are_deterministic_and_batch_free():
     assert (pick_hosts(np.array([], int), np.arange(3), 0) == -1).all()
 
 
-def test_threshold_table_sets_fpr_thresholds_on_the_negatives():
+def test_operating_points_set_fpr_thresholds_on_the_negatives():
     from lensaudit.evaluate.metrics import threshold_at_fpr
     neg = np.random.default_rng(1).random(5000)
     cfg = SelectionConfig(checkpoint="c", manifest="m", store="s", out="o")
-    ths = {t["name"]: t for t in threshold_table(neg, cfg)}
-    assert ths["p>0.5"]["value"] == 0.5 and ths["p>0.5"]["strict"]
-    assert ths["fpr=0.001"]["value"] == threshold_at_fpr(neg, 1e-3) and ths["fpr=0.001"]["resolved"]
-    assert (neg >= ths["fpr=0.001"]["value"]).mean() <= 1e-3
-    assert not ths["fpr=0.0001"]["resolved"] and "cannot resolve" in ths["fpr=0.0001"]["note"]
+    ops = {op.name: op for op in operating_points(neg, cfg)}
+    assert ops["p>=0.5"].threshold == 0.5 and ops["p>=0.5"].kind == "probability"
+    assert ops["fpr=0.001"].threshold == threshold_at_fpr(neg, 1e-3) and ops["fpr=0.001"].resolved
+    assert (neg >= ops["fpr=0.001"].threshold).mean() <= 1e-3 and "val/test negatives" in ops["fpr=0.001"].origin
+    assert not ops["fpr=0.0001"].resolved and "cannot resolve" in ops["fpr=0.0001"].origin
 
 
 # ---------------------------------------------------------------- end to end with a small model
@@ -233,7 +235,7 @@ def test_selection_run_writes_tables_resumes_and_does_not_depend_on_chunking(sma
     assert (g.bin_of("theta_e", recs["theta_e"]) == recs["i_theta_e"]).all()
     assert (g.bin_of("arc_mag", recs["arc_mag_r"]) == recs["i_arc_mag"]).all()
     sf = SelectionFunction.load(tmp_path / "a" / "selection_sersic.parquet")
-    t = sf.table[sf.table["threshold"] == "p>0.5"].set_index("cell")
+    t = sf.table[sf.table["threshold"] == "p>=0.5"].set_index("cell")
     k = recs.groupby("cell")["probability"].apply(lambda p: int((p > 0.5).sum()))
     np.testing.assert_array_equal(t.loc[k.index, "k"], k.to_numpy())
     assert (t["n"] == 6).all()
@@ -340,11 +342,11 @@ def _closure_inputs(seed, det_shift=0.0, inj_x_mean=0.25, x_effect=0.0):
 
 
 def _summary(s, mode):
-    return s[(s["mode"] == mode) & (s["threshold"] == "p>0.5")].iloc[0]
+    return s[(s["mode"] == mode) & (s["threshold"] == "p>=0.5")].iloc[0]
 
 
 def test_closure_passes_for_a_family_that_is_the_truth_and_fails_for_a_biased_one():
-    ths = [{"name": "p>0.5", "value": 0.5, "strict": True}]
+    ths = [OperatingPoint.fixed(0.5)]
     true, inj, grid = _closure_inputs(0)
     bins, s = closure_test(true, inj, grid, ths)
     good = _summary(s, "raw")
@@ -357,7 +359,7 @@ def test_closure_passes_for_a_family_that_is_the_truth_and_fails_for_a_biased_on
 
 
 def test_reweighting_separates_a_prior_mismatch_from_a_realism_failure():
-    ths = [{"name": "p>0.5", "value": 0.5, "strict": True}]
+    ths = [OperatingPoint.fixed(0.5)]
     # detection depends on beta/theta_E, and the family draws it from another distribution than the truth's
     true, inj, grid = _closure_inputs(1, inj_x_mean=0.4, x_effect=0.6)
     _, s = closure_test(true, inj, grid, ths)
@@ -425,7 +427,7 @@ def test_realism_and_closure_commands_print_their_tables(small_run, tmp_path, ca
                  "--realism", str(tmp_path / "real" / "realism.parquet"), "--out", str(tmp_path / "cl"),
                  "--min-true", "3"]) == 0
     out = capsys.readouterr().out
-    assert "closure at p>0.5" in out and "reweighted" in out and "sersic" in out
+    assert "closure at p>=0.5" in out and "reweighted" in out and "sersic" in out
     s = pd.read_parquet(tmp_path / "cl" / "closure_summary.parquet")
     assert set(s["mode"]) == {"raw", "reweighted"} and "gate_probe_auc" in s
     assert (tmp_path / "cl" / "closure.png").exists()

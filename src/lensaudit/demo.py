@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lensaudit.artifacts import VERSIONS, CatalogDir, EvalDir, MockSurveyDir, Run
+from lensaudit.artifacts.operating import HEADLINE
 from lensaudit.config import load_config
 from lensaudit.configs import bundled_config
 from lensaudit.errors import InputError
@@ -46,6 +48,10 @@ class DemoConfig(BaseModel):
     quick: QuickSettings = QuickSettings()
 
 
+#: Demo stages that write or read versioned artifacts (:data:`lensaudit.artifacts.VERSIONS`).
+VERSIONED_STAGES = ("score", "selection", "report")
+
+
 def resolve_config_path(name: str) -> Path:
     p = Path(name)
     return p if p.is_file() else bundled_config(name)
@@ -63,10 +69,11 @@ def _stage_samples(ref: ReferenceData):
     files = ref.sample_cutouts
 
     def run(stage_dir: Path) -> dict:
-        store = CutoutStore(stage_dir / "store", create=True)
+        r = Run(stage_dir.parent)
+        store = CutoutStore(r.samples_store, create=True)
         rep = import_npz(files, store)
         ver = store.verify()
-        written = export_cutouts(store, list(store.ids()), stage_dir / "fits", "fits")
+        written = export_cutouts(store, list(store.ids()), r.samples_fits, "fits")
         return {"n_imported": rep.n_imported, "n_stored": ver["n_cutouts"], "n_exported_fits": len(written),
                 "failures": rep.failures}
 
@@ -81,19 +88,19 @@ def _stage_mock(ref: ReferenceData, area_deg2: float, seed: int):
     cfg = MockConfig(area_deg2=area_deg2, seed=seed)
 
     def run(stage_dir: Path) -> dict:
-        return build_survey(cfg, stage_dir / "survey", ref)
+        return build_survey(cfg, Run(stage_dir.parent).mock.root, ref)
 
     inputs = {"config": cfg.model_dump(mode="json"),
               "conditions": {f: ref.files[f].sha256 for f in (REGION_CONDITIONS, BRICK_CONDITIONS)}}
     return inputs, run
 
 
-def _mock_catalog_config(path: Path, survey_dir: Path, out: Path):
+def _mock_catalog_config(path: Path, survey: MockSurveyDir, out: Path):
     """The catalog config at ``path`` pointed at the mock survey's sweeps and candidates, writing to ``out``."""
     from lensaudit.catalog import CatalogConfig
 
-    return load_config(path, CatalogConfig, {"sweeps": str(survey_dir / "sweeps"),
-                                             "candidates": str(survey_dir / "candidates.csv"), "out": str(out)})
+    return load_config(path, CatalogConfig, {"sweeps": str(survey.sweeps), "candidates": str(survey.candidates),
+                                             "out": str(out)})
 
 
 def _fetch_from_mock(m, store, survey_dir: Path):
@@ -103,32 +110,34 @@ def _fetch_from_mock(m, store, survey_dir: Path):
     return fetch_from_mock(m, store, survey_dir)
 
 
-def _stage_catalog(survey_dir: Path, upstream: str, path: Path):
+def _stage_catalog(survey: MockSurveyDir, upstream: str, path: Path):
     """Training set from the mock's sweeps and candidate list (configs/catalog/mock_demo.yaml)."""
     from lensaudit.catalog import build_catalog
     from lensaudit.catalog.candidates import CatalogInputError
 
     def run(stage_dir: Path) -> dict:
-        summary = build_catalog(_mock_catalog_config(path, survey_dir, stage_dir))
+        summary = build_catalog(_mock_catalog_config(path, survey, stage_dir))
+        cd = CatalogDir(stage_dir)
         if not all(summary["verified"].values()):
-            raise CatalogInputError(f"catalog: verification failed, see {stage_dir}/verify_*.txt")
-        log.info("\n%s", (stage_dir / "verify_70_15_15.txt").read_text())
+            bad = [str(cd.verify_txt(k)) for k, ok in summary["verified"].items() if not ok]
+            raise CatalogInputError(f"catalog: verification failed, see {', '.join(bad)}")
+        log.info("\n%s", cd.verify_txt(Run.SCHEME).read_text())
         return summary
 
     return {"upstream": upstream, "config": sha256_file(path)}, run
 
 
-def _stage_fetch(manifest: Path, upstream: str, survey_dir: Path, limit: int | None):
+def _stage_fetch(manifest: Path, upstream: str, survey: MockSurveyDir, limit: int | None):
     """Serve the mock survey on loopback and fetch the manifest's cutouts through the real client."""
+    from lensaudit.artifacts import read_manifest
     from lensaudit.cutouts import CutoutStore
-    from lensaudit.manifest import read_manifest
 
     def run(stage_dir: Path) -> dict:
         m = read_manifest(manifest)
         if limit is not None:  # quick mode: the first rows by id of every (split, label) group
             groups = m.groupby(["split", "label"]).ngroups
             m = m.groupby(["split", "label"]).head(-(-limit // groups)).head(limit).reset_index(drop=True)
-        rep = _fetch_from_mock(m, CutoutStore(stage_dir / "store", create=True), survey_dir)
+        rep = _fetch_from_mock(m, CutoutStore(Run(stage_dir.parent).store, create=True), survey.root)
         return {"service": "loopback mock fits-cutout", "manifest": str(manifest), **rep.to_dict()}
 
     return {"upstream": upstream, "limit": limit}, run
@@ -153,16 +162,17 @@ def _stage_train(manifest: Path, store: Path, upstream: str, path: Path, quick_e
 
 def _stage_score(manifest: Path, store: Path, checkpoint: Path, upstream: str):
     """Score the validation and test splits with the best checkpoint, with penultimate features."""
+    from lensaudit.artifacts import read_manifest
     from lensaudit.cutouts import CutoutStore
-    from lensaudit.manifest import read_manifest
     from lensaudit.train.score import score_manifest, write_predictions
 
     def run(stage_dir: Path) -> dict:
         m = read_manifest(manifest, require=("id", "split"))
         m = m[m["split"].isin(["val", "test"])]
         df = score_manifest(checkpoint, m, CutoutStore(store), features=True, on_missing="skip")
-        write_predictions(df, stage_dir / "predictions.parquet", checkpoint)
-        return {"n_scored": len(df), "n_missing": len(df.attrs["missing"]), "predictions": str(stage_dir / "predictions.parquet")}
+        path = Run(stage_dir.parent).predictions
+        write_predictions(df, path, checkpoint)
+        return {"n_scored": len(df), "n_missing": len(df.attrs["missing"]), "predictions": str(path)}
 
     return {"upstream": upstream}, run
 
@@ -170,9 +180,9 @@ def _stage_score(manifest: Path, store: Path, checkpoint: Path, upstream: str):
 def _stage_evaluate(preds: Path, manifest: Path, store: Path, truth: Path, checkpoint: Path, upstream: str,
                     seed: int, n_boot: int):
     """Evaluate the validation predictions: intervals, strata, leakage, shortcuts, mock truth."""
+    from lensaudit.artifacts import read_manifest, read_predictions, read_table
     from lensaudit.cutouts import CutoutStore
     from lensaudit.evaluate import EvalConfig, evaluate, summary_lines
-    from lensaudit.manifest import read_manifest, read_predictions, read_table
 
     def run(stage_dir: Path) -> dict:
         m = read_manifest(manifest, require=("id", "label", "split"))
@@ -181,11 +191,12 @@ def _stage_evaluate(preds: Path, manifest: Path, store: Path, truth: Path, check
         res = evaluate(p, m, stage_dir, EvalConfig(split="val", n_boot=n_boot, seed=seed), store=CutoutStore(store),
                        truth=read_table(truth, "truth table"), checkpoint=checkpoint)
         text = "\n".join(summary_lines(res))
-        (stage_dir / "summary.txt").write_text(text + "\n")
+        ed = EvalDir(stage_dir)
+        ed.summary.write_text(text + "\n")
         log.info("\n%s", text)
         o = res.overall
-        out = {"roc_auc": o.roc_auc.value, "n_pos": o.n_pos, "n_neg": o.n_neg, "metrics": str(stage_dir / "metrics.json")}
-        tiers = read_table(stage_dir / "strata_tier.parquet", "tier strata")
+        out = {"roc_auc": o.roc_auc.value, "n_pos": o.n_pos, "n_neg": o.n_neg, "metrics": str(ed.metrics)}
+        tiers = read_table(ed.strata("tier"), "tier strata")
         for tier in ("A", "B"):   # each tier's positives against all negatives
             row = tiers[(tiers["value"] == tier) & tiers["auc"].notna()].head(1)
             out[f"roc_auc_tier_{tier.lower()}"] = float(row["auc"].iloc[0]) if len(row) else None
@@ -197,14 +208,14 @@ def _stage_evaluate(preds: Path, manifest: Path, store: Path, truth: Path, check
     return {"upstream": upstream, "seed": seed, "n_boot": n_boot}, run
 
 
-def _stage_shortcuts(survey_dir: Path, manifest: Path, store: Path, upstream: str, path: Path, seed: int,
+def _stage_shortcuts(survey: MockSurveyDir, manifest: Path, store: Path, upstream: str, path: Path, seed: int,
                      n_boot: int, limit: int | None):
     """The shortcut gates on the validation split with and without host-matched negatives: the same catalog
     config with ``sampling.host_match`` on, its validation cutouts fetched beside the demo's own."""
+    from lensaudit.artifacts import read_manifest
     from lensaudit.catalog import build_catalog
     from lensaudit.cutouts import CutoutStore
     from lensaudit.evaluate import shortcut_gates
-    from lensaudit.manifest import read_manifest
     from lensaudit.utils.seeds import derive_seed
 
     def val_rows(m):
@@ -212,14 +223,15 @@ def _stage_shortcuts(survey_dir: Path, manifest: Path, store: Path, upstream: st
         return v.groupby("label").head(-(-limit // 2)) if limit is not None else v
 
     def run(stage_dir: Path) -> dict:
-        cfg = _mock_catalog_config(path, survey_dir, stage_dir / "catalog_host_matched")
+        r = Run(stage_dir.parent)
+        cfg = _mock_catalog_config(path, survey, r.shortcuts_catalog.root)
         cfg = cfg.model_copy(update={"sampling": cfg.sampling.model_copy(
             update={"host_match": cfg.sampling.host_match.model_copy(update={"enabled": True})})})
         hm_summary = build_catalog(cfg)
         sets = {"published": (val_rows(read_manifest(manifest)), CutoutStore(store)),
-                "host_matched": (val_rows(read_manifest(stage_dir / "catalog_host_matched" / "manifest_70_15_15.parquet")),
-                                 CutoutStore(stage_dir / "store", create=True))}
-        rep = _fetch_from_mock(sets["host_matched"][0], sets["host_matched"][1], survey_dir)
+                "host_matched": (val_rows(read_manifest(r.shortcuts_catalog.manifest(Run.SCHEME))),
+                                 CutoutStore(r.shortcuts_store, create=True))}
+        rep = _fetch_from_mock(sets["host_matched"][0], sets["host_matched"][1], survey.root)
         gates = {}
         for name, (v, st) in sets.items():
             v = v[v["id"].isin(set(st.ids()))]
@@ -230,14 +242,14 @@ def _stage_shortcuts(survey_dir: Path, manifest: Path, store: Path, upstream: st
             for g in gs:
                 lines.append(f"  {name:13s} {g['gate']:10s} " + (f"AUC {g['auc']:.3f} 95% [{g['ci95'][0]:.3f}, {g['ci95'][1]:.3f}] "
                                                                  f"-> {g['status']}" if "auc" in g else g["status"]))
-        (stage_dir / "shortcut_gates.txt").write_text("\n".join(lines) + "\n")
+        r.shortcuts_report.write_text("\n".join(lines) + "\n")
         log.info("\n%s", "\n".join(lines))
         return {"gates": gates, "host_matched_verified": hm_summary["verified"], "n_fetched": rep.to_dict()["n_stored"]}
 
     return {"upstream": upstream, "config": sha256_file(path), "seed": seed, "n_boot": n_boot, "limit": limit}, run
 
 
-def _stage_selection(survey_dir: Path, manifest: Path, store: Path, checkpoint: Path, preds: Path, upstream: str,
+def _stage_selection(survey: MockSurveyDir, manifest: Path, store: Path, checkpoint: Path, preds: Path, upstream: str,
                      sel_path: Path, real_path: Path, n_per_cell: int | None):
     """Injection-recovery on a reduced grid with four families, the realism gate and the closure test."""
     from lensaudit.realism import RealismConfig, format_realism, run_realism
@@ -245,24 +257,24 @@ def _stage_selection(survey_dir: Path, manifest: Path, store: Path, checkpoint: 
     from lensaudit.selection.closure import format_closure, run_closure, score_mock_true_lenses
     from lensaudit.selection.run import run_selection
 
-    truth = survey_dir / "truth" / "truth.parquet"
-    library = survey_dir / "stamp_library" / "stamps.fits"
+    truth, library = survey.truth, survey.stamp_library
 
     def run(stage_dir: Path) -> dict:
+        r = Run(stage_dir.parent)
         base = load_config(sel_path, SelectionConfig)
         fams = [f.model_copy(update={"stamp_library": str(library)}) if f.kind == "stamps" else f for f in base.families]
         over = {"checkpoint": str(checkpoint), "manifest": str(manifest), "store": str(store),
-                "out": str(stage_dir / "run"), "truth": str(truth), "negatives_predictions": str(preds),
+                "out": str(r.selection.root), "truth": str(truth), "negatives_predictions": str(preds),
                 "families": [f.model_dump() for f in fams]}
         if n_per_cell is not None:
             over["n_per_cell"] = n_per_cell
             over["min_count"] = min(base.min_count, n_per_cell)
         sel = load_config(sel_path, SelectionConfig, over)
         s = run_selection(sel, config_path=str(sel_path))
-        out = {"n_hosts": s["n_hosts"], "completeness_p05": {f: v["marginal"]["p>0.5"]["completeness"]
+        out = {"n_hosts": s["n_hosts"], "completeness_p05": {f: v["marginal"][HEADLINE]["completeness"]
                                                             for f, v in s["families"].items()}}
-        real = load_config(real_path, RealismConfig, {"selection_run": str(stage_dir / "run"), "predictions": str(preds),
-                                                       "manifest": str(manifest), "out": str(stage_dir / "realism"),
+        real = load_config(real_path, RealismConfig, {"selection_run": str(r.selection.root), "predictions": str(preds),
+                                                       "manifest": str(manifest), "out": str(r.realism.root),
                                                        "real_lens_table": str(truth), "store": str(store)})
         realism_parquet = None
         try:
@@ -272,18 +284,18 @@ def _stage_selection(survey_dir: Path, manifest: Path, store: Path, checkpoint: 
             out["realism"] = f"not run: {exc}"
         else:
             text = format_realism(table)
-            (stage_dir / "realism.txt").write_text(text + "\n")
+            r.realism_text.write_text(text + "\n")
             log.info("realism gate\n%s", text)
-            realism_parquet = str(stage_dir / "realism" / "realism.parquet")
+            realism_parquet = str(r.realism.table)
             out["realism"] = {r["family"]: {"probe_auc": r["probe_auc"], "verdict": r["verdict"]}
                               for r in table.to_dict("records")}
-        score_mock_true_lenses(survey_dir, manifest, checkpoint, stage_dir / "true_lenses")
-        _, summ = run_closure(stage_dir / "run", stage_dir / "true_lenses" / "true_lenses.parquet", stage_dir / "closure",
+        score_mock_true_lenses(survey.root, manifest, checkpoint, r.true_lenses.root)
+        _, summ = run_closure(r.selection.root, r.true_lenses.table, r.closure.root,
                               realism=realism_parquet)
         text = format_closure(summ)
-        (stage_dir / "closure.txt").write_text(text + "\n")
+        r.closure_text.write_text(text + "\n")
         log.info("\n%s", text)
-        c = summ[summ["threshold"] == "p>0.5"]
+        c = summ[summ["threshold"] == HEADLINE]
         out["closure"] = {f"{r['family']}/{r['mode']}": {"c_true": r["c_true"], "c_pred": r["c_pred"], "chi2": r["chi2"],
                                                          "dof": r["dof"], "p": r["p_value"]} for r in c.to_dict("records")}
         return out
@@ -292,15 +304,15 @@ def _stage_selection(survey_dir: Path, manifest: Path, store: Path, checkpoint: 
             "n_per_cell": n_per_cell}, run
 
 
-def _stage_check(survey_dir: Path, upstream: str, ref: ReferenceData):
+def _stage_check(survey: MockSurveyDir, upstream: str, ref: ReferenceData):
     from lensaudit.mock.check import format_check, real_data_check
     from lensaudit.mock.render import load_renderer
 
     def run(stage_dir: Path) -> dict:
-        r = load_renderer(survey_dir)
+        r = load_renderer(survey.root)
         res = real_data_check(r, r.src, ref.sample_cutouts)
         text = format_check(res)
-        (stage_dir / "check.txt").write_text(text + "\n")
+        Run(stage_dir.parent).check_text.write_text(text + "\n")
         log.info("\n%s", text)
         return res
 
@@ -318,22 +330,13 @@ def _stage_report(out: Path, upstream: list[str]):
     return {"upstream": upstream}, run
 
 
-#: The demo's main outputs, relative to its output folder, in reading order.
-MAIN_OUTPUTS = (
-    ("report", "report/index.html"),
-    ("evaluation", "evaluate/summary.txt"),
-    ("metrics", "evaluate/metrics.json"),
-    ("predictions", "score/predictions.parquet"),
-    ("selection marginals", "selection/run/marginals.parquet"),
-    ("realism gate", "selection/realism/realism.csv"),
-    ("closure", "selection/closure/closure_summary.csv"),
-    ("report tables", "report/tables"),
-)
-
-
 def main_outputs(out: Path) -> list[tuple[str, Path]]:
-    """(label, path) of the demo's main outputs that exist under ``out``."""
-    return [(label, Path(out) / rel) for label, rel in MAIN_OUTPUTS if (Path(out) / rel).exists()]
+    """(label, path) of the demo's main outputs that exist under ``out``, in reading order."""
+    r = Run(out)
+    items = (("report", r.report.index), ("evaluation", r.evaluation.summary), ("metrics", r.evaluation.metrics),
+             ("predictions", r.predictions), ("selection marginals", r.selection.marginals),
+             ("realism gate", r.realism.csv), ("closure", r.closure.summary_csv), ("report tables", r.report.tables))
+    return [(label, p) for label, p in items if p.exists()]
 
 
 def one_line(name: str, summary: dict) -> str:
@@ -346,7 +349,7 @@ def one_line(name: str, summary: dict) -> str:
             "train": lambda: f"best val AUC {s.get('best_val_auc', float('nan')):.3f}",
             "score": lambda: f"{s.get('n_scored', '?')} cutouts scored",
             "evaluate": lambda: f"val ROC AUC {s.get('roc_auc') or float('nan'):.3f} ({s.get('n_pos')} pos, {s.get('n_neg')} neg)",
-            "selection": lambda: "completeness p>0.5: " + ", ".join(
+            "selection": lambda: f"completeness {HEADLINE}: " + ", ".join(
                 f"{k} {v:.2f}" for k, v in (s.get("completeness_p05") or {}).items()),
             "check": lambda: "passed" if s.get("passed") else "FAILED",
             "report": lambda: str(s.get("report", ""))}
@@ -371,6 +374,8 @@ def run_demo(out: Path, quick: bool = False, reference: ReferenceData | None = N
     stages: dict[str, dict] = {}
 
     def stage(name: str, inputs: dict, fn) -> dict:
+        if name in VERSIONED_STAGES:   # a new version of an artifact they write or read re-runs them
+            inputs = {**inputs, "artifact_versions": VERSIONS}
         rec = run_stage(out, name, inputs, fn, force=force)
         log.info("%-10s %s (%s, %.1f s)", name, one_line(name, rec.get("summary", {})),
                  "skipped" if rec["skipped"] else "ran", rec.get("elapsed_s") or 0.0)
@@ -380,39 +385,38 @@ def run_demo(out: Path, quick: bool = False, reference: ReferenceData | None = N
     stages["samples"] = stage("samples", inputs, fn)
     inputs, fn = _stage_mock(ref, area, cfg.seed)
     stages["mock"] = stage("mock", inputs, fn)
-    survey_dir = out / "mock" / "survey"
-    inputs, fn = _stage_catalog(survey_dir, stages["mock"]["inputs_sha256"], resolve_config_path(cfg.catalog_config))
+    r = Run(out)
+    survey = r.mock
+    inputs, fn = _stage_catalog(survey, stages["mock"]["inputs_sha256"], resolve_config_path(cfg.catalog_config))
     stages["catalog"] = stage("catalog", inputs, fn)
-    manifest = out / "catalog" / "manifest_70_15_15.parquet"
-    inputs, fn = _stage_fetch(manifest, stages["catalog"]["inputs_sha256"], survey_dir,
+    manifest = r.manifest
+    inputs, fn = _stage_fetch(manifest, stages["catalog"]["inputs_sha256"], survey,
                               cfg.quick.fetch_limit if quick else None)
     stages["fetch"] = stage("fetch", inputs, fn)
-    store = out / "fetch" / "store"
+    store, best, preds = r.store, r.train.best, r.predictions
     inputs, fn = _stage_train(manifest, store, stages["fetch"]["inputs_sha256"], resolve_config_path(cfg.train_config),
                               cfg.quick.epochs if quick else None)
     stages["train"] = stage("train", inputs, fn)
-    inputs, fn = _stage_score(manifest, store, out / "train" / "best.pt", stages["train"]["inputs_sha256"])
+    inputs, fn = _stage_score(manifest, store, best, stages["train"]["inputs_sha256"])
     stages["score"] = stage("score", inputs, fn)
-    inputs, fn = _stage_evaluate(out / "score" / "predictions.parquet", manifest, store,
-                                 survey_dir / "truth" / "truth.parquet", out / "train" / "best.pt",
+    inputs, fn = _stage_evaluate(preds, manifest, store, survey.truth, best,
                                  stages["score"]["inputs_sha256"], cfg.seed, cfg.eval_n_boot)
     stages["evaluate"] = stage("evaluate", inputs, fn)
-    inputs, fn = _stage_shortcuts(survey_dir, manifest, store, stages["fetch"]["inputs_sha256"],
+    inputs, fn = _stage_shortcuts(survey, manifest, store, stages["fetch"]["inputs_sha256"],
                                   resolve_config_path(cfg.catalog_config), cfg.seed, cfg.eval_n_boot,
                                   cfg.quick.fetch_limit if quick else None)
     stages["shortcuts"] = stage("shortcuts", inputs, fn)
-    inputs, fn = _stage_selection(survey_dir, manifest, store, out / "train" / "best.pt",
-                                  out / "score" / "predictions.parquet", stages["score"]["inputs_sha256"],
+    inputs, fn = _stage_selection(survey, manifest, store, best, preds, stages["score"]["inputs_sha256"],
                                   resolve_config_path(cfg.selection_config), resolve_config_path(cfg.realism_config),
                                   cfg.quick.selection_n_per_cell if quick else None)
     stages["selection"] = stage("selection", inputs, fn)
-    inputs, fn = _stage_check(survey_dir, stages["mock"]["inputs_sha256"], ref)
+    inputs, fn = _stage_check(survey, stages["mock"]["inputs_sha256"], ref)
     stages["check"] = stage("check", inputs, fn)
     inputs, fn = _stage_report(out, [rec["inputs_sha256"] for rec in stages.values()])
     stages["report"] = stage("report", inputs, fn)
     summary = {name: {"skipped": rec["skipped"], "elapsed_s": rec.get("elapsed_s"), **rec.get("summary", {})}
                for name, rec in stages.items()}
-    atomic_write_json(out / "run_info.json", run_info(config={"demo": cfg.model_dump(mode="json"), "quick": quick},
+    atomic_write_json(r.run_info, run_info(config={"demo": cfg.model_dump(mode="json"), "quick": quick},
                                                       seeds={"demo": cfg.seed},
                                                       extra={"reference_data": ref.provenance(), "stages": summary}))
     return summary

@@ -15,7 +15,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "configs"),          # typed YAML loading, bundled configs
     ("survey",),                    # the DR10 data model: units, columns, bits, geometry, formats
     ("reference",),                 # the real DR10 reference data shipped in the package, verified
-    ("manifest",),                  # the manifest and predictions table formats
+    ("artifacts",),                 # the contract between stages: schemas, versions, places, operating point, ids
     ("lensing",),                   # lens physics: pure deflection and profile functions
     ("mock",),                      # the mock DR10 survey and its loopback cutout service
     ("catalog",),                   # training-set construction (local and Spark engines)

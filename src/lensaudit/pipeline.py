@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lensaudit.artifacts import Run
 from lensaudit.utils.io import atomic_write_json, sha256_json
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def run_stage(out_dir: Path, name: str, inputs: dict[str, Any], fn: Callable[[Pa
     Returns the stage record: name, inputs_sha256, skipped, elapsed_s and fn's summary dict.
     """
     stage_dir = Path(out_dir) / name
-    record_path = stage_dir / "stage.json"
+    record_path = Run(out_dir).stage_record(name)
     digest = sha256_json(inputs)
     if not force and record_path.exists():
         try:

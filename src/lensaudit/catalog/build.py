@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lensaudit.artifacts import CatalogDir
 from lensaudit.catalog import stages as st
 from lensaudit.catalog.candidates import CatalogInputError, read_candidates
 from lensaudit.catalog.config import CatalogConfig
@@ -50,7 +51,8 @@ def build_catalog(cfg: CatalogConfig, engine: Engine | None = None) -> dict:
     t0 = time.monotonic()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg_sha = write_resolved(cfg, out / "config.resolved.yaml")
+    cd = CatalogDir(out)
+    cfg_sha = write_resolved(cfg, cd.resolved_config)
     if cfg.cuts.exclusion_radius_arcsec < cfg.positives.match_radius_arcsec:
         raise CatalogInputError(f"config: exclusion radius {cfg.cuts.exclusion_radius_arcsec} arcsec is smaller than "
                                 f"the match radius {cfg.positives.match_radius_arcsec}: positives could leak into negatives")
@@ -86,18 +88,17 @@ def build_catalog(cfg: CatalogConfig, engine: Engine | None = None) -> dict:
         quotas = st.rebalance_pools(quotas, g.available)
     short = st.shortfalls(quotas, g.available, g.selected)
     flow = cutflow_table(g.flows, skipped, g.n_duplicate_ids)
-    atomic_write_json(out / "cutflow.json", flow)
-    pos.to_parquet(out / "positives.parquet", index=False)
-    atomic_write_text(out / "unmatched_candidates.csv",
-                      pd.DataFrame(unmatched, columns=["name", "ra", "dec", "reason"]).to_csv(index=False))
-    atomic_write_text(out / "shortfalls.csv", short.to_csv(index=False))
+    atomic_write_json(cd.cutflow, flow)
+    pos.to_parquet(cd.positives, index=False)
+    atomic_write_text(cd.unmatched, pd.DataFrame(unmatched, columns=["name", "ra", "dec", "reason"]).to_csv(index=False))
+    atomic_write_text(cd.shortfalls, short.to_csv(index=False))
     manifests, reports = {}, {}
     for scheme in cfg.splits.schemes:
         df = assemble_manifest(pos, g.selected, cfg, scheme)
-        path = write_manifest(df, out / f"manifest_{scheme.name}.parquet", manifest_metadata(cfg, scheme, edges))
+        path = write_manifest(df, cd.manifest(scheme.name), manifest_metadata(cfg, scheme, edges))
         rep = verify_manifest(path, flow)
-        atomic_write_json(out / f"verify_{scheme.name}.json", rep)
-        atomic_write_text(out / f"verify_{scheme.name}.txt", format_report(rep) + "\n")
+        atomic_write_json(cd.verify_json(scheme.name), rep)
+        atomic_write_text(cd.verify_txt(scheme.name), format_report(rep) + "\n")
         manifests[scheme.name] = str(path)
         reports[scheme.name] = rep["passed"]
     eval_sets = {}
@@ -108,10 +109,10 @@ def build_catalog(cfg: CatalogConfig, engine: Engine | None = None) -> dict:
         kept, rep = build_evalset(extra, parts, cfg, pos, cands)
         scheme = cfg.splits.schemes[0]
         df = assemble_manifest(kept.assign(tier="S"), g.selected.iloc[:0], cfg, scheme).assign(split=f"eval_{es.name}")
-        path = write_manifest(df, out / f"evalset_{es.name}.parquet",
+        path = write_manifest(df, cd.evalset(es.name),
                               {**manifest_metadata(cfg, scheme), "eval_set": es.model_dump(mode="json")})
         rep = {"read": read_counts, **rep, "manifest": str(path)}
-        atomic_write_json(out / f"evalset_{es.name}.json", rep)
+        atomic_write_json(cd.evalset_report(es.name), rep)
         eval_sets[es.name] = {k: v for k, v in rep.items() if k != "unmatched"}
     n_short = int(short["shortfall"].clip(lower=0).sum())
     per_stratum = st.stratum_shortfalls(short)
@@ -127,7 +128,7 @@ def build_catalog(cfg: CatalogConfig, engine: Engine | None = None) -> dict:
                                           if r.short_fraction > 0.05],
                "cutflow_total": flow["total"], "manifests": manifests,
                "verified": reports, "eval_sets": eval_sets, "elapsed_s": round(time.monotonic() - t0, 2)}
-    atomic_write_json(out / "run_info.json", run_info(config=cfg.model_dump(mode="json"), config_sha256=cfg_sha,
+    atomic_write_json(cd.run_info, run_info(config=cfg.model_dump(mode="json"), config_sha256=cfg_sha,
                                                       seeds={"split": cfg.splits.seed, "sampling": cfg.sampling.seed},
                                                       extra={"summary": summary}))
     return summary

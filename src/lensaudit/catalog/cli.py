@@ -36,10 +36,11 @@ def _ingest(a: argparse.Namespace) -> int:
 
 
 def _verify(a: argparse.Namespace) -> int:
+    from lensaudit.artifacts import CatalogDir
     from lensaudit.catalog.verify import format_report, verify_manifest
     from lensaudit.utils.io import atomic_write_json
 
-    cut = Path(a.cutflow) if a.cutflow else Path(a.manifest).parent / "cutflow.json"
+    cut = Path(a.cutflow) if a.cutflow else CatalogDir(Path(a.manifest).parent).cutflow
     rep = verify_manifest(a.manifest, json.loads(cut.read_text()) if cut.exists() else None)
     if a.json:
         atomic_write_json(a.json, rep)

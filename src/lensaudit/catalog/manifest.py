@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts import MANIFEST_META_KEY, manifest_columns, read_manifest_metadata, write_table
 from lensaudit.catalog.config import CatalogConfig, SplitScheme
 from lensaudit.catalog.spatial import assign_split
-from lensaudit.manifest import MANIFEST_META_KEY, manifest_columns, read_manifest_metadata, write_table
 from lensaudit.survey.constants import CUTOUT_SIZE, DEFAULT_LAYER
 
 __all__ = ["assemble_manifest", "cutout_ref", "manifest_columns", "manifest_metadata", "read_manifest_metadata",

@@ -1,47 +1,15 @@
-"""HEALPix indexing, spatial splits and angular matching (pure functions over arrays).
-
-The split of an object is a function of its HEALPix pixel only (nside 128, NESTED by default):
-the first 4 bytes of SHA-256(``"{pixel}_{seed}"``), read big-endian and divided by 2^32, give a
-fraction u in [0, 1); the split is the first in the fixed order (train, val, test) whose
-cumulative fraction exceeds u. Positives and negatives use the same function, so a pixel never
-straddles two splits.
-"""
+"""Angular matching (pure functions over arrays); HEALPix indexing and the split rule are
+:mod:`lensaudit.artifacts.identity`'s, re-exported here for the catalog stages."""
 
 from __future__ import annotations
 
-import hashlib
-
-import astropy.units as u
 import numpy as np
-from astropy_healpix import core as _hp
 from scipy.spatial import cKDTree
 
+from lensaudit.artifacts.identity import assign_split, healpix_nested, pixel_fraction
 
-def healpix_nested(ra_deg: np.ndarray, dec_deg: np.ndarray, nside: int) -> np.ndarray:
-    """NESTED HEALPix pixel (int64) of each position (degrees)."""
-    ra = np.asarray(ra_deg, dtype=np.float64)
-    dec = np.asarray(dec_deg, dtype=np.float64)
-    if ra.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.asarray(_hp.lonlat_to_healpix(ra * u.deg, dec * u.deg, nside, order="nested"), dtype=np.int64)
-
-
-def pixel_fraction(pixels: np.ndarray, seed: int) -> np.ndarray:
-    """u in [0, 1) per pixel: first 4 bytes of SHA-256(f"{pixel}_{seed}") big-endian / 2^32."""
-    pix = np.asarray(pixels, dtype=np.int64)
-    uniq, inv = np.unique(pix, return_inverse=True)
-    frac = np.array([int.from_bytes(hashlib.sha256(f"{p}_{seed}".encode()).digest()[:4], "big") / 2.0**32
-                     for p in uniq.tolist()], dtype=np.float64)
-    return frac[inv.reshape(pix.shape)] if uniq.size else np.zeros(pix.shape)
-
-
-def assign_split(pixels: np.ndarray, seed: int, ordered_fractions: list[tuple[str, float]]) -> np.ndarray:
-    """Split name per pixel for fractions given in split order, e.g. [("train", .7), ("val", .3)]."""
-    u_ = pixel_fraction(pixels, seed)
-    names = [n for n, _ in ordered_fractions]
-    edges = np.cumsum([f for _, f in ordered_fractions])
-    edges[-1] = np.inf  # guard against rounding: every u lands somewhere
-    return np.asarray(names, dtype=object)[np.searchsorted(edges, u_, side="right")]
+__all__ = ["arcsec_of_chord", "assign_split", "chord_of_arcsec", "healpix_nested", "nearest_within", "pixel_fraction",
+           "unit_vectors"]
 
 
 def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from lensaudit.artifacts.identity import healpix_nested, object_id
 from lensaudit.catalog.candidates import CatalogInputError
 from lensaudit.catalog.config import CatalogConfig
-from lensaudit.catalog.spatial import healpix_nested, nearest_within, unit_vectors
+from lensaudit.catalog.spatial import nearest_within, unit_vectors
 from lensaudit.survey.maskbits import has_any_bits
 from lensaudit.survey.photometry import ellipticity_modulus, flux_to_mag
 from lensaudit.utils.hashing import hash64
@@ -90,7 +91,7 @@ def _rows(df: pd.DataFrame, cfg: CatalogConfig) -> pd.DataFrame:
     """Per-object output columns of sweep rows (all derived values computed here, once)."""
     brick = df["BRICKNAME"].to_numpy(dtype=object)
     objid = df["OBJID"].to_numpy()
-    ids = (pd.Series(brick, dtype=object) + "_" + pd.Series(objid).astype(str)).to_numpy(dtype=object)
+    ids = object_id(brick, objid)
     cat = confuser_category(df, cfg)
     with np.errstate(invalid="ignore", divide="ignore"):
         mag = {b: flux_to_mag(df[f"FLUX_{b}"].to_numpy(np.float64)) for b in "GRZ"}

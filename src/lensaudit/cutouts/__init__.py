@@ -5,11 +5,11 @@ Public API::
     from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest, read_manifest
 """
 
+from lensaudit.artifacts import ManifestError, check_manifest, read_manifest
 from lensaudit.cutouts.client import FetchConfig, FetchReport, cutout_url, fetch_manifest
 from lensaudit.cutouts.exchange import CutoutFileError, export_cutouts, import_npz, read_npz_cutout
 from lensaudit.cutouts.qa import QA_FIELDS, QAConfig, assess
 from lensaudit.cutouts.store import CutoutStore, StoreCorruptError, StoreError, open_store
-from lensaudit.manifest import ManifestError, check_manifest, read_manifest
 
 __all__ = [
     "CutoutStore", "StoreError", "StoreCorruptError", "open_store",

@@ -11,9 +11,9 @@ from lensaudit.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 
 
 def _cmd_fetch(a: argparse.Namespace) -> int:
+    from lensaudit.artifacts import read_manifest
     from lensaudit.config import load_config, validate_config
     from lensaudit.cutouts import CutoutStore, FetchConfig, fetch_manifest
-    from lensaudit.manifest import read_manifest
 
     overrides = {"service_url": a.service, "layer": a.layer, "concurrency": a.concurrency,
                  "rate_per_s": a.rate, "timeout_s": a.timeout, "max_retries": a.retries,
@@ -40,9 +40,9 @@ def _cmd_fetch(a: argparse.Namespace) -> int:
 def _cmd_coadd(a: argparse.Namespace) -> int:
     import pandas as pd
 
+    from lensaudit.artifacts import read_manifest
     from lensaudit.cutouts import CutoutStore
     from lensaudit.cutouts.coadd import CoaddReader, fetch_from_coadds
-    from lensaudit.manifest import read_manifest
 
     p = Path(a.bricks)
     if p.suffix == ".parquet":

@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from lensaudit.artifacts import check_manifest
 from lensaudit.cutouts.qa import QAConfig, assess
 from lensaudit.cutouts.store import CutoutStore
 from lensaudit.errors import LensauditError
-from lensaudit.manifest import check_manifest
 from lensaudit.survey.constants import CUTOUT_SIZE, DEFAULT_LAYER, DEFAULT_SERVICE_URL, PIXEL_SCALE_ARCSEC
 from lensaudit.survey.cutout_fits import CutoutFormatError, read_cutout_fits
 from lensaudit.survey.geometry import angular_separation_arcsec

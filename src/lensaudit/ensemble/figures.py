@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts import EnsembleDir
 from lensaudit.utils.display import pyplot, save_figure
 
 
@@ -74,8 +75,8 @@ def yield_curves(yields: pd.DataFrame, path: Path) -> str:
     return save_figure(fig, path)
 
 
-def write_figures(tables: dict[str, pd.DataFrame], groups: dict[str, list[str]], cfg, out: Path) -> list[str]:
-    out.mkdir(parents=True, exist_ok=True)
-    return [correlation_heatmaps(tables["correlations"], groups, out / "correlations.png"),
-            selective_curves(tables["selective"], out / "selective.png"),
-            yield_curves(tables["yield"], out / "yield.png")]
+def write_figures(tables: dict[str, pd.DataFrame], groups: dict[str, list[str]], cfg, ed: EnsembleDir) -> list[str]:
+    ed.figures.mkdir(parents=True, exist_ok=True)
+    return [correlation_heatmaps(tables["correlations"], groups, ed.figure("correlations")),
+            selective_curves(tables["selective"], ed.figure("selective")),
+            yield_curves(tables["yield"], ed.figure("yield"))]

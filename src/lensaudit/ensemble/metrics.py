@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from lensaudit.artifacts.operating import at_or_above
 from lensaudit.errors import InputError
 from lensaudit.evaluate.metrics import wilson_interval
 from lensaudit.utils.seeds import rng
@@ -80,7 +81,7 @@ def pairwise_correlations(logits: pd.DataFrame, strata: pd.Series | None = None,
 
 def unanimous(probs: np.ndarray, threshold: float) -> np.ndarray:
     """True where every member is on the same side of ``threshold`` (probability >= threshold is a detection)."""
-    det = np.asarray(probs) >= threshold
+    det = at_or_above(probs, threshold)
     return det.all(axis=1) | (~det).all(axis=1)
 
 
@@ -99,7 +100,7 @@ def disagreement_table(probs: pd.DataFrame, labels: np.ndarray, threshold: float
         for lab, ml in (("all", np.ones(len(y), bool)), ("lens", y == 1), ("non-lens", y == 0)):
             m = ms & ml
             rows.append({"stratum": st, "label": lab, "pair": "all members", **proportion_row(int(dis[m].sum()), int(m.sum()))})
-    det = p >= threshold
+    det = at_or_above(p, threshold)
     for a, b in itertools.combinations(range(p.shape[1]), 2):
         d = det[:, a] != det[:, b]
         rows.append({"stratum": "all", "label": "all", "pair": f"{probs.columns[a]} vs {probs.columns[b]}",
@@ -126,7 +127,7 @@ def selective_curve(labels: np.ndarray, score: np.ndarray, uncertainty: np.ndarr
         n_out = int(np.floor(f * y.size))
         keep = np.ones(y.size, bool)
         keep[order[:n_out]] = False
-        det = s >= threshold
+        det = at_or_above(s, threshold)
         tp, pos, sel = int((det & keep & (y == 1)).sum()), int((keep & (y == 1)).sum()), int((det & keep).sum())
         r, pr = proportion_row(tp, pos), proportion_row(tp, sel)
         lens_out = proportion_row(int(((~keep) & (y == 1)).sum()), int((y == 1).sum()))

@@ -18,6 +18,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts import (
+    EnsembleDir,
+    OperatingPoint,
+    TrainDir,
+    healpix_column,
+    read_manifest,
+    read_table,
+    write_doc,
+    write_table,
+)
+from lensaudit.artifacts.kinds import ENSEMBLE
 from lensaudit.config import load_config, write_resolved
 from lensaudit.ensemble import combine, metrics
 from lensaudit.ensemble.config import EnsembleConfig
@@ -25,7 +36,6 @@ from lensaudit.ensemble.domains import assign_all, domain_counts, domain_labels,
 from lensaudit.errors import InputError
 from lensaudit.evaluate.config import EvalConfig
 from lensaudit.evaluate.overall import auc_entry
-from lensaudit.manifest import healpix_column, read_manifest, read_table, write_table
 from lensaudit.utils.io import atomic_write_json, sha256_file
 from lensaudit.utils.provenance import run_info
 
@@ -50,13 +60,14 @@ def _train_member(base, manifest_path: Path, out: Path, store: str, epochs: int 
     if epochs:
         upd["epochs"] = epochs
     tc = base.model_copy(update=upd)
-    best, record = out / "best.pt", out / "run_info.json"
+    td = TrainDir(out)
+    best, record = td.best, td.run_info
     if record.is_file() and best.is_file():
         done = json.loads(record.read_text())
         if done.get("config_sha256") == _cfg_sha(tc):
             log.info("member %s: trained already, reused", out.parent.name)
             return best
-    resume = (out / "last.pt").is_file() and not record.is_file()
+    resume = td.last.is_file() and not record.is_file()
     log.info("member %s: %s", out.parent.name, "resuming" if resume else "training")
     train(tc, resume=resume, force=not resume)
     return best
@@ -70,8 +81,8 @@ def _cfg_sha(tc) -> str:
 
 def _scores(checkpoint: Path, rows: pd.DataFrame, store: str, path: Path) -> pd.DataFrame:
     """A member's (id, logit, probability) on ``rows``, cached in ``path`` for this checkpoint."""
+    from lensaudit.artifacts import PREDICTIONS_META_KEY, read_table_metadata
     from lensaudit.cutouts import CutoutStore
-    from lensaudit.manifest import PREDICTIONS_META_KEY, read_table_metadata
     from lensaudit.train.score import score_manifest, write_predictions
 
     sha = sha256_file(checkpoint)
@@ -95,18 +106,20 @@ def _meta_scores(logits: pd.DataFrame, frame: pd.DataFrame, fit: np.ndarray, aud
     preds = {c: pd.DataFrame({"id": frame["id"], "logit": logits[c].to_numpy()}) for c in logits.columns}
     _, state, rep = fit_meta_learner({c: p[fit] for c, p in preds.items()}, man[fit],
                                      MetaConfig(folds=cfg.combine.meta_folds, seed=cfg.seed))
-    path = out / "meta" / f"{name}.pt"
+    ed = EnsembleDir(out)
+    path = ed.meta_model(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_meta(state, path)
-    atomic_write_json(out / "meta" / f"{name}.json", rep)
+    atomic_write_json(ed.meta_report(name), rep)
     return apply_meta(path, {c: p[audit] for c, p in preds.items()}, man[audit])["probability"].to_numpy()
 
 
 def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = None) -> dict:
-    """Run the whole ensemble study into ``cfg.out``; returns the summary (also ``ensemble.json``)."""
+    """Run the whole ensemble study into ``cfg.out`` (:class:`EnsembleDir`); returns the summary (also written)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg_sha = write_resolved(cfg, out / "config.resolved.yaml")
+    ed = EnsembleDir(out)
+    cfg_sha = write_resolved(cfg, ed.resolved_config)
     manifest = read_manifest(cfg.manifest, require=("id", "label", "split"))
     base = _train_config(cfg)
     for sp in (base.train_split, cfg.fit_split, cfg.audit_split):
@@ -114,8 +127,8 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
             raise InputError(f"{cfg.manifest}: no rows in split {sp!r}")
     domains, rules = assign_all(manifest, cfg.domains, base.train_split)  # medians from the members' training split
     counts = domain_counts(manifest, domains, cfg.domains)
-    write_table(pd.concat([domains, manifest[["split", "label"]]], axis=1), out / "domains.parquet")
-    counts.to_csv(out / "domain_counts.csv", index=False)
+    write_table(pd.concat([domains, manifest[["split", "label"]]], axis=1), ed.domains)
+    counts.to_csv(ed.domain_counts, index=False)
 
     members: dict[str, dict] = {}
     for d in cfg.domains:
@@ -128,35 +141,35 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
                     if not ((sub["split"] == sp) & (sub["label"] == y)).any():
                         raise InputError(f"member {name}: domain {d.name}={lab} has no {'lenses' if y else 'non-lenses'} "
                                          f"in split {sp!r}; change the domain definition")
-            mdir = out / "members" / name
-            mdir.mkdir(parents=True, exist_ok=True)
-            mpath = mdir / "manifest.parquet"
+            mpath = ed.member_manifest(name)
+            mpath.parent.mkdir(parents=True, exist_ok=True)
             if not mpath.is_file() or not pd.read_parquet(mpath, columns=["id"])["id"].astype(str).equals(
                     sub["id"].astype(str).reset_index(drop=True)):
                 write_table(sub.reset_index(drop=True), mpath)
             members[name] = {"definition": d.name, "domain": lab, "n_rows": int(len(sub)),
                              "n_train_lenses": int(((sub["split"] == base.train_split) & (sub["label"] == 1)).sum()),
-                             "checkpoint": _train_member(base, mpath, mdir / "train", cfg.store, cfg.epochs)}
+                             "checkpoint": _train_member(base, mpath, ed.member_train(name).root, cfg.store,
+                                                         cfg.epochs)}
     if cfg.baseline:
         baseline = Path(cfg.baseline)
         if not baseline.is_file():
             raise InputError(f"ensemble baseline {baseline}: checkpoint not found")
     else:
-        mp = out / "members" / "baseline" / "manifest.parquet"
+        mp = ed.member_manifest("baseline")
         mp.parent.mkdir(parents=True, exist_ok=True)
         if not mp.is_file():
             write_table(manifest.reset_index(drop=True), mp)
-        baseline = _train_member(base, mp, mp.parent / "train", cfg.store, cfg.epochs)
+        baseline = _train_member(base, mp, ed.member_train("baseline").root, cfg.store, cfg.epochs)
 
     rows = manifest[manifest["split"].isin([cfg.fit_split, cfg.audit_split])].copy()
     rows["id"] = rows["id"].astype(str)
     rows = rows.sort_values("id", kind="stable").reset_index(drop=True)  # ties in every ranking break by id
     dom = domains.set_index(domains["id"]).loc[rows["id"]].reset_index(drop=True)
-    (out / "scores").mkdir(exist_ok=True)
+    ed.scores("baseline").parent.mkdir(exist_ok=True)
     scorers = {"baseline": baseline, **{n: m["checkpoint"] for n, m in members.items()}}
     logit, prob = pd.DataFrame(index=rows.index), pd.DataFrame(index=rows.index)
     for n, ck in scorers.items():
-        s = _scores(Path(ck), rows, cfg.store, out / "scores" / f"{n}.parquet")
+        s = _scores(Path(ck), rows, cfg.store, ed.scores(n))
         logit[n], prob[n] = s["logit"].to_numpy(), s["probability"].to_numpy()
 
     fit = (rows["split"] == cfg.fit_split).to_numpy()
@@ -196,9 +209,10 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
         true_ids = set(t.loc[t["kind"] == "lens", "id"].astype(str))
         targets["true lenses (mock truth)"] = a_rows["id"].isin(true_ids).to_numpy()
         table["true_lens"] = targets["true lenses (mock truth)"]
-    write_table(table, out / "audit_scores.parquet")
+    write_table(table, ed.audit_scores)
 
     ecfg = EvalConfig(n_boot=cfg.n_boot, seed=cfg.seed, min_count=cfg.min_count, block_bootstrap=False)
+    op = OperatingPoint.fixed(cfg.threshold)
     score_cols = {"baseline": table["p_baseline"].to_numpy(), **{n: table[f"p_{n}"].to_numpy() for n in members},
                   **{c: table[c].to_numpy() for c in combos}}
     perf = []
@@ -207,8 +221,9 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
         tier_a = targets.get("Tier A")
         ea = auc_entry(y[(y == 0) | tier_a], s[(y == 0) | tier_a], ecfg, what=f"ensemble.{n}.tier_a") \
             if tier_a is not None else None
-        r = metrics.proportion_row(int(((s >= cfg.threshold) & (y == 1)).sum()), int((y == 1).sum()))
-        f = metrics.proportion_row(int(((s >= cfg.threshold) & (y == 0)).sum()), int((y == 0).sum()))
+        det = op.detected(s)
+        r = metrics.proportion_row(int((det & (y == 1)).sum()), int((y == 1).sum()))
+        f = metrics.proportion_row(int((det & (y == 0)).sum()), int((y == 0).sum()))
         perf.append({"scorer": n, "kind": "baseline" if n == "baseline" else "member" if n in members else "ensemble",
                      "auc": e.value, "auc_lo95": e.bootstrap.ci95[0] if e.bootstrap else None,
                      "auc_hi95": e.bootstrap.ci95[1] if e.bootstrap else None,
@@ -255,27 +270,29 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
 
     tables = {"performance": perf, "correlations": corr, "disagreement": dis, "selective": sel, "yield": yields,
               "unique_finds": uniq, "domain_counts": counts}
-    (out / "tables").mkdir(exist_ok=True)
+    ed.tables.mkdir(exist_ok=True)
     for k, v in tables.items():
-        v.to_csv(out / "tables" / f"{k}.csv", index=False)
-        write_table(v, out / "tables" / f"{k}.parquet")
+        v.to_csv(ed.table(k), index=False)
+        write_table(v, ed.table(k, "parquet"))
     from lensaudit.ensemble.figures import write_figures
 
-    figs = write_figures(tables, groups, cfg, out / "figures")
+    figs = write_figures(tables, groups, cfg, ed)
     sel_summary = None
     if cfg.selection is not None:
         from lensaudit.ensemble.selection import compare_selection
 
-        metas = {g: out / "meta" / f"{g}.pt" for g in groups} if cfg.combine.meta else {}
+        metas = {g: ed.meta_model(g) for g in groups} if cfg.combine.meta else {}
         sel_summary = compare_selection(cfg, Path(baseline), {n: Path(m["checkpoint"]) for n, m in members.items()},
                                         groups, domains.set_index("id"), defs, metas, out)
         figs += sel_summary["figures"]
     summary = {"out": str(out), "rules": rules, "audit_split": cfg.audit_split, "fit_split": cfg.fit_split,
-               "threshold": cfg.threshold, "n_audit": int(len(y)), "n_audit_lenses": int(y.sum()),
+               "threshold": cfg.threshold, "operating_point": op.to_dict(), "n_audit": int(len(y)),
+               "n_audit_lenses": int(y.sum()),
                "members": {n: {k: (str(v) if isinstance(v, Path) else v) for k, v in m.items()} for n, m in members.items()},
                "baseline": str(baseline), "combinations": combos, "targets": {k: int(v.sum()) for k, v in targets.items()},
-               "tables": {k: f"tables/{k}.csv" for k in tables}, "figures": figs, "selection": sel_summary,
+               "tables": {k: str(ed.table(k).relative_to(ed.root)) for k in tables}, "figures": figs,
+               "selection": sel_summary,
                "run_info": run_info(cfg.model_dump(mode="json"), cfg_sha, seeds={"ensemble": cfg.seed})}
-    atomic_write_json(out / "ensemble.json", summary)
-    atomic_write_json(out / "run_info.json", summary["run_info"])
+    write_doc(ed.summary, ENSEMBLE, summary)
+    atomic_write_json(ed.run_info, summary["run_info"])
     return summary

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from lensaudit.artifacts import OperatingPoint
+from lensaudit.artifacts.operating import by_name, headline
 from lensaudit.config import load_config
 from lensaudit.ensemble import combine
 from lensaudit.ensemble.domains import own_member
@@ -34,20 +36,18 @@ def mcnemar_p(found_a: np.ndarray, found_b: np.ndarray) -> float:
     return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
-def paired_table(recs: pd.DataFrame, scores: dict[str, np.ndarray], thresholds: list[dict], cells: np.ndarray,
+def paired_table(recs: pd.DataFrame, scores: dict[str, np.ndarray], ops: list[OperatingPoint], cells: np.ndarray,
                  min_count: int) -> pd.DataFrame:
-    """Per scorer (against ``baseline``), threshold and cell (and ``all``): completeness of both, the paired
+    """Per scorer (against ``baseline``), operating point and cell (and ``all``): completeness of both, the paired
     counts and the McNemar p-value."""
-    from lensaudit.selection.run import detected
-
     base = scores["baseline"]
     rows = []
-    for th in thresholds:
-        fb = detected(base, th)
+    for op in ops:
+        fb = op.detected(base)
         for name, s in scores.items():
             if name == "baseline":
                 continue
-            fs = detected(s, th)
+            fs = op.detected(s)
             for cell in ["all", *np.unique(cells)]:
                 m = np.ones(len(recs), bool) if cell == "all" else cells == cell
                 n = int(m.sum())
@@ -55,7 +55,7 @@ def paired_table(recs: pd.DataFrame, scores: dict[str, np.ndarray], thresholds: 
                     continue
                 kb, ks = int(fb[m].sum()), int(fs[m].sum())
                 lo, hi = wilson_interval(ks, n)
-                rows.append({"scorer": name, "threshold": th["name"], "cell": str(cell), "n": n,
+                rows.append({"scorer": name, "threshold": op.name, "cell": str(cell), "n": n,
                              "completeness_baseline": kb / n, "completeness": ks / n, "lo95": float(lo),
                              "hi95": float(hi), "diff": (ks - kb) / n,
                              "only_this": int((fs[m] & ~fb[m]).sum()), "only_baseline": int((fb[m] & ~fs[m]).sum()),
@@ -89,13 +89,15 @@ def injection_scores(recs: pd.DataFrame, groups: dict[str, list[str]], host_doma
 def compare_selection(cfg, baseline: Path, members: dict[str, Path], groups: dict[str, list[str]],
                       host_domains: pd.DataFrame, defs: dict, meta_paths: dict[str, Path],
                       out: Path) -> dict:
-    """Run the injections (resumable) and write ``selection_compare.csv``/``.parquet`` and a figure per family."""
+    """Run the injections (resumable) and write the comparison table (CSV and Parquet) and a figure per family
+    into the ensemble folder ``out`` (:class:`EnsembleDir`)."""
+    from lensaudit.artifacts import EnsembleDir, write_table
     from lensaudit.inject.records import read_injections
-    from lensaudit.manifest import write_table
     from lensaudit.selection.config import SelectionConfig
     from lensaudit.selection.grid import Grid
-    from lensaudit.selection.run import probability_thresholds, run_selection
+    from lensaudit.selection.run import run_selection
 
+    ed = EnsembleDir(out)
     sc = cfg.selection
     base = load_config(sc.config, SelectionConfig)
     fams = tuple(f for f in base.families if sc.families is None or f.name in sc.families)
@@ -104,7 +106,7 @@ def compare_selection(cfg, baseline: Path, members: dict[str, Path], groups: dic
 
         raise InputError(f"ensemble selection: none of families {list(sc.families)} is in {sc.config}")
     upd = {"checkpoint": str(baseline), "extra_checkpoints": {n: str(p) for n, p in members.items()},
-           "out": str(out / "selection"), "features": False, "families": fams}
+           "out": str(ed.selection_run.root), "features": False, "families": fams}
     if sc.n_per_cell:
         upd["n_per_cell"] = sc.n_per_cell
     if Path(base.checkpoint).resolve() != Path(baseline).resolve():
@@ -112,34 +114,32 @@ def compare_selection(cfg, baseline: Path, members: dict[str, Path], groups: dic
     scfg = SelectionConfig.model_validate({**base.model_dump(), **upd})
     summary = run_selection(scfg)
     grid = Grid(scfg.grid)
-    ths = probability_thresholds(scfg)
+    ops = [OperatingPoint.fixed(p) for p in scfg.thresholds.probability]   # the same on every scorer
     tables, figs = [], []
     for f in fams:
         recs = read_injections(scfg.out, f.name, summary["config_tag"])
         scores = injection_scores(recs, groups, host_domains, defs, cfg.combine.gate_weight, meta_paths)
-        t = paired_table(recs, scores, ths, recs["cell"].to_numpy(), scfg.min_count).assign(family=f.name)
+        t = paired_table(recs, scores, ops, recs["cell"].to_numpy(), scfg.min_count).assign(family=f.name)
         tables.append(t)
-        figs.append(difference_maps(recs, scores, ths[-1], grid, scfg.min_count, f.name,
-                                    out / "figures" / f"selection_diff_{f.name}.png"))
+        figs.append(difference_maps(recs, scores, by_name(ops, headline([op.name for op in ops])), grid,
+                                    scfg.min_count, f.name, ed.selection_diff_figure(f.name)))
     table = pd.concat(tables, ignore_index=True)
-    table.to_csv(out / "tables" / "selection_compare.csv", index=False)
-    write_table(table, out / "tables" / "selection_compare.parquet")
+    table.to_csv(ed.table("selection_compare"), index=False)
+    write_table(table, ed.table("selection_compare", "parquet"))
     return {"families": [f.name for f in fams], "config_tag": summary["config_tag"], "figures": figs,
             "n_injections": {k: v["n_injections"] for k, v in summary["families"].items()}}
 
 
-def difference_maps(recs: pd.DataFrame, scores: dict[str, np.ndarray], th: dict, grid, min_count: int, family: str,
-                    path: Path) -> str:
+def difference_maps(recs: pd.DataFrame, scores: dict[str, np.ndarray], op: OperatingPoint, grid, min_count: int,
+                    family: str, path: Path) -> str:
     """Completeness difference (scorer - baseline) over theta_E x PSF FWHM, pooled over depth and arc magnitude;
     cells where the paired McNemar test gives p < 0.05 are starred."""
-    from lensaudit.selection.run import detected
-
     plt = pyplot()
     names = [n for n in scores if n != "baseline" and n.startswith(("average_", "gate_", "meta_"))]
     it, ip = recs["i_theta_e"].to_numpy(int), recs["i_psf_fwhm"].to_numpy(int)
     e = grid.edges
     nt, npf = len(e["theta_e"]) - 1, len(e["psf_fwhm"]) - 1
-    fb = detected(scores["baseline"], th)
+    fb = op.detected(scores["baseline"])
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols + 1, 3.0 * rows + 0.4), squeeze=False,
@@ -148,7 +148,7 @@ def difference_maps(recs: pd.DataFrame, scores: dict[str, np.ndarray], th: dict,
         ax.set_visible(False)
     im = None
     for ax, n in zip(axes.flat, names, strict=False):
-        fs = detected(scores[n], th)
+        fs = op.detected(scores[n])
         d = np.full((nt, npf), np.nan)
         for a in range(nt):
             for b in range(npf):
@@ -163,7 +163,7 @@ def difference_maps(recs: pd.DataFrame, scores: dict[str, np.ndarray], th: dict,
         ax.set_xlabel("r-band PSF FWHM (arcsec)", fontsize=8)
     for r in range(rows):
         axes[r, 0].set_ylabel("theta_E (arcsec)")
-    fig.colorbar(im, ax=axes[:, -1].tolist(), label=f"completeness - baseline ({th['name']})")
+    fig.colorbar(im, ax=axes[:, -1].tolist(), label=f"completeness - baseline ({op.name})")
     fig.suptitle(f"{family}: completeness difference against the baseline on the same injections "
                  "(* paired McNemar p < 0.05, per cell)", fontsize=10)
     return save_figure(fig, path)

@@ -7,10 +7,10 @@ import json
 
 
 def _evaluate(a: argparse.Namespace) -> int:
+    from lensaudit.artifacts import read_manifest, read_predictions, read_table
     from lensaudit.config import load_config, validate_config
     from lensaudit.cutouts import CutoutStore
     from lensaudit.evaluate import EvalConfig, evaluate, summary_lines
-    from lensaudit.manifest import read_manifest, read_predictions, read_table
 
     over = {"split": a.split, "n_boot": a.n_boot, "seed": a.seed}
     if a.all_rows:

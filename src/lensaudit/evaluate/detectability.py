@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts.operating import at_or_above
 from lensaudit.evaluate.metrics import wilson_interval
 
 MAD_TO_SIGMA = 1.4826
@@ -83,7 +84,7 @@ def decompose(df: pd.DataFrame, feats: pd.DataFrame, threshold_p: float, strata:
         pos_a = d[d.label == 1]["detectability"].to_numpy()
     thr = calibrate_threshold(pos_a, d[d.label == 0]["detectability"].to_numpy())
     d["observable"] = d["detectability"] >= thr
-    d["detected"] = d["probability"] >= threshold_p
+    d["detected"] = at_or_above(d["probability"], threshold_p)
     pos = d[d.label == 1].copy()
     pos["diagnosis"] = np.where(pos.detected, "detected",
                                 np.where(pos.observable, "detectable but missed", "not detectable"))

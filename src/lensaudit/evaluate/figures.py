@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts import EvalDir
 from lensaudit.evaluate.overall import stream
 from lensaudit.evaluate.result import EvaluationResult
 from lensaudit.evaluate.strata import bin_order
@@ -51,7 +52,7 @@ def write_figures(df: pd.DataFrame, tables: dict, res: EvaluationResult, out: Pa
     ax[1].plot(grid, pr, label=f"AP {o.pr_auc.value if o.pr_auc.value is not None else float('nan'):.3f}")
     ax[1].set(xlabel="recall", ylabel="precision", title="precision-recall")
     ax[1].legend(loc="lower left")
-    names.append(_save(fig, out / "roc_pr.png"))
+    names.append(_save(fig, EvalDir(out).figure("roc_pr")))
     cal = o.calibration
     if cal.curve is not None:
         c = cal.curve
@@ -62,7 +63,7 @@ def write_figures(df: pd.DataFrame, tables: dict, res: EvaluationResult, out: Pa
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set(xlabel="mean predicted probability", ylabel="fraction of lenses", title="reliability (equal-count bins)")
         ax.legend()
-        names.append(_save(fig, out / "reliability.png"))
+        names.append(_save(fig, EvalDir(out).figure("reliability")))
     cf = tables.get("confuser_fpr")
     if cf is not None and len(cf):
         t0 = cf[cf.threshold == cfg.thresholds[0]]
@@ -72,7 +73,7 @@ def write_figures(df: pd.DataFrame, tables: dict, res: EvaluationResult, out: Pa
         ax.bar(x, np.nan_to_num(t0["fpr"].to_numpy()), yerr=err, capsize=3)
         ax.set_xticks(x, [f"{c}\n(n={n})" for c, n in zip(t0.confuser_category, t0.n_neg, strict=True)], fontsize=7)
         ax.set(ylabel=f"FPR at p >= {cfg.thresholds[0]}", title="false positives by confuser category")
-        names.append(_save(fig, out / "fpr_by_confuser.png"))
+        names.append(_save(fig, EvalDir(out).figure("fpr_by_confuser")))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, key in zip(axes, ("strata_psfsize_r_bin", "strata_depth_r_bin"), strict=True):
         t = tables.get(key)
@@ -90,5 +91,5 @@ def write_figures(df: pd.DataFrame, tables: dict, res: EvaluationResult, out: Pa
         ax.set(title=key.replace("strata_", "").replace("_bin", "") + f" (p >= {cfg.thresholds[0]}; n_pos/n_neg)",
                ylabel="rate (95% Wilson interval)")
         ax.legend(fontsize=7)
-    names.append(_save(fig, out / "metrics_vs_conditions.png"))
+    names.append(_save(fig, EvalDir(out).figure("metrics_vs_conditions")))
     return names

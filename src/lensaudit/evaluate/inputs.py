@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts import ManifestError, check_manifest, check_predictions
 from lensaudit.errors import LensauditError
-from lensaudit.manifest import ManifestError, check_manifest, check_predictions
 
 
 class EvaluationInputError(LensauditError, ValueError):

@@ -17,10 +17,10 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from lensaudit.artifacts import HEALPIX_PREFIX
 from lensaudit.errors import LensauditError
 from lensaudit.evaluate.bootstrap import bootstrap_auc, percentile_interval
 from lensaudit.evaluate.metrics import roc_auc
-from lensaudit.manifest import HEALPIX_PREFIX
 
 
 class LeakageError(LensauditError, RuntimeError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
+from lensaudit.artifacts.operating import at_or_above, threshold_at_fpr
 from lensaudit.utils.stats import MetricError, check_labels_scores, roc_auc
 
 __all__ = ["MetricError", "roc_auc", "pr_auc", "wilson_interval", "confusion_at", "threshold_at_fpr",
@@ -50,23 +51,11 @@ def wilson_interval(k, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndar
 
 
 def confusion_at(labels, scores, threshold: float) -> dict[str, int]:
-    """Counts with 'predicted lens' meaning score >= threshold."""
+    """Counts with "predicted lens" meaning score >= threshold (lensaudit's one rule, :data:`~lensaudit.artifacts.operating.RULE`)."""
     y, s = check_labels_scores(labels, scores)
-    pred = s >= threshold
+    pred = at_or_above(s, threshold)
     return {"tp": int((pred & y).sum()), "fp": int((pred & ~y).sum()), "fn": int((~pred & y).sum()),
             "tn": int((~pred & ~y).sum())}
-
-
-def threshold_at_fpr(neg_scores, fpr: float) -> float:
-    """Smallest threshold t with (negatives scoring >= t) / n_neg <= fpr (inf if none qualifies)."""
-    s = np.sort(np.asarray(neg_scores, dtype=np.float64))[::-1]
-    k = int(np.floor(fpr * len(s)))  # at most k negatives may be at or above t
-    if len(s) == 0:
-        raise MetricError("no negatives to set a threshold on")
-    if k >= len(s):
-        return float(s[-1])
-    # t just above the (k+1)-th highest negative
-    return float(np.nextafter(s[k], np.inf))
 
 
 def threshold_at_top_fraction(scores, fraction: float) -> float:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts import healpix_column
+from lensaudit.artifacts.operating import at_or_above
 from lensaudit.evaluate.bootstrap import (
     bootstrap_ap,
     bootstrap_auc,
@@ -48,7 +50,6 @@ from lensaudit.evaluate.result import (
     ThresholdMetrics,
     TopFractionMetrics,
 )
-from lensaudit.manifest import healpix_column
 from lensaudit.utils.seeds import derive_seed
 
 
@@ -99,7 +100,7 @@ def threshold_metrics(y: np.ndarray, s: np.ndarray, t: float, cfg: EvalConfig, k
                                    bootstrap=interval(prec)),
            "precision_at_prevalence": {str(pi): float(precision_at_prevalence(recall, fpr, pi))
                                        for pi in cfg.prevalences}}
-    out.update(block_proportions(y, s >= t, groups, cfg, key))
+    out.update(block_proportions(y, at_or_above(s, t), groups, cfg, key))
     return out
 
 

@@ -16,22 +16,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from lensaudit.artifacts import EvalDir, write_table
 from lensaudit.evaluate.config import EvalConfig
 from lensaudit.evaluate.inputs import join_predictions
 from lensaudit.evaluate.leakage import shortcut_gates, split_leakage
 from lensaudit.evaluate.overall import overall_metrics, stream
 from lensaudit.evaluate.result import DetectabilitySummary, EvaluationResult, GateResult, LeakageReport
 from lensaudit.evaluate.strata import STRATA, add_bins, confuser_fpr, failure_tables, stratify
-from lensaudit.manifest import write_table
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(preds: pd.DataFrame, manifest: pd.DataFrame, out_dir: str | os.PathLike, cfg: EvalConfig = EvalConfig(),
              store=None, truth: pd.DataFrame | None = None, figures: bool = True, checkpoint=None) -> EvaluationResult:
-    """Run the whole evaluation; returns the result (also written to ``metrics.json``)."""
+    """Run the whole evaluation into ``out_dir`` (:class:`~lensaudit.artifacts.EvalDir`); returns the result (also
+    written as its metrics document)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    ed = EvalDir(out)
     leak = LeakageReport(**split_leakage(manifest))
     df = add_bins(join_predictions(preds, manifest, cfg.split), cfg)
     res = EvaluationResult(split=cfg.split, n=int(len(df)), leakage=leak, config=cfg.model_dump(mode="json"),
@@ -39,7 +41,7 @@ def evaluate(preds: pd.DataFrame, manifest: pd.DataFrame, out_dir: str | os.Path
     tables: dict[str, pd.DataFrame] = {}
     for col in STRATA:
         if col in df:
-            tables[f"strata_{col}"] = stratify(df, col, cfg)
+            tables[ed.strata(col).stem] = stratify(df, col, cfg)
     tables["confuser_fpr"] = confuser_fpr(df, cfg)
     tables["failures"] = failure_tables(df)
     if store is not None:
@@ -64,12 +66,12 @@ def evaluate(preds: pd.DataFrame, manifest: pd.DataFrame, out_dir: str | os.Path
         res.truth, tables["truth_recall"] = truth_metrics(df, truth, cfg)
     for name, t in tables.items():
         if len(t):
-            write_table(t, out / f"{name}.parquet")
-    res.tables = sorted(f"{n}.parquet" for n, t in tables.items() if len(t))
+            write_table(t, ed.table(name))
+    res.tables = sorted(ed.table(n).name for n, t in tables.items() if len(t))
     if figures:
         from lensaudit.evaluate.figures import write_figures
 
         res.figures = write_figures(df, tables, res, out, cfg)
-    res.write(out / "metrics.json")
+    res.write(ed.metrics)
     return res
 

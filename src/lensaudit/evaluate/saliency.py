@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lensaudit.artifacts import EvalDir
 from lensaudit.data.preprocess import preprocess
 from lensaudit.errors import InputError
 from lensaudit.evaluate.result import SaliencyInfo
@@ -54,13 +55,13 @@ def saliency_galleries(checkpoint, store, failures: pd.DataFrame, out: Path, per
     ids = failures["id"].astype(str).tolist()
     cubes = store.get(ids)
     cams = grad_cam(model, pre, cubes)
-    with atomic_path(out / "gradcam.npz") as tmp:
+    with atomic_path(EvalDir(out).gradcam) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, ids=np.array(ids), cams=cams.astype(np.float32))
     galleries = []
     prob = failures["probability"].to_numpy()
     for kind, g in failures.reset_index(drop=True).groupby("failure"):
         rows = g.sort_values("probability", ascending=(kind == "low_scoring_positive")).index[:per_kind]
-        galleries.append(image_grid(cubes[rows], [f"{ids[i]} p={prob[i]:.2f}" for i in rows], out / f"gallery_{kind}.png",
+        galleries.append(image_grid(cubes[rows], [f"{ids[i]} p={prob[i]:.2f}" for i in rows], EvalDir(out).gallery(kind),
                                     overlays=cams[rows], crop=pre.crop))
-    return SaliencyInfo(n_maps=int(len(ids)), file="gradcam.npz", galleries=galleries)
+    return SaliencyInfo(n_maps=int(len(ids)), file=EvalDir(out).gradcam.name, galleries=galleries)

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts.operating import at_or_above
 from lensaudit.evaluate.config import EvalConfig
 from lensaudit.evaluate.metrics import confusion_at, wilson_interval
 from lensaudit.evaluate.overall import auc_entry
@@ -83,7 +84,7 @@ def confuser_fpr(df: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
     rows = []
     for cat, g in neg.groupby("confuser_category"):
         for t in cfg.thresholds:
-            k, n = int((g["probability"] >= t).sum()), len(g)
+            k, n = int(at_or_above(g["probability"], t).sum()), len(g)
             lo, hi = wilson_interval(k, n)
             ok = n >= cfg.min_count
             rows.append({"confuser_category": cat, "threshold": t, "n_neg": n, "n_above": k,

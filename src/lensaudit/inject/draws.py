@@ -13,11 +13,9 @@ import pandas as pd
 from scipy.special import ndtri
 
 from lensaudit.inject.config import FamilyConfig, Priors
+from lensaudit.inject.params import MAX_KNOTS, check_parameters
 from lensaudit.utils.hashing import hashed_uniform
 from lensaudit.utils.seeds import derive_seed, stream_id
-
-#: Most knots a clumpy source can have (unused ones carry zero weight).
-MAX_KNOTS = 16
 
 
 class Draw:
@@ -49,7 +47,8 @@ def draw_parameters(priors: Priors, family: FamilyConfig, seed: int, index, boun
     """Parameters of injections ``index`` (integers) of ``family``; ``bounds`` narrows uniform priors per
     injection: ``{"theta_e_arcsec": (lo, hi), "arc_mag_r": (lo, hi)}`` with arrays of len(index) (a grid cell).
 
-    Angles in radians (counter-clockwise from +x), positions and radii in arcsec, magnitudes AB.
+    Angles in radians (counter-clockwise from +x), positions and radii in arcsec, magnitudes AB. The columns are
+    those :func:`lensaudit.inject.params.param_columns` declares for the family, each inside its valid range.
     """
     d = Draw(seed, family.name, index)
     n = len(d.index)
@@ -105,27 +104,9 @@ def draw_parameters(priors: Priors, family: FamilyConfig, seed: int, index, boun
             raise ValueError(f"family {family.name!r}: an empty stamp library")
         out["stamp"] = d.integers("stamp", 0, n_stamps - 1)
         out["stamp_flip"] = d.u("stamp_flip") < 0.5
-    return pd.DataFrame(out)
+    df = pd.DataFrame(out)
+    check_parameters(df, family.kind)
+    return df
 
 
-def check_parameters(p: pd.DataFrame) -> None:
-    """Raise before any work for parameters outside their physical range (names the injection and column)."""
-    checks = {"theta_e": lambda v: v > 0, "q_lens": lambda v: (v > 0) & (v <= 1), "src_q": lambda v: (v > 0) & (v <= 1),
-              "src_re": lambda v: v > 0, "src_n": lambda v: v > 0}
-    for col, ok in checks.items():
-        if col in p:
-            v = p[col].to_numpy(float)
-            bad = ~(np.isfinite(v) & ok(v))
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"injection {p['index'].iat[i] if 'index' in p else i}: {col} = {v[i]} is outside its "
-                                 f"physical range")
-    for col in ("arc_mag_r_target", "src_mag_r", "g_r", "r_z", "beta_x", "beta_y", "x0", "y0"):
-        if col in p:
-            v = p[col].to_numpy(float)
-            if not np.isfinite(v).all():
-                i = int(np.flatnonzero(~np.isfinite(v))[0])
-                raise ValueError(f"injection {p['index'].iat[i] if 'index' in p else i}: {col} is not finite ({v[i]})")
-
-
-__all__ = ["Draw", "MAX_KNOTS", "check_parameters", "draw_parameters"]
+__all__ = ["Draw", "draw_parameters"]

@@ -3,7 +3,7 @@
 Per injection (batched over ``EngineConfig.chunk`` injections on the chosen device):
 
 1. image-plane sub-pixel grid of the central ``render_box_pix`` pixels, ``oversample`` sub-pixels per side;
-2. ray tracing through the SIE + external shear (:mod:`lensaudit.lensing.batched`) centred at the
+2. ray tracing through the SIE + external shear (:func:`lensaudit.lensing.mass.ray_trace`, the same function the mock ray-traces with) centred at the
    jittered lens centre (x0, y0);
 3. the family's surface brightness at the traced positions times the sub-pixel area, block-summed to
    0.262 arcsec pixels (flux per pixel, nanomaggies);
@@ -26,26 +26,16 @@ import torch
 import torch.nn.functional as F
 
 from lensaudit.inject.config import EngineConfig
-from lensaudit.inject.draws import check_parameters
-from lensaudit.inject.families import SourceFamily
+from lensaudit.inject.families import SourceFamily, params_to_tensors
+from lensaudit.inject.params import check_parameters
 from lensaudit.inject.psf import fft_convolve, psf_kernels
-from lensaudit.lensing.batched import ray_trace
-from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
+from lensaudit.lensing.mass import ray_trace
+from lensaudit.survey.constants import MAG_ZEROPOINT, PIXEL_SCALE_ARCSEC
 from lensaudit.utils.alloc import keep_freed_memory
 from lensaudit.utils.hashing import hash64
 from lensaudit.utils.seeds import derive_seed, stream_id
 
 BANDS = "grz"
-
-
-def params_to_tensors(params: pd.DataFrame, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
-    """Numeric and boolean columns of a parameter table as (B,) tensors."""
-    out = {}
-    for c in params.columns:
-        v = params[c].to_numpy()
-        if v.dtype.kind in "fiub":
-            out[c] = torch.as_tensor(v.astype(np.float64), dtype=dtype, device=device)
-    return out
 
 
 def host_noise(hosts: np.ndarray, width: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -132,9 +122,9 @@ class InjectionEngine:
         src = self.family.source_flux(p)                                 # (B, 3) unlensed, unit r
         lensed_r = unit[:, 1].sum(dim=(-2, -1))
         if "arc_mag_r_target" in p:
-            scale = 10 ** (-0.4 * (p["arc_mag_r_target"] - 22.5)) / lensed_r.clamp_min(1e-30)
+            scale = 10 ** (-0.4 * (p["arc_mag_r_target"] - MAG_ZEROPOINT)) / lensed_r.clamp_min(1e-30)
         else:
-            scale = 10 ** (-0.4 * (p["src_mag_r"] - 22.5)) * torch.ones_like(lensed_r)
+            scale = 10 ** (-0.4 * (p["src_mag_r"] - MAG_ZEROPOINT)) * torch.ones_like(lensed_r)
         arc = unit * scale[:, None, None, None]
         k = self.cfg.psf_kernel_pix
         if self.family.needs_psf:
@@ -145,10 +135,10 @@ class InjectionEngine:
             arc = F.pad(arc, ((k - 1) // 2,) * 4)
         flux = arc.sum(dim=(-2, -1)).double().cpu().numpy()              # (B, 3) rendered, after the PSF
         srcf = (src * scale[:, None]).double().cpu().numpy()
-        rec = {"src_mag_r_rendered": 22.5 - 2.5 * np.log10(srcf[:, 1])}
+        rec = {"src_mag_r_rendered": MAG_ZEROPOINT - 2.5 * np.log10(srcf[:, 1])}
         for i, band in enumerate(BANDS):
             with np.errstate(divide="ignore"):
-                rec[f"arc_mag_{band}"] = 22.5 - 2.5 * np.log10(np.clip(flux[:, i], 1e-30, None))
+                rec[f"arc_mag_{band}"] = MAG_ZEROPOINT - 2.5 * np.log10(np.clip(flux[:, i], 1e-30, None))
             rec[f"mu_{band}"] = flux[:, i] / srcf[:, i]
         return arc, pd.DataFrame(rec, index=params.index)
 
@@ -261,4 +251,4 @@ def paste(stamps: np.ndarray, arcs: np.ndarray, centre: int) -> None:
 
 
 __all__ = ["InjectionEngine", "check_hosts", "correlate_like", "host_noise", "matched_filter_snr", "noise_autocorrelation_1d",
-           "params_to_tensors", "paste", "three_tap"]
+           "paste", "three_tap"]

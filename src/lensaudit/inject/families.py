@@ -6,8 +6,9 @@ engine scales it to the drawn magnitude. Conventions (as :mod:`lensaudit.lensing
 elliptical radius r = sqrt(q x'^2 + y'^2 / q) in the frame of the source's major axis (x', at
 ``src_phi`` counter-clockwise from +x), so ``src_re`` is the **circularised** half-light radius
 (semi-major axis r_e / sqrt(q)); b_n solves Gamma(2n) = 2 gamma(2n, b_n) (half the light inside
-r_e); I(r) = I_0 exp(-b_n (r / r_e)^(1/n)) with I_0 = b_n^2n / (2 pi n Gamma(2n) r_e^2) for unit
-flux. The same convention as lenstronomy's ``SERSIC_ELLIPSE`` (tested against it).
+r_e); unit flux. The profiles are :mod:`lensaudit.lensing.light`'s, the same functions the mock survey
+renders with (one implementation for NumPy and PyTorch), in lenstronomy's ``SERSIC_ELLIPSE``
+convention (tested against it).
 
 * ``sersic``: the published baseline, one colour.
 * ``clumpy``: an exponential disc plus Gaussian star-forming knots with their own colours.
@@ -19,8 +20,6 @@ flux. The same convention as lenstronomy's ``SERSIC_ELLIPSE`` (tested against it
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import torch
@@ -28,13 +27,19 @@ import torch.nn.functional as F
 from scipy.special import gammaincinv
 
 from lensaudit.inject.config import FamilyConfig
-from lensaudit.inject.draws import MAX_KNOTS
+from lensaudit.inject.params import MAX_KNOTS, family_params
+from lensaudit.lensing.light import gaussian_unit_flux, sersic_b, sersic_unit_flux
 from lensaudit.survey.stamps import curve_of_growth
 
 
-def sersic_b(n) -> np.ndarray:
-    """b_n (half-light convention) for Sersic indices ``n``."""
-    return gammaincinv(2.0 * np.asarray(n, float), 0.5)
+def params_to_tensors(params: pd.DataFrame, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """Numeric and boolean columns of a parameter table as (B,) tensors."""
+    out = {}
+    for c in params.columns:
+        v = params[c].to_numpy()
+        if v.dtype.kind in "fiub":
+            out[c] = torch.as_tensor(v.astype(np.float64), dtype=dtype, device=device)
+    return out
 
 
 def colour_ratios(g_r: torch.Tensor, r_z: torch.Tensor) -> torch.Tensor:
@@ -44,24 +49,6 @@ def colour_ratios(g_r: torch.Tensor, r_z: torch.Tensor) -> torch.Tensor:
 
 def _col(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape + (1,) * (like.dim() - 1))
-
-
-def sersic_sb(dx: torch.Tensor, dy: torch.Tensor, re: torch.Tensor, n: torch.Tensor, q: torch.Tensor,
-              phi: torch.Tensor) -> torch.Tensor:
-    """Unit-flux elliptical Sersic surface brightness (per arcsec^2) at offsets (B, H, W) from its centre."""
-    bn = torch.as_tensor(sersic_b(n.detach().cpu().numpy()), dtype=dx.dtype, device=dx.device)
-    c, s = torch.cos(_col(phi, dx)), torch.sin(_col(phi, dx))
-    xr, yr = c * dx + s * dy, -s * dx + c * dy
-    qq = _col(q, dx)
-    r = torch.sqrt(qq * xr * xr + yr * yr / qq)
-    n_, re_, b_ = _col(n, dx), _col(re, dx), _col(bn, dx)
-    log_i0 = 2 * n_ * torch.log(b_) - math.log(2 * math.pi) - torch.log(n_) - torch.lgamma(2 * n_) - 2 * torch.log(re_)
-    return torch.exp(log_i0 - b_ * (r / re_) ** (1 / n_))
-
-
-def gaussian_sb(dx: torch.Tensor, dy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    s = _col(sigma, dx)
-    return torch.exp(-0.5 * (dx * dx + dy * dy) / (s * s)) / (2 * math.pi * s * s)
 
 
 class SourceFamily:
@@ -76,6 +63,8 @@ class SourceFamily:
     def __init__(self, cfg: FamilyConfig):
         self.cfg = cfg
         self.name = cfg.name
+        #: the parameters this family draws (:mod:`lensaudit.inject.params`)
+        self.params = family_params(cfg.kind)
 
     def n_stamps(self) -> int | None:
         return None
@@ -101,8 +90,8 @@ class Sersic(SourceFamily):
 
     def sb(self, bx, by, p):
         """(B, 1, H, W): one profile; the engine applies the colours after block-summing (3x less work)."""
-        prof = sersic_sb(bx - _col(p["beta_x"], bx), by - _col(p["beta_y"], by), p["src_re"], p["src_n"], p["src_q"],
-                         p["src_phi"])
+        prof = sersic_unit_flux(bx - _col(p["beta_x"], bx), by - _col(p["beta_y"], by), p["src_re"], p["src_n"],
+                                p["src_q"], p["src_phi"])
         return prof[:, None]
 
     def sizes(self, params):
@@ -140,20 +129,18 @@ class Clumpy(SourceFamily):
 
     def sb(self, bx, by, p):
         dx, dy = bx - _col(p["beta_x"], bx), by - _col(p["beta_y"], by)
-        disc = sersic_sb(dx, dy, p["src_re"], torch.ones_like(p["src_re"]), p["src_q"], p["src_phi"])
+        disc = sersic_unit_flux(dx, dy, p["src_re"], torch.ones_like(p["src_re"]), p["src_q"], p["src_phi"])
         has = p["n_knots"] > 0
         kf = torch.where(has, p["knot_fraction"], torch.zeros_like(p["knot_fraction"]))
         out = disc[:, None] * ((1 - kf)[:, None] * colour_ratios(p["g_r"], p["r_z"]))[..., None, None]
         k, w = self._knots(p, bx)
         for j in range(k):
-            g = gaussian_sb(dx - _col(p[f"knot{j}_x"], dx), dy - _col(p[f"knot{j}_y"], dy), p[f"knot{j}_sigma"])
+            g = gaussian_unit_flux(dx - _col(p[f"knot{j}_x"], dx), dy - _col(p[f"knot{j}_y"], dy), p[f"knot{j}_sigma"])
             col = colour_ratios(p[f"knot{j}_g_r"], p[f"knot{j}_r_z"]) * (kf * w[:, j])[:, None]
             out = out + g[:, None] * col[..., None, None]
         return out
 
     def sizes(self, params):
-        from lensaudit.inject.engine import params_to_tensors
-
         re = params["src_re"].to_numpy(float)
         ext = 5 * re + np.max(np.abs(params[[f"knot{j}_{a}" for j in range(MAX_KNOTS) for a in "xy"]].to_numpy()), axis=1)
         n = 96
@@ -215,4 +202,4 @@ def build_family(cfg: FamilyConfig, **kw) -> SourceFamily:
     return FAMILIES[cfg.kind](cfg, **kw) if cfg.kind == "stamps" else FAMILIES[cfg.kind](cfg)
 
 
-__all__ = ["FAMILIES", "SourceFamily", "build_family", "colour_ratios", "sersic_b", "sersic_sb"]
+__all__ = ["FAMILIES", "SourceFamily", "build_family", "colour_ratios", "params_to_tensors"]

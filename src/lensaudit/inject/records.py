@@ -1,5 +1,5 @@
 """Injection records on disk: one Parquet chunk per batch of injections, under
-``<run>/injections/<family>/<config tag>_chunk_<k>.parquet``, written atomically.
+``<selection run>/injections/<family>/<config tag>_chunk_<k>.parquet``, written atomically.
 
 A chunk holds one row per injection: its parameters, what the engine measured on the rendered arc,
 the host and, once scored, ``logit``, ``probability`` and optionally ``features`` (the penultimate
@@ -9,29 +9,35 @@ interrupted run resumes and a changed one never mixes with an old one.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from lensaudit.artifacts import SelectionRunDir, read_doc
+from lensaudit.artifacts.kinds import SELECTION_SUMMARY
 from lensaudit.errors import InputError
 
 
-def chunk_path(run_dir: str | Path, family: str, tag: str, k: int) -> Path:
-    return Path(run_dir) / "injections" / family / f"{tag}_chunk_{k:05d}.parquet"
+def chunk_path(run_dir: str | Path | SelectionRunDir, family: str, tag: str, k: int) -> Path:
+    return _rd(run_dir).family_injections(family) / f"{tag}_chunk_{k:05d}.parquet"
 
 
-def current_tag(run_dir: str | Path) -> str:
-    """The configuration tag of the last completed run in ``run_dir`` (from its ``summary.json``)."""
-    p = Path(run_dir) / "summary.json"
-    if not p.is_file():
-        raise InputError(f"{run_dir}: no summary.json (not a finished selection run)")
-    return json.loads(p.read_text())["config_tag"]
+def _rd(run_dir) -> SelectionRunDir:
+    return run_dir if isinstance(run_dir, SelectionRunDir) else SelectionRunDir(run_dir)
 
 
-def read_injections(run_dir: str | Path, family: str, tag: str | None = None, features: bool = False) -> pd.DataFrame:
+def current_tag(run_dir: str | Path | SelectionRunDir) -> str:
+    """The configuration tag of the last completed run in ``run_dir`` (from its summary)."""
+    rd = _rd(run_dir)
+    if not rd.summary.is_file():
+        raise InputError(f"{rd.root}: no {rd.summary.name} (not a finished selection run)")
+    return read_doc(rd.summary, SELECTION_SUMMARY)["config_tag"]
+
+
+def read_injections(run_dir: str | Path | SelectionRunDir, family: str, tag: str | None = None,
+                    features: bool = False) -> pd.DataFrame:
     """All injection records of ``family`` in a run directory (the given or current configuration's chunks)."""
-    d = Path(run_dir) / "injections" / family
+    d = _rd(run_dir).family_injections(family)
     tag = tag or current_tag(run_dir)
     files = sorted(d.glob(f"{tag}_chunk_*.parquet"))
     if not files:

@@ -17,25 +17,60 @@ import numpy as np
 from scipy.special import gamma as gamma_fn
 from scipy.special import gammaincinv
 
-
-def sersic_b(n: float) -> float:
-    """b_n with Gamma(2n) = 2 gamma(2n, b_n): the half-light radius convention."""
-    return float(gammaincinv(2.0 * n, 0.5))
+from lensaudit.lensing.arrays import as_positions, namespace, per_lens, to_numpy
 
 
-def sersic(x: np.ndarray, y: np.ndarray, r_e: float, n: float, q: float = 1.0, phi: float = 0.0,
-           soft: float = 0.0) -> np.ndarray:
-    """Elliptical Sersic profile, 1 at r = r_e (circularised half-light radius, arcsec); ``soft`` core (arcsec)."""
-    c, s = np.cos(phi), np.sin(phi)
+def sersic_b(n):
+    """b_n with Gamma(2n) = 2 gamma(2n, b_n): the half-light radius convention (float, or an array for arrays)."""
+    b = gammaincinv(2.0 * to_numpy(n), 0.5)
+    return float(b) if np.ndim(b) == 0 else b
+
+
+def sersic(x, y, r_e, n, q=1.0, phi=0.0, soft: float = 0.0):
+    """Elliptical Sersic profile, 1 at r = r_e (circularised half-light radius, arcsec); ``soft`` core (arcsec).
+
+    NumPy or PyTorch (:mod:`lensaudit.lensing.arrays`): scalar parameters, or parameters of shape (B,)
+    for positions of shape (B, ...).
+    """
+    xp = namespace(x)
+    x, y = as_positions(x, xp), as_positions(y, xp)
+    b = per_lens(sersic_b(n), x, xp)
+    r_e, n, q, phi = (per_lens(v, x, xp) for v in (r_e, n, q, phi))
+    c, s = xp.cos(phi), xp.sin(phi)
     xr = c * x + s * y
     yr = -s * x + c * y
-    r = np.sqrt(xr * xr * q + yr * yr / q + soft * soft)
-    return np.exp(-sersic_b(n) * ((r / max(r_e, 1e-3)) ** (1.0 / n) - 1.0))
+    r = xp.sqrt(xr * xr * q + yr * yr / q + soft * soft)
+    return xp.exp(-b * ((r / xp.clip(r_e, min=1e-3)) ** (1.0 / n) - 1.0))
 
 
-def gaussian(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
-    """Circular Gaussian, 1 at the centre (sigma arcsec)."""
-    return np.exp(-0.5 * (x * x + y * y) / (sigma * sigma))
+def sersic_total(r_e, n):
+    """Integral over the plane of :func:`sersic` (no soft core), any q: 2 pi n e^b_n Gamma(2n) / b_n^2n r_e^2
+    (float, or a NumPy array for array parameters)."""
+    n, r_e = to_numpy(n), to_numpy(r_e)
+    b = gammaincinv(2.0 * n, 0.5)
+    t = 2 * np.pi * n * np.exp(b) * gamma_fn(2 * n) / b ** (2 * n) * r_e**2
+    return float(t) if np.ndim(t) == 0 else t
+
+
+def sersic_unit_flux(x, y, r_e, n, q=1.0, phi=0.0):
+    """Surface brightness (per arcsec^2) of an elliptical Sersic source of total flux 1 (NumPy or PyTorch)."""
+    prof = sersic(x, y, r_e, n, q, phi)
+    xp = namespace(prof)
+    return prof / per_lens(sersic_total(r_e, n), prof, xp)
+
+
+def gaussian(x, y, sigma):
+    """Circular Gaussian, 1 at the centre (sigma arcsec; NumPy or PyTorch, batched)."""
+    xp = namespace(x)
+    s = per_lens(sigma, x, xp) if not np.isscalar(sigma) else sigma
+    return xp.exp(-0.5 * (x * x + y * y) / (s * s))
+
+
+def gaussian_unit_flux(x, y, sigma):
+    """Circular Gaussian of total flux 1, per arcsec^2 (NumPy or PyTorch, batched)."""
+    xp = namespace(x)
+    s = per_lens(sigma, x, xp) if not np.isscalar(sigma) else sigma
+    return gaussian(x, y, sigma) / (2 * np.pi * s * s)
 
 
 def knots_profile(x: np.ndarray, y: np.ndarray, kx: np.ndarray, ky: np.ndarray, ksig: np.ndarray,
@@ -45,9 +80,3 @@ def knots_profile(x: np.ndarray, y: np.ndarray, kx: np.ndarray, ky: np.ndarray, 
     for i in range(len(kx)):
         out += kw[i] * gaussian(x - kx[i], y - ky[i], ksig[i]) / (2 * np.pi * ksig[i] ** 2)
     return out
-
-
-def sersic_total(r_e: float, n: float) -> float:
-    """Integral over the plane of :func:`sersic` (no soft core), any q: 2 pi n e^b_n Gamma(2n) / b_n^2n r_e^2."""
-    b = sersic_b(n)
-    return float(2 * np.pi * n * np.exp(b) * gamma_fn(2 * n) / b ** (2 * n) * r_e**2)

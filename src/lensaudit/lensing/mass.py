@@ -11,40 +11,60 @@ from __future__ import annotations
 
 import numpy as np
 
+from lensaudit.lensing.arrays import as_positions, namespace, per_lens, to_numpy
 
-def sie_deflection(x: np.ndarray, y: np.ndarray, theta_e: float, q: float, phi: float,
-                   x0: float = 0.0, y0: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Deflection (alpha_x, alpha_y) in arcsec of an SIE at (x0, y0) for image positions (x, y)."""
-    if not 0.0 < q <= 1.0:
-        raise ValueError(f"sie_deflection: axis ratio q={q} outside (0, 1]")
-    dx, dy = np.asarray(x, float) - x0, np.asarray(y, float) - y0
-    c, s = np.cos(phi), np.sin(phi)
-    xr = c * dx + s * dy
-    yr = -s * dx + c * dy
-    if q > 1 - 1e-6:
-        r = np.hypot(xr, yr) + 1e-12
-        axr, ayr = theta_e * xr / r, theta_e * yr / r
+#: Axis ratios above this use the SIS formula (the elliptical one is 0/0 at q = 1).
+Q_SPHERICAL = 1 - 1e-6
+
+
+def sie_deflection(x, y, theta_e, q, phi, x0=0.0, y0=0.0):
+    """Deflection (alpha_x, alpha_y) in arcsec of an SIE at (x0, y0) for image positions (x, y).
+
+    NumPy or PyTorch (:mod:`lensaudit.lensing.arrays`): scalar parameters, or for a batch of lenses
+    parameters of shape (B,) and positions of shape (B, ...). ``q`` in (0, 1].
+    """
+    xp = namespace(x)
+    x, y = as_positions(x, xp), as_positions(y, xp)
+    te, q, phi = per_lens(theta_e, x, xp), per_lens(q, x, xp), per_lens(phi, x, xp)
+    if bool(xp.any((q <= 0) | (q > 1))):
+        raise ValueError(f"sie_deflection: axis ratio q outside (0, 1] ({to_numpy(q).ravel()[:5]})")
+    dx, dy = x - per_lens(x0, x, xp), y - per_lens(y0, x, xp)
+    c, s = xp.cos(phi), xp.sin(phi)
+    xr, yr = c * dx + s * dy, -s * dx + c * dy
+    spherical = q > Q_SPHERICAL
+    any_sph, all_sph = bool(xp.any(spherical)), bool(xp.all(spherical))
+    if any_sph:
+        r = xp.hypot(xr, yr) + 1e-12
+        sis_x, sis_y = te * xr / r, te * yr / r
+    if not all_sph:                 # each branch is computed only when some lens needs it (per-lens results unchanged)
+        qe = xp.where(spherical, xp.full_like(q, 0.5), q) if any_sph else q   # keeps the unused branch finite
+        e = xp.sqrt(1.0 - qe * qe)
+        psi = xp.sqrt(qe * qe * xr * xr + yr * yr) + 1e-12
+        f = te * xp.sqrt(qe) / e
+        ell_x = f * xp.atan(e * xr / psi)
+        ell_y = f * xp.atanh(xp.clip(e * yr / psi, min=-1 + 1e-12, max=1 - 1e-12))
+    if all_sph:
+        axr, ayr = sis_x, sis_y
+    elif not any_sph:
+        axr, ayr = ell_x, ell_y
     else:
-        e = np.sqrt(1.0 - q * q)
-        psi = np.sqrt(q * q * xr * xr + yr * yr) + 1e-12
-        f = theta_e * np.sqrt(q) / e
-        axr = f * np.arctan(e * xr / psi)
-        ayr = f * np.arctanh(np.clip(e * yr / psi, -1 + 1e-12, 1 - 1e-12))
+        axr, ayr = xp.where(spherical, sis_x, ell_x), xp.where(spherical, sis_y, ell_y)
     return c * axr - s * ayr, s * axr + c * ayr
 
 
-def shear_deflection(x: np.ndarray, y: np.ndarray, gamma1: float, gamma2: float,
-                     x0: float = 0.0, y0: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Deflection of an external shear (gamma1, gamma2) about (x0, y0), arcsec."""
-    dx, dy = np.asarray(x, float) - x0, np.asarray(y, float) - y0
-    return gamma1 * dx + gamma2 * dy, gamma2 * dx - gamma1 * dy
+def shear_deflection(x, y, gamma1, gamma2, x0=0.0, y0=0.0):
+    """Deflection of an external shear (gamma1, gamma2) about (x0, y0), arcsec (NumPy or PyTorch, batched)."""
+    xp = namespace(x)
+    x, y = as_positions(x, xp), as_positions(y, xp)
+    g1, g2 = per_lens(gamma1, x, xp), per_lens(gamma2, x, xp)
+    dx, dy = x - per_lens(x0, x, xp), y - per_lens(y0, x, xp)
+    return g1 * dx + g2 * dy, g2 * dx - g1 * dy
 
 
-def ray_trace(x: np.ndarray, y: np.ndarray, theta_e: float, q: float, phi: float, gamma1: float = 0.0,
-              gamma2: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Source-plane positions beta = x - alpha(x) for an SIE + shear centred at the origin."""
-    ax, ay = sie_deflection(x, y, theta_e, q, phi)
-    sx, sy = shear_deflection(x, y, gamma1, gamma2)
+def ray_trace(x, y, theta_e, q, phi, gamma1=0.0, gamma2=0.0, x0=0.0, y0=0.0):
+    """Source-plane positions beta = x - alpha(x) for an SIE + shear centred at (x0, y0) (NumPy or PyTorch)."""
+    ax, ay = sie_deflection(x, y, theta_e, q, phi, x0, y0)
+    sx, sy = shear_deflection(x, y, gamma1, gamma2, x0, y0)
     return x - ax - sx, y - ay - sy
 
 

@@ -49,8 +49,8 @@ def write_mock_coadds(survey_dir: str | os.PathLike, out_root: str | os.PathLike
     """Write ``coadd/<AAA>/<brick>/legacysurvey-<brick>-image-<band>.fits.fz`` for ``bricks`` (all when None)
     of the mock survey at ``survey_dir``; ``window`` = (ra, dec, half size in pixels) limits each image to a box
     around (ra, dec). Returns the files written."""
+    from lensaudit.mock.layout import tan_project
     from lensaudit.mock.render import _sep_filter, load_renderer
-    from lensaudit.mock.survey import tan_project
 
     r = load_renderer(survey_dir)
     b = r.survey.bricks

@@ -36,12 +36,12 @@ from scipy.signal import fftconvolve
 
 from lensaudit.lensing import light
 from lensaudit.mock import morphology as mo
+from lensaudit.mock.layout import CELLS, MockSurvey, brick_cell, tan_deproject, tan_project
 from lensaudit.mock.lensmodel import arc_box_radius_pix, arc_image
 from lensaudit.mock.psf import CORR_KERNEL, psf_image
 from lensaudit.mock.request import CutoutRequest, NoOverlapError
 from lensaudit.mock.sources import SourceImage, colour_weights, render_rich, render_simple
-from lensaudit.mock.survey import CELLS, MockSurvey, brick_cell, tan_deproject, tan_project
-from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC
+from lensaudit.survey.constants import BRICK_SIZE_DEG, MAG_ZEROPOINT, PIXEL_SCALE_ARCSEC
 from lensaudit.survey.resample import lanczos3_apply, lanczos3_weights
 from lensaudit.utils.hashing import splitmix64
 from lensaudit.utils.seeds import derive_seed
@@ -49,7 +49,7 @@ from lensaudit.utils.seeds import rng as seed_stream
 
 BANDS = "grz"
 #: Sky background per pixel (nanomaggies) setting the shot-noise gain: g 22.0, r 21.0, z 19.9 mag/arcsec^2.
-SKY_NMGY_PER_PIX = {b: 10 ** (-0.4 * (m - 22.5)) * PIXEL_SCALE_ARCSEC**2 for b, m in (("g", 22.0), ("r", 21.0), ("z", 19.9))}
+SKY_NMGY_PER_PIX = {b: 10 ** (-0.4 * (m - MAG_ZEROPOINT)) * PIXEL_SCALE_ARCSEC**2 for b, m in (("g", 22.0), ("r", 21.0), ("z", 19.9))}
 MARGIN = 40  # pixels of sources beyond the stamp edge that can still contribute
 PAD = 5      # pixels around the stamp for correlation and Lanczos resampling
 PSF_HALF = 20  # half size of the PSF image (41 x 41)
@@ -288,7 +288,7 @@ class Renderer:
                 a, b = 10 ** (FAINT_SLOPE * lo), 10 ** (FAINT_SLOPE * hi)
                 mag = np.log10(a + rng.random(n) * (b - a)) / FAINT_SLOPE
                 gr, rz = rng.normal(0.45, 0.3, n), rng.normal(0.35, 0.3, n)
-                flux = 10 ** (-0.4 * (mag - 22.5)) * colour_weights(gr, rz)
+                flux = 10 ** (-0.4 * (mag - MAG_ZEROPOINT)) * colour_weights(gr, rz)
                 keep = (fx > x0 - e) & (fx < x0 + w + e) & (fy > y0 - e) & (fy < y0 + h + e)
                 if not keep.any():
                     continue

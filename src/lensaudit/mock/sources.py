@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lensaudit.lensing.light import knots_profile, sersic
+from lensaudit.survey.constants import MAG_ZEROPOINT
 
 #: Source-plane image side, pixels.
 N_SOURCE = 96
@@ -125,7 +126,7 @@ def render_rich(p: dict, rng: np.random.Generator) -> SourceImage:
             dust = np.clip(gaussian_random_field(x.shape[0], rng, slope=2.5, k0=4.0) + 0.3, 0, None)
             comps *= np.exp(-p["src_dust_tau"] * DUST_RATIO[:, None, None] * dust[None])
         bands += comps
-    f_r = 10 ** (-0.4 * (float(p["src_rmag"]) - 22.5))
+    f_r = 10 ** (-0.4 * (float(p["src_rmag"]) - MAG_ZEROPOINT))
     img = bands * (f_r / bands[1].sum())
     return SourceImage(img.astype(np.float64), pix, float(p["src_x"]), float(p["src_y"]))
 
@@ -145,5 +146,5 @@ def render_simple(p: dict) -> SourceImage:
     img = (colour_weights(p["src_gr"], p["src_rz"])[:, None, None] * (disc / disc.sum())[None] * (1 - kf)
            + colour_weights(p["src_gr"] - 0.45, p["src_rz"] - 0.35)[:, None, None]
            * (knots / max(knots.sum(), 1e-30))[None] * kf)
-    f_r = 10 ** (-0.4 * (float(p["src_rmag"]) - 22.5))
+    f_r = 10 ** (-0.4 * (float(p["src_rmag"]) - MAG_ZEROPOINT))
     return SourceImage(img * (f_r / img[1].sum()), pix, float(p["src_x"]), float(p["src_y"]))

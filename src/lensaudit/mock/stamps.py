@@ -19,14 +19,13 @@ from scipy.ndimage import gaussian_filter
 from lensaudit.mock.config import MockConfig
 from lensaudit.mock.population import draw_sources
 from lensaudit.mock.sources import render_rich
+from lensaudit.survey.constants import MAG_ZEROPOINT
 from lensaudit.survey.stamps import write_stamp_library
 from lensaudit.utils.seeds import derive_seed, rng
 
-LIBRARY_FILE = "stamps.fits"
 
-
-def build_stamp_library(cfg: MockConfig, out_dir: str | Path) -> Path | None:
-    """Write ``out_dir/stamps.fits`` (:data:`LIBRARY_FILE`); None when ``n_stamps`` is 0."""
+def build_stamp_library(cfg: MockConfig, out: str | Path) -> Path | None:
+    """Write the mock's stamp library to ``out`` (a FITS file); None when ``n_stamps`` is 0."""
     st = cfg.stamp_library
     if st.n_stamps == 0:
         return None
@@ -41,7 +40,7 @@ def build_stamp_library(cfg: MockConfig, out_dir: str | Path) -> Path | None:
     g = (np.arange(st.size_pix) - (st.size_pix - 1) / 2) * st.pixscale_arcsec
     xx, yy = np.meshgrid(g, g)
     noise_rng = rng(cfg.seed, "mock.stamp_library.noise")
-    sigma_pix = 10 ** (-0.4 * (st.sb_limit_1sigma - 22.5)) * st.pixscale_arcsec        # nmgy per pixel
+    sigma_pix = 10 ** (-0.4 * (st.sb_limit_1sigma - MAG_ZEROPOINT)) * st.pixscale_arcsec        # nmgy per pixel
     psf_sigma = st.psf_fwhm_arcsec / (2 * np.sqrt(2 * np.log(2))) / st.pixscale_arcsec
     images = np.empty((st.n_stamps, 3, st.size_pix, st.size_pix), np.float64)
     for i, p in enumerate(params.to_dict("records")):
@@ -52,13 +51,13 @@ def build_stamp_library(cfg: MockConfig, out_dir: str | Path) -> Path | None:
     flux = images.sum(axis=(2, 3))
     keep = (flux > 0).all(axis=1)
     meta = pd.DataFrame({"ID": [f"mockstamp_{i:05d}" for i in range(st.n_stamps)], "Z": params["z_source"],
-                         "MAG_G": 22.5 - 2.5 * np.log10(np.clip(flux[:, 0], 1e-30, None)),
-                         "MAG_R": 22.5 - 2.5 * np.log10(np.clip(flux[:, 1], 1e-30, None)),
-                         "MAG_Z": 22.5 - 2.5 * np.log10(np.clip(flux[:, 2], 1e-30, None)),
+                         "MAG_G": MAG_ZEROPOINT - 2.5 * np.log10(np.clip(flux[:, 0], 1e-30, None)),
+                         "MAG_R": MAG_ZEROPOINT - 2.5 * np.log10(np.clip(flux[:, 1], 1e-30, None)),
+                         "MAG_Z": MAG_ZEROPOINT - 2.5 * np.log10(np.clip(flux[:, 2], 1e-30, None)),
                          "RE_INTRINSIC": params["src_re"], "RED": params["src_red"].astype(float)})[keep]
-    out = Path(out_dir) / LIBRARY_FILE
+    out = Path(out)
     return write_stamp_library(out, images[keep], st.pixscale_arcsec, meta.reset_index(drop=True),
                                header={"ORIGIN": "lensaudit mock", "PSFFWHM": st.psf_fwhm_arcsec})
 
 
-__all__ = ["LIBRARY_FILE", "build_stamp_library"]
+__all__ = ["build_stamp_library"]

@@ -18,18 +18,18 @@ Layout::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lensaudit.errors import LensauditError
+from lensaudit.artifacts import MockSurveyDir
+from lensaudit.artifacts.identity import object_id
 from lensaudit.mock.conditions import add_psf_and_noise, draw_brick_conditions, draw_exposure_maps
 from lensaudit.mock.config import MockConfig
+from lensaudit.mock.layout import CELLS, MockSurvey, SurveyError, brick_cell, tan_project
 from lensaudit.mock.population import FEATURE_KINDS, add_features, add_lenses, eligible_red, sample_sources
 from lensaudit.reference import ReferenceData, load_reference
 from lensaudit.survey.columns import sweep_numpy_dtype
@@ -43,41 +43,6 @@ from lensaudit.utils.provenance import run_info
 from lensaudit.utils.seeds import rng
 
 log = logging.getLogger(__name__)
-REQUIRED_FILES = ("survey.json", "bricks.parquet", "candidates.csv", "truth/truth.parquet", "internal/sources.parquet",
-                  "internal/lenses.parquet", "internal/exposure.npz", "internal/artefacts.parquet")
-#: Exposure-map cells per brick side.
-CELLS = 4
-
-
-class SurveyError(LensauditError, ValueError):
-    """A mock survey directory is incomplete or a request is invalid."""
-
-
-# ----------------------------------------------------------------------------- projection
-def tan_project(ra_deg, dec_deg, ra0: float, dec0: float, pixscale: float = PIXEL_SCALE_ARCSEC):
-    """Gnomonic projection about (ra0, dec0) to global pixel offsets (x west-positive, y north), pixels."""
-    a, d = np.deg2rad(np.asarray(ra_deg, float)), np.deg2rad(np.asarray(dec_deg, float))
-    a0, d0 = np.deg2rad(ra0), np.deg2rad(dec0)
-    cosc = np.sin(d0) * np.sin(d) + np.cos(d0) * np.cos(d) * np.cos(a - a0)
-    xi = np.cos(d) * np.sin(a - a0) / cosc
-    eta = (np.cos(d0) * np.sin(d) - np.sin(d0) * np.cos(d) * np.cos(a - a0)) / cosc
-    k = np.rad2deg(1.0) * 3600.0 / pixscale
-    return -xi * k, eta * k
-
-
-def tan_deproject(x, y, ra0: float, dec0: float, pixscale: float = PIXEL_SCALE_ARCSEC):
-    """Inverse of :func:`tan_project`: global pixel offsets to (ra, dec) degrees."""
-    k = np.rad2deg(1.0) * 3600.0 / pixscale
-    xi, eta = -np.asarray(x, float) / k, np.asarray(y, float) / k
-    d0, a0 = np.deg2rad(dec0), np.deg2rad(ra0)
-    rho = np.hypot(xi, eta)
-    c = np.arctan(rho)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dec = np.arcsin(np.cos(c) * np.sin(d0) + np.where(rho > 0, eta * np.sin(c) * np.cos(d0) / rho, 0))
-        ra = a0 + np.arctan2(xi * np.sin(c), rho * np.cos(d0) * np.cos(c) - eta * np.sin(d0) * np.sin(c))
-    return np.rad2deg(ra) % 360.0, np.rad2deg(dec)
-
-
 # ----------------------------------------------------------------------------- build
 def _brick_grid(cfg: MockConfig) -> pd.DataFrame:
     nside = max(1, int(round(np.sqrt(cfg.area_deg2) / BRICK_SIZE_DEG)))
@@ -95,17 +60,6 @@ def _brick_grid(cfg: MockConfig) -> pd.DataFrame:
     b["brickid"] = (((b["dec1"] + 90) / BRICK_SIZE_DEG).round().astype(int) * 1440
                     + (b["ra1"] / BRICK_SIZE_DEG).round().astype(int) + 1)
     return b
-
-
-def brick_cell(ra, dec, footprint: dict, nside: int, cells: int = CELLS):
-    """(brick index, cell column, cell row) of sky positions on the survey's brick grid; brick -1 outside."""
-    colf = (np.asarray(ra, float) - footprint["ra_min"]) / BRICK_SIZE_DEG
-    rowf = (np.asarray(dec, float) - footprint["dec_min"]) / BRICK_SIZE_DEG
-    col, row = np.floor(colf).astype(int), np.floor(rowf).astype(int)
-    ok = (col >= 0) & (col < nside) & (row >= 0) & (row < nside)
-    cx = np.clip(np.floor((colf - col) * cells).astype(int), 0, cells - 1)
-    cy = np.clip(np.floor((rowf - row) * cells).astype(int), 0, cells - 1)
-    return np.where(ok, row * nside + col, -1), cx, cy
 
 
 def build_survey(cfg: MockConfig, out: str | os.PathLike, reference: ReferenceData | None = None) -> dict:
@@ -138,7 +92,7 @@ def build_survey(cfg: MockConfig, out: str | os.PathLike, reference: ReferenceDa
     src = src.sort_values(["brick_idx", "ra"], kind="stable").reset_index(drop=True)
     src["objid"] = src.groupby("brick_idx").cumcount().astype(np.int32)
     src["brickname"] = bricks["brickname"].to_numpy()[src.brick_idx]
-    src["id"] = src["brickname"] + "_" + src["objid"].astype(str)
+    src["id"] = object_id(src["brickname"], src["objid"])
     ra0, dec0 = cfg.ra_center_deg, cfg.dec_center_deg
     src["gx"], src["gy"] = tan_project(src.ra.to_numpy(), src.dec.to_numpy(), ra0, dec0)
     key_to_id = dict(zip(src["_key"].astype(int), src["id"], strict=True))
@@ -152,20 +106,20 @@ def build_survey(cfg: MockConfig, out: str | os.PathLike, reference: ReferenceDa
     src["maskbits"] = (_maskbits_near_bright_stars(src) | _maskbits_bleed(src, cfg.artefacts.bleed_star_max_mag)
                        | _maskbits_trails(src, artefacts))
 
-    (out / "sweeps").mkdir(parents=True, exist_ok=True)
-    (out / "truth").mkdir(exist_ok=True)
-    (out / "internal").mkdir(exist_ok=True)
-    sweep_files = write_sweeps(src, bricks, exposure, out / "sweeps", rng(cfg.seed, "mock.sweeps"))
-    with atomic_path(out / "internal" / "sources.parquet") as tmp:
+    md = MockSurveyDir(out)
+    for d in (md.sweeps, md.truth.parent, md.sources.parent):
+        d.mkdir(parents=True, exist_ok=True)
+    sweep_files = write_sweeps(src, bricks, exposure, md.sweeps, rng(cfg.seed, "mock.sweeps"))
+    with atomic_path(md.sources) as tmp:
         src.to_parquet(tmp, index=False)
-    with atomic_path(out / "internal" / "lenses.parquet") as tmp:
+    with atomic_path(md.lenses) as tmp:
         lenses.to_parquet(tmp, index=False)
-    with atomic_path(out / "internal" / "artefacts.parquet") as tmp:
+    with atomic_path(md.artefacts) as tmp:
         artefacts.to_parquet(tmp, index=False)
-    with atomic_path(out / "internal" / "exposure.npz") as tmp:
+    with atomic_path(md.exposure) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, nobs=exposure)
-    with atomic_path(out / "bricks.parquet") as tmp:
+    with atomic_path(md.bricks) as tmp:
         bricks.to_parquet(tmp, index=False)
     meta = {"format": "lensaudit-mock-survey", "version": 2, "config": cfg.model_dump(mode="json"),
             "projection": {"type": "TAN", "ra0": ra0, "dec0": dec0, "pixscale_arcsec": PIXEL_SCALE_ARCSEC},
@@ -186,14 +140,14 @@ def build_survey(cfg: MockConfig, out: str | os.PathLike, reference: ReferenceDa
     if not len(cand):
         raise SurveyError(f"mock config: area {cfg.area_deg2} deg^2 gives {len(lenses)} lenses but no candidate passes "
                           f"the grader; increase area_deg2 (survey.json not written: {out} is incomplete)")
-    with atomic_path(out / "candidates.csv") as tmp:
+    with atomic_path(md.candidates) as tmp:
         cand.drop(columns=["_id", "_is_lens"]).to_csv(tmp, index=False)
     truth = src[src.kind != "normal"].merge(lenses.drop(columns=[c for c in lenses if c.startswith("knot")]),
                                              on="id", how="left")
     truth = truth.merge(measured, on="id", how="left")
     truth["in_candidates"] = truth["id"].isin(cand["_id"])
     truth = truth.merge(cand[["_id", "grading"]].rename(columns={"_id": "id"}), on="id", how="left")
-    with atomic_path(out / "truth" / "truth.parquet") as tmp:
+    with atomic_path(md.truth) as tmp:
         truth.drop(columns=["red"]).to_parquet(tmp, index=False)
     kinds = src["kind"].value_counts().to_dict()
     eligible = int(eligible_red(src, cfg.lenses.host_max_mag_z).sum())
@@ -211,12 +165,12 @@ def build_survey(cfg: MockConfig, out: str | os.PathLike, reference: ReferenceDa
     }
     from lensaudit.mock.stamps import build_stamp_library
 
-    lib = build_stamp_library(cfg, out / "stamp_library")
+    lib = build_stamp_library(cfg, md.stamp_library)
     summary["stamp_library"] = str(lib.relative_to(out)) if lib else None
-    atomic_write_text(out / "README.txt", _readme(cfg, summary))
+    atomic_write_text(md.readme, _readme(cfg, summary))
     meta.update({"summary": summary, "run_info": run_info(seeds={"mock": cfg.seed},
                                                           extra={"reference_data": reference.provenance()})})
-    atomic_write_json(out / "survey.json", meta)  # written last: marks the survey complete
+    atomic_write_json(md.survey_json, meta)  # written last: marks the survey complete
     return summary
 
 
@@ -432,38 +386,3 @@ def make_candidates(src: pd.DataFrame, measured: pd.DataFrame, false: pd.DataFra
                     "type": "galaxy", "grading": grade, "ref": "lensaudit mock survey", "_id": cid, "_is_lens": is_lens})
     cand = pd.DataFrame(out, columns=["name", "ra", "dec", "zlens", "type", "grading", "ref", "_id", "_is_lens"])
     return cand.sort_values("ra", kind="stable").reset_index(drop=True)
-
-
-@dataclass
-class MockSurvey:
-    """A loaded mock survey directory."""
-
-    root: Path
-    meta: dict
-    bricks: pd.DataFrame
-    sources: pd.DataFrame
-    lenses: pd.DataFrame
-    exposure: np.ndarray
-    artefacts: pd.DataFrame
-
-    @classmethod
-    def load(cls, root: str | os.PathLike) -> MockSurvey:
-        root = Path(root)
-        missing = [f for f in REQUIRED_FILES if not (root / f).exists()]
-        if missing:
-            raise SurveyError(f"mock survey {root} is incomplete: missing {missing} (re-run `lensaudit mock build`)")
-        meta = json.loads((root / "survey.json").read_text())
-        if meta.get("format") != "lensaudit-mock-survey":
-            raise SurveyError(f"mock survey {root}: survey.json is not a lensaudit mock survey")
-        if int(meta.get("version", 1)) < 2:
-            raise SurveyError(f"mock survey {root}: format version {meta.get('version', 1)} is older than this lensaudit "
-                              f"renders (2); rebuild it with `lensaudit mock build`")
-        with np.load(root / "internal" / "exposure.npz", allow_pickle=False) as z:
-            exposure = z["nobs"]
-        return cls(root, meta, pd.read_parquet(root / "bricks.parquet"), pd.read_parquet(root / "internal/sources.parquet"),
-                   pd.read_parquet(root / "internal/lenses.parquet"), exposure,
-                   pd.read_parquet(root / "internal/artefacts.parquet"))
-
-    def truth(self) -> pd.DataFrame:
-        """The truth table (evaluation code only)."""
-        return pd.read_parquet(self.root / "truth" / "truth.parquet")

@@ -20,10 +20,18 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import ks_2samp
 
+from lensaudit.artifacts import (
+    RealismDir,
+    SelectionRunDir,
+    read_doc,
+    read_manifest,
+    read_table,
+    write_artifact_table,
+    write_doc,
+)
+from lensaudit.artifacts.kinds import REALISM, REALISM_DOC, SELECTION_SUMMARY
 from lensaudit.errors import InputError
-from lensaudit.manifest import read_manifest, read_table, write_table
 from lensaudit.realism.probe import brightness_match, frechet_distance, probe_auc
-from lensaudit.utils.io import atomic_write_json
 from lensaudit.utils.progress import progress
 from lensaudit.utils.seeds import rng
 
@@ -98,7 +106,7 @@ def real_lenses(cfg: RealismConfig) -> pd.DataFrame:
 
 
 def run_realism(cfg: RealismConfig) -> pd.DataFrame:
-    """The gate for every family of the selection run; writes realism.parquet / .csv / .json into ``cfg.out``."""
+    """The gate for every family of the selection run; writes its table and report into ``cfg.out`` (:class:`RealismDir`)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     real = real_lenses(cfg)
@@ -108,9 +116,7 @@ def run_realism(cfg: RealismConfig) -> pd.DataFrame:
         from lensaudit.cutouts import CutoutStore
 
         sky_real = _sky_sigma(CutoutStore(cfg.store), real["id"])
-    import json
-
-    summary = json.loads((Path(cfg.selection_run) / "summary.json").read_text())
+    summary = read_doc(SelectionRunDir(cfg.selection_run).summary, SELECTION_SUMMARY)
     fams = cfg.families or tuple(summary["families"])
     # the noise floor of the Frechet distance: two random halves of the real lenses
     g = rng(cfg.probe.seed, "realism.halves")
@@ -124,10 +130,11 @@ def run_realism(cfg: RealismConfig) -> pd.DataFrame:
                 rows.append(row)
             advance()
     table = pd.DataFrame(rows)
-    write_table(table, out / "realism.parquet")
-    table.to_csv(out / "realism.csv", index=False)
-    atomic_write_json(out / "realism.json", {"config": cfg.model_dump(mode="json"), "families": rows,
-                                             "n_real_lenses": int(len(real))})
+    rd = RealismDir(out)
+    write_artifact_table(table, rd.table, REALISM)
+    table.to_csv(rd.csv, index=False)
+    write_doc(rd.report, REALISM_DOC, {"config": cfg.model_dump(mode="json"), "families": rows,
+                                       "n_real_lenses": int(len(real))})
     return table
 
 

@@ -17,6 +17,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts import (
+    RULE,
+    ArtifactError,
+    OperatingPoint,
+    ReportDir,
+    Run,
+    SplitRule,
+    read_artifact_table,
+    read_doc,
+    read_manifest,
+    read_manifest_metadata,
+)
+from lensaudit.artifacts.kinds import (
+    CLOSURE_SUMMARY,
+    ENSEMBLE,
+    MARGINALS,
+    OPERATING_POINTS,
+    REALISM,
+    REALISM_DOC,
+    SELECTION_SUMMARY,
+    TRUE_LENSES,
+)
+from lensaudit.artifacts.operating import by_name, headline
 from lensaudit.report.html import Section, esc, figure, fmt, interval, page, table
 from lensaudit.report.tables import write_tables
 from lensaudit.utils.display import image_grid, pyplot, save_figure
@@ -24,20 +47,20 @@ from lensaudit.utils.io import atomic_write_text
 from lensaudit.utils.provenance import git_commit
 
 log = logging.getLogger(__name__)
-MANIFEST = "catalog/manifest_70_15_15.parquet"
+_R = Run("RUN")   # the commands that produce a missing stage, spelled with the run folder's own layout
 HOW = {
-    "catalog": "<code>lensaudit catalog build --config CONFIG --out RUN/catalog</code>",
-    "fetch": "<code>lensaudit cutouts fetch --manifest RUN/catalog/manifest_70_15_15.parquet --store RUN/fetch/store</code>",
-    "train": "<code>lensaudit train --config CONFIG --out RUN/train</code>",
-    "score": "<code>lensaudit score --checkpoint RUN/train/best.pt --features --out RUN/score/predictions.parquet ...</code>",
-    "evaluate": "<code>lensaudit evaluate --preds RUN/score/predictions.parquet --out RUN/evaluate ...</code>",
-    "selection": "<code>lensaudit selection run --config CONFIG --out RUN/selection/run</code>",
-    "realism": "<code>lensaudit realism --config CONFIG --out RUN/selection/realism</code>",
-    "closure": "mock only: <code>lensaudit selection mock-true-lenses ... --out RUN/selection/true_lenses</code> then "
-               "<code>lensaudit selection closure --run RUN/selection/run --out RUN/selection/closure ...</code>",
-    "ensemble": "<code>lensaudit ensemble run --config configs/ensemble/demo.yaml --out RUN/ensemble</code> "
+    "catalog": f"<code>lensaudit catalog build --config CONFIG --out {_R.catalog.root}</code>",
+    "fetch": f"<code>lensaudit cutouts fetch --manifest {_R.manifest} --store {_R.store}</code>",
+    "train": f"<code>lensaudit train --config CONFIG --out {_R.train.root}</code>",
+    "score": f"<code>lensaudit score --checkpoint {_R.train.best} --features --out {_R.predictions} ...</code>",
+    "evaluate": f"<code>lensaudit evaluate --preds {_R.predictions} --out {_R.evaluation.root} ...</code>",
+    "selection": f"<code>lensaudit selection run --config CONFIG --out {_R.selection.root}</code>",
+    "realism": f"<code>lensaudit realism --config CONFIG --out {_R.realism.root}</code>",
+    "closure": f"mock only: <code>lensaudit selection mock-true-lenses ... --out {_R.true_lenses.root}</code> then "
+               f"<code>lensaudit selection closure --run {_R.selection.root} --out {_R.closure.root} ...</code>",
+    "ensemble": f"<code>lensaudit ensemble run --config configs/ensemble/demo.yaml --out {_R.ensemble.root}</code> "
                 "(domain models; then rebuild this report with <code>lensaudit report RUN</code>)",
-    "samples": ("<code>lensaudit cutouts import --store RUN/samples/store "
+    "samples": (f"<code>lensaudit cutouts import --store {_R.samples_store} "
                 "\"$(lensaudit reference path dr10_sample_cutouts)\"</code>"),
 }
 
@@ -54,9 +77,9 @@ def _ci(d: dict | None, key: str = "bootstrap", level: str = "ci95") -> tuple:
 
 
 # ------------------------------------------------------------------ data
-def section_data(run: Path, figs: Path, tables: dict) -> Section:
+def section_data(run: Run, figs: Path, tables: dict) -> Section:
     s = Section("data", "Data")
-    cut = _json(run / "catalog" / "cutflow.json")
+    cut = _json(run.catalog.cutflow)
     if cut is None:
         s.missing.append(("catalog", HOW["catalog"]))
         return s
@@ -76,12 +99,19 @@ def section_data(run: Path, figs: Path, tables: dict) -> Section:
     cf = pd.DataFrame(rows)
     tables["cutflow"] = cf
     s.add("<h3>Cut flow</h3>" + table(cf, "Rows removed by each cut of the published protocol, in the order applied "
-                                          "(catalog/cutflow.json). Counts, no intervals: these are exact."))
-    mpath = run / MANIFEST
+                                          f"({esc(run.catalog.cutflow.relative_to(run.root))}). Counts, no intervals: these are exact."))
+    mpath = run.manifest
     if not mpath.is_file():
         s.missing.append(("catalog manifest", HOW["catalog"]))
         return s
-    m = pd.read_parquet(mpath)
+    m = read_manifest(mpath, require=("id", "ra", "dec", "label", "tier", "split", "type"))
+    try:   # a manifest written by catalog build carries its split rule and sampling; any other, not
+        meta = read_manifest_metadata(mpath)
+        hp = f"nside {SplitRule.from_metadata(meta, f'manifest {mpath}').nside}, NESTED"
+    except ArtifactError:
+        meta, hp = {}, "split rule not recorded in this manifest"
+    n_pos, n_neg = int((m["label"] == 1).sum()), int((m["label"] == 0).sum())
+    ratio = f"{n_neg / n_pos:.1f}:1" if n_pos else "no positives"
     counts = m.assign(cls=np.where(m["label"] == 1, "lens " + m["tier"].astype(str), "non-lens " + m["tier"].astype(str)))
     ct = counts.pivot_table(index="split", columns="cls", values="id", aggfunc="count", fill_value=0).reset_index()
     tables["strata_counts"] = ct
@@ -90,7 +120,10 @@ def section_data(run: Path, figs: Path, tables: dict) -> Section:
                                                              "confusers) per HEALPix split."))
     tt = m.pivot_table(index="type", columns="label", values="id", aggfunc="count", fill_value=0).reset_index()
     tt.columns = ["Tractor type", "negatives", "positives"][: len(tt.columns)]
-    s.add(table(tt, "By Tractor morphological type: the negatives follow the positives' type mix at about 10:1."))
+    conf = (f"; the configured ratio per stratum is {meta['sampling']['ratio']}:1"
+            if (meta.get("sampling") or {}).get("ratio") else "")
+    s.add(table(tt, f"By Tractor morphological type: the negatives follow the positives' type mix ({n_neg:,} negatives "
+                    f"to {n_pos:,} positives, {ratio} overall{conf})."))
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for sp, col in (("train", "#9db4c9"), ("val", "#d1495b"), ("test", "#2e7d32")):
@@ -103,8 +136,9 @@ def section_data(run: Path, figs: Path, tables: dict) -> Section:
     ax.legend(markerscale=5, fontsize=8)
     f = save_figure(fig, figs / "split_map.png")
     s.add(figure(figs / f, "Every manifest row on the sky, coloured by split. Splits are whole HEALPix pixels "
-                           "(nside 128), so no object near a test object trains the model.", "Spatial splits"))
-    store = run / "fetch" / "store"
+                           f"({hp}), so no object near a test object trains the model.",
+                 "Spatial splits"))
+    store = run.store
     if store.is_dir():
         from lensaudit.cutouts import CutoutStore
 
@@ -120,7 +154,7 @@ def section_data(run: Path, figs: Path, tables: dict) -> Section:
                 image_grid(list(st.get(ids)), ids, figs / name, ncol=8, crop=60)
                 s.add(figure(figs / name, f"Eight {what} of the validation and test splits (g, r, z as blue, green, "
                                           "red; asinh stretch; central 60 x 60 pixels, 15.7 arcsec).", title))
-        real = run / "samples" / "store"
+        real = run.samples_store
         if real.is_dir():
             rs = CutoutStore(real)
             rid = sorted(rs.ids().astype(str))[:8]
@@ -138,9 +172,9 @@ def section_data(run: Path, figs: Path, tables: dict) -> Section:
 
 
 # ------------------------------------------------------------------ training
-def section_training(run: Path, figs: Path, tables: dict) -> Section:
+def section_training(run: Run, figs: Path, tables: dict) -> Section:
     s = Section("training", "Training")
-    mj = run / "train" / "metrics.jsonl"
+    mj = run.train.metrics_log
     if not mj.is_file():
         s.missing.append(("train", HOW["train"]))
         return s
@@ -158,9 +192,9 @@ def section_training(run: Path, figs: Path, tables: dict) -> Section:
     f = save_figure(fig, figs / "training_curves.png")
     best = h.loc[h["val_auc"].idxmax()]
     s.add(figure(figs / f, f"Loss and validation AUC per epoch. The best epoch ({int(best['epoch']) + 1}, AUC "
-                           f"{best['val_auc']:.3f}) is kept as best.pt; a validation loss that rises while the "
+                           f"{best['val_auc']:.3f}) is kept as {run.train.best.name}; a validation loss that rises while the "
                            "training loss falls would mean over-fitting.", "Training curves"))
-    info = _json(run / "train" / "run_info.json") or {}
+    info = _json(run.train.run_info) or {}
     rec = {"git commit": info.get("git_commit"), "config sha256": (info.get("config_sha256") or "")[:16],
            "seeds": json.dumps(info.get("seeds", {})), "torch": (info.get("versions") or {}).get("torch"),
            "epochs": len(h), "best epoch": int(best["epoch"]) + 1, "best val AUC": float(best["val_auc"]),
@@ -171,9 +205,9 @@ def section_training(run: Path, figs: Path, tables: dict) -> Section:
 
 
 # ------------------------------------------------------------------ performance
-def section_performance(run: Path, figs: Path, tables: dict) -> Section:
+def section_performance(run: Run, figs: Path, tables: dict) -> Section:
     s = Section("performance", "Performance")
-    m = _json(run / "evaluate" / "metrics.json")
+    m = _json(run.evaluation.metrics)
     if m is None:
         s.missing.append(("evaluate", HOW["evaluate"]))
         return s
@@ -205,7 +239,7 @@ def section_performance(run: Path, figs: Path, tables: dict) -> Section:
         s.add(table(pr, "Precision in a survey where this fraction of galaxies are lenses (recall and FPR of the "
                         "validation split re-weighted): at 1e-3 to 1e-4 most candidates above these thresholds are "
                         "false positives, which is why visual inspection follows any search.", digits=4))
-    tiers = run / "evaluate" / "strata_tier.parquet"
+    tiers = run.evaluation.strata("tier")
     if tiers.is_file():
         t = pd.read_parquet(tiers)
         tt = pd.DataFrame({"tier": t["value"], "threshold": [f"p >= {x:g}" for x in t["threshold"]],
@@ -221,39 +255,43 @@ def section_performance(run: Path, figs: Path, tables: dict) -> Section:
                                              "all negatives; FPR of N1 (random) and N2 (confuser) negatives. Intervals: "
                                              "Wilson for recall and FPR, bootstrap for AUC.",
                                          raw_html=("recall [95%]", "FPR [95%]", "AUC [95%]")))
-    caps = {"roc_pr.png": ("ROC and precision-recall", "Curves with 68 and 95 percent bootstrap bands; the area gap "
+    caps = {"roc_pr": ("ROC and precision-recall", "Curves with 68 and 95 percent bootstrap bands; the area gap "
                                                         "between the curves' bands is the uncertainty to quote."),
-            "reliability.png": ("Reliability", "Observed lens fraction against predicted probability with Wilson "
+            "reliability": ("Reliability", "Observed lens fraction against predicted probability with Wilson "
                                                "intervals; points on the diagonal mean probabilities can be read as "
                                                "frequencies at this prevalence."),
-            "metrics_vs_conditions.png": ("Metrics against observing conditions", "Recall and FPR per PSF-size and "
+            "metrics_vs_conditions": ("Metrics against observing conditions", "Recall and FPR per PSF-size and "
                                           "depth bin with intervals: a fall in recall in bad seeing or shallow data "
                                           "is a selection effect to correct for."),
-            "fpr_by_confuser.png": ("False positives by confuser category", "FPR per N2 confuser class with Wilson "
+            "fpr_by_confuser": ("False positives by confuser category", "FPR per N2 confuser class with Wilson "
                                     "intervals: which look-alikes the detector mistakes for lenses."),
-            "gallery_high_scoring_negative.png": ("Failures: highest-scoring negatives", "Non-lenses the model scores "
+            "gallery_high_scoring_negative": ("Failures: highest-scoring negatives", "Non-lenses the model scores "
                                                   "highest, with Grad-CAM; look for shared morphology (rings, arms)."),
-            "gallery_low_scoring_positive.png": ("Failures: lowest-scoring positives", "Catalogued lenses the model "
+            "gallery_low_scoring_positive": ("Failures: lowest-scoring positives", "Catalogued lenses the model "
                                                  "misses; faint or small arcs point to a detectability limit.")}
     for name, (title, cap) in caps.items():
-        p = run / "evaluate" / name
+        p = run.evaluation.figure(name)
         if p.is_file():
             s.add(figure(p, cap, title))
     return s
 
 
 # ------------------------------------------------------------------ selection function
-def section_selection(run: Path, figs: Path, tables: dict) -> Section:
+def section_selection(run: Run, figs: Path, tables: dict) -> Section:
     s = Section("selection", "Selection function")
-    d = run / "selection" / "run"
-    summ = _json(d / "summary.json")
+    d = run.selection
+    summ = read_doc(d.summary, SELECTION_SUMMARY, missing_ok=True)
     if summ is None:
         s.missing.append(("selection", HOW["selection"]))
         return s
+    ops = [OperatingPoint.from_dict(x, str(d.operating_points))
+           for x in read_doc(d.operating_points, OPERATING_POINTS)["points"]]
+    head = headline([op.name for op in ops])
+    hop = by_name(ops, head)
     rows = []
     for fam, v in summ["families"].items():
         for th, c in v["marginal"].items():
-            rows.append({"family": fam, "threshold": th, "k / n": f"{c['k']:,} / {c['n']:,}",
+            rows.append({"family": fam, "operating point": th, "k / n": f"{c['k']:,} / {c['n']:,}",
                          "completeness [95% Jeffreys]": interval(c["completeness"], c["lo95"], c["hi95"])})
     sel = pd.DataFrame(rows)
     tables["selection_marginal"] = sel
@@ -262,45 +300,61 @@ def section_selection(run: Path, figs: Path, tables: dict) -> Section:
           "grid cells per family.</p>")
     s.add("<h3>Completeness over the whole grid</h3>" + table(
         sel, "Pooled over every injection of the grid (uniform in theta_E and lensed magnitude inside the grid): "
-             "compare families, not absolute values; a survey's completeness weights cells by its lens population.",
+             "compare families, not absolute values; a survey's completeness weights cells by its lens population. "
+             f"A detection is {esc(RULE)}; the operating points: "
+             + "; ".join(f"{esc(op.name)}: {esc(op.origin)}" for op in ops) + ".",
         raw_html=("completeness [95% Jeffreys]",)))
-    for f in (d / "figures").glob("heatmap_*.png"):
-        fam = f.stem.removeprefix("heatmap_")
-        s.add(figure(f, "Completeness at p > 0.5 per (theta_E, PSF FWHM) cell, one panel per depth bin, pooled over "
-                        "arc magnitude; grey cells hold too few injections. Completeness should rise with theta_E / "
-                        "FWHM: arcs blended with the host's light are hard for any detector.", f"{fam}: theta_E x PSF"))
-    marg_p = d / "marginals.parquet"
-    if marg_p.is_file():
-        marg = pd.read_parquet(marg_p)
-        if (d / "figures" / "marginals.png").is_file():
-            s.add(figure(d / "figures" / "marginals.png", "Completeness at p > 0.5 against each grid axis and against "
-                                                          "the source's half-light radius, concentration and offset, "
-                                                          "marginalised over the rest, with 68 percent Jeffreys bands: "
-                                                          "the source properties the detector selects on.",
+    for fam in summ["families"]:
+        f = d.heatmap(fam)
+        if f.is_file():
+            s.add(figure(f, f"Completeness at {esc(head)} per (theta_E, PSF FWHM) cell, one panel per depth bin, pooled "
+                            "over arc magnitude; grey cells hold too few injections. Completeness should rise with "
+                            "theta_E / FWHM: arcs blended with the host's light are hard for any detector.",
+                         f"{fam}: theta_E x PSF"))
+    if d.config.is_file():
+        from lensaudit.config import load_config
+        from lensaudit.inject import parameter_table
+        from lensaudit.selection.config import SelectionConfig
+
+        scfg = load_config(d.config, SelectionConfig)
+        for fam in scfg.families:
+            pt = parameter_table(scfg.priors, fam)
+            tables[f"priors_{fam.name}"] = pt
+            s.add(f"<details><summary>{esc(fam.name)} ({esc(fam.kind)}): {len(pt)} drawn parameters and their priors"
+                  "</summary>" + table(pt, "Every parameter this family draws, with its unit, valid range and prior "
+                                           "as configured for this run (the grid axes narrow theta_E and the lensed "
+                                           "magnitude to each cell).") + "</details>")
+    if d.marginals.is_file():
+        marg = read_artifact_table(d.marginals, MARGINALS)
+        if d.marginals_figure.is_file():
+            s.add(figure(d.marginals_figure, f"Completeness at {esc(head)} against each grid axis and against "
+                                             "the source's half-light radius, concentration and offset, "
+                                             "marginalised over the rest, with 68 percent Jeffreys bands: "
+                                             "the source properties the detector selects on.",
                          "Marginal completeness"))
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6.2, 3.8))
-        g0 = marg[(marg["quantity"] == "arc_mag") & (marg["threshold"] == "p>0.5")]
+        g0 = marg[(marg["quantity"] == "arc_mag") & (marg["threshold"] == head)]
         for fam, g in g0.groupby("family", sort=False):
             x = ((g["lo"] + g["hi"]) / 2).to_numpy(float)
             ax.errorbar(x, g["completeness"].to_numpy(float), yerr=np.vstack([
                 (g["completeness"] - g["lo95"]).to_numpy(float), (g["hi95"] - g["completeness"]).to_numpy(float)]),
                 fmt="o-", ms=3, capsize=2, label=fam)
         ax.set_xlabel("lensed arc r magnitude (AB)")
-        ax.set_ylabel("completeness at p > 0.5 (95% Jeffreys)")
+        ax.set_ylabel(f"completeness at {hop.name} (95% Jeffreys)")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
         fn = save_figure(fig, figs / "completeness_vs_magnitude.png")
         s.add(figure(figs / fn, "Completeness against the lensed arc's r magnitude: the magnitude at which each "
                                 "family falls to one half is the detector's depth for lensed arcs.",
                      "Completeness against lensed magnitude"))
-        tables["selection_marginals"] = marg[marg["threshold"] == "p>0.5"][
+        tables["selection_marginals"] = marg[marg["threshold"] == head][
             ["family", "quantity", "lo", "hi", "n", "k", "completeness", "lo95", "hi95"]]
     return s
 
 
 # ------------------------------------------------------------------ realism
-def _matched_gallery(run: Path, figs: Path, real: pd.DataFrame, fam: str, n: int = 6) -> str | None:
+def _matched_gallery(run: Run, figs: Path, real: pd.DataFrame, fam: str, n: int = 6) -> str | None:
     """Real Tier-A lenses and, under each, the family's injection nearest in lensed r magnitude (re-rendered
     from its record: injections are pure functions of their parameters and host)."""
     from lensaudit.config import load_config
@@ -309,13 +363,13 @@ def _matched_gallery(run: Path, figs: Path, real: pd.DataFrame, fam: str, n: int
     from lensaudit.inject.records import read_injections
     from lensaudit.selection.config import SelectionConfig
 
-    d = run / "selection" / "run"
-    cfg = load_config(d / "config.yaml", SelectionConfig)
+    d = run.selection
+    cfg = load_config(d.config, SelectionConfig)
     fams = {f.name: f for f in cfg.families}
-    if fam not in fams or not (run / "fetch" / "store").is_dir():
+    if fam not in fams or not run.store.is_dir():
         return None
     recs = read_injections(d, fam)
-    store = CutoutStore(run / "fetch" / "store")
+    store = CutoutStore(run.store)
     have = set(store.ids().astype(str))
     real = real[real["id"].isin(have)].sort_values("arc_mag_r").iloc[:: max(1, len(real) // n)].head(n)
     if not len(real):
@@ -337,14 +391,14 @@ _PARAM_COLUMNS = {"index", "family", "seed", "theta_e", "q_lens", "phi_lens", "g
                   "n_knots", "knot_fraction"}
 
 
-def section_realism(run: Path, figs: Path, tables: dict) -> Section:
+def section_realism(run: Run, figs: Path, tables: dict) -> Section:
     s = Section("realism", "Realism of the injections")
-    rp = run / "selection" / "realism" / "realism.parquet"
+    rp = run.realism.table
     if not rp.is_file():
-        why = ((_json(run / "selection" / "stage.json") or {}).get("summary") or {}).get("realism")
+        why = ((_json(run.stage_record("selection")) or {}).get("summary") or {}).get("realism")
         s.missing.append(("realism", esc(why) if isinstance(why, str) else HOW["realism"]))
         return s
-    t = pd.read_parquet(rp)
+    t = read_artifact_table(rp, REALISM)
     v = t.assign(**{"probe AUC [95%]": [interval(a, lo, hi) for a, lo, hi in
                                         zip(t["probe_auc"], t["probe_auc_lo95"], t["probe_auc_hi95"], strict=True)],
                     "verdict": [f'<span class="{"go" if x == "GO" else "nogo"}">{x}</span>' for x in t["verdict"]]})
@@ -356,8 +410,8 @@ def section_realism(run: Path, figs: Path, tables: dict) -> Section:
                          "Frechet: distance of the feature distributions (floor: two halves of the real lenses). KS: "
                          "two-sample statistics of arc S/N, arc g - r and sky noise. A planted family must be NO-GO.",
                 raw_html=("probe AUC [95%]", "verdict")))
-    tl = run / "selection" / "true_lenses" / "true_lenses.parquet"
-    real = pd.read_parquet(tl) if tl.is_file() else None
+    tl = run.true_lenses.table
+    real = read_artifact_table(tl, TRUE_LENSES) if tl.is_file() else None
     real = real[real["tier"] == "A"] if real is not None else None
     if real is not None and len(real):
         for fam in t["family"]:
@@ -380,7 +434,7 @@ def section_realism(run: Path, figs: Path, tables: dict) -> Section:
         a2.hist(real["arc_g_r"] if "arc_g_r" in real else real["arc_mag_g"] - real["arc_mag_r"], bins=30, range=(-0.5, 2.5),
                 density=True, histtype="stepfilled", color="k", alpha=0.25, label="real Tier A")
         for fam in t["family"]:
-            r = read_injections(run / "selection" / "run", fam)
+            r = read_injections(run.selection, fam)
             a1.hist(r["arc_snr"], bins=bins_s, density=True, histtype="step", label=fam)
             a2.hist(r["arc_mag_g"] - r["arc_mag_r"], bins=30, range=(-0.5, 2.5), density=True, histtype="step", label=fam)
         a1.set_xscale("log")
@@ -396,24 +450,25 @@ def section_realism(run: Path, figs: Path, tables: dict) -> Section:
 
 
 # ------------------------------------------------------------------ closure
-def section_closure(run: Path, figs: Path, tables: dict) -> Section:
+def section_closure(run: Run, figs: Path, tables: dict) -> Section:
     s = Section("closure", "Closure test (mock truth)")
-    cp = run / "selection" / "closure" / "closure_summary.parquet"
+    cp = run.closure.summary
     if not cp.is_file():
         s.missing.append(("closure", HOW["closure"]))
         return s
-    c = pd.read_parquet(cp)
-    c5 = c[c["threshold"] == "p>0.5"]
+    c = read_artifact_table(cp, CLOSURE_SUMMARY)
+    head = headline(c["threshold"].unique())
+    c5 = c[c["threshold"] == head]
     cols = [x for x in ("family", "mode", "n_true_covered", "c_true", "c_pred", "diff", "z", "chi2", "dof", "p_value",
                         "gate_probe_auc", "gate_verdict") if x in c5]
     tables["closure"] = c5[cols]
     s.add(table(c5[cols], "True completeness of the mock's lenses outside the training split (c_true) against each "
-                          "family's prediction from its selection function (c_pred), at p > 0.5; chi2 over the theta_E "
+                          f"family's prediction from its selection function (c_pred), at {esc(head)}; chi2 over the theta_E "
                           "x magnitude bins. <i>reweighted</i>: injections weighted to the true lenses' beta/theta_E, "
                           "arc colour and host magnitude (not grid axes), separating a prior mismatch from a realism "
                           "failure. The gate's probe AUC is beside each family."))
-    if (run / "selection" / "closure" / "closure.png").is_file():
-        s.add(figure(run / "selection" / "closure" / "closure.png",
+    if run.closure.figure.is_file():
+        s.add(figure(run.closure.figure,
                      "Measured (coloured, one per family) against true (black) completeness per marginal bin with 68 "
                      "percent intervals. A family that closes within the intervals measures the survey's selection; "
                      "one that misses by more does not, whatever its grid says.", "Measured against true completeness"))
@@ -421,13 +476,13 @@ def section_closure(run: Path, figs: Path, tables: dict) -> Section:
 
 
 # ------------------------------------------------------------------ ensembles
-def section_ensemble(run: Path, figs: Path, tables: dict) -> Section:
+def section_ensemble(run: Run, figs: Path, tables: dict) -> Section:
     s = Section("ensemble", "Domain-specialised ensembles")
-    e = _json(run / "ensemble" / "ensemble.json")
+    d = run.ensemble
+    e = read_doc(d.summary, ENSEMBLE, missing_ok=True)
     if e is None:
         s.missing.append(("ensemble", HOW["ensemble"]))
         return s
-    d = run / "ensemble"
     rules = "; ".join(f"<b>{esc(k)}</b> on {esc(r['column'])}: {esc(', '.join(r['domains']))}"
                       + (f" (cut {fmt(r['cut'])}, {esc(r.get('cut_from'))})" if "cut" in r else "")
                       for k, r in e["rules"].items())
@@ -436,7 +491,7 @@ def section_ensemble(run: Path, figs: Path, tables: dict) -> Section:
           f"(gate), and the meta-learner fitted out of fold on the {esc(e['fit_split'])} split. Every number "
           f"below is measured on the {esc(e['audit_split'])} split ({e['n_audit']} objects, {e['n_audit_lenses']} "
           f"lenses) with its 95 percent interval; operating threshold p &ge; {fmt(e['threshold'])}.</p>")
-    perf = pd.read_csv(d / "tables" / "performance.csv")
+    perf = pd.read_csv(d.table("performance"))
     show = pd.DataFrame({"scorer": perf["scorer"], "kind": perf["kind"],
                          "ROC AUC [95%]": [interval(*r) for r in perf[["auc", "auc_lo95", "auc_hi95"]].to_numpy()],
                          "AUC Tier A [95%]": [interval(*r) for r in
@@ -446,7 +501,7 @@ def section_ensemble(run: Path, figs: Path, tables: dict) -> Section:
     tables["ensemble_performance"] = perf
     s.add(table(show, "Baseline, members (each on every audited object, its own domain or not) and combinations.",
                 raw_html=("ROC AUC [95%]", "AUC Tier A [95%]", "recall [95%]", "FPR [95%]")))
-    y = pd.read_csv(d / "tables" / "yield.csv")
+    y = pd.read_csv(d.table("yield"))
     tables["ensemble_yield"] = y
     combos = ["baseline", *e["combinations"]]
     yc = y[y["scorer"].isin(combos)]
@@ -456,9 +511,10 @@ def section_ensemble(run: Path, figs: Path, tables: dict) -> Section:
     piv.columns = [f"top {k}" for k in piv.columns]
     piv = piv.reset_index()
     s.add(table(piv, "Yield at a fixed inspection budget: the fraction of each target set inside the top-K list "
-                     "(found / all), for the baseline and each combination (members in tables/yield.csv).",
+                     f"(found / all), for the baseline and each combination (members in "
+                     f"{esc(d.table('yield').relative_to(d.root))}).",
                 raw_html=tuple(c for c in piv.columns if c.startswith("top "))))
-    u = pd.read_csv(d / "tables" / "unique_finds.csv")
+    u = pd.read_csv(d.table("unique_finds"))
     tables["ensemble_unique_finds"] = u
     tgt = "true lenses (mock truth)" if "true lenses (mock truth)" in set(u["target"]) else "lenses (label 1)"
     uu = u[u["target"] == tgt]
@@ -475,8 +531,8 @@ def section_ensemble(run: Path, figs: Path, tables: dict) -> Section:
     upiv = upiv.reset_index()
     s.add(table(upiv, f"Who found what ({esc(tgt)}): in each combination's top-K list, the targets it holds / how many "
                       "of them are in the top-K of exactly one member (which) / in no member's top-K. Every target "
-                      "in tables/unique_finds.csv."))
-    dis = pd.read_csv(d / "tables" / "disagreement.csv")
+                      f"in {esc(d.table('unique_finds').relative_to(d.root))}."))
+    dis = pd.read_csv(d.table("disagreement"))
     dis = dis[dis["pair"] == "all members"]
     tables["ensemble_disagreement"] = dis
     dshow = pd.DataFrame({"members of": dis["group"], "stratum": dis["stratum"], "objects": dis["label"],
@@ -485,27 +541,27 @@ def section_ensemble(run: Path, figs: Path, tables: dict) -> Section:
                                                  strict=True)]})
     s.add(table(dshow, "Disagreement: members on both sides of the threshold, by domain stratum and label.",
                 raw_html=("disagree [95%]",)))
-    corr = pd.read_csv(d / "tables" / "correlations.csv")
+    corr = pd.read_csv(d.table("correlations"))
     tables["ensemble_correlations"] = corr
-    for f, cap, title in (("correlations.png", "Pearson correlation of the members' logits with each other and with "
-                                              "the baseline (all audited objects; per-stratum values and Spearman "
-                                              "correlations with intervals in tables/correlations.csv).",
+    for f, cap, title in (("correlations", "Pearson correlation of the members' logits with each other and with "
+                                          "the baseline (all audited objects; per-stratum values and Spearman "
+                                          f"correlations with intervals in {esc(d.table('correlations').relative_to(d.root))}).",
                            "Member score correlations"),
-                          ("selective.png", "Selective classification: recall and precision on the objects kept when "
+                          ("selective", "Selective classification: recall and precision on the objects kept when "
                                             "the most uncertain fraction is set aside for inspection. Solid: member "
                                             "spread of each combination; dashed: the baseline's own margin and a "
                                             "random order (the reference a useful uncertainty must beat).",
                            "Does disagreement flag unreliable scores?"),
-                          ("yield.png", "Fraction of each target set in the top-K list against K, with Wilson 95 "
-                                        "percent intervals; dashed: the baseline.", "Yield at fixed inspection budget")):
-        if (d / "figures" / f).is_file():
-            s.add(figure(d / "figures" / f, cap, title))
-    sc = d / "tables" / "selection_compare.csv"
+                          ("yield", "Fraction of each target set in the top-K list against K, with Wilson 95 "
+                                    "percent intervals; dashed: the baseline.", "Yield at fixed inspection budget")):
+        if d.figure(f).is_file():
+            s.add(figure(d.figure(f), cap, title))
+    sc = d.table("selection_compare")
     if sc.is_file():
         c = pd.read_csv(sc)
         c = c[c["cell"].astype(str) == "all"]
         tables["ensemble_selection"] = c
-        top = c["threshold"].iloc[-1] if len(c) else None  # the highest probability threshold (p>0.5)
+        top = headline(c["threshold"].unique()) if len(c) else None
         c = c[c["threshold"] == top]
         cshow = pd.DataFrame({"family": c["family"], "scorer": c["scorer"], "threshold": c["threshold"],
                               "injections": c["n"], "completeness [95%]": [interval(*r) for r in
@@ -515,10 +571,10 @@ def section_ensemble(run: Path, figs: Path, tables: dict) -> Section:
                               "McNemar p": ["< 0.001" if p < 1e-3 else f"{p:.3f}" for p in c["mcnemar_p"]]})
         s.add(table(cshow, f"Selection function on the same injections ({esc(top)}): completeness of each member and "
                            "combination against the baseline, with the paired (exact McNemar) test of the difference; "
-                           "every threshold and cell in tables/selection_compare.csv.",
+                           f"every threshold and cell in {esc(d.table('selection_compare').relative_to(d.root))}.",
                     raw_html=("completeness [95%]", "McNemar p")))
         for f in (e.get("selection") or {}).get("families", []):
-            p = d / "figures" / f"selection_diff_{f}.png"
+            p = d.selection_diff_figure(f)
             if p.is_file():
                 s.add(figure(p, f"{f} injections: completeness of each combination minus the baseline's per theta_E x "
                                 "PSF cell (pooled over depth and arc magnitude); starred cells differ at paired p < "
@@ -526,33 +582,34 @@ def section_ensemble(run: Path, figs: Path, tables: dict) -> Section:
                                 "more.", "Where the selection functions differ"))
     elif e.get("selection") is None:
         s.missing.append(("selection-function comparison", "add <code>selection: {config: "
-                          "RUN/selection/run/config.yaml}</code> to the ensemble config"))
+                          f"{_R.selection.config}}}</code> to the ensemble config"))
     return s
 
 
 # ------------------------------------------------------------------ methods
-def methods(run: Path) -> str:
+def methods(run: Run) -> str:
     parts = []
     # the demo's own run record is written after its last stage (this report): the training run's then
-    info = _json(run / "run_info.json") or _json(run / "train" / "run_info.json")
+    info = _json(run.run_info) or _json(run.train.run_info)
     if info:
         v = info.get("versions", {})
         parts.append(f"<p>Run at {esc(info.get('utc_time'))} from commit <code>{esc(info.get('git_commit'))}</code> "
                      f"on {esc(info.get('platform'))}; seeds {esc(json.dumps(info.get('seeds', {})))}; "
                      f"{esc(', '.join(f'{k} {x}' for k, x in sorted(v.items())))}.</p>")
-    for title, p in (("Catalog cuts and sampling", run / "catalog" / "config.resolved.yaml"),
-                     ("Training", run / "train" / "config.resolved.yaml"),
-                     ("Selection function (grid, priors, engine, thresholds)", run / "selection" / "run" / "config.yaml"),
-                     ("Ensembles (domains, combinations, budgets)", run / "ensemble" / "config.resolved.yaml")):
+    for title, p in (("Catalog cuts and sampling", run.catalog.resolved_config),
+                     ("Training", run.train.resolved_config),
+                     ("Selection function (grid, priors, engine, thresholds)", run.selection.config),
+                     ("Ensembles (domains, combinations, budgets)", run.ensemble.resolved_config)):
         if p.is_file():
             parts.append(f"<h3>{esc(title)}</h3><pre>{esc(p.read_text())}</pre>")
-    th = _json(run / "selection" / "run" / "thresholds.json")
+    th = read_doc(run.selection.operating_points, OPERATING_POINTS, missing_ok=True)
     if th:
-        parts.append("<h3>Detection thresholds</h3><pre>" + esc(json.dumps(th, indent=1)) + "</pre>")
-    m = _json(run / "evaluate" / "metrics.json")
+        parts.append(f"<h3>Operating points (a detection is {esc(RULE)})</h3><pre>"
+                     + esc(json.dumps(th["points"], indent=1)) + "</pre>")
+    m = _json(run.evaluation.metrics)
     if m:
         parts.append("<h3>Evaluation</h3><pre>" + esc(json.dumps(m.get("config", {}), indent=1)) + "</pre>")
-    rj = _json(run / "selection" / "realism" / "realism.json")
+    rj = read_doc(run.realism.report, REALISM_DOC, missing_ok=True)
     if rj:
         parts.append("<h3>Realism gate</h3><pre>" + esc(json.dumps(rj.get("config", {}), indent=1)) + "</pre>")
     return "".join(parts) or "<p>No run record found.</p>"
@@ -564,13 +621,13 @@ SECTIONS = (section_data, section_training, section_performance, section_selecti
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report/index.html`` (plus figures and tables) for a run directory; returns its path."""
-    run = Path(run_dir)
-    if not run.is_dir():
+    run = Run(run_dir)
+    if not run.root.is_dir():
         from lensaudit.errors import InputError
 
-        raise InputError(f"report: run directory {run} not found")
-    out = Path(out) if out else run / "report"
-    figs = out / "figures"
+        raise InputError(f"report: run directory {run.root} not found")
+    rep = ReportDir(out) if out else run.report
+    figs = rep.figures
     figs.mkdir(parents=True, exist_ok=True)
     tables: dict[str, pd.DataFrame] = {}
     sections = []
@@ -580,17 +637,17 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         except Exception as exc:  # one broken stage output must not hide the rest of the audit
             log.warning("report: section %s failed: %s", fn.__name__, exc)
             sec = Section(fn.__name__.removeprefix("section_"), fn.__name__.removeprefix("section_").title())
-            sec.missing.append(("this section", f"could not be built from {run}: {esc(exc)}"))
+            sec.missing.append(("this section", f"could not be built from {run.root}: {esc(exc)}"))
             sections.append(sec)
-    info = _json(run / "run_info.json") or {}
+    info = _json(run.run_info) or {}
     # the demo writes its run_info.json after its last stage (this report): then the commit of this code
     commit = info.get("git_commit") or f"{git_commit()} (of the code writing this report)"
-    sub = (f"Run directory <code>{esc(run.resolve())}</code>; commit <code>{esc(commit)}</code>. "
+    sub = (f"Run directory <code>{esc(run.root.resolve())}</code>; commit <code>{esc(commit)}</code>. "
            "Every number comes with its interval and count.")
     html_text = page("lensaudit audit report", sub, sections, methods(run))
-    atomic_write_text(out / "index.html", html_text)
-    write_tables(tables, out / "tables")
-    return out / "index.html"
+    atomic_write_text(rep.index, html_text)
+    write_tables(tables, rep.tables)
+    return rep.index
 
 
 __all__ = ["SECTIONS", "build_report"]

@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from lensaudit.artifacts.operating import HEADLINE
+
 
 def _run(a: argparse.Namespace) -> int:
     from lensaudit.config import load_config
@@ -20,10 +22,12 @@ def _run(a: argparse.Namespace) -> int:
 
 
 def _mock_true_lenses(a: argparse.Namespace) -> int:
+    from lensaudit.artifacts import TrueLensesDir
     from lensaudit.selection.closure import score_mock_true_lenses
 
     t = score_mock_true_lenses(Path(a.survey), a.manifest, a.checkpoint, Path(a.out), splits=tuple(a.splits))
-    print(json.dumps({"out": str(Path(a.out) / "true_lenses.parquet"), "n_true_lenses": len(t)}))
+    print(json.dumps({"out": str(TrueLensesDir(a.out).table), "n_true_lenses": len(t),
+                      "excluded": t.attrs.get("excluded", {})}))
     return 0
 
 
@@ -36,7 +40,7 @@ def _closure(a: argparse.Namespace) -> int:
 
 
 def _inject(a: argparse.Namespace) -> int:
-    from lensaudit.selection.run import inject_examples
+    from lensaudit.selection.examples import inject_examples
 
     rep = inject_examples(a.config, a.family, a.n, Path(a.out), a.seed)
     print(json.dumps(rep, indent=2))
@@ -64,7 +68,8 @@ def add_selection_commands(sub) -> None:
     c.add_argument("--true-lenses", required=True, help="true_lenses.parquet from `selection mock-true-lenses`")
     c.add_argument("--realism", default=None, help="realism.parquet, to print each family's gate beside its closure")
     c.add_argument("--min-true", type=int, default=5, help="bins with fewer true lenses get no z")
-    c.add_argument("--threshold", default="p>0.5", help="threshold to print (all are written)")
+    c.add_argument("--threshold", default=HEADLINE, help="operating point to print, e.g. p>=0.5 or fpr=0.001 (all are "
+                                                         "written)")
     c.add_argument("--out", required=True)
     c.set_defaults(fn=_closure)
 

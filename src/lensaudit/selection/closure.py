@@ -20,14 +20,21 @@ mismatch is separated from a realism failure.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from lensaudit.artifacts import OperatingPoint, SplitRule
+from lensaudit.artifacts.kinds import TRUE_LENSES
+from lensaudit.artifacts.operating import HEADLINE, headline
 from lensaudit.selection.grid import AXES, Grid
 from lensaudit.selection.intervals import jeffreys_interval
+
+log = logging.getLogger(__name__)
 
 #: Non-grid parameters the reweighting matches (true-lens table column, injection-record column).
 REWEIGHT = {"beta_frac": ("beta_frac", "beta_frac"), "arc_g_r": ("arc_g_r", "arc_g_r"),
@@ -93,12 +100,10 @@ def _compare(true: pd.DataFrame, keys: list[str], min_true: int) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def closure_test(true: pd.DataFrame, inj: pd.DataFrame, grid: Grid, thresholds: list[dict], min_count: int = 10,
+def closure_test(true: pd.DataFrame, inj: pd.DataFrame, grid: Grid, ops: list[OperatingPoint], min_count: int = 10,
                  min_true: int = 5, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-bin table, summary table) for one family; ``true`` needs the columns of :data:`TRUE_AXES`,
-    :data:`REWEIGHT` and ``probability``; ``inj`` a selection run's records."""
-    from lensaudit.selection.run import detected
-
+    """(per-bin table, summary table) for one family at each operating point; ``true`` needs the columns of
+    :data:`TRUE_AXES`, :data:`REWEIGHT` and ``probability``; ``inj`` a selection run's records."""
     t = true.copy()
     bins = {a: grid.bin_of(a, t[TRUE_AXES[a]]) for a in AXES}
     inside = np.all([b >= 0 for b in bins.values()], axis=0)
@@ -111,9 +116,9 @@ def closure_test(true: pd.DataFrame, inj: pd.DataFrame, grid: Grid, thresholds: 
     w_rw = density_ratio_weights(t[[c for c, _ in REWEIGHT.values()]].to_numpy(float),
                                  inj[[c for _, c in REWEIGHT.values()]].to_numpy(float), seed=seed)
     per_bin, summary = [], []
-    for th in thresholds:
-        det_inj = detected(inj["probability"], th).astype(float)
-        t["det"] = detected(t["probability"], th)
+    for op in ops:
+        det_inj = op.detected(inj["probability"]).astype(float)
+        t["det"] = op.detected(t["probability"])
         for mode, w in (("raw", np.ones(len(inj))), ("reweighted", w_rw)):
             cc = cell_completeness(inj, det_inj, w, grid).set_index("cell")
             tt = t.assign(c_pred=cc["c"].reindex(t["cell"]).to_numpy(), var_pred=cc["var"].reindex(t["cell"]).to_numpy(),
@@ -128,12 +133,12 @@ def closure_test(true: pd.DataFrame, inj: pd.DataFrame, grid: Grid, thresholds: 
                     for k in keys:                   # bin centres in the axis' units, beside the bin index
                         a = k.removeprefix("i_")
                         tab[f"{a}_centre"] = grid.centres(a)[tab[f"bin_{a}"].to_numpy(int)]
-                    per_bin.append(tab.assign(quantity=q, mode=mode, threshold=th["name"]))
+                    per_bin.append(tab.assign(quantity=q, mode=mode, threshold=op.name))
                     if q == "theta_e x arc_mag":
                         z = tab["z"].to_numpy(float)
             z = z[np.isfinite(z)]
             overall = _compare(covered.assign(all=0), ["all"], 1)
-            summary.append({"mode": mode, "threshold": th["name"], "n_true_in_grid": int(len(t)),
+            summary.append({"mode": mode, "threshold": op.name, "n_true_in_grid": int(len(t)),
                             "n_true_covered": int(len(covered)), "chi2": float((z**2).sum()), "dof": int(len(z)),
                             "p_value": float(chi2.sf((z**2).sum(), len(z))) if len(z) else np.nan,
                             "c_true": float(overall["c_true"].iat[0]) if len(overall) else np.nan,
@@ -143,32 +148,30 @@ def closure_test(true: pd.DataFrame, inj: pd.DataFrame, grid: Grid, thresholds: 
     return (pd.concat(per_bin, ignore_index=True) if per_bin else pd.DataFrame()), pd.DataFrame(summary)
 
 
-def mock_true_lenses(survey_dir, manifest: pd.DataFrame, splits=("val", "test")) -> pd.DataFrame:
+def mock_true_lenses(survey_dir, rule: SplitRule, splits=("val", "test")) -> pd.DataFrame:
     """The mock's true lenses in ``splits`` (mock only): truth parameters, the catalog's r-band PSF FWHM and
-    depth from the sweeps, the split from the manifest's HEALPix pixels, and the non-grid parameters of
-    :data:`REWEIGHT`. Lenses in pixels the manifest does not cover are left out."""
-    from pathlib import Path
-
-    from lensaudit.catalog.spatial import healpix_nested
-    from lensaudit.manifest import healpix_column, read_table
+    depth from the sweeps, the split by the manifest's split rule (:class:`SplitRule`: every position has one),
+    and the non-grid parameters of :data:`REWEIGHT`. A true lens the sweeps do not hold is an exclusion, counted
+    in ``attrs["excluded"]`` with its reason, never a silent drop."""
+    from lensaudit.artifacts import MockSurveyDir, object_id, read_table
     from lensaudit.survey.photometry import depth_to_mag5
     from lensaudit.survey.sweepio import read_sweep
 
-    survey_dir = Path(survey_dir)
-    truth = read_table(survey_dir / "truth" / "truth.parquet", "truth table")
+    md = MockSurveyDir(survey_dir)
+    truth = read_table(md.truth, "truth table")
     lenses = truth[truth["kind"] == "lens"].copy()
-    col = healpix_column(manifest.columns)
-    if col is None:
-        raise ValueError("manifest: no healpix_<nside> column to place true lenses in splits")
-    nside = int(col.split("_")[1])
-    pix_split = manifest.drop_duplicates(col).set_index(col)["split"]
-    lenses["split"] = pd.Series(healpix_nested(lenses["ra"].to_numpy(), lenses["dec"].to_numpy(), nside),
-                                index=lenses.index).map(pix_split)
+    lenses["split"] = rule.split_of(lenses["ra"].to_numpy(), lenses["dec"].to_numpy())
+    n_all = len(lenses)
     lenses = lenses[lenses["split"].isin(list(splits))]
     sw = pd.concat([read_sweep(p, ("BRICKNAME", "OBJID", "PSFSIZE_R", "PSFDEPTH_R"))
-                    for p in sorted((survey_dir / "sweeps").glob("*.fits"))], ignore_index=True)
-    sw["id"] = sw["BRICKNAME"].astype(str) + "_" + sw["OBJID"].astype(str)
-    lenses = lenses.merge(sw[["id", "PSFSIZE_R", "PSFDEPTH_R"]], on="id", how="inner")
+                    for p in sorted(md.sweeps.glob("*.fits"))], ignore_index=True)
+    sw["id"] = object_id(sw["BRICKNAME"].astype(str).to_numpy(), sw["OBJID"].to_numpy())
+    found = lenses["id"].isin(set(sw["id"]))
+    excluded = {"not in the sweeps": int((~found).sum())}
+    if excluded["not in the sweeps"]:
+        log.warning("%d true lens(es) of splits %s are not in the mock's sweeps: excluded from closure, counted",
+                    excluded["not in the sweeps"], list(splits))
+    lenses = lenses[found].merge(sw[["id", "PSFSIZE_R", "PSFDEPTH_R"]], on="id", how="left")
     out = pd.DataFrame({"id": lenses["id"].astype(str), "ra": lenses["ra"], "dec": lenses["dec"], "split": lenses["split"],
                         "tier": lenses["tier"].fillna(""), "theta_e": lenses["theta_e"], "arc_mag_r": lenses["arc_mag_r"],
                         "arc_mag_g": lenses["arc_mag_g"], "arc_snr": lenses["arc_snr"],
@@ -176,73 +179,74 @@ def mock_true_lenses(survey_dir, manifest: pd.DataFrame, splits=("val", "test"))
                         "depth_r": depth_to_mag5(lenses["PSFDEPTH_R"].to_numpy(float)),
                         "beta_frac": np.hypot(lenses["src_x"], lenses["src_y"]) / lenses["theta_e"],
                         "arc_g_r": lenses["arc_mag_g"] - lenses["arc_mag_r"], "host_mag_r": lenses["rmag"]})
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs.update({"n_true_lenses": n_all, "n_in_splits": int(found.size), "excluded": excluded})
+    return out
 
 
 def score_mock_true_lenses(survey_dir, manifest, checkpoint, out, splits=("val", "test")) -> pd.DataFrame:
-    """Mock only: :func:`mock_true_lenses`, their cutouts fetched from the loopback mock into ``out/store``
-    (resumable) and scored with ``checkpoint``; writes ``out/true_lenses.parquet``."""
-    from pathlib import Path
-
+    """Mock only: :func:`mock_true_lenses` (split by ``manifest``'s split rule), their cutouts fetched from the
+    loopback mock into the output's store (resumable) and scored with ``checkpoint``; writes the true-lens table.
+    A lens whose cutout cannot be fetched or scored is an exclusion counted in the table's metadata."""
+    from lensaudit.artifacts import TrueLensesDir, read_manifest_metadata, write_artifact_table
+    from lensaudit.artifacts.kinds import TRUE_LENSES
     from lensaudit.cutouts import CutoutStore
     from lensaudit.cutouts.mockfetch import fetch_from_mock
-    from lensaudit.manifest import read_manifest, write_table
     from lensaudit.train.score import score_manifest
 
-    out = Path(out)
-    m = read_manifest(manifest, require=("id", "split")) if not isinstance(manifest, pd.DataFrame) else manifest
-    t = mock_true_lenses(survey_dir, m, splits)
-    store = CutoutStore(out / "store", create=True)
+    td = TrueLensesDir(out)
+    rule = SplitRule.from_metadata(read_manifest_metadata(manifest), f"manifest {manifest}")
+    t = mock_true_lenses(survey_dir, rule, splits)
+    store = CutoutStore(td.store, create=True)
     have = set(store.ids().astype(str))
     todo = t[~t["id"].isin(have)][["id", "ra", "dec"]]
     if len(todo):
         fetch_from_mock(todo, store, survey_dir)
-    sc = score_manifest(checkpoint, t[["id"]], CutoutStore(out / "store"), on_missing="skip")
+    sc = score_manifest(checkpoint, t[["id"]], CutoutStore(td.store), on_missing="skip")
+    excluded = {**t.attrs["excluded"], "no cutout": int((~t["id"].isin(set(sc["id"]))).sum())}
+    attrs = {**t.attrs, "excluded": excluded}
     t = t.merge(sc[["id", "logit", "probability"]], on="id", how="inner")
-    write_table(t, out / "true_lenses.parquet")
+    write_artifact_table(t, td.table, TRUE_LENSES, meta={"splits": list(splits), **attrs})
+    t.attrs.update(attrs)
     return t
 
 
 def run_closure(run_dir, true_lenses, out, realism=None, min_true: int = 5, seed: int = 0):
-    """The closure test for every family of a selection run; writes ``closure_bins.parquet``,
-    ``closure_summary.parquet`` / ``.csv`` and a figure into ``out``; returns (per-bin, summary)."""
-    import json
-    from pathlib import Path
-
+    """The closure test for every family of a selection run; writes the per-bin and summary tables and a figure
+    into ``out`` (:class:`ClosureDir`); returns (per-bin, summary)."""
+    from lensaudit.artifacts import ClosureDir, SelectionRunDir, read_artifact_table, read_doc, write_artifact_table
+    from lensaudit.artifacts.kinds import CLOSURE_BINS, CLOSURE_SUMMARY, OPERATING_POINTS, REALISM, SELECTION_SUMMARY
     from lensaudit.inject.records import read_injections
-    from lensaudit.manifest import read_table, write_table
     from lensaudit.selection.function import SelectionFunction
 
-    run_dir, out = Path(run_dir), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    ths = json.loads((run_dir / "thresholds.json").read_text())
-    t = read_table(true_lenses, "true lenses")
-    gate = None
-    if realism:
-        gate = read_table(realism, "realism table").set_index("family")
+    rd, cd = SelectionRunDir(run_dir), ClosureDir(out)
+    cd.root.mkdir(parents=True, exist_ok=True)
+    summary = read_doc(rd.summary, SELECTION_SUMMARY)
+    ops = [OperatingPoint.from_dict(d, str(rd.operating_points))
+           for d in read_doc(rd.operating_points, OPERATING_POINTS)["points"]]
+    t = read_artifact_table(true_lenses, TRUE_LENSES, external_ok=True)   # a truth table may come from elsewhere
+    gate = read_artifact_table(realism, REALISM).set_index("family") if realism else None
     bins, summ = [], []
     for fam in summary["families"]:
-        sf = SelectionFunction.load(run_dir / f"selection_{fam}.parquet")
-        inj = read_injections(run_dir, fam, summary["config_tag"])
-        b, s = closure_test(t, inj, sf.grid, ths, sf.meta.get("min_count", 10), min_true, seed)
+        sf = SelectionFunction.load(rd.selection_function(fam))
+        inj = read_injections(rd, fam, summary["config_tag"])
+        b, s = closure_test(t, inj, sf.grid, ops, sf.meta.get("min_count", 10), min_true, seed)
         s.insert(0, "family", fam)
         s["planted"] = bool(sf.meta.get("planted", False))
-        if gate is not None and fam in gate.index:
-            s["gate_probe_auc"] = float(gate.loc[fam, "probe_auc"])
-            s["gate_verdict"] = gate.loc[fam, "verdict"]
+        s["gate_probe_auc"] = float(gate.loc[fam, "probe_auc"]) if gate is not None and fam in gate.index else np.nan
+        s["gate_verdict"] = gate.loc[fam, "verdict"] if gate is not None and fam in gate.index else ""
         bins.append(b.assign(family=fam))
         summ.append(s)
     per_bin = pd.concat(bins, ignore_index=True)
     summary_t = pd.concat(summ, ignore_index=True)
-    write_table(per_bin, out / "closure_bins.parquet")
-    write_table(summary_t, out / "closure_summary.parquet")
-    summary_t.to_csv(out / "closure_summary.csv", index=False)
-    closure_figure(per_bin, out / "closure.png")
+    write_artifact_table(per_bin, cd.bins, CLOSURE_BINS)
+    write_artifact_table(summary_t, cd.summary, CLOSURE_SUMMARY)
+    summary_t.to_csv(cd.summary_csv, index=False)
+    closure_figure(per_bin, cd.figure, headline(summary_t["threshold"].unique()))
     return per_bin, summary_t
 
 
-def closure_figure(per_bin: pd.DataFrame, path, threshold: str = "p>0.5") -> str:
+def closure_figure(per_bin: pd.DataFrame, path, threshold: str = HEADLINE) -> str:
     """True against injection-predicted completeness per marginal bin, raw and reweighted, per family."""
     from lensaudit.selection.figures import LABELS
     from lensaudit.utils.display import pyplot, save_figure
@@ -277,7 +281,7 @@ def closure_figure(per_bin: pd.DataFrame, path, threshold: str = "p>0.5") -> str
     return save_figure(fig, path)
 
 
-def format_closure(summary: pd.DataFrame, threshold: str = "p>0.5") -> str:
+def format_closure(summary: pd.DataFrame, threshold: str = HEADLINE) -> str:
     s = summary[summary["threshold"] == threshold]
     lines = [f"closure at {threshold}: true completeness of the mock's lenses against each family's prediction",
              f"{'family':<12} {'mode':<11} {'true':>6} {'pred':>6} {'diff':>7} {'z':>6} {'chi2/dof':>10} {'p':>7} "

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts import SelectionRunDir
+from lensaudit.artifacts.operating import headline
 from lensaudit.selection.function import SelectionFunction
 from lensaudit.utils.display import pyplot, save_figure
 
@@ -58,16 +60,14 @@ def marginal_curves(marg: pd.DataFrame, threshold: str, path: Path) -> str:
     return save_figure(fig, path)
 
 
-def selection_figures(out: Path, families: list[str], marg: pd.DataFrame, threshold: str = "p>0.5") -> list[str]:
-    figs = Path(out) / "figures"
-    figs.mkdir(parents=True, exist_ok=True)
+def selection_figures(rd: SelectionRunDir, families: list[str], marg: pd.DataFrame) -> list[str]:
+    """The heatmap of each family and the marginal curves, at the run's headline operating point."""
+    rd.figures.mkdir(parents=True, exist_ok=True)
     names = []
     for f in families:
-        sf = SelectionFunction.load(Path(out) / f"selection_{f}.parquet")
-        th = threshold if threshold in sf.thresholds else sf.thresholds[0]
-        names.append(heatmap(sf, th, figs / f"heatmap_{f}.png"))
-    th = threshold if threshold in set(marg["threshold"]) else marg["threshold"].iat[0]
-    names.append(marginal_curves(marg, th, figs / "marginals.png"))
+        sf = SelectionFunction.load(rd.selection_function(f))
+        names.append(heatmap(sf, headline(sf.thresholds), rd.heatmap(f)))
+    names.append(marginal_curves(marg, headline(marg["threshold"].unique()), rd.marginals_figure))
     return names
 
 

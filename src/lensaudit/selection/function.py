@@ -20,19 +20,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts import OperatingPoint, read_artifact_meta, read_artifact_table, write_artifact_table
+from lensaudit.artifacts.kinds import SELECTION_FUNCTION
+from lensaudit.artifacts.operating import HEADLINE
 from lensaudit.errors import InputError
-from lensaudit.manifest import read_table, read_table_metadata, write_table
 from lensaudit.selection.grid import AXES, Grid
 from lensaudit.selection.intervals import completeness_columns
 
-META_KEY = b"lensaudit.selection_function"
+META_KEY = SELECTION_FUNCTION.meta_key
 VALUE_COLUMNS = ("completeness", "lo68", "hi68", "lo95", "hi95")
 
 
-def completeness_table(recs: pd.DataFrame, grid: Grid, ths: list[dict], min_count: int) -> pd.DataFrame:
-    """One row per (cell, threshold): bin edges, n, k, completeness, Jeffreys 68/95 percent limits, status."""
-    from lensaudit.selection.run import detected
-
+def completeness_table(recs: pd.DataFrame, grid: Grid, ops: list[OperatingPoint], min_count: int) -> pd.DataFrame:
+    """One row per (cell, operating point): bin edges, n, k (``p >= t``), completeness, Jeffreys 68/95 percent
+    limits, status."""
     n_cells = grid.n_cells
     cell = recs["cell"].to_numpy(np.int64) if len(recs) else np.zeros(0, np.int64)
     n = np.bincount(cell, minlength=n_cells)
@@ -43,11 +44,11 @@ def completeness_table(recs: pd.DataFrame, grid: Grid, ths: list[dict], min_coun
         base[f"{a}_lo"] = grid.edges[a][i]
         base[f"{a}_hi"] = grid.edges[a][i + 1]
     frames = []
-    for th in ths:
-        k = np.bincount(cell, weights=detected(recs["probability"], th).astype(float), minlength=n_cells) if len(recs) \
+    for op in ops:
+        k = np.bincount(cell, weights=op.detected(recs["probability"]).astype(float), minlength=n_cells) if len(recs) \
             else np.zeros(n_cells)
-        frames.append(pd.DataFrame({"cell": np.arange(n_cells), **base, "threshold": th["name"],
-                                    "threshold_value": th["value"], "n": n, "k": k.astype(np.int64),
+        frames.append(pd.DataFrame({"cell": np.arange(n_cells), **base, "threshold": op.name,
+                                    "threshold_value": op.threshold, "n": n, "k": k.astype(np.int64),
                                     **completeness_columns(k, n, min_count)}))
     return pd.concat(frames, ignore_index=True)
 
@@ -59,11 +60,12 @@ class SelectionFunction:
         self.table = table
         self.meta = meta
         self.grid = Grid({a: np.asarray(meta["edges"][a], float) for a in AXES})
-        self.thresholds = [t["name"] for t in meta["thresholds"]]
+        self.operating_points = [OperatingPoint.from_dict(t, "selection function") for t in meta["thresholds"]]
+        self.thresholds = [op.name for op in self.operating_points]
 
     # ----------------------------------------------------------------- files
     def save(self, path: str | os.PathLike) -> Path:
-        return write_table(self.table, path, META_KEY, self.meta)
+        return write_artifact_table(self.table, path, SELECTION_FUNCTION, self.meta)
 
     def save_fits(self, path: str | os.PathLike) -> Path:
         from astropy.table import Table
@@ -80,10 +82,10 @@ class SelectionFunction:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SelectionFunction:
-        meta = read_table_metadata(path, META_KEY)
-        if not meta or "edges" not in meta:
+        meta = read_artifact_meta(path, SELECTION_FUNCTION)
+        if "edges" not in meta:
             raise InputError(f"{path}: not a lensaudit selection-function file (no grid metadata)")
-        return cls(read_table(path, "selection function"), meta)
+        return cls(read_artifact_table(path, SELECTION_FUNCTION), meta)
 
     # ----------------------------------------------------------------- queries
     def cube(self, threshold: str, column: str = "completeness") -> np.ndarray:
@@ -93,7 +95,7 @@ class SelectionFunction:
         t = self.table[self.table["threshold"] == threshold].sort_values("cell")
         return t[column].to_numpy(float).reshape(self.grid.shape)
 
-    def completeness(self, theta_e, psf_fwhm, depth, arc_mag, threshold: str = "p>0.5") -> dict[str, np.ndarray]:
+    def completeness(self, theta_e, psf_fwhm, depth, arc_mag, threshold: str = HEADLINE) -> dict[str, np.ndarray]:
         """Interpolated completeness and its 68/95 percent limits at points (arrays broadcast together):
         theta_E arcsec, r-band PSF FWHM arcsec, r-band 5-sigma depth AB mag, lensed arc r magnitude AB."""
         pts = dict(zip(AXES, np.broadcast_arrays(*(np.asarray(v, float) for v in (theta_e, psf_fwhm, depth, arc_mag))),

@@ -15,6 +15,7 @@ import pandas as pd
 
 from lensaudit.errors import InputError
 from lensaudit.selection.grid import Grid
+from lensaudit.survey.constants import MAG_ZEROPOINT
 from lensaudit.survey.photometry import depth_to_mag5
 from lensaudit.utils.hashing import hashed_uniform
 from lensaudit.utils.seeds import derive_seed, stream_id
@@ -43,7 +44,7 @@ def select_hosts(manifest: pd.DataFrame, splits, store_ids, true_lens_ids=None) 
                       "host_depth_r": depth_to_mag5(m["psfdepth_r"].to_numpy(float))})
     if "flux_r" in m:
         with np.errstate(divide="ignore", invalid="ignore"):
-            h["host_mag_r"] = 22.5 - 2.5 * np.log10(m["flux_r"].to_numpy(float))
+            h["host_mag_r"] = MAG_ZEROPOINT - 2.5 * np.log10(m["flux_r"].to_numpy(float))
     ok = np.isfinite(h[["host_psfsize_g", "host_psfsize_r", "host_psfsize_z", "host_depth_r"]].to_numpy()).all(axis=1) \
         & (h[["host_psfsize_g", "host_psfsize_r", "host_psfsize_z"]].to_numpy() > 0).all(axis=1)
     if (~ok).any():

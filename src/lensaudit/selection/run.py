@@ -21,12 +21,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts import (
+    OperatingPoint,
+    SelectionRunDir,
+    read_manifest,
+    read_table,
+    write_artifact_table,
+    write_doc,
+    write_table,
+)
+from lensaudit.artifacts.kinds import HOSTS, MARGINALS, OPERATING_POINTS, SELECTION_SUMMARY
 from lensaudit.cutouts import CutoutStore
 from lensaudit.errors import InputError
-from lensaudit.evaluate.metrics import threshold_at_fpr
 from lensaudit.inject import InjectionEngine, build_family, draw_parameters
 from lensaudit.inject.records import chunk_path, read_injections
-from lensaudit.manifest import read_manifest, read_table, write_table
 from lensaudit.selection.config import SelectionConfig
 from lensaudit.selection.function import SelectionFunction, completeness_table
 from lensaudit.selection.grid import AXES, Grid
@@ -38,28 +46,13 @@ from lensaudit.utils.progress import progress
 log = logging.getLogger(__name__)
 
 
-def probability_thresholds(cfg: SelectionConfig) -> list[dict]:
-    """The fixed-probability detection thresholds: p > each value."""
-    return [{"name": f"p>{p:g}", "kind": "probability", "value": float(p), "strict": True}
-            for p in cfg.thresholds.probability]
-
-
-def threshold_table(neg_probability: np.ndarray, cfg: SelectionConfig) -> list[dict]:
-    """The detection thresholds: p > each probability, and p >= the threshold at each FPR on the negatives."""
+def operating_points(neg_probability: np.ndarray, cfg: SelectionConfig) -> list[OperatingPoint]:
+    """The operating points of a run (detection is ``p >= t``): each fixed probability of the config, then the
+    threshold at each target FPR on the audited splits' negatives."""
     neg = np.asarray(neg_probability, float)
-    out = probability_thresholds(cfg)
-    for f in cfg.thresholds.fpr:
-        t = threshold_at_fpr(neg, f)
-        out.append({"name": f"fpr={f:g}", "kind": "fpr", "fpr": float(f), "value": float(t), "strict": False,
-                    "n_negatives": int(len(neg)), "resolved": bool(len(neg) * f >= 1),
-                    "note": "" if len(neg) * f >= 1 else f"{len(neg)} negatives cannot resolve FPR {f:g}: the threshold "
-                                                         "is above every negative (an upper bound on the FPR)"})
-    return out
-
-
-def detected(prob: np.ndarray, th: dict) -> np.ndarray:
-    p = np.asarray(prob, float)
-    return p > th["value"] if th["strict"] else p >= th["value"]
+    what = f"{'/'.join(cfg.splits)} negatives"
+    return ([OperatingPoint.fixed(p) for p in cfg.thresholds.probability]
+            + [OperatingPoint.at_fpr(neg, f, what) for f in cfg.thresholds.fpr])
 
 
 def plan_family(cfg: SelectionConfig, grid: Grid, hosts: pd.DataFrame, cells: dict) -> pd.DataFrame:
@@ -138,6 +131,7 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
     families = {f.name: build_family(f) for f in cfg.families}      # reads stamp libraries: bad ones fail here
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    rd = SelectionRunDir(out)
     # the tag names the injections: extra models change nothing drawn, but their columns are in the chunks
     tag = sha256_json(cfg.model_dump(mode="json", exclude={"out", "device", "batch_size"} |
                                      (set() if cfg.extra_checkpoints else {"extra_checkpoints"})))[:12]
@@ -149,49 +143,50 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
         t = read_table(cfg.truth, "truth table", columns=["id", "kind"])
         lens_ids = t.loc[t["kind"] == "lens", "id"].astype(str)
     hosts = select_hosts(manifest, cfg.splits, store.ids(), lens_ids)
-    write_table(hosts, out / "hosts.parquet")
+    write_artifact_table(hosts, rd.hosts, HOSTS)
     cells = host_cells(hosts, grid)
     scorer = _Scorer(cfg.checkpoint, cfg.device, cfg.batch_size, cfg.extra_checkpoints)
-    ths = threshold_table(_negative_scores(cfg, manifest, store, scorer), cfg)
-    atomic_write_json(out / "thresholds.json", ths)
+    ops = operating_points(_negative_scores(cfg, manifest, store, scorer), cfg)
+    write_doc(rd.operating_points, OPERATING_POINTS, {"points": [op.to_dict() for op in ops]})
     summary = {"out": str(out), "config_tag": tag, "n_hosts": len(hosts), "families": {},
                "n_true_lenses_removed_from_hosts": hosts.attrs.get("n_true_lenses_removed", 0),
                "cells": grid.n_cells, "cells_without_hosts": int(sum(1 for v in cells.values() if not len(v)))}
-    stats = _host_stats(hosts, store, out)
+    stats = _host_stats(hosts, store, rd)
     all_recs = {}
     for fam_cfg in cfg.families:
         t0 = time.perf_counter()
-        recs = _run_family(cfg, fam_cfg, families[fam_cfg.name], grid, hosts, cells, store, scorer, out, tag, stats)
+        recs = _run_family(cfg, fam_cfg, families[fam_cfg.name], grid, hosts, cells, store, scorer, rd, tag, stats)
         all_recs[fam_cfg.name] = recs
-        tab = completeness_table(recs, grid, ths, cfg.min_count)
+        tab = completeness_table(recs, grid, ops, cfg.min_count)
         meta = {"family": fam_cfg.name, "kind": fam_cfg.kind, "planted": fam_cfg.planted,
-                "edges": {a: grid.edges[a].tolist() for a in AXES}, "thresholds": ths, "min_count": cfg.min_count,
+                "edges": {a: grid.edges[a].tolist() for a in AXES}, "thresholds": [op.to_dict() for op in ops],
+                "min_count": cfg.min_count,
                 "n_per_cell": cfg.n_per_cell, "checkpoint": cfg.checkpoint, "config_tag": tag,
                 "priors": cfg.priors.model_dump(mode="json"), "engine": cfg.engine.model_dump(mode="json")}
         sf = SelectionFunction(tab, meta)
-        sf.save(out / f"selection_{fam_cfg.name}.parquet")
-        sf.save_fits(out / f"selection_{fam_cfg.name}.fits")
+        sf.save(rd.selection_function(fam_cfg.name))
+        sf.save_fits(rd.selection_fits(fam_cfg.name))
         dt = time.perf_counter() - t0
         summary["families"][fam_cfg.name] = {"n_injections": len(recs), "seconds": round(dt, 1),
                                              "marginal": sf.overall()}
-    marg = pd.concat([marginals(all_recs[f.name], ths, cfg.min_count, edges=grid.edges) for f in cfg.families],
+    marg = pd.concat([marginals(all_recs[f.name], ops, cfg.min_count, edges=grid.edges) for f in cfg.families],
                      ignore_index=True)
-    write_table(marg, out / "marginals.parquet")
+    write_artifact_table(marg, rd.marginals, MARGINALS)
     from lensaudit.selection.figures import selection_figures
 
-    summary["figures"] = selection_figures(out, [f.name for f in cfg.families], marg)
-    write_resolved(cfg, out / "config.yaml")
-    atomic_write_json(out / "run_info.json", run_info(cfg.model_dump(mode="json"), tag, {"selection": cfg.seed},
-                                                      extra={"config_path": config_path}))
-    atomic_write_json(out / "summary.json", summary)
+    summary["figures"] = selection_figures(rd, [f.name for f in cfg.families], marg)
+    write_resolved(cfg, rd.config)
+    atomic_write_json(rd.run_info, run_info(cfg.model_dump(mode="json"), tag, {"selection": cfg.seed},
+                                            extra={"config_path": config_path}))
+    write_doc(rd.summary, SELECTION_SUMMARY, summary)
     return summary
 
 
-def _host_stats(hosts: pd.DataFrame, store: CutoutStore, out: Path) -> tuple[np.ndarray, np.ndarray]:
+def _host_stats(hosts: pd.DataFrame, store: CutoutStore, rd: SelectionRunDir) -> tuple[np.ndarray, np.ndarray]:
     """Every host's pixel noise and lag-1 correlation per band (measured once per run, kept in ``host_noise.npz``)."""
     from lensaudit.inject.engine import host_noise
 
-    path = out / "host_noise.npz"
+    path = rd.host_noise
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             if list(z["ids"]) == list(hosts["id"]):
@@ -209,11 +204,12 @@ def _host_stats(hosts: pd.DataFrame, store: CutoutStore, out: Path) -> tuple[np.
     return sig, rho
 
 
-def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, out: Path, tag: str, stats) -> pd.DataFrame:
+def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, rd: SelectionRunDir, tag: str,
+                stats) -> pd.DataFrame:
     engine = InjectionEngine(fam, cfg.engine)
     plan = plan_family(cfg, grid, hosts, cells)
     plan = plan[plan["host_row"] >= 0].reset_index(drop=True)
-    d = out / "injections" / fam_cfg.name
+    d = rd.family_injections(fam_cfg.name)
     d.mkdir(parents=True, exist_ok=True)
     stale = [p for p in d.glob("*.parquet") if not p.name.startswith(tag)]
     if stale:
@@ -223,16 +219,16 @@ def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, out: Path,
     sig, rho = stats
     with progress(n_chunks, f"injecting {fam_cfg.name}", "chunks") as advance:
         for k in range(n_chunks):
-            if not chunk_path(out, fam_cfg.name, tag, k).exists():
-                _run_chunk(cfg, fam_cfg, engine, grid, plan, k, hosts, hid, sig, rho, store, scorer, out, tag, n_chunks)
+            if not chunk_path(rd, fam_cfg.name, tag, k).exists():
+                _run_chunk(cfg, fam_cfg, engine, grid, plan, k, hosts, hid, sig, rho, store, scorer, rd, tag, n_chunks)
             advance()
-    return read_injections(out, fam_cfg.name, tag, features=False)
+    return read_injections(rd, fam_cfg.name, tag, features=False)
 
 
-def _run_chunk(cfg, fam_cfg, engine, grid, plan, k, hosts, hid, sig, rho, store, scorer, out, tag, n_chunks) -> None:
+def _run_chunk(cfg, fam_cfg, engine, grid, plan, k, hosts, hid, sig, rho, store, scorer, rd, tag, n_chunks) -> None:
     """Draw, inject, score and write chunk ``k`` of a family's plan (atomically)."""
     fam = engine.family
-    path = chunk_path(out, fam_cfg.name, tag, k)
+    path = chunk_path(rd, fam_cfg.name, tag, k)
     p = plan.iloc[k * cfg.chunk_size : (k + 1) * cfg.chunk_size]
     lo_te = grid.edges["theta_e"][p["i_theta_e"]]
     hi_te = grid.edges["theta_e"][p["i_theta_e"] + 1]
@@ -257,7 +253,7 @@ def _run_chunk(cfg, fam_cfg, engine, grid, plan, k, hosts, hid, sig, rho, store,
     log.info("%s: chunk %d/%d (%d injections)", fam_cfg.name, k + 1, n_chunks, len(rec))
 
 
-def marginals(recs: pd.DataFrame, ths: list[dict], min_count: int, n_quantile_bins: int = 5,
+def marginals(recs: pd.DataFrame, ops: list[OperatingPoint], min_count: int, n_quantile_bins: int = 5,
               edges: dict | None = None) -> pd.DataFrame:
     """Completeness against each grid axis and the source's half-light radius and concentration
     (quantile bins), each marginalised over the injections' other parameters."""
@@ -280,60 +276,15 @@ def marginals(recs: pd.DataFrame, ths: list[dict], min_count: int, n_quantile_bi
         for lab in labels:
             sel = b == lab
             g = recs[sel]
-            for th in ths:
-                k, n = int(detected(g["probability"], th).sum()), len(g)
+            for op in ops:
+                k, n = int(op.detected(g["probability"]).sum()), len(g)
                 c = completeness_columns(k, n, min_count)
                 rows.append({"family": recs["family"].iat[0], "quantity": name, "bin": int(lab),
                              "lo": float(g[col].min()) if e is None else float(e[int(lab)]),
                              "hi": float(g[col].max()) if e is None else float(e[int(lab) + 1]),
-                             "median": float(g[col].median()), "threshold": th["name"], "n": n, "k": k,
+                             "median": float(g[col].median()), "threshold": op.name, "n": n, "k": k,
                              **{key: (v.item() if hasattr(v, "item") else v) for key, v in c.items()}})
     return pd.DataFrame(rows)
 
 
-__all__ = ["detected", "inject_examples", "marginals", "plan_family", "run_selection", "threshold_table"]
-
-
-def inject_examples(config: str, family: str, n: int, out: Path, seed: int = 0) -> dict:
-    """``lensaudit inject``: ``n`` injections of ``family`` (priors of the config, hosts drawn from its audited
-    splits' negatives) written as ``injected.fits`` (n, 3, N, N nanomaggies), their hosts as ``hosts.fits``,
-    the records as ``records.parquet`` and a gallery (host above, injected below) as ``gallery.png``."""
-    from astropy.io import fits
-
-    from lensaudit.config import load_config
-    from lensaudit.utils.display import image_grid
-    from lensaudit.utils.hashing import hashed_uniform
-    from lensaudit.utils.io import atomic_path
-
-    cfg = load_config(config, SelectionConfig)
-    fams = {f.name: f for f in cfg.families}
-    if family not in fams:
-        raise InputError(f"{config}: no family {family!r} (has {sorted(fams)})")
-    if n < 1:
-        raise InputError("inject: --n must be at least 1")
-    store = CutoutStore(cfg.store)
-    manifest = read_manifest(cfg.manifest, require=("id", "split", "label"))
-    hosts = select_hosts(manifest, cfg.splits, store.ids())
-    fam = build_family(fams[family])
-    params = draw_parameters(cfg.priors, fams[family], seed, np.arange(n), n_stamps=fam.n_stamps())
-    rows = np.minimum((hashed_uniform(seed, np.arange(n), 7) * len(hosts)).astype(int), len(hosts) - 1)
-    h = hosts.iloc[rows]
-    cut = store.get(list(h["id"]))
-    img, rec = InjectionEngine(fam, cfg.engine).inject(cut, h[["host_psfsize_g", "host_psfsize_r",
-                                                               "host_psfsize_z"]].to_numpy(float), params)
-    rec["host_id"] = h["id"].to_numpy()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, arr in (("injected.fits", img), ("hosts.fits", cut)):
-        hdu = fits.PrimaryHDU(arr.astype(np.float32))
-        hdu.header["BUNIT"] = ("nanomaggy", "per pixel, AB zeropoint 22.5")
-        hdu.header["BANDS"] = "grz"
-        hdu.header["FAMILY"] = family
-        with atomic_path(out / name) as tmp:
-            hdu.writeto(tmp)
-    write_table(rec, out / "records.parquet")
-    k = min(n, 8)
-    labels = [f"host {i}" for i in range(k)] + [f"theta_E {r.theta_e:.2f} r {r.arc_mag_r:.1f}"
-                                                 for r in rec.iloc[:k].itertuples()]
-    image_grid(list(cut[:k]) + list(img[:k]), labels, out / "gallery.png", ncol=k, crop=48)
-    return {"out": str(out), "n": n, "family": family, "median_arc_snr": float(rec["arc_snr"].median())}
+__all__ = ["marginals", "operating_points", "plan_family", "run_selection"]

@@ -19,7 +19,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from lensaudit.errors import LensauditError
-from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
+from lensaudit.survey.constants import MAG_ZEROPOINT, PIXEL_SCALE_ARCSEC
 
 #: Side of a DR10 brick image, pixels.
 BRICK_IMAGE_PIX = 3600
@@ -61,7 +61,7 @@ def write_coadd_image(path: str | os.PathLike, image_nmgy: np.ndarray, wcs_heade
     hdr = fits.Header()
     hdr.extend(wcs_header)
     hdr["IMTYPE"], hdr["PRODTYPE"], hdr["BUNIT"] = kind, kind, "nanomaggy"
-    hdr["MAGZERO"], hdr["FILTERX"] = 22.5, band
+    hdr["MAGZERO"], hdr["FILTERX"] = MAG_ZEROPOINT, band
     comp = fits.CompImageHDU(img, header=hdr, compression_type="RICE_1", tile_shape=(100, 100),
                              quantize_level=-IMAGE_QUANT_STEP_NMGY, quantize_method=1, dither_seed=1)
     path = Path(path)

@@ -23,6 +23,7 @@ import pandas as pd
 from astropy.io import fits
 
 from lensaudit.errors import LensauditError
+from lensaudit.survey.constants import MAG_ZEROPOINT
 from lensaudit.utils.io import atomic_path
 
 REQUIRED_HEADER = ("PIXSCALE", "ZEROPT", "BANDS")
@@ -85,7 +86,7 @@ class StampLibrary:
         for i, band in enumerate("GRZ"):
             stated = meta[f"MAG_{band}"].to_numpy(float)
             with np.errstate(divide="ignore", invalid="ignore"):
-                measured = 22.5 - 2.5 * np.log10(sums[:, i])
+                measured = MAG_ZEROPOINT - 2.5 * np.log10(sums[:, i])
             bad = ~(np.abs(stated - measured) <= MAG_TOLERANCE)
             if bad.any():
                 j = int(np.flatnonzero(bad)[0])
@@ -124,19 +125,19 @@ class StampLibrary:
                 zp, pixscale = float(hdr["ZEROPT"]), float(hdr["PIXSCALE"])
         except OSError as exc:
             raise StampLibraryError(f"stamp library {path}: not a readable FITS file ({exc})") from exc
-        return cls(data * 10 ** (-0.4 * (zp - 22.5)), pixscale, meta, source=f"stamp library {path}")
+        return cls(data * 10 ** (-0.4 * (zp - MAG_ZEROPOINT)), pixscale, meta, source=f"stamp library {path}")
 
-    def write(self, path: str | os.PathLike, zeropoint: float = 22.5) -> Path:
+    def write(self, path: str | os.PathLike, zeropoint: float = MAG_ZEROPOINT) -> Path:
         return write_stamp_library(path, self.images, self.pixscale, self.meta, zeropoint)
 
 
 def write_stamp_library(path: str | os.PathLike, images_nmgy: np.ndarray, pixscale: float, meta: pd.DataFrame,
-                        zeropoint: float = 22.5, header: dict | None = None) -> Path:
+                        zeropoint: float = MAG_ZEROPOINT, header: dict | None = None) -> Path:
     """Write images (N, 3, S, S) in nanomaggies per pixel and metadata (:data:`REQUIRED_COLUMNS`) atomically."""
     lib = StampLibrary(images_nmgy, pixscale, meta)                      # validates before writing
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    hdu = fits.ImageHDU((lib.images * 10 ** (0.4 * (zeropoint - 22.5))).astype(np.float32), name="STAMPS")
+    hdu = fits.ImageHDU((lib.images * 10 ** (0.4 * (zeropoint - MAG_ZEROPOINT))).astype(np.float32), name="STAMPS")
     hdu.header["PIXSCALE"] = (lib.pixscale, "arcsec per stamp pixel")
     hdu.header["ZEROPT"] = (zeropoint, "AB mag of pixel value 1")
     hdu.header["BANDS"] = ("grz", "bands along axis 1")

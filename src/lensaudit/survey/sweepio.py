@@ -25,6 +25,7 @@ from lensaudit.survey.columns import (
     check_sweep_columns,
     sweep_numpy_dtype,
 )
+from lensaudit.survey.constants import MAG_ZEROPOINT
 from lensaudit.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def synthetic_sweep_rows(n: int, box: tuple[float, float, float, float], seed: i
     arr["OBJID"] = objid_start + np.arange(n)
     types = np.array(list(DR10_TYPE_FRACTIONS), dtype="S3")
     arr["TYPE"] = types[rng.choice(len(types), n, p=np.array(list(DR10_TYPE_FRACTIONS.values())) / sum(DR10_TYPE_FRACTIONS.values()))]
-    flux_r = 10 ** rng.normal(-0.4 * (22.5 - 22.5), 0.6, n)  # median r ~ 22.5 AB
+    flux_r = 10 ** rng.normal(-0.4 * (22.5 - MAG_ZEROPOINT), 0.6, n)  # median r ~ 22.5 AB
     colour_gr, colour_rz = rng.normal(0.9, 0.4, n), rng.normal(0.7, 0.35, n)
     arr["FLUX_R"] = flux_r
     arr["FLUX_G"] = flux_r * 10 ** (-0.4 * colour_gr)

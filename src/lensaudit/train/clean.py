@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from lensaudit.artifacts import check_predictions, read_manifest, read_manifest_metadata
+from lensaudit.artifacts.operating import at_or_above
 from lensaudit.catalog.manifest import write_manifest
 from lensaudit.cutouts import CutoutStore
 from lensaudit.errors import InputError
-from lensaudit.manifest import check_predictions, read_manifest, read_manifest_metadata
 from lensaudit.utils.display import image_grid
 from lensaudit.utils.io import atomic_write_json, atomic_write_text
 
@@ -27,7 +28,7 @@ def clean_negatives(preds: pd.DataFrame, manifest_path: str | os.PathLike, out_d
     p = check_predictions(preds[["id", "probability"]])
     neg = m[m["label"] == 0].merge(p, on="id", how="left")
     unscored = int(neg["probability"].isna().sum())
-    flagged = neg[neg["probability"] > threshold].sort_values(["probability", "id"], ascending=[False, True])
+    flagged = neg[at_or_above(neg["probability"].fillna(-1.0), threshold)].sort_values(["probability", "id"], ascending=[False, True])
     cols = [c for c in ("id", "probability", "ra", "dec", "tier", "confuser_category", "type", "split") if c in flagged]
     atomic_write_text(out / "flagged_negatives.csv", flagged[cols].to_csv(index=False))
     if store is not None and len(flagged):

@@ -20,8 +20,8 @@ def _train(a: argparse.Namespace) -> int:
 
 
 def _score(a: argparse.Namespace) -> int:
+    from lensaudit.artifacts import read_manifest
     from lensaudit.cutouts import CutoutStore
-    from lensaudit.manifest import read_manifest
     from lensaudit.train.score import score_manifest, write_predictions
 
     m = read_manifest(a.manifest, require=("id",))
@@ -43,8 +43,8 @@ def _score(a: argparse.Namespace) -> int:
 
 
 def _meta(a: argparse.Namespace) -> int:
+    from lensaudit.artifacts import read_manifest, read_predictions, write_table
     from lensaudit.errors import InputError
-    from lensaudit.manifest import read_manifest, read_predictions, write_table
     from lensaudit.train.meta import MetaConfig, fit_meta_learner, save_meta
     from lensaudit.utils.io import atomic_write_json
 
@@ -63,8 +63,8 @@ def _meta(a: argparse.Namespace) -> int:
 
 
 def _clean(a: argparse.Namespace) -> int:
+    from lensaudit.artifacts import read_predictions
     from lensaudit.cutouts import CutoutStore
-    from lensaudit.manifest import read_predictions
     from lensaudit.train.clean import clean_negatives
 
     rep = clean_negatives(read_predictions(a.preds), a.manifest, a.out, a.threshold,

@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from lensaudit.artifacts import TrainDir, read_manifest
 from lensaudit.config import write_resolved
 from lensaudit.cutouts import CutoutStore
 from lensaudit.data.dataset import CutoutDataset, StepBatchSampler
 from lensaudit.errors import LensauditError, RunExistsError
-from lensaudit.manifest import read_manifest
 from lensaudit.models import build_model, count_parameters
 from lensaudit.train.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from lensaudit.train.config import TrainConfig
@@ -253,7 +253,7 @@ def check_resumable(cfg: TrainConfig, ck: dict, path: Path) -> None:
 def restore(run: TrainRun) -> None:
     """Continue exactly from ``last.pt``: weights, optimiser, scaler, torch RNG, epoch, best AUC, history;
     ``metrics.jsonl`` is rewritten from the checkpoint's history, so the log and the checkpoint agree."""
-    path = run.out / "last.pt"
+    path = TrainDir(run.out).last
     ck = read_checkpoint(path)
     check_resumable(run.cfg, ck, path)
     run.model.load_state_dict(ck["model"])
@@ -263,7 +263,7 @@ def restore(run: TrainRun) -> None:
     torch.set_rng_state(ck["torch_rng"])
     run.start, run.best_auc, run.history = int(ck["epoch"]) + 1, float(ck["best_auc"]), list(ck["history"])
     if run.env.main:
-        atomic_write_text(run.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in run.history))
+        atomic_write_text(TrainDir(run.out).metrics_log, "".join(json.dumps(r) + "\n" for r in run.history))
     log.info("resumed from %s at epoch %d", path, run.start)
 
 
@@ -356,18 +356,22 @@ def save_epoch(run: TrainRun, epoch: int, rec: dict) -> None:
     payload = {"arch": cfg.arch, "model_kwargs": cfg.model_kwargs, "preprocess": cfg.preprocess.model_dump(),
                "model": run.model.state_dict(), "epoch": epoch, "val_auc": auc, "best_auc": run.best_auc,
                "config_sha256": run.cfg_sha, "config": cfg.model_dump(mode="json")}
+    td = TrainDir(run.out)
     if improved:
-        save_checkpoint(run.out / "best.pt", **payload)
+        save_checkpoint(td.best, **payload)
     if (epoch + 1) % cfg.checkpoint_every == 0:
-        save_checkpoint(run.out / f"epoch_{epoch + 1:04d}.pt", **payload)
-    save_checkpoint(run.out / "last.pt", **payload, optimizer=run.opt.state_dict(), torch_rng=torch.get_rng_state(),
+        save_checkpoint(td.epoch(epoch + 1), **payload)
+    save_checkpoint(td.last, **payload, optimizer=run.opt.state_dict(), torch_rng=torch.get_rng_state(),
                     scaler=run.scaler.state_dict() if run.scaler.is_enabled() else {}, history=run.history)
-    with open(run.out / "metrics.jsonl", "a") as f:
+    with open(td.metrics_log, "a") as f:
         f.write(json.dumps(rec) + "\n")
 
 
 #: Files of a training run; ``--force`` removes them before a new run starts in the same folder.
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "run_info.json", "config.resolved.yaml")
+def run_files(out: Path) -> list[Path]:
+    """The files of a training run in ``out`` that exist."""
+    td = TrainDir(out)
+    return [p for p in (td.last, td.best, td.metrics_log, td.run_info, td.resolved_config, *td.epochs()) if p.exists()]
 
 
 def run_lock(out: str | os.PathLike) -> contextlib.AbstractContextManager:
@@ -376,7 +380,7 @@ def run_lock(out: str | os.PathLike) -> contextlib.AbstractContextManager:
 
 
 def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
-    existing = [p.name for p in (*(out / f for f in RUN_FILES), *out.glob("epoch_*.pt")) if p.exists()]
+    existing = [p.name for p in run_files(out)]
     if resume or not existing:
         return
     if not force:
@@ -401,7 +405,7 @@ def train(cfg: TrainConfig, resume: bool = False, config_path: str | None = None
         if env.main:
             out.mkdir(parents=True, exist_ok=True)
         with run_lock(out) if env.main else nullcontext():
-            last = out / "last.pt"
+            last = TrainDir(out).last
             cfg_sha = ""
             if env.main:
                 _prepare_folder(out, resume, force)
@@ -409,7 +413,7 @@ def train(cfg: TrainConfig, resume: bool = False, config_path: str | None = None
                     if not last.exists():
                         raise CheckpointError(f"{last}: no last.pt to resume from (train without --resume first)")
                     check_resumable(cfg, read_checkpoint(last), last)
-                cfg_sha = write_resolved(cfg, out / "config.resolved.yaml")
+                cfg_sha = write_resolved(cfg, TrainDir(out).resolved_config)
             _barrier(env)
             run = setup(cfg, out, cfg_sha, env)
             if resume:
@@ -449,7 +453,7 @@ def write_run_record(run: TrainRun, config_path: str | None) -> dict:
                "final_val_auc": last.get("val_auc"), "n_train": len(run.train_ds), "n_val": len(run.val_ds),
                "n_missing_skipped": len(run.train_ds.missing) + len(run.val_ds.missing), "device": str(run.device),
                "amp": str(run.dtype) if run.dtype else "off", "history": run.history}
-    atomic_write_json(run.out / "run_info.json", run_info(
+    atomic_write_json(TrainDir(run.out).run_info, run_info(
         config=cfg.model_dump(mode="json"), config_sha256=run.cfg_sha, seeds={"train": cfg.seed},
         extra={"config_file": config_path,
                "config_file_sha256": sha256_file(config_path) if config_path else None, "device": str(run.device),

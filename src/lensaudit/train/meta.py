@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lensaudit.artifacts import healpix_column
 from lensaudit.catalog.spatial import pixel_fraction
 from lensaudit.errors import InputError
-from lensaudit.manifest import healpix_column
 from lensaudit.train.checkpoint import read_checkpoint, save_checkpoint
 from lensaudit.utils.seeds import derive_seed, rng
 from lensaudit.utils.stats import roc_auc_or_nan

@@ -16,9 +16,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from lensaudit.artifacts import check_manifest, write_artifact_table
+from lensaudit.artifacts.kinds import PREDICTIONS
 from lensaudit.cutouts import CutoutStore
 from lensaudit.data.dataset import CutoutDataset
-from lensaudit.manifest import PREDICTIONS_META_KEY, check_manifest, write_table
 from lensaudit.models import classifier_layer
 from lensaudit.train.checkpoint import load_model
 from lensaudit.train.loop import pick_device
@@ -98,4 +99,4 @@ def write_predictions(df: pd.DataFrame, path: str | os.PathLike, checkpoint: str
     """Parquet with the checkpoint's identity (path, SHA-256, architecture) in the file metadata."""
     meta = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
             "arch": df.attrs.get("arch"), "n_missing": len(df.attrs.get("missing", []))}
-    return write_table(df, path, PREDICTIONS_META_KEY, meta)
+    return write_artifact_table(df, path, PREDICTIONS, meta)

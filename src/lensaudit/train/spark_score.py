@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lensaudit.artifacts import check_manifest
 from lensaudit.errors import InputError
-from lensaudit.manifest import check_manifest
 from lensaudit.utils.io import atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)

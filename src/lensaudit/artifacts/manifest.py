@@ -7,9 +7,7 @@ A **manifest** has one row per cutout. ``catalog build`` writes the full trainin
 
 Every stage reads these tables with :func:`read_manifest` / :func:`read_predictions` (Parquet or
 CSV), which check the columns a stage needs and the values it relies on, and raise
-:class:`ManifestError` naming the file, the rows and the ids. Every lensaudit Parquet table with
-metadata is written by :func:`write_table`: fixed schema, no pandas metadata, zstd, atomic,
-JSON metadata under one key, so the same rows give the same bytes.
+:class:`ManifestError` naming the file, the rows and the ids.
 
 Ids are Unicode strings (stored as UTF-8); an id may not be empty, contain control characters
 or exceed :data:`MAX_ID_LENGTH` characters.
@@ -17,19 +15,14 @@ or exceed :data:`MAX_ID_LENGTH` characters.
 
 from __future__ import annotations
 
-import json
 import os
 import unicodedata
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from lensaudit.errors import LensauditError
-from lensaudit.utils.io import atomic_path
+from lensaudit.artifacts.tables import ArtifactError, read_table, read_table_metadata
 
 MANIFEST_META_KEY = b"lensaudit.manifest"
 PREDICTIONS_META_KEY = b"lensaudit.predictions"
@@ -38,7 +31,7 @@ MAX_ID_LENGTH = 256
 HEALPIX_PREFIX = "healpix_"
 
 
-class ManifestError(LensauditError, ValueError):
+class ManifestError(ArtifactError):
     """A manifest or predictions table is unreadable or has bad rows; the message names the file, rows and ids."""
 
 
@@ -68,27 +61,6 @@ def healpix_column(columns: Iterable[str]) -> str | None:
 
 
 # ------------------------------------------------------------------------------------ reading
-def read_table(path: str | os.PathLike, what: str = "table", columns: list[str] | None = None) -> pd.DataFrame:
-    """A Parquet (``.parquet``, ``.pq``) or CSV (``.csv``, ``.csv.gz``, ``.txt``) table; ManifestError if unreadable.
-
-    CSV ids are read as strings.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ManifestError(f"{what} {path}: file not found")
-    if path.is_dir():
-        raise ManifestError(f"{what} {path}: is a directory, not a table file")
-    name = path.name.lower()
-    try:
-        if name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path, columns=columns)
-        if name.endswith((".csv", ".txt", ".csv.gz")):
-            return pd.read_csv(path, dtype={"id": str}, keep_default_na=False, na_values=[""], usecols=columns)
-    except Exception as exc:  # pyarrow and pandas raise many types for broken files
-        raise ManifestError(f"{what} {path}: cannot read ({type(exc).__name__}: {exc})") from exc
-    raise ManifestError(f"{what} {path}: unknown format {path.suffix!r} (use .parquet or .csv)")
-
-
 def _bad_id_reason(v: object) -> str:
     if not isinstance(v, str):
         return f"not a string ({type(v).__name__})"
@@ -200,31 +172,6 @@ def check_predictions(df: pd.DataFrame, source: str = "predictions",
 def read_predictions(path: str | os.PathLike, require: Iterable[str] = ("id", "probability")) -> pd.DataFrame:
     """Read and check a predictions table (``lensaudit score`` output, or any Parquet/CSV with id, probability)."""
     return check_predictions(read_table(path, "predictions"), source=f"predictions {path}", require=require)
-
-
-# ------------------------------------------------------------------------------------ writing
-def write_table(df: pd.DataFrame, path: str | os.PathLike, key: bytes | None = None, meta: dict | None = None) -> Path:
-    """Write a Parquet table deterministically (no pandas metadata, zstd) and atomically, with
-    ``meta`` as sorted-key JSON under metadata ``key``."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    md = {key: json.dumps(meta or {}, sort_keys=True, default=str).encode()} if key is not None else {}
-    table = table.replace_schema_metadata(md)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    return path
-
-
-def read_table_metadata(path: str | os.PathLike, key: bytes) -> dict | None:
-    """The JSON metadata stored under ``key`` by :func:`write_table`, or None."""
-    try:
-        md = pq.read_schema(path).metadata or {}
-    except FileNotFoundError:
-        raise ManifestError(f"table {path}: file not found") from None
-    except Exception as exc:
-        raise ManifestError(f"table {path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
-    return json.loads(md[key]) if key in md else None
 
 
 def read_manifest_metadata(path: str | os.PathLike) -> dict:
