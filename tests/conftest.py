@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lensaudit.mock.server import CutoutRequest
@@ -143,3 +144,43 @@ def run_installed(site: Path, args: list[str], cwd: Path, timeout: int = 900) ->
     env["PYTHONPATH"] = str(site)
     return subprocess.run([sys.executable, "-m", "lensaudit", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def host_manifest(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"id": [f"g{i:03d}" for i in range(n)], "ra": rng.uniform(0, 1, n), "dec": rng.uniform(0, 1, n),
+                         "split": np.array(["train", "val", "test"])[np.arange(n) % 3],
+                         "label": (np.arange(n) % 10 == 0).astype(int), "tier": np.where(np.arange(n) % 10 == 0, "A", ""),
+                         "psfsize_g": rng.uniform(1.0, 1.9, n), "psfsize_r": rng.uniform(0.95, 1.75, n),
+                         "psfsize_z": rng.uniform(0.9, 1.6, n), "psfdepth_r": 25 * 10 ** (0.8 * (rng.uniform(23.2, 24.8, n) - 22.5)),
+                         "flux_r": rng.uniform(5, 50, n)})
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+    """A store of 90 synthetic cutouts with a manifest (val/test hosts with PSF and depth) and an untrained compact
+    ResNet checkpoint: what a selection run, the realism gate and the closure test need, in seconds."""
+    import torch
+
+    from lensaudit.cutouts import CutoutStore
+    from lensaudit.data.preprocess import PreprocessConfig
+    from lensaudit.models import build_model
+    from lensaudit.train.checkpoint import save_checkpoint
+
+    d = tmp_path_factory.mktemp("sel")
+    m = host_manifest(90)
+    m.to_parquet(d / "manifest.parquet")
+    store = CutoutStore(d / "store", create=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:101, 0:101]
+    blob = np.exp(-((xx - 50) ** 2 + (yy - 50) ** 2) / (2 * 4.0**2))
+    with store.writer() as w:
+        for r in m.itertuples():
+            cube = (0.3 * blob[None] * np.array([0.5, 1, 1.5])[:, None, None] + rng.normal(0, 0.004, (3, 101, 101)))
+            w.add(r.id, cube.astype(np.float32), r.ra, r.dec)
+    torch.manual_seed(0)
+    kw = {"stem": 8, "stages": [[16, 8, 1, 2], [32, 16, 1, 2]]}
+    model = build_model("bottleneck_resnet", **kw)
+    save_checkpoint(d / "ck.pt", arch="bottleneck_resnet", model_kwargs=kw,
+                    preprocess=PreprocessConfig(crop=40, stretch="asinh").model_dump(), model=model.state_dict())
+    return d

@@ -343,6 +343,27 @@ def test_rerun_reuses_trained_members(small_study):
     assert s2["targets"] == s["targets"] and np.isfinite(a["gate_seeing"]).all()
 
 
+def test_a_member_whose_domain_changed_is_trained_again_not_reused(small_study, tmp_path):
+    """Reuse is keyed on the member's rows, not its folder: moving the seeing cut from the median to 1.2 arcsec
+    rewrites the members' manifests and retrains them (it used to reuse the old models beside the new manifests)."""
+    import shutil
+
+    from lensaudit.ensemble import run_ensemble
+
+    d, m, cfg, s = small_study
+    shutil.copytree(d / "out" / "members", tmp_path / "out" / "members")
+    doms = [dd.model_copy(update={"split": 1.2}) if dd.name == "seeing" else dd for dd in cfg.domains]
+    cfg2 = cfg.model_copy(update={"out": str(tmp_path / "out"), "domains": tuple(doms), "selection": None})
+    best = tmp_path / "out" / "members" / "seeing-good" / "train" / "best.pt"
+    morph = tmp_path / "out" / "members" / "morph-dev" / "train" / "best.pt"
+    before, before_morph = best.stat().st_mtime_ns, morph.stat().st_mtime_ns
+    s2 = run_ensemble(cfg2)
+    assert best.stat().st_mtime_ns != before                     # its rows changed: trained again
+    assert morph.stat().st_mtime_ns == before_morph              # unchanged domain: reused
+    rows = pd.read_parquet(tmp_path / "out" / "members" / "seeing-good" / "manifest.parquet")
+    assert (rows["psfsize_r"] < 1.2).all() and s2["members"]["seeing-good"]["n_rows"] == len(rows)
+
+
 def test_a_domain_without_lenses_in_training_is_refused(small_study, tmp_path):
     d, m, cfg, _ = small_study
     bad = cfg.model_copy(update={"out": str(tmp_path / "o"), "domains": (

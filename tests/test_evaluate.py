@@ -168,7 +168,7 @@ def test_bad_prediction_inputs(tmp_path):
     bad = p.copy()
     bad.loc[0, "probability"] = 1.5
     bad.loc[1, "probability"] = np.nan
-    with pytest.raises(EvaluationInputError, match="2 row\\(s\\) with NaN or out-of-range probability"):
+    with pytest.raises(EvaluationInputError, match=r"column 'probability': 2 row\(s\) NaN or outside \[0, 1\]"):
         evaluate(bad, m, tmp_path)
     with pytest.raises(EvaluationInputError, match="no positives"):
         evaluate(p, m.assign(label=0), tmp_path)

@@ -82,9 +82,10 @@ def test_edges_that_are_valid():
 def test_predictions_checks(tmp_path):
     p = pd.DataFrame({"id": ["a", "b"], "probability": [0.0, 1.0], "logit": [-3.0, 2.0]})
     assert check_predictions(p)["probability"].dtype == np.float64
-    for bad, match in [(p.assign(probability=[0.5, 1.01]), r"1 row\(s\) with NaN or out-of-range probability"),
-                       (p.assign(probability=[np.nan, 0.2]), "NaN or out-of-range"),
-                       (p.assign(logit=[np.inf, 0.0]), r"1 row\(s\) with a non-finite logit, ids \['a'\]"),
+    for bad, match in [(p.assign(probability=[0.5, 1.01]), r"column 'probability': 1 row\(s\) NaN or outside \[0, 1\]; "
+                                                           r"first bad row 1 \(id 'b': 1.01\)"),
+                       (p.assign(probability=[np.nan, 0.2]), "NaN or outside"),
+                       (p.assign(logit=[np.inf, 0.0]), r"column 'logit': 1 row\(s\) not finite; first bad row 0 \(id 'a'"),
                        (p.assign(id=["a", "a"]), "duplicate id"), (p.drop(columns="probability"), "probability")]:
         with pytest.raises(ManifestError, match=match):
             check_predictions(bad)

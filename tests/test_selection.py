@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from astropy.stats import binom_conf_interval
 
 from lensaudit.artifacts import OperatingPoint
@@ -181,32 +180,6 @@ def test_operating_points_set_fpr_thresholds_on_the_negatives():
 
 
 # ---------------------------------------------------------------- end to end with a small model
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
-    from lensaudit.cutouts import CutoutStore
-    from lensaudit.data.preprocess import PreprocessConfig
-    from lensaudit.models import build_model
-    from lensaudit.train.checkpoint import save_checkpoint
-
-    d = tmp_path_factory.mktemp("sel")
-    m = _manifest(90)
-    m.to_parquet(d / "manifest.parquet")
-    store = CutoutStore(d / "store", create=True)
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:101, 0:101]
-    blob = np.exp(-((xx - 50) ** 2 + (yy - 50) ** 2) / (2 * 4.0**2))
-    with store.writer() as w:
-        for r in m.itertuples():
-            cube = (0.3 * blob[None] * np.array([0.5, 1, 1.5])[:, None, None] + rng.normal(0, 0.004, (3, 101, 101)))
-            w.add(r.id, cube.astype(np.float32), r.ra, r.dec)
-    torch.manual_seed(0)
-    kw = {"stem": 8, "stages": [[16, 8, 1, 2], [32, 16, 1, 2]]}
-    model = build_model("bottleneck_resnet", **kw)
-    save_checkpoint(d / "ck.pt", arch="bottleneck_resnet", model_kwargs=kw,
-                    preprocess=PreprocessConfig(crop=40, stretch="asinh").model_dump(), model=model.state_dict())
-    return d
-
-
 def _sel_cfg(d, out, **kw):
     base = {"checkpoint": str(d / "ck.pt"), "manifest": str(d / "manifest.parquet"), "store": str(d / "store"),
             "out": str(out), "families": [{"name": "sersic", "kind": "sersic"}, {"name": "planted", "kind": "planted"}],
@@ -454,7 +427,7 @@ def test_bundled_realism_config_validates():
 
 def test_extra_models_score_the_same_injections_without_changing_them(small_run, tmp_path):
     """Extra checkpoints (ensemble members) add columns; the draws, hosts and the main scores stay as they were,
-    and a configuration without extras keeps its tag (old runs resume)."""
+    and a configuration without extras is tagged by its config and its inputs' contents alone."""
     from lensaudit.inject.records import read_injections
     from lensaudit.selection.run import run_selection
 
@@ -473,8 +446,15 @@ def test_extra_models_score_the_same_injections_without_changing_them(small_run,
     from lensaudit.utils.io import sha256_json
 
     assert "extra_checkpoints" not in cfg.model_dump(exclude={"extra_checkpoints"})
+    from lensaudit.cutouts import CutoutStore
+    from lensaudit.selection.run import input_fingerprints
+
     tag = run_selection(cfg)["config_tag"]
-    assert tag == sha256_json(cfg.model_dump(mode="json", exclude={"out", "device", "batch_size",
-                                                                   "extra_checkpoints"}))[:12]
+    inputs = input_fingerprints(cfg, CutoutStore(cfg.store))
+    assert set(inputs) == {"checkpoint", "manifest", "store"}          # contents, not paths, key the reuse
+    assert tag == sha256_json({"config": cfg.model_dump(mode="json", exclude={"out", "device", "batch_size",
+                                                                              "extra_checkpoints"}),
+                               "inputs": inputs})[:12]
+    assert run_selection(cfg)["config_tag"] == tag                     # the same inputs: the same chunks
     with pytest.raises(ValueError, match="extra_checkpoints"):
         _sel_cfg(d, tmp_path / "e", extra_checkpoints={"a b": "x"})

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.verbose > 1:
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"lensaudit: error: {msg}", file=sys.stderr)
+        print(f"lensaudit: error: {' '.join(str(msg).split())}", file=sys.stderr)   # one line, whatever a library said
         return EXIT_USER_ERROR
     except OSError as exc:
         # the environment, not a bug: a named file that is missing, unreadable or unwritable, a full disk

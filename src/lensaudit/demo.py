@@ -52,6 +52,18 @@ class DemoConfig(BaseModel):
 VERSIONED_STAGES = ("score", "selection", "report")
 
 
+def _contents(*paths: Path) -> dict[str, str | None]:
+    """What a stage's reuse is keyed on besides its configs: the contents of the files (SHA-256) and stores
+    (:meth:`~lensaudit.cutouts.CutoutStore.fingerprint`) it reads, so an input changed by hand re-runs it."""
+    from lensaudit.cutouts import CutoutStore
+
+    out = {}
+    for p in paths:
+        p = Path(p)
+        out[p.name] = sha256_file(p) if p.is_file() else CutoutStore(p).fingerprint() if p.is_dir() else None
+    return out
+
+
 def resolve_config_path(name: str) -> Path:
     p = Path(name)
     return p if p.is_file() else bundled_config(name)
@@ -392,15 +404,19 @@ def run_demo(out: Path, quick: bool = False, reference: ReferenceData | None = N
     manifest = r.manifest
     inputs, fn = _stage_fetch(manifest, stages["catalog"]["inputs_sha256"], survey,
                               cfg.quick.fetch_limit if quick else None)
+    inputs["contents"] = _contents(manifest)
     stages["fetch"] = stage("fetch", inputs, fn)
     store, best, preds = r.store, r.train.best, r.predictions
     inputs, fn = _stage_train(manifest, store, stages["fetch"]["inputs_sha256"], resolve_config_path(cfg.train_config),
                               cfg.quick.epochs if quick else None)
+    inputs["contents"] = _contents(manifest, store)
     stages["train"] = stage("train", inputs, fn)
     inputs, fn = _stage_score(manifest, store, best, stages["train"]["inputs_sha256"])
+    inputs["contents"] = _contents(best, store)
     stages["score"] = stage("score", inputs, fn)
     inputs, fn = _stage_evaluate(preds, manifest, store, survey.truth, best,
                                  stages["score"]["inputs_sha256"], cfg.seed, cfg.eval_n_boot)
+    inputs["contents"] = _contents(preds)
     stages["evaluate"] = stage("evaluate", inputs, fn)
     inputs, fn = _stage_shortcuts(survey, manifest, store, stages["fetch"]["inputs_sha256"],
                                   resolve_config_path(cfg.catalog_config), cfg.seed, cfg.eval_n_boot,
@@ -409,6 +425,7 @@ def run_demo(out: Path, quick: bool = False, reference: ReferenceData | None = N
     inputs, fn = _stage_selection(survey, manifest, store, best, preds, stages["score"]["inputs_sha256"],
                                   resolve_config_path(cfg.selection_config), resolve_config_path(cfg.realism_config),
                                   cfg.quick.selection_n_per_cell if quick else None)
+    inputs["contents"] = _contents(best, preds, store)
     stages["selection"] = stage("selection", inputs, fn)
     inputs, fn = _stage_check(survey, stages["mock"]["inputs_sha256"], ref)
     stages["check"] = stage("check", inputs, fn)

@@ -22,6 +22,7 @@ from lensaudit.artifacts.layout import (
     ReportDir,
     Run,
     SelectionRunDir,
+    SparkScoresDir,
     TrainDir,
     TrueLensesDir,
 )
@@ -55,7 +56,7 @@ from lensaudit.artifacts.tables import ArtifactError, read_table, read_table_met
 
 __all__ = ["ArtifactError", "CatalogDir", "ClosureDir", "Column", "DocSchema", "EnsembleDir", "EvalDir",
            "HEALPIX_PREFIX", "InjectExamplesDir", "MANIFEST_META_KEY", "MAX_ID_LENGTH", "ManifestError", "MockSurveyDir", "OperatingPoint",
-           "PREDICTIONS_META_KEY", "RULE", "RealismDir", "ReportDir", "Run", "SelectionRunDir", "SplitRule",
+           "PREDICTIONS_META_KEY", "RULE", "RealismDir", "ReportDir", "Run", "SelectionRunDir", "SparkScoresDir", "SplitRule",
            "TableSchema", "TrainDir", "TrueLensesDir", "VERSIONS", "assign_split", "check_ids", "check_manifest",
            "check_predictions", "healpix_column", "healpix_nested", "manifest_columns", "object_id", "pixel_fraction",
            "read_artifact_meta", "read_artifact_table", "read_doc", "read_manifest", "read_manifest_metadata",

@@ -19,12 +19,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lensaudit.utils.io import exclusive_lock
+
 #: Written by every stage run: the command, commit, versions, seeds.
 RUN_INFO = "run_info.json"
 #: The resolved config a stage ran with (YAML).
 RESOLVED_CONFIG = "config.resolved.yaml"
 #: The record of a demo stage (its inputs hash), written last.
 STAGE_RECORD = "stage.json"
+#: The lock file of an output folder (one writer at a time).
+LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,12 @@ class _Dir:
 
     def __truediv__(self, name: str) -> Path:   # for files a stage keeps for itself
         return self.root / name
+
+    def lock(self, what: str):
+        """An exclusive lock on this output folder for the duration of a ``with`` block (the folder is created);
+        a second writer gets a :class:`~lensaudit.errors.BusyError` naming ``what``, the folder and the holder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return exclusive_lock(self.root / LOCK, f"{what} {self.root}: another process is writing into it")
 
     @property
     def run_info(self) -> Path:
@@ -108,6 +118,19 @@ class TrainDir(_Dir):
         return sorted(self.root.glob("epoch_*.pt"))
 
 
+class SparkScoresDir(_Dir):
+    """``lensaudit score --engine spark``: one folder per finished partition and the run's record."""
+
+    record = property(lambda self: self.root / "scoring.json")
+
+    def part(self, k: int) -> Path:
+        return self.root / f"part={k}"
+
+    def done(self, k: int) -> Path:
+        """The marker a finished partition carries."""
+        return self.part(k) / "_DONE"
+
+
 class EvalDir(_Dir):
     """``lensaudit evaluate``: ``metrics.json`` (:class:`~lensaudit.evaluate.result.EvaluationResult`), strata, figures."""
 
@@ -139,7 +162,6 @@ class SelectionRunDir(_Dir):
     marginals = property(lambda self: self.root / "marginals.parquet")
     injections = property(lambda self: self.root / "injections")
     figures = property(lambda self: self.root / "figures")
-    lock = property(lambda self: self.root / ".lock")
 
     def selection_function(self, family: str) -> Path:
         return self.root / f"selection_{family}.parquet"

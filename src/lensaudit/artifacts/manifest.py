@@ -145,33 +145,67 @@ def read_manifest(path: str | os.PathLike, require: Iterable[str] = ("id", "ra",
     return check_manifest(read_table(path, "manifest"), source=f"manifest {path}", require=require, split=split)
 
 
-def check_predictions(df: pd.DataFrame, source: str = "predictions",
-                      require: Iterable[str] = ("id", "probability")) -> pd.DataFrame:
-    """Predictions after checking ids (valid, unique) and ``probability`` (finite, in [0, 1]) / ``logit`` (finite)."""
+def _first_bad(out: pd.DataFrame, bad, column: str, source: str, what: str) -> ManifestError:
+    i = int(np.flatnonzero(np.asarray(bad))[0])
+    v = out[column].iat[i]
+    v = v.item() if hasattr(v, "item") else v
+    return ManifestError(f"{source}: column {column!r}: {int(np.asarray(bad).sum())} row(s) {what}; first bad row {i} "
+                         f"(id {out['id'].iat[i]!r}: {v!r})")
+
+
+def check_predictions(df: pd.DataFrame, source: str = "predictions", require: Iterable[str] = ("id", "probability"),
+                      ids: Iterable[str] | None = None, feature_width: int | None = None) -> pd.DataFrame:
+    """Scores after checking them as every stage relies on them, or a :class:`ManifestError` naming the file, the
+    column and the first bad row: ids valid and unique (and, with ``ids``, each one known); ``probability`` finite
+    and in [0, 1]; ``logit`` finite; ``features`` (when present) finite vectors of one width (``feature_width`` when
+    given, the model's)."""
     missing = [c for c in ("id", *require) if c not in df.columns]
     if missing:
         raise ManifestError(f"{source}: missing required column(s) {sorted(set(missing))}; has {list(df.columns)[:20]}")
     out = df.copy()
     out["id"] = check_ids(out["id"], source)
+    if ids is not None:
+        known = set(map(str, ids))
+        unknown = ~out["id"].isin(known)
+        if unknown.any():
+            raise _first_bad(out, unknown, "id", source, "with an id that is not among the objects scored for")
     if "probability" in out.columns:
         p = pd.to_numeric(out["probability"], errors="coerce")
-        bad = p.isna() | ~p.between(0.0, 1.0)
+        bad = (p.isna() | ~p.between(0.0, 1.0)).to_numpy()
         if bad.any():
-            raise ManifestError(f"{source}: {int(bad.sum())} row(s) with NaN or out-of-range probability, "
-                                f"ids {out.loc[bad, 'id'].head(5).tolist()}")
+            raise _first_bad(out, bad, "probability", source, "NaN or outside [0, 1]")
         out["probability"] = p.astype(np.float64)
     if "logit" in out.columns:
         lg = pd.to_numeric(out["logit"], errors="coerce")
         bad = ~np.isfinite(lg.to_numpy(np.float64))
         if bad.any():
-            raise ManifestError(f"{source}: {int(bad.sum())} row(s) with a non-finite logit, "
-                                f"ids {out.loc[bad, 'id'].head(5).tolist()}")
+            raise _first_bad(out, bad, "logit", source, "not finite")
+    if "features" in out.columns:
+        widths = out["features"].map(lambda v: -1 if v is None else len(v)).to_numpy()
+        want = feature_width if feature_width is not None else (int(widths[0]) if len(widths) else 0)
+        bad = widths != want
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ManifestError(f"{source}: column 'features': {int(bad.sum())} row(s) of another width than {want}"
+                                f"{' (the model' + chr(39) + 's)' if feature_width is not None else ''}; first bad row "
+                                f"{i} (id {out['id'].iat[i]!r}: width {widths[i]})")
+        if len(out):
+            f = np.stack([np.asarray(v, np.float64) for v in out["features"]])
+            bad = ~np.isfinite(f).all(axis=1)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ManifestError(f"{source}: column 'features': {int(bad.sum())} row(s) with a NaN or infinite "
+                                    f"feature; first bad row {i} (id {out['id'].iat[i]!r})")
     return out.reset_index(drop=True)
 
 
-def read_predictions(path: str | os.PathLike, require: Iterable[str] = ("id", "probability")) -> pd.DataFrame:
-    """Read and check a predictions table (``lensaudit score`` output, or any Parquet/CSV with id, probability)."""
-    return check_predictions(read_table(path, "predictions"), source=f"predictions {path}", require=require)
+def read_predictions(path: str | os.PathLike, require: Iterable[str] = ("id", "probability"),
+                     ids: Iterable[str] | None = None, feature_width: int | None = None,
+                     columns: list[str] | None = None) -> pd.DataFrame:
+    """Read and check a scores table (``lensaudit score`` output, or any Parquet/CSV with id and probability): see
+    :func:`check_predictions`. The one reader of scores for every stage."""
+    return check_predictions(read_table(path, "predictions", columns=columns), source=f"predictions {path}",
+                             require=require, ids=ids, feature_width=feature_width)
 
 
 def read_manifest_metadata(path: str | os.PathLike) -> dict:

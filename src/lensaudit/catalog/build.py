@@ -52,83 +52,84 @@ def build_catalog(cfg: CatalogConfig, engine: Engine | None = None) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cd = CatalogDir(out)
-    cfg_sha = write_resolved(cfg, cd.resolved_config)
-    if cfg.cuts.exclusion_radius_arcsec < cfg.positives.match_radius_arcsec:
-        raise CatalogInputError(f"config: exclusion radius {cfg.cuts.exclusion_radius_arcsec} arcsec is smaller than "
-                                f"the match radius {cfg.positives.match_radius_arcsec}: positives could leak into negatives")
-    cands, skipped = read_candidates(resolve_path(cfg.candidates), cfg.on_bad_rows)
-    if not len(cands):
-        raise CatalogInputError(f"candidates {cfg.candidates}: no valid rows")
-    eng = engine or make_engine(cfg.engine, cfg.workers, cfg.spark_master)
-    src = Path(cfg.sweeps)
-    if not src.is_dir():
-        raise CatalogInputError(f"sweeps {src}: not a directory")
-    fits_files = list_sweeps(src)
-    if fits_files:
-        ingested = eng.ingest(fits_files, out / "sweeps_parquet", LENS_COLUMNS)
-        parts = list_partitions(out / "sweeps_parquet")
-        log.info("ingested %d sweep file(s) (%d skipped as already done)", len(ingested),
-                 sum(bool(r["skipped"]) for r in ingested))
-    else:
-        parts = list_partitions(src)
-    if not parts:
-        raise CatalogInputError(f"sweeps {src}: no sweep-*.fits files and no ingested sweep=*/part-0.parquet partitions")
+    with cd.lock("catalog build"):
+        cfg_sha = write_resolved(cfg, cd.resolved_config)
+        if cfg.cuts.exclusion_radius_arcsec < cfg.positives.match_radius_arcsec:
+            raise CatalogInputError(f"config: exclusion radius {cfg.cuts.exclusion_radius_arcsec} arcsec is smaller than "
+                                    f"the match radius {cfg.positives.match_radius_arcsec}: positives could leak into negatives")
+        cands, skipped = read_candidates(resolve_path(cfg.candidates), cfg.on_bad_rows)
+        if not len(cands):
+            raise CatalogInputError(f"candidates {cfg.candidates}: no valid rows")
+        eng = engine or make_engine(cfg.engine, cfg.workers, cfg.spark_master)
+        src = Path(cfg.sweeps)
+        if not src.is_dir():
+            raise CatalogInputError(f"sweeps {src}: not a directory")
+        fits_files = list_sweeps(src)
+        if fits_files:
+            ingested = eng.ingest(fits_files, out / "sweeps_parquet", LENS_COLUMNS)
+            parts = list_partitions(out / "sweeps_parquet")
+            log.info("ingested %d sweep file(s) (%d skipped as already done)", len(ingested),
+                     sum(bool(r["skipped"]) for r in ingested))
+        else:
+            parts = list_partitions(src)
+        if not parts:
+            raise CatalogInputError(f"sweeps {src}: no sweep-*.fits files and no ingested sweep=*/part-0.parquet partitions")
 
-    def plan_of(nearest: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-        pos = st.resolve_positives(nearest, cands, cfg)[0]
+        def plan_of(nearest: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+            pos = st.resolve_positives(nearest, cands, cfg)[0]
+            edges = st.host_edges(pos, cfg)
+            return st.sampling_quotas(st.assign_host_cells(pos, edges), cfg), edges
+
+        g = eng.gather(parts, cfg, cands, plan_of)
+        pos, unmatched = st.resolve_positives(g.nearest, cands, cfg)
         edges = st.host_edges(pos, cfg)
-        return st.sampling_quotas(st.assign_host_cells(pos, edges), cfg), edges
+        pos = st.assign_host_cells(pos, edges)
+        quotas = st.sampling_quotas(pos, cfg)
+        if cfg.sampling.fill_short_pool:
+            quotas = st.rebalance_pools(quotas, g.available)
+        short = st.shortfalls(quotas, g.available, g.selected)
+        flow = cutflow_table(g.flows, skipped, g.n_duplicate_ids)
+        atomic_write_json(cd.cutflow, flow)
+        pos.to_parquet(cd.positives, index=False)
+        atomic_write_text(cd.unmatched, pd.DataFrame(unmatched, columns=["name", "ra", "dec", "reason"]).to_csv(index=False))
+        atomic_write_text(cd.shortfalls, short.to_csv(index=False))
+        manifests, reports = {}, {}
+        for scheme in cfg.splits.schemes:
+            df = assemble_manifest(pos, g.selected, cfg, scheme)
+            path = write_manifest(df, cd.manifest(scheme.name), manifest_metadata(cfg, scheme, edges))
+            rep = verify_manifest(path, flow)
+            atomic_write_json(cd.verify_json(scheme.name), rep)
+            atomic_write_text(cd.verify_txt(scheme.name), format_report(rep) + "\n")
+            manifests[scheme.name] = str(path)
+            reports[scheme.name] = rep["passed"]
+        eval_sets = {}
+        for es in cfg.eval_sets:
+            from lensaudit.catalog.evalsets import build_evalset, load_extra
 
-    g = eng.gather(parts, cfg, cands, plan_of)
-    pos, unmatched = st.resolve_positives(g.nearest, cands, cfg)
-    edges = st.host_edges(pos, cfg)
-    pos = st.assign_host_cells(pos, edges)
-    quotas = st.sampling_quotas(pos, cfg)
-    if cfg.sampling.fill_short_pool:
-        quotas = st.rebalance_pools(quotas, g.available)
-    short = st.shortfalls(quotas, g.available, g.selected)
-    flow = cutflow_table(g.flows, skipped, g.n_duplicate_ids)
-    atomic_write_json(cd.cutflow, flow)
-    pos.to_parquet(cd.positives, index=False)
-    atomic_write_text(cd.unmatched, pd.DataFrame(unmatched, columns=["name", "ra", "dec", "reason"]).to_csv(index=False))
-    atomic_write_text(cd.shortfalls, short.to_csv(index=False))
-    manifests, reports = {}, {}
-    for scheme in cfg.splits.schemes:
-        df = assemble_manifest(pos, g.selected, cfg, scheme)
-        path = write_manifest(df, cd.manifest(scheme.name), manifest_metadata(cfg, scheme, edges))
-        rep = verify_manifest(path, flow)
-        atomic_write_json(cd.verify_json(scheme.name), rep)
-        atomic_write_text(cd.verify_txt(scheme.name), format_report(rep) + "\n")
-        manifests[scheme.name] = str(path)
-        reports[scheme.name] = rep["passed"]
-    eval_sets = {}
-    for es in cfg.eval_sets:
-        from lensaudit.catalog.evalsets import build_evalset, load_extra
-
-        extra, read_counts = load_extra(es.format, es.path, cfg.on_bad_rows)
-        kept, rep = build_evalset(extra, parts, cfg, pos, cands)
-        scheme = cfg.splits.schemes[0]
-        df = assemble_manifest(kept.assign(tier="S"), g.selected.iloc[:0], cfg, scheme).assign(split=f"eval_{es.name}")
-        path = write_manifest(df, cd.evalset(es.name),
-                              {**manifest_metadata(cfg, scheme), "eval_set": es.model_dump(mode="json")})
-        rep = {"read": read_counts, **rep, "manifest": str(path)}
-        atomic_write_json(cd.evalset_report(es.name), rep)
-        eval_sets[es.name] = {k: v for k, v in rep.items() if k != "unmatched"}
-    n_short = int(short["shortfall"].clip(lower=0).sum())
-    per_stratum = st.stratum_shortfalls(short)
-    worst = per_stratum.sort_values("short_fraction", ascending=False, kind="mergesort").head(1)
-    summary = {"engine": eng.name, "n_sweeps": len(parts), "n_candidates": int(len(cands)),
-               "n_candidate_rows_skipped": len(skipped), "n_positives": int(len(pos)),
-               "n_tier_a": int((pos.tier == "A").sum()), "n_tier_b": int((pos.tier == "B").sum()),
-               "n_unmatched": len(unmatched), "unmatched_fraction": round(len(unmatched) / len(cands), 4),
-               "n_negatives": int(len(g.selected)), "n_eligible_negatives": int(g.available["available"].sum()),
-               "negative_shortfall": n_short,
-               "max_stratum_short_fraction": round(float(worst["short_fraction"].iat[0]), 4) if len(worst) else 0.0,
-               "strata_short_over_5pct": [f"{r.nobs_z_bin} {r.type}" for r in per_stratum.itertuples()
-                                          if r.short_fraction > 0.05],
-               "cutflow_total": flow["total"], "manifests": manifests,
-               "verified": reports, "eval_sets": eval_sets, "elapsed_s": round(time.monotonic() - t0, 2)}
-    atomic_write_json(cd.run_info, run_info(config=cfg.model_dump(mode="json"), config_sha256=cfg_sha,
-                                                      seeds={"split": cfg.splits.seed, "sampling": cfg.sampling.seed},
-                                                      extra={"summary": summary}))
-    return summary
+            extra, read_counts = load_extra(es.format, es.path, cfg.on_bad_rows)
+            kept, rep = build_evalset(extra, parts, cfg, pos, cands)
+            scheme = cfg.splits.schemes[0]
+            df = assemble_manifest(kept.assign(tier="S"), g.selected.iloc[:0], cfg, scheme).assign(split=f"eval_{es.name}")
+            path = write_manifest(df, cd.evalset(es.name),
+                                  {**manifest_metadata(cfg, scheme), "eval_set": es.model_dump(mode="json")})
+            rep = {"read": read_counts, **rep, "manifest": str(path)}
+            atomic_write_json(cd.evalset_report(es.name), rep)
+            eval_sets[es.name] = {k: v for k, v in rep.items() if k != "unmatched"}
+        n_short = int(short["shortfall"].clip(lower=0).sum())
+        per_stratum = st.stratum_shortfalls(short)
+        worst = per_stratum.sort_values("short_fraction", ascending=False, kind="mergesort").head(1)
+        summary = {"engine": eng.name, "n_sweeps": len(parts), "n_candidates": int(len(cands)),
+                   "n_candidate_rows_skipped": len(skipped), "n_positives": int(len(pos)),
+                   "n_tier_a": int((pos.tier == "A").sum()), "n_tier_b": int((pos.tier == "B").sum()),
+                   "n_unmatched": len(unmatched), "unmatched_fraction": round(len(unmatched) / len(cands), 4),
+                   "n_negatives": int(len(g.selected)), "n_eligible_negatives": int(g.available["available"].sum()),
+                   "negative_shortfall": n_short,
+                   "max_stratum_short_fraction": round(float(worst["short_fraction"].iat[0]), 4) if len(worst) else 0.0,
+                   "strata_short_over_5pct": [f"{r.nobs_z_bin} {r.type}" for r in per_stratum.itertuples()
+                                              if r.short_fraction > 0.05],
+                   "cutflow_total": flow["total"], "manifests": manifests,
+                   "verified": reports, "eval_sets": eval_sets, "elapsed_s": round(time.monotonic() - t0, 2)}
+        atomic_write_json(cd.run_info, run_info(config=cfg.model_dump(mode="json"), config_sha256=cfg_sha,
+                                                          seeds={"split": cfg.splits.seed, "sampling": cfg.sampling.seed},
+                                                          extra={"summary": summary}))
+        return summary

@@ -32,6 +32,7 @@ other repeated id is reported by :meth:`CutoutStore.verify`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -51,7 +52,7 @@ import pyarrow.parquet as pq
 
 from lensaudit.errors import BusyError, LensauditError
 from lensaudit.survey.constants import BANDS, CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
-from lensaudit.utils.io import atomic_path, atomic_write_json, exclusive_lock
+from lensaudit.utils.io import atomic_path, atomic_write_json, exclusive_lock, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,15 @@ class CutoutStore:
     # ------------------------------------------------------------------ index
     def _index_files(self) -> list[Path]:
         return sorted((self.root / "index").glob("shard-*.parquet"))
+
+    def fingerprint(self) -> str:
+        """SHA-256 over the store's committed index files (names and contents): it changes whenever a cutout is
+        added, replaced or removed (each index row carries the cutout's CRC-32), and costs no pixel read."""
+        h = hashlib.sha256()
+        for f in self._index_files():
+            h.update(f.name.encode())
+            h.update(bytes.fromhex(sha256_file(f)))
+        return h.hexdigest()
 
     def reload(self) -> None:
         """Forget cached index and handles (after another process wrote to the store)."""

@@ -78,6 +78,10 @@ def assign_domain(manifest: pd.DataFrame, defn: DomainDef, cut: float | None = N
 
 def assign_all(manifest: pd.DataFrame, defs: tuple[DomainDef, ...], train_split: str = "train"):
     """(DataFrame of id + one domain column per definition, {definition: resolved rule}) for the manifest."""
+    missing = [(d.name, d.column) for d in defs if d.column not in manifest]
+    if missing:
+        raise InputError("ensemble domains: the manifest has no column " + "; ".join(
+            f"{c!r} (domain {n!r})" for n, c in missing) + f"; it has {sorted(map(str, manifest.columns))[:30]}")
     frame = pd.DataFrame({"id": manifest["id"].astype(str).to_numpy()}, index=manifest.index)
     rules = {}
     for d in defs:

@@ -53,8 +53,10 @@ def _train_config(cfg: EnsembleConfig):
 
 
 def _train_member(base, manifest_path: Path, out: Path, store: str, epochs: int | None) -> Path:
-    """Train (or reuse, or resume) one member; returns its best checkpoint."""
-    from lensaudit.train.loop import train
+    """Train (or reuse, or resume) one member; returns its best checkpoint. A finished member is reused only when its
+    config and the contents of its manifest and store are those it was trained on (:func:`train_inputs`)."""
+    from lensaudit.train.checkpoint import CheckpointError
+    from lensaudit.train.loop import train, train_inputs
 
     upd = {"manifest": str(manifest_path), "store": store, "out": str(out)}
     if epochs:
@@ -64,19 +66,39 @@ def _train_member(base, manifest_path: Path, out: Path, store: str, epochs: int 
     best, record = td.best, td.run_info
     if record.is_file() and best.is_file():
         done = json.loads(record.read_text())
-        if done.get("config_sha256") == _cfg_sha(tc):
+        if _identity(done.get("config") or {}) == _identity(tc.model_dump(mode="json")) and \
+                done.get("inputs") == train_inputs(tc):
             log.info("member %s: trained already, reused", out.parent.name)
             return best
+        log.info("member %s: its config or the contents of its manifest or store changed: trained again",
+                 out.parent.name)
+        return _retrain(tc, best)
     resume = td.last.is_file() and not record.is_file()
     log.info("member %s: %s", out.parent.name, "resuming" if resume else "training")
-    train(tc, resume=resume, force=not resume)
+    try:
+        train(tc, resume=resume, force=not resume)
+    except CheckpointError as exc:    # an interrupted member whose config or inputs changed: start it again
+        if not resume:
+            raise
+        log.info("member %s: cannot resume (%s): trained again", out.parent.name, exc)
+        train(tc, resume=False, force=True)
     return best
 
 
-def _cfg_sha(tc) -> str:
-    from lensaudit.utils.io import sha256_json
+def _retrain(tc, best: Path) -> Path:
+    from lensaudit.train.loop import train
 
-    return sha256_json(tc.model_dump(mode="json"))
+    train(tc, resume=False, force=True)
+    return best
+
+
+#: Training-config keys that name places or resources, not what is trained (the inputs' contents stand for them).
+_PLACES = ("out", "manifest", "store", "num_workers", "threads", "device")
+
+
+def _identity(config: dict) -> dict:
+    """What a member's training is, apart from where its files live: reuse compares this and the inputs' contents."""
+    return {k: v for k, v in config.items() if k not in _PLACES}
 
 
 def _scores(checkpoint: Path, rows: pd.DataFrame, store: str, path: Path) -> pd.DataFrame:
@@ -114,105 +136,58 @@ def _meta_scores(logits: pd.DataFrame, frame: pd.DataFrame, fit: np.ndarray, aud
     return apply_meta(path, {c: p[audit] for c, p in preds.items()}, man[audit])["probability"].to_numpy()
 
 
-def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = None) -> dict:
-    """Run the whole ensemble study into ``cfg.out`` (:class:`EnsembleDir`); returns the summary (also written)."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ed = EnsembleDir(out)
-    cfg_sha = write_resolved(cfg, ed.resolved_config)
-    manifest = read_manifest(cfg.manifest, require=("id", "label", "split"))
-    base = _train_config(cfg)
-    for sp in (base.train_split, cfg.fit_split, cfg.audit_split):
-        if not (manifest["split"] == sp).any():
-            raise InputError(f"{cfg.manifest}: no rows in split {sp!r}")
-    domains, rules = assign_all(manifest, cfg.domains, base.train_split)  # medians from the members' training split
-    counts = domain_counts(manifest, domains, cfg.domains)
-    write_table(pd.concat([domains, manifest[["split", "label"]]], axis=1), ed.domains)
-    counts.to_csv(ed.domain_counts, index=False)
-
-    members: dict[str, dict] = {}
+def _member_rows(cfg: EnsembleConfig, manifest: pd.DataFrame, domains: pd.DataFrame, base) -> dict[str, tuple]:
+    """(definition, domain, manifest rows) of every member, after checking each has lenses and non-lenses in the
+    training and validation splits: a bad domain is refused before any member trains."""
+    plan = {}
     for d in cfg.domains:
         for lab in domain_labels(d):
             name = member_name(d.name, lab)
-            sel = (domains[d.name] == lab).fillna(False).to_numpy(bool)
-            sub = manifest[sel]
+            sub = manifest[(domains[d.name] == lab).fillna(False).to_numpy(bool)]
             for sp in (base.train_split, base.val_split):
                 for y in (0, 1):
                     if not ((sub["split"] == sp) & (sub["label"] == y)).any():
                         raise InputError(f"member {name}: domain {d.name}={lab} has no {'lenses' if y else 'non-lenses'} "
                                          f"in split {sp!r}; change the domain definition")
-            mpath = ed.member_manifest(name)
-            mpath.parent.mkdir(parents=True, exist_ok=True)
-            if not mpath.is_file() or not pd.read_parquet(mpath, columns=["id"])["id"].astype(str).equals(
-                    sub["id"].astype(str).reset_index(drop=True)):
-                write_table(sub.reset_index(drop=True), mpath)
-            members[name] = {"definition": d.name, "domain": lab, "n_rows": int(len(sub)),
-                             "n_train_lenses": int(((sub["split"] == base.train_split) & (sub["label"] == 1)).sum()),
-                             "checkpoint": _train_member(base, mpath, ed.member_train(name).root, cfg.store,
-                                                         cfg.epochs)}
-    if cfg.baseline:
-        baseline = Path(cfg.baseline)
-        if not baseline.is_file():
-            raise InputError(f"ensemble baseline {baseline}: checkpoint not found")
-    else:
-        mp = ed.member_manifest("baseline")
-        mp.parent.mkdir(parents=True, exist_ok=True)
-        if not mp.is_file():
-            write_table(manifest.reset_index(drop=True), mp)
-        baseline = _train_member(base, mp, ed.member_train("baseline").root, cfg.store, cfg.epochs)
+            plan[name] = (d.name, lab, sub)
+    return plan
 
+
+def _train_members(cfg: EnsembleConfig, ed: EnsembleDir, base, plan: dict[str, tuple]) -> dict[str, dict]:
+    """Write each member's manifest (when its rows changed) and train, reuse or resume it."""
+    members = {}
+    for name, (definition, lab, sub) in plan.items():
+        mpath = ed.member_manifest(name)
+        mpath.parent.mkdir(parents=True, exist_ok=True)
+        if not mpath.is_file() or not pd.read_parquet(mpath, columns=["id"])["id"].astype(str).equals(
+                sub["id"].astype(str).reset_index(drop=True)):
+            write_table(sub.reset_index(drop=True), mpath)
+        members[name] = {"definition": definition, "domain": lab, "n_rows": int(len(sub)),
+                         "n_train_lenses": int(((sub["split"] == base.train_split) & (sub["label"] == 1)).sum()),
+                         "checkpoint": _train_member(base, mpath, ed.member_train(name).root, cfg.store, cfg.epochs)}
+    return members
+
+
+def _score_rows(cfg: EnsembleConfig, ed: EnsembleDir, manifest: pd.DataFrame, domains: pd.DataFrame,
+                scorers: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(rows of the fit and audit splits sorted by id, their domains, logits and probabilities per scorer)."""
     rows = manifest[manifest["split"].isin([cfg.fit_split, cfg.audit_split])].copy()
     rows["id"] = rows["id"].astype(str)
     rows = rows.sort_values("id", kind="stable").reset_index(drop=True)  # ties in every ranking break by id
     dom = domains.set_index(domains["id"]).loc[rows["id"]].reset_index(drop=True)
     ed.scores("baseline").parent.mkdir(exist_ok=True)
-    scorers = {"baseline": baseline, **{n: m["checkpoint"] for n, m in members.items()}}
     logit, prob = pd.DataFrame(index=rows.index), pd.DataFrame(index=rows.index)
     for n, ck in scorers.items():
         s = _scores(Path(ck), rows, cfg.store, ed.scores(n))
         logit[n], prob[n] = s["logit"].to_numpy(), s["probability"].to_numpy()
+    return rows, dom, logit, prob
 
-    fit = (rows["split"] == cfg.fit_split).to_numpy()
-    audit = (rows["split"] == cfg.audit_split).to_numpy()
-    combos: dict[str, dict] = {}
-    defs = {d.name: d for d in cfg.domains}
-    groups = {d.name: [member_name(d.name, lab) for lab in domain_labels(d)] for d in cfg.domains}
-    if len(cfg.domains) > 1:
-        groups["all"] = list(members)
-    combined = pd.DataFrame({"id": rows["id"][audit].to_numpy()})
-    for g, names in groups.items():
-        p = prob.loc[audit, names].to_numpy()
-        combined[f"average_{g}"] = combine.average(p)
-        combined[f"spread_{g}"] = combine.member_spread(p)
-        combos[f"average_{g}"] = {"members": names, "rule": "mean probability", "uncertainty": f"spread_{g}"}
-        if g != "all":
-            own = own_member(dom.loc[audit, g], defs[g])
-            combined[f"gate_{g}"] = combine.domain_gate(p, own, cfg.combine.gate_weight)
-            combos[f"gate_{g}"] = {"members": names, "rule": f"own domain x {cfg.combine.gate_weight:g}, others share "
-                                                             f"the rest", "uncertainty": f"spread_{g}"}
-        if cfg.combine.meta:
-            combined[f"meta_{g}"] = _meta_scores(logit[names], rows, fit, audit, cfg, out, g)
-            combos[f"meta_{g}"] = {"members": names, "rule": "meta-learner (out-of-fold on the fit split)",
-                                   "uncertainty": f"spread_{g}"}
-    a_rows = rows[audit].reset_index(drop=True)
-    y = a_rows["label"].to_numpy(int)
-    table = pd.concat([a_rows[["id", "split", "label", *[c for c in ("tier", "type") if c in a_rows]]],
-                       prob[audit].reset_index(drop=True).add_prefix("p_"),
-                       combined.drop(columns="id")], axis=1)
-    table = pd.concat([table, dom.loc[audit, [d.name for d in cfg.domains]].reset_index(drop=True)
-                       .add_prefix("domain_")], axis=1)
-    targets = {"lenses (label 1)": y == 1}
-    if "tier" in a_rows:
-        targets["Tier A"] = (a_rows["tier"] == "A").to_numpy()
-    if cfg.truth:
-        t = read_table(cfg.truth, "truth table")
-        true_ids = set(t.loc[t["kind"] == "lens", "id"].astype(str))
-        targets["true lenses (mock truth)"] = a_rows["id"].isin(true_ids).to_numpy()
-        table["true_lens"] = targets["true lenses (mock truth)"]
-    write_table(table, ed.audit_scores)
 
+def _measure(cfg: EnsembleConfig, table: pd.DataFrame, targets: dict, members: dict, combos: dict, groups: dict,
+             logit: pd.DataFrame, prob: pd.DataFrame, audit: np.ndarray, op: OperatingPoint) -> tuple:
+    """(performance, correlations, disagreement, selective curves, yields, unique finds) on the audited rows."""
+    y = table["label"].to_numpy(int)
     ecfg = EvalConfig(n_boot=cfg.n_boot, seed=cfg.seed, min_count=cfg.min_count, block_bootstrap=False)
-    op = OperatingPoint.fixed(cfg.threshold)
     score_cols = {"baseline": table["p_baseline"].to_numpy(), **{n: table[f"p_{n}"].to_numpy() for n in members},
                   **{c: table[c].to_numpy() for c in combos}}
     perf = []
@@ -268,31 +243,106 @@ def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = No
                 uniq.append({"scorer": c, "target": tname, **metrics.unique_finds(mem, table[c].to_numpy(), t, k)})
     yields, uniq = pd.concat(yields, ignore_index=True), pd.DataFrame(uniq)
 
-    tables = {"performance": perf, "correlations": corr, "disagreement": dis, "selective": sel, "yield": yields,
-              "unique_finds": uniq, "domain_counts": counts}
-    ed.tables.mkdir(exist_ok=True)
-    for k, v in tables.items():
-        v.to_csv(ed.table(k), index=False)
-        write_table(v, ed.table(k, "parquet"))
-    from lensaudit.ensemble.figures import write_figures
+    return perf, corr, dis, sel, yields, uniq
 
-    figs = write_figures(tables, groups, cfg, ed)
-    sel_summary = None
-    if cfg.selection is not None:
-        from lensaudit.ensemble.selection import compare_selection
 
-        metas = {g: ed.meta_model(g) for g in groups} if cfg.combine.meta else {}
-        sel_summary = compare_selection(cfg, Path(baseline), {n: Path(m["checkpoint"]) for n, m in members.items()},
-                                        groups, domains.set_index("id"), defs, metas, out)
-        figs += sel_summary["figures"]
-    summary = {"out": str(out), "rules": rules, "audit_split": cfg.audit_split, "fit_split": cfg.fit_split,
-               "threshold": cfg.threshold, "operating_point": op.to_dict(), "n_audit": int(len(y)),
-               "n_audit_lenses": int(y.sum()),
-               "members": {n: {k: (str(v) if isinstance(v, Path) else v) for k, v in m.items()} for n, m in members.items()},
-               "baseline": str(baseline), "combinations": combos, "targets": {k: int(v.sum()) for k, v in targets.items()},
-               "tables": {k: str(ed.table(k).relative_to(ed.root)) for k in tables}, "figures": figs,
-               "selection": sel_summary,
-               "run_info": run_info(cfg.model_dump(mode="json"), cfg_sha, seeds={"ensemble": cfg.seed})}
-    write_doc(ed.summary, ENSEMBLE, summary)
-    atomic_write_json(ed.run_info, summary["run_info"])
-    return summary
+def run_ensemble(cfg: EnsembleConfig, config_path: str | os.PathLike | None = None) -> dict:
+    """Run the whole ensemble study into ``cfg.out`` (:class:`EnsembleDir`); returns the summary (also written)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ed = EnsembleDir(out)
+    with ed.lock("ensemble run"):
+        cfg_sha = write_resolved(cfg, ed.resolved_config)
+        manifest = read_manifest(cfg.manifest, require=("id", "label", "split"))
+        base = _train_config(cfg)
+        for sp in (base.train_split, cfg.fit_split, cfg.audit_split):
+            if not (manifest["split"] == sp).any():
+                raise InputError(f"{cfg.manifest}: no rows in split {sp!r}")
+        domains, rules = assign_all(manifest, cfg.domains, base.train_split)  # medians from the members' training split
+        counts = domain_counts(manifest, domains, cfg.domains)
+        write_table(pd.concat([domains, manifest[["split", "label"]]], axis=1), ed.domains)
+        counts.to_csv(ed.domain_counts, index=False)
+
+        plan = _member_rows(cfg, manifest, domains, base)        # every member checked before the first one trains
+        baseline = Path(cfg.baseline) if cfg.baseline else None
+        if baseline is not None and not baseline.is_file():
+            raise InputError(f"ensemble baseline {baseline}: checkpoint not found")
+        members = _train_members(cfg, ed, base, plan)
+        if baseline is None:
+            mp = ed.member_manifest("baseline")
+            mp.parent.mkdir(parents=True, exist_ok=True)
+            if not mp.is_file():
+                write_table(manifest.reset_index(drop=True), mp)
+            baseline = _train_member(base, mp, ed.member_train("baseline").root, cfg.store, cfg.epochs)
+        rows, dom, logit, prob = _score_rows(cfg, ed, manifest, domains,
+                                             {"baseline": baseline, **{n: m["checkpoint"] for n, m in members.items()}})
+
+        fit = (rows["split"] == cfg.fit_split).to_numpy()
+        audit = (rows["split"] == cfg.audit_split).to_numpy()
+        combos: dict[str, dict] = {}
+        defs = {d.name: d for d in cfg.domains}
+        groups = {d.name: [member_name(d.name, lab) for lab in domain_labels(d)] for d in cfg.domains}
+        if len(cfg.domains) > 1:
+            groups["all"] = list(members)
+        combined = pd.DataFrame({"id": rows["id"][audit].to_numpy()})
+        for g, names in groups.items():
+            p = prob.loc[audit, names].to_numpy()
+            combined[f"average_{g}"] = combine.average(p)
+            combined[f"spread_{g}"] = combine.member_spread(p)
+            combos[f"average_{g}"] = {"members": names, "rule": "mean probability", "uncertainty": f"spread_{g}"}
+            if g != "all":
+                own = own_member(dom.loc[audit, g], defs[g])
+                combined[f"gate_{g}"] = combine.domain_gate(p, own, cfg.combine.gate_weight)
+                combos[f"gate_{g}"] = {"members": names, "rule": f"own domain x {cfg.combine.gate_weight:g}, others share "
+                                                                 f"the rest", "uncertainty": f"spread_{g}"}
+            if cfg.combine.meta:
+                combined[f"meta_{g}"] = _meta_scores(logit[names], rows, fit, audit, cfg, out, g)
+                combos[f"meta_{g}"] = {"members": names, "rule": "meta-learner (out-of-fold on the fit split)",
+                                       "uncertainty": f"spread_{g}"}
+        a_rows = rows[audit].reset_index(drop=True)
+        y = a_rows["label"].to_numpy(int)
+        table = pd.concat([a_rows[["id", "split", "label", *[c for c in ("tier", "type") if c in a_rows]]],
+                           prob[audit].reset_index(drop=True).add_prefix("p_"),
+                           combined.drop(columns="id")], axis=1)
+        table = pd.concat([table, dom.loc[audit, [d.name for d in cfg.domains]].reset_index(drop=True)
+                           .add_prefix("domain_")], axis=1)
+        targets = {"lenses (label 1)": y == 1}
+        if "tier" in a_rows:
+            targets["Tier A"] = (a_rows["tier"] == "A").to_numpy()
+        if cfg.truth:
+            t = read_table(cfg.truth, "truth table")
+            true_ids = set(t.loc[t["kind"] == "lens", "id"].astype(str))
+            targets["true lenses (mock truth)"] = a_rows["id"].isin(true_ids).to_numpy()
+            table["true_lens"] = targets["true lenses (mock truth)"]
+        write_table(table, ed.audit_scores)
+
+        op = OperatingPoint.fixed(cfg.threshold)
+        perf, corr, dis, sel, yields, uniq = _measure(cfg, table, targets, members, combos, groups, logit, prob, audit, op)
+        tables = {"performance": perf, "correlations": corr, "disagreement": dis, "selective": sel, "yield": yields,
+                  "unique_finds": uniq, "domain_counts": counts}
+        ed.tables.mkdir(exist_ok=True)
+        for k, v in tables.items():
+            v.to_csv(ed.table(k), index=False)
+            write_table(v, ed.table(k, "parquet"))
+        from lensaudit.ensemble.figures import write_figures
+
+        figs = write_figures(tables, groups, cfg, ed)
+        sel_summary = None
+        if cfg.selection is not None:
+            from lensaudit.ensemble.selection import compare_selection
+
+            metas = {g: ed.meta_model(g) for g in groups} if cfg.combine.meta else {}
+            sel_summary = compare_selection(cfg, Path(baseline), {n: Path(m["checkpoint"]) for n, m in members.items()},
+                                            groups, domains.set_index("id"), defs, metas, out)
+            figs += sel_summary["figures"]
+        summary = {"out": str(out), "rules": rules, "audit_split": cfg.audit_split, "fit_split": cfg.fit_split,
+                   "threshold": cfg.threshold, "operating_point": op.to_dict(), "n_audit": int(len(y)),
+                   "n_audit_lenses": int(y.sum()),
+                   "members": {n: {k: (str(v) if isinstance(v, Path) else v) for k, v in m.items()} for n, m in members.items()},
+                   "baseline": str(baseline), "combinations": combos, "targets": {k: int(v.sum()) for k, v in targets.items()},
+                   "tables": {k: str(ed.table(k).relative_to(ed.root)) for k in tables}, "figures": figs,
+                   "selection": sel_summary,
+                   "run_info": run_info(cfg.model_dump(mode="json"), cfg_sha, seeds={"ensemble": cfg.seed})}
+        write_doc(ed.summary, ENSEMBLE, summary)
+        atomic_write_json(ed.run_info, summary["run_info"])
+        return summary

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from lensaudit.artifacts import SelectionRunDir, read_doc
 from lensaudit.artifacts.kinds import SELECTION_SUMMARY
@@ -20,6 +21,15 @@ from lensaudit.errors import InputError
 
 def chunk_path(run_dir: str | Path | SelectionRunDir, family: str, tag: str, k: int) -> Path:
     return _rd(run_dir).family_injections(family) / f"{tag}_chunk_{k:05d}.parquet"
+
+
+def chunk_ok(path: Path) -> bool:
+    """Whether a chunk file is a whole Parquet file (a truncated or corrupt one is not)."""
+    try:
+        pq.read_metadata(path)
+        return True
+    except Exception:   # pyarrow raises several types for a broken file
+        return False
 
 
 def _rd(run_dir) -> SelectionRunDir:
@@ -44,6 +54,8 @@ def read_injections(run_dir: str | Path | SelectionRunDir, family: str, tag: str
         raise InputError(f"{d}: no injection chunks of configuration {tag}")
     frames = []
     for f in files:
+        if not chunk_ok(f):
+            raise InputError(f"{f}: a corrupt injection chunk; re-run the selection run (it recomputes the chunk)")
         df = pd.read_parquet(f)
         if not features and "features" in df:
             df = df.drop(columns="features")
@@ -51,4 +63,4 @@ def read_injections(run_dir: str | Path | SelectionRunDir, family: str, tag: str
     return pd.concat(frames, ignore_index=True)
 
 
-__all__ = ["chunk_path", "current_tag", "read_injections"]
+__all__ = ["chunk_ok", "chunk_path", "current_tag", "read_injections"]

@@ -23,8 +23,10 @@ from scipy.stats import ks_2samp
 from lensaudit.artifacts import (
     RealismDir,
     SelectionRunDir,
+    check_predictions,
     read_doc,
     read_manifest,
+    read_predictions,
     read_table,
     write_artifact_table,
     write_doc,
@@ -89,10 +91,8 @@ def _ks(a, b) -> dict:
 def real_lenses(cfg: RealismConfig) -> pd.DataFrame:
     m = read_manifest(cfg.manifest, require=("id", "split", "label", "tier"))
     pos = m[m["split"].isin(list(cfg.splits)) & (m["label"] == 1) & m["tier"].isin(list(cfg.tiers))][["id"]]
-    p = read_table(cfg.predictions, "predictions")
-    if "features" not in p:
-        raise InputError(f"{cfg.predictions}: no features column (score with --features)")
-    r = pos.astype(str).merge(p.assign(id=p["id"].astype(str))[["id", "probability", "features"]], on="id")
+    p = read_predictions(cfg.predictions, require=("id", "probability", "features"))   # finite, one width
+    r = pos.astype(str).merge(p[["id", "probability", "features"]], on="id")
     if cfg.real_lens_table:
         t = read_table(cfg.real_lens_table, "real-lens table")
         if "arc_mag_r" not in t:
@@ -109,33 +109,34 @@ def run_realism(cfg: RealismConfig) -> pd.DataFrame:
     """The gate for every family of the selection run; writes its table and report into ``cfg.out`` (:class:`RealismDir`)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    real = real_lenses(cfg)
-    x_real_all = _features(real["features"])
-    sky_real = None
-    if cfg.store:
-        from lensaudit.cutouts import CutoutStore
+    with RealismDir(out).lock("realism gate"):
+        real = real_lenses(cfg)
+        x_real_all = _features(real["features"])
+        sky_real = None
+        if cfg.store:
+            from lensaudit.cutouts import CutoutStore
 
-        sky_real = _sky_sigma(CutoutStore(cfg.store), real["id"])
-    summary = read_doc(SelectionRunDir(cfg.selection_run).summary, SELECTION_SUMMARY)
-    fams = cfg.families or tuple(summary["families"])
-    # the noise floor of the Frechet distance: two random halves of the real lenses
-    g = rng(cfg.probe.seed, "realism.halves")
-    perm = g.permutation(len(real))
-    floor = frechet_distance(x_real_all[perm[: len(perm) // 2]], x_real_all[perm[len(perm) // 2 :]])
-    rows = []
-    with progress(len(fams), "realism gate", "families") as advance:
-        for fam in fams:
-            row = _gate_family(cfg, fam, summary["config_tag"], real, sky_real, floor)
-            if row is not None:
-                rows.append(row)
-            advance()
-    table = pd.DataFrame(rows)
-    rd = RealismDir(out)
-    write_artifact_table(table, rd.table, REALISM)
-    table.to_csv(rd.csv, index=False)
-    write_doc(rd.report, REALISM_DOC, {"config": cfg.model_dump(mode="json"), "families": rows,
-                                       "n_real_lenses": int(len(real))})
-    return table
+            sky_real = _sky_sigma(CutoutStore(cfg.store), real["id"])
+        summary = read_doc(SelectionRunDir(cfg.selection_run).summary, SELECTION_SUMMARY)
+        fams = cfg.families or tuple(summary["families"])
+        # the noise floor of the Frechet distance: two random halves of the real lenses
+        g = rng(cfg.probe.seed, "realism.halves")
+        perm = g.permutation(len(real))
+        floor = frechet_distance(x_real_all[perm[: len(perm) // 2]], x_real_all[perm[len(perm) // 2 :]])
+        rows = []
+        with progress(len(fams), "realism gate", "families") as advance:
+            for fam in fams:
+                row = _gate_family(cfg, fam, summary["config_tag"], real, sky_real, floor)
+                if row is not None:
+                    rows.append(row)
+                advance()
+        table = pd.DataFrame(rows)
+        rd = RealismDir(out)
+        write_artifact_table(table, rd.table, REALISM)
+        table.to_csv(rd.csv, index=False)
+        write_doc(rd.report, REALISM_DOC, {"config": cfg.model_dump(mode="json"), "families": rows,
+                                           "n_real_lenses": int(len(real))})
+        return table
 
 
 def _gate_family(cfg: RealismConfig, fam: str, tag: str, real: pd.DataFrame, sky_real, floor: float) -> dict | None:
@@ -145,6 +146,9 @@ def _gate_family(cfg: RealismConfig, fam: str, tag: str, real: pd.DataFrame, sky
     inj = read_injections(cfg.selection_run, fam, tag, features=True)
     if "features" not in inj:
         raise InputError(f"{cfg.selection_run}: family {fam} was run without features (features: true)")
+    width = len(real["features"].iat[0])
+    check_predictions(inj.assign(id=inj["index"].astype(str)), f"selection run {cfg.selection_run}, family {fam} "
+                      f"injections", require=("id", "probability", "features"), feature_width=width)
     if len(inj) > cfg.max_injections:
         inj = inj.iloc[np.sort(rng(cfg.probe.seed, "realism.subsample", fam).choice(len(inj), cfg.max_injections,
                                                                                     replace=False))]

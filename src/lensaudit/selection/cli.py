@@ -35,6 +35,12 @@ def _closure(a: argparse.Namespace) -> int:
     from lensaudit.selection.closure import format_closure, run_closure
 
     per_bin, summary = run_closure(a.run, a.true_lenses, a.out, realism=a.realism, min_true=a.min_true)
+    names = list(dict.fromkeys(summary["threshold"]))
+    if a.threshold not in names:
+        from lensaudit.errors import InputError
+
+        raise InputError(f"closure: no operating point {a.threshold!r} to print; there are {names} (a detection is "
+                         f"p >= t); every one is written to {a.out}")
     print(format_closure(summary, a.threshold))
     return 0
 

@@ -195,55 +195,65 @@ def score_mock_true_lenses(survey_dir, manifest, checkpoint, out, splits=("val",
     from lensaudit.train.score import score_manifest
 
     td = TrueLensesDir(out)
-    rule = SplitRule.from_metadata(read_manifest_metadata(manifest), f"manifest {manifest}")
-    t = mock_true_lenses(survey_dir, rule, splits)
-    store = CutoutStore(td.store, create=True)
-    have = set(store.ids().astype(str))
-    todo = t[~t["id"].isin(have)][["id", "ra", "dec"]]
-    if len(todo):
-        fetch_from_mock(todo, store, survey_dir)
-    sc = score_manifest(checkpoint, t[["id"]], CutoutStore(td.store), on_missing="skip")
-    excluded = {**t.attrs["excluded"], "no cutout": int((~t["id"].isin(set(sc["id"]))).sum())}
-    attrs = {**t.attrs, "excluded": excluded}
-    t = t.merge(sc[["id", "logit", "probability"]], on="id", how="inner")
-    write_artifact_table(t, td.table, TRUE_LENSES, meta={"splits": list(splits), **attrs})
-    t.attrs.update(attrs)
-    return t
+    with td.lock("true-lens scoring"):
+        rule = SplitRule.from_metadata(read_manifest_metadata(manifest), f"manifest {manifest}")
+        t = mock_true_lenses(survey_dir, rule, splits)
+        store = CutoutStore(td.store, create=True)
+        have = set(store.ids().astype(str))
+        todo = t[~t["id"].isin(have)][["id", "ra", "dec"]]
+        if len(todo):
+            fetch_from_mock(todo, store, survey_dir)
+        sc = score_manifest(checkpoint, t[["id"]], CutoutStore(td.store), on_missing="skip")
+        excluded = {**t.attrs["excluded"], "no cutout": int((~t["id"].isin(set(sc["id"]))).sum())}
+        attrs = {**t.attrs, "excluded": excluded}
+        t = t.merge(sc[["id", "logit", "probability"]], on="id", how="inner")
+        write_artifact_table(t, td.table, TRUE_LENSES, meta={"splits": list(splits), **attrs})
+        t.attrs.update(attrs)
+        return t
 
 
 def run_closure(run_dir, true_lenses, out, realism=None, min_true: int = 5, seed: int = 0):
     """The closure test for every family of a selection run; writes the per-bin and summary tables and a figure
     into ``out`` (:class:`ClosureDir`); returns (per-bin, summary)."""
-    from lensaudit.artifacts import ClosureDir, SelectionRunDir, read_artifact_table, read_doc, write_artifact_table
+    from lensaudit.artifacts import (
+        ClosureDir,
+        SelectionRunDir,
+        check_predictions,
+        read_artifact_table,
+        read_doc,
+        write_artifact_table,
+    )
     from lensaudit.artifacts.kinds import CLOSURE_BINS, CLOSURE_SUMMARY, OPERATING_POINTS, REALISM, SELECTION_SUMMARY
     from lensaudit.inject.records import read_injections
     from lensaudit.selection.function import SelectionFunction
 
     rd, cd = SelectionRunDir(run_dir), ClosureDir(out)
     cd.root.mkdir(parents=True, exist_ok=True)
-    summary = read_doc(rd.summary, SELECTION_SUMMARY)
-    ops = [OperatingPoint.from_dict(d, str(rd.operating_points))
-           for d in read_doc(rd.operating_points, OPERATING_POINTS)["points"]]
-    t = read_artifact_table(true_lenses, TRUE_LENSES, external_ok=True)   # a truth table may come from elsewhere
-    gate = read_artifact_table(realism, REALISM).set_index("family") if realism else None
-    bins, summ = [], []
-    for fam in summary["families"]:
-        sf = SelectionFunction.load(rd.selection_function(fam))
-        inj = read_injections(rd, fam, summary["config_tag"])
-        b, s = closure_test(t, inj, sf.grid, ops, sf.meta.get("min_count", 10), min_true, seed)
-        s.insert(0, "family", fam)
-        s["planted"] = bool(sf.meta.get("planted", False))
-        s["gate_probe_auc"] = float(gate.loc[fam, "probe_auc"]) if gate is not None and fam in gate.index else np.nan
-        s["gate_verdict"] = gate.loc[fam, "verdict"] if gate is not None and fam in gate.index else ""
-        bins.append(b.assign(family=fam))
-        summ.append(s)
-    per_bin = pd.concat(bins, ignore_index=True)
-    summary_t = pd.concat(summ, ignore_index=True)
-    write_artifact_table(per_bin, cd.bins, CLOSURE_BINS)
-    write_artifact_table(summary_t, cd.summary, CLOSURE_SUMMARY)
-    summary_t.to_csv(cd.summary_csv, index=False)
-    closure_figure(per_bin, cd.figure, headline(summary_t["threshold"].unique()))
-    return per_bin, summary_t
+    with cd.lock("closure test"):
+        summary = read_doc(rd.summary, SELECTION_SUMMARY)
+        ops = [OperatingPoint.from_dict(d, str(rd.operating_points))
+               for d in read_doc(rd.operating_points, OPERATING_POINTS)["points"]]
+        t = read_artifact_table(true_lenses, TRUE_LENSES, external_ok=True)   # a truth table may come from elsewhere
+        t = check_predictions(t, f"true lenses {true_lenses}", require=("id", "probability"))
+        gate = read_artifact_table(realism, REALISM).set_index("family") if realism else None
+        bins, summ = [], []
+        for fam in summary["families"]:
+            sf = SelectionFunction.load(rd.selection_function(fam))
+            inj = read_injections(rd, fam, summary["config_tag"])
+            b, s = closure_test(t, inj, sf.grid, ops, sf.meta.get("min_count", 10), min_true, seed)
+            s.insert(0, "family", fam)
+            s["planted"] = bool(sf.meta.get("planted", False))
+            s["gate_probe_auc"] = float(gate.loc[fam, "probe_auc"]) if gate is not None and fam in gate.index else np.nan
+            s["gate_verdict"] = gate.loc[fam, "verdict"] if gate is not None and fam in gate.index else ""
+            bins.append(b.assign(family=fam))
+            summ.append(s)
+        per_bin = pd.concat(bins, ignore_index=True)
+        summary_t = pd.concat(summ, ignore_index=True)
+        write_artifact_table(per_bin, cd.bins, CLOSURE_BINS)
+        write_artifact_table(summary_t, cd.summary, CLOSURE_SUMMARY)
+        summary_t.to_csv(cd.summary_csv, index=False)
+        closure_figure(per_bin, cd.figure, headline(summary_t["threshold"].unique()))
+        return per_bin, summary_t
 
 
 def closure_figure(per_bin: pd.DataFrame, path, threshold: str = HEADLINE) -> str:

@@ -12,14 +12,15 @@ from lensaudit.selection.grid import GridConfig
 
 class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    probability: tuple[float, ...] = Field((0.3, 0.5), description="completeness at p > each value")
+    probability: tuple[float, ...] = Field((0.3, 0.5), description="completeness at p >= each value")
     fpr: tuple[float, ...] = Field((1e-3, 1e-4), description="and at the thresholds giving these false-positive rates "
                                                               "on the negatives of the audited splits")
 
     @model_validator(mode="after")
     def _ranges(self) -> Thresholds:
-        if any(not 0 < p < 1 for p in self.probability) or any(not 0 < f < 1 for f in self.fpr):
-            raise ValueError("thresholds: probabilities and FPRs must lie in (0, 1)")
+        bad = [p for p in self.probability if not 0 < p < 1] + [f for f in self.fpr if not 0 < f < 1]
+        if bad:
+            raise ValueError(f"thresholds: probabilities and FPRs must lie in (0, 1), got {bad}")
         return self
 
 

@@ -12,7 +12,8 @@ from lensaudit.errors import InputError
 from lensaudit.inject import InjectionEngine, build_family, draw_parameters
 from lensaudit.selection.config import SelectionConfig
 from lensaudit.selection.hosts import select_hosts
-from lensaudit.survey.constants import MAG_ZEROPOINT
+from lensaudit.survey.constants import CUTOUT_SIZE, MAG_ZEROPOINT
+from lensaudit.utils.memory import check_plan
 
 
 def inject_examples(config: str, family: str, n: int, out: Path, seed: int = 0) -> dict:
@@ -32,6 +33,8 @@ def inject_examples(config: str, family: str, n: int, out: Path, seed: int = 0) 
         raise InputError(f"{config}: no family {family!r} (has {sorted(fams)})")
     if n < 1:
         raise InputError("inject: --n must be at least 1")
+    check_plan(n * (3 * CUTOUT_SIZE * CUTOUT_SIZE * 4 * 4 + 2000), f"inject: {n:,} injections (cutouts, hosts, "
+               "records and FITS copies held at once)", "ask for fewer (--n) and run several times")
     store = CutoutStore(cfg.store)
     manifest = read_manifest(cfg.manifest, require=("id", "split", "label"))
     hosts = select_hosts(manifest, cfg.splits, store.ids())

@@ -18,7 +18,7 @@ AXES = {"theta_e": ("arcsec", "theta_e"), "psf_fwhm": ("arcsec FWHM, r band", "h
 
 
 class AxisSpec(BaseModel):
-    """Edges given explicitly, or as start, stop and step (stop included)."""
+    """Edges given explicitly, or as start, stop and step (stop included; the step must divide the range)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     start: float | None = None
@@ -30,6 +30,11 @@ class AxisSpec(BaseModel):
     def _one_way(self) -> AxisSpec:
         if self.edges is None and None in (self.start, self.stop, self.step):
             raise ValueError("an axis needs either edges or start, stop and step")
+        if self.edges is None:
+            n = (self.stop - self.start) / self.step
+            if abs(n - round(n)) > 1e-6 * max(1.0, abs(n)):
+                raise ValueError(f"axis step {self.step:g} does not divide the range {self.start:g}-{self.stop:g} "
+                                 f"({n:.3f} steps): the top edge would move; give a step that divides it, or edges")
         e = self.bin_edges()
         if len(e) < 2:
             raise ValueError(f"an axis needs at least one bin (edges {list(e)}): the grid axis is empty")

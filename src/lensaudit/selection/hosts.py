@@ -56,6 +56,31 @@ def select_hosts(manifest: pd.DataFrame, splits, store_ids, true_lens_ids=None) 
     return h
 
 
+def screen_hosts(hosts: pd.DataFrame, cubes_of, batch: int = 512) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Hosts whose cutouts can take an arc: every pixel finite and no band all zero (the service's 0.0 off the
+    footprint). ``cubes_of(ids)`` returns the cutouts (n, 3, N, N). Returns (kept hosts, ids left out per reason)."""
+    nonfinite, zero_band = [], []
+    keep = np.ones(len(hosts), bool)
+    ids = hosts["id"].astype(str).to_numpy()
+    for lo in range(0, len(hosts), batch):
+        c = np.asarray(cubes_of(list(ids[lo : lo + batch])))
+        bad_nan = ~np.isfinite(c).reshape(len(c), -1).all(axis=1)
+        bad_zero = (np.nan_to_num(c) == 0).reshape(len(c), c.shape[1], -1).all(axis=2).any(axis=1)
+        keep[lo : lo + len(c)] = ~(bad_nan | bad_zero)
+        nonfinite += ids[lo : lo + len(c)][bad_nan].tolist()
+        zero_band += ids[lo : lo + len(c)][bad_zero & ~bad_nan].tolist()
+    excluded = {"non-finite pixels": nonfinite, "a band all zero": zero_band}
+    for why, bad in excluded.items():
+        if bad:
+            log.warning("hosts: %d cutout(s) with %s left out, e.g. %s", len(bad), why, bad[:5])
+    kept = hosts[keep].reset_index(drop=True)
+    kept.attrs.update(hosts.attrs)
+    if not len(kept):
+        raise InputError(f"hosts: every candidate host's cutout has non-finite pixels or an all-zero band "
+                         f"({len(nonfinite)} and {len(zero_band)})")
+    return kept, excluded
+
+
 def host_cells(hosts: pd.DataFrame, grid: Grid) -> dict[tuple[int, int], np.ndarray]:
     """Rows of ``hosts`` per (PSF bin, depth bin) of the grid."""
     ip = grid.bin_of("psf_fwhm", hosts["host_psfsize_r"])

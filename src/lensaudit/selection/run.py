@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from lensaudit.artifacts import (
     OperatingPoint,
     SelectionRunDir,
     read_manifest,
+    read_predictions,
     read_table,
     write_artifact_table,
     write_doc,
@@ -33,14 +36,16 @@ from lensaudit.artifacts import (
 from lensaudit.artifacts.kinds import HOSTS, MARGINALS, OPERATING_POINTS, SELECTION_SUMMARY
 from lensaudit.cutouts import CutoutStore
 from lensaudit.errors import InputError
-from lensaudit.inject import InjectionEngine, build_family, draw_parameters
-from lensaudit.inject.records import chunk_path, read_injections
+from lensaudit.inject import FamilyConfig, InjectionEngine, build_family, draw_parameters
+from lensaudit.inject.records import chunk_ok, chunk_path, read_injections
 from lensaudit.selection.config import SelectionConfig
 from lensaudit.selection.function import SelectionFunction, completeness_table
 from lensaudit.selection.grid import AXES, Grid
-from lensaudit.selection.hosts import host_cells, pick_hosts, select_hosts
+from lensaudit.selection.hosts import host_cells, pick_hosts, screen_hosts, select_hosts
 from lensaudit.selection.intervals import completeness_columns
-from lensaudit.utils.io import atomic_write_json, sha256_json
+from lensaudit.survey.constants import CUTOUT_SIZE
+from lensaudit.utils.io import atomic_write_json, sha256_file, sha256_json
+from lensaudit.utils.memory import check_plan
 from lensaudit.utils.progress import progress
 
 log = logging.getLogger(__name__)
@@ -110,8 +115,8 @@ class _Scorer:
 def _negative_scores(cfg: SelectionConfig, manifest: pd.DataFrame, store: CutoutStore, scorer: _Scorer) -> np.ndarray:
     neg = manifest[manifest["split"].isin(list(cfg.splits)) & (manifest["label"] == 0)]
     if cfg.negatives_predictions:
-        p = read_table(cfg.negatives_predictions, "predictions", columns=["id", "probability"])
-        got = neg[["id"]].astype(str).merge(p.assign(id=p["id"].astype(str)), on="id")
+        p = read_predictions(cfg.negatives_predictions, columns=["id", "probability"])
+        got = neg[["id"]].astype(str).merge(p, on="id")
         if not len(got):
             raise InputError(f"{cfg.negatives_predictions}: no score for a negative of splits {list(cfg.splits)}")
         return got["probability"].to_numpy(float)
@@ -123,63 +128,96 @@ def _negative_scores(cfg: SelectionConfig, manifest: pd.DataFrame, store: Cutout
     return 1 / (1 + np.exp(-lg))
 
 
+#: Memory per injection kept while a family runs (its plan row and its record, about 70 numbers), bytes.
+BYTES_PER_INJECTION = 900
+
+
+def plan_memory(cfg: SelectionConfig) -> float:
+    """The run's peak memory estimate (bytes): one family's plan and records, and a chunk of cutouts (hosts, injected,
+    preprocessed, engine buffers); an :class:`InputError` with the estimate when the machine cannot hold it."""
+    n = Grid(cfg.grid).n_cells * cfg.n_per_cell
+    cutout = 3 * CUTOUT_SIZE * CUTOUT_SIZE * 4
+    est = n * BYTES_PER_INJECTION + cfg.chunk_size * cutout * 6
+    check_plan(est, f"selection run: {n:,} injections per family ({Grid(cfg.grid).n_cells:,} cells x n_per_cell "
+                    f"{cfg.n_per_cell:,}) with chunk_size {cfg.chunk_size:,}",
+               "lower n_per_cell or chunk_size, or coarsen the grid")
+    return est
+
+
+def input_fingerprints(cfg: SelectionConfig, store: CutoutStore) -> dict[str, str]:
+    """SHA-256 of the contents of every input a selection run reads (checkpoints, manifest, the store's index,
+    stamp libraries, negatives' scores, the truth table): what its reuse is keyed on."""
+    files = {"checkpoint": cfg.checkpoint, "manifest": cfg.manifest, "negatives_predictions": cfg.negatives_predictions,
+             "truth": cfg.truth, **{f"extra:{n}": p for n, p in (cfg.extra_checkpoints or {}).items()},
+             **{f"stamp_library:{f.name}": f.stamp_library for f in cfg.families if f.stamp_library}}
+    out = {k: sha256_file(v) for k, v in files.items() if v}
+    out["store"] = store.fingerprint()
+    return out
+
+
 def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
     """Run (or resume) the grid for every family; returns a summary."""
     from lensaudit.config import write_resolved
     from lensaudit.utils.provenance import run_info
 
+    plan_memory(cfg)                                                 # before anything is read or written
     families = {f.name: build_family(f) for f in cfg.families}      # reads stamp libraries: bad ones fail here
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     rd = SelectionRunDir(out)
-    # the tag names the injections: extra models change nothing drawn, but their columns are in the chunks
-    tag = sha256_json(cfg.model_dump(mode="json", exclude={"out", "device", "batch_size"} |
-                                     (set() if cfg.extra_checkpoints else {"extra_checkpoints"})))[:12]
-    grid = Grid(cfg.grid)
-    manifest = read_manifest(cfg.manifest, require=("id", "split", "label"))
-    store = CutoutStore(cfg.store)
-    lens_ids = None
-    if cfg.truth:
-        t = read_table(cfg.truth, "truth table", columns=["id", "kind"])
-        lens_ids = t.loc[t["kind"] == "lens", "id"].astype(str)
-    hosts = select_hosts(manifest, cfg.splits, store.ids(), lens_ids)
-    write_artifact_table(hosts, rd.hosts, HOSTS)
-    cells = host_cells(hosts, grid)
-    scorer = _Scorer(cfg.checkpoint, cfg.device, cfg.batch_size, cfg.extra_checkpoints)
-    ops = operating_points(_negative_scores(cfg, manifest, store, scorer), cfg)
-    write_doc(rd.operating_points, OPERATING_POINTS, {"points": [op.to_dict() for op in ops]})
-    summary = {"out": str(out), "config_tag": tag, "n_hosts": len(hosts), "families": {},
-               "n_true_lenses_removed_from_hosts": hosts.attrs.get("n_true_lenses_removed", 0),
-               "cells": grid.n_cells, "cells_without_hosts": int(sum(1 for v in cells.values() if not len(v)))}
-    stats = _host_stats(hosts, store, rd)
-    all_recs = {}
-    for fam_cfg in cfg.families:
-        t0 = time.perf_counter()
-        recs = _run_family(cfg, fam_cfg, families[fam_cfg.name], grid, hosts, cells, store, scorer, rd, tag, stats)
-        all_recs[fam_cfg.name] = recs
-        tab = completeness_table(recs, grid, ops, cfg.min_count)
-        meta = {"family": fam_cfg.name, "kind": fam_cfg.kind, "planted": fam_cfg.planted,
-                "edges": {a: grid.edges[a].tolist() for a in AXES}, "thresholds": [op.to_dict() for op in ops],
-                "min_count": cfg.min_count,
-                "n_per_cell": cfg.n_per_cell, "checkpoint": cfg.checkpoint, "config_tag": tag,
-                "priors": cfg.priors.model_dump(mode="json"), "engine": cfg.engine.model_dump(mode="json")}
-        sf = SelectionFunction(tab, meta)
-        sf.save(rd.selection_function(fam_cfg.name))
-        sf.save_fits(rd.selection_fits(fam_cfg.name))
-        dt = time.perf_counter() - t0
-        summary["families"][fam_cfg.name] = {"n_injections": len(recs), "seconds": round(dt, 1),
-                                             "marginal": sf.overall()}
-    marg = pd.concat([marginals(all_recs[f.name], ops, cfg.min_count, edges=grid.edges) for f in cfg.families],
-                     ignore_index=True)
-    write_artifact_table(marg, rd.marginals, MARGINALS)
-    from lensaudit.selection.figures import selection_figures
+    with rd.lock("selection run"):
+        store = CutoutStore(cfg.store)
+        inputs = input_fingerprints(cfg, store)
+        # the tag names the injections: the config *and the contents* of every input (a checkpoint replaced at the
+        # same path, a changed manifest, store or library gives a new tag: its chunks are recomputed, never mixed)
+        tag = sha256_json({"config": cfg.model_dump(mode="json", exclude={"out", "device", "batch_size"} |
+                                                    (set() if cfg.extra_checkpoints else {"extra_checkpoints"})),
+                           "inputs": inputs})[:12]
+        grid = Grid(cfg.grid)
+        manifest = read_manifest(cfg.manifest, require=("id", "split", "label"))
+        lens_ids = None
+        if cfg.truth:
+            t = read_table(cfg.truth, "truth table", columns=["id", "kind"])
+            lens_ids = t.loc[t["kind"] == "lens", "id"].astype(str)
+        hosts, excluded = screen_hosts(select_hosts(manifest, cfg.splits, store.ids(), lens_ids), store.get)
+        write_artifact_table(hosts, rd.hosts, HOSTS)
+        cells = host_cells(hosts, grid)
+        scorer = _Scorer(cfg.checkpoint, cfg.device, cfg.batch_size, cfg.extra_checkpoints)
+        ops = operating_points(_negative_scores(cfg, manifest, store, scorer), cfg)
+        write_doc(rd.operating_points, OPERATING_POINTS, {"points": [op.to_dict() for op in ops]})
+        summary = {"out": str(out), "config_tag": tag, "inputs": inputs, "n_hosts": len(hosts), "families": {},
+                   "n_true_lenses_removed_from_hosts": hosts.attrs.get("n_true_lenses_removed", 0),
+                   "hosts_left_out": {k: {"n": len(v), "ids": v[:20]} for k, v in excluded.items()},
+                   "cells": grid.n_cells, "cells_without_hosts": int(sum(1 for v in cells.values() if not len(v)))}
+        stats = _host_stats(hosts, store, rd)
+        all_recs = {}
+        for fam_cfg in cfg.families:
+            t0 = time.perf_counter()
+            recs = _run_family(cfg, fam_cfg, families[fam_cfg.name], grid, hosts, cells, store, scorer, rd, tag, stats)
+            all_recs[fam_cfg.name] = recs
+            tab = completeness_table(recs, grid, ops, cfg.min_count)
+            meta = {"family": fam_cfg.name, "kind": fam_cfg.kind, "planted": fam_cfg.planted,
+                    "edges": {a: grid.edges[a].tolist() for a in AXES}, "thresholds": [op.to_dict() for op in ops],
+                    "min_count": cfg.min_count,
+                    "n_per_cell": cfg.n_per_cell, "checkpoint": cfg.checkpoint, "config_tag": tag,
+                    "priors": cfg.priors.model_dump(mode="json"), "engine": cfg.engine.model_dump(mode="json")}
+            sf = SelectionFunction(tab, meta)
+            sf.save(rd.selection_function(fam_cfg.name))
+            sf.save_fits(rd.selection_fits(fam_cfg.name))
+            dt = time.perf_counter() - t0
+            summary["families"][fam_cfg.name] = {"n_injections": len(recs), "seconds": round(dt, 1),
+                                                 "marginal": sf.overall()}
+        marg = pd.concat([marginals(all_recs[f.name], ops, cfg.min_count, edges=grid.edges) for f in cfg.families],
+                         ignore_index=True)
+        write_artifact_table(marg, rd.marginals, MARGINALS)
+        from lensaudit.selection.figures import selection_figures
 
-    summary["figures"] = selection_figures(rd, [f.name for f in cfg.families], marg)
-    write_resolved(cfg, rd.config)
-    atomic_write_json(rd.run_info, run_info(cfg.model_dump(mode="json"), tag, {"selection": cfg.seed},
-                                            extra={"config_path": config_path}))
-    write_doc(rd.summary, SELECTION_SUMMARY, summary)
-    return summary
+        summary["figures"] = selection_figures(rd, [f.name for f in cfg.families], marg)
+        write_resolved(cfg, rd.config)
+        atomic_write_json(rd.run_info, run_info(cfg.model_dump(mode="json"), tag, {"selection": cfg.seed},
+                                                extra={"config_path": config_path}))
+        write_doc(rd.summary, SELECTION_SUMMARY, summary)
+        return summary
 
 
 def _host_stats(hosts: pd.DataFrame, store: CutoutStore, rd: SelectionRunDir) -> tuple[np.ndarray, np.ndarray]:
@@ -187,10 +225,14 @@ def _host_stats(hosts: pd.DataFrame, store: CutoutStore, rd: SelectionRunDir) ->
     from lensaudit.inject.engine import host_noise
 
     path = rd.host_noise
+    key = store.fingerprint()
     if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            if list(z["ids"]) == list(hosts["id"]):
-                return z["sigma"], z["rho"]
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if list(z["ids"]) == list(hosts["id"]) and str(z["store"]) == key:
+                    return z["sigma"], z["rho"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            log.warning("%s: unreadable host-noise cache (%s): measured again", path, exc)
     sig, rho = [], []
     for lo in range(0, len(hosts), 512):
         s, r = host_noise(store.get(list(hosts["id"].iloc[lo : lo + 512])))
@@ -200,57 +242,82 @@ def _host_stats(hosts: pd.DataFrame, store: CutoutStore, rd: SelectionRunDir) ->
     from lensaudit.utils.io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, ids=hosts["id"].to_numpy().astype(str), sigma=sig, rho=rho)
+        np.savez(fh, ids=hosts["id"].to_numpy().astype(str), sigma=sig, rho=rho, store=np.str_(key))
     return sig, rho
+
+
+@dataclass(frozen=True)
+class _FamilyJob:
+    """Everything a family's chunks share: the run's config and folder, the family and its engine, the plan, the
+    hosts with their noise statistics, the store and the scorer."""
+
+    cfg: SelectionConfig
+    family: FamilyConfig
+    engine: InjectionEngine
+    grid: Grid
+    plan: pd.DataFrame
+    hosts: pd.DataFrame
+    sigma: np.ndarray
+    rho: np.ndarray
+    store: CutoutStore
+    scorer: _Scorer
+    rd: SelectionRunDir
+    tag: str
+
+    @property
+    def n_chunks(self) -> int:
+        return (len(self.plan) + self.cfg.chunk_size - 1) // self.cfg.chunk_size
 
 
 def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, rd: SelectionRunDir, tag: str,
                 stats) -> pd.DataFrame:
-    engine = InjectionEngine(fam, cfg.engine)
     plan = plan_family(cfg, grid, hosts, cells)
-    plan = plan[plan["host_row"] >= 0].reset_index(drop=True)
+    job = _FamilyJob(cfg, fam_cfg, InjectionEngine(fam, cfg.engine), grid, plan[plan["host_row"] >= 0].reset_index(
+        drop=True), hosts, stats[0], stats[1], store, scorer, rd, tag)
     d = rd.family_injections(fam_cfg.name)
     d.mkdir(parents=True, exist_ok=True)
     stale = [p for p in d.glob("*.parquet") if not p.name.startswith(tag)]
     if stale:
         log.info("%s: %d chunk(s) of another configuration ignored", fam_cfg.name, len(stale))
-    n_chunks = (len(plan) + cfg.chunk_size - 1) // cfg.chunk_size
-    hid = hosts["id"].to_numpy()
-    sig, rho = stats
-    with progress(n_chunks, f"injecting {fam_cfg.name}", "chunks") as advance:
-        for k in range(n_chunks):
-            if not chunk_path(rd, fam_cfg.name, tag, k).exists():
-                _run_chunk(cfg, fam_cfg, engine, grid, plan, k, hosts, hid, sig, rho, store, scorer, rd, tag, n_chunks)
+    with progress(job.n_chunks, f"injecting {fam_cfg.name}", "chunks") as advance:
+        for k in range(job.n_chunks):
+            path = chunk_path(rd, fam_cfg.name, tag, k)
+            if path.exists() and not chunk_ok(path):
+                log.warning("%s: corrupt chunk %s: computed again", fam_cfg.name, path)
+                path.unlink()
+            if not path.exists():
+                _run_chunk(job, k)
             advance()
     return read_injections(rd, fam_cfg.name, tag, features=False)
 
 
-def _run_chunk(cfg, fam_cfg, engine, grid, plan, k, hosts, hid, sig, rho, store, scorer, rd, tag, n_chunks) -> None:
+def _run_chunk(job: _FamilyJob, k: int) -> None:
     """Draw, inject, score and write chunk ``k`` of a family's plan (atomically)."""
-    fam = engine.family
-    path = chunk_path(rd, fam_cfg.name, tag, k)
-    p = plan.iloc[k * cfg.chunk_size : (k + 1) * cfg.chunk_size]
+    cfg, grid = job.cfg, job.grid
+    path = chunk_path(job.rd, job.family.name, job.tag, k)
+    p = job.plan.iloc[k * cfg.chunk_size : (k + 1) * cfg.chunk_size]
     lo_te = grid.edges["theta_e"][p["i_theta_e"]]
     hi_te = grid.edges["theta_e"][p["i_theta_e"] + 1]
     lo_m = grid.edges["arc_mag"][p["i_arc_mag"]]
     hi_m = grid.edges["arc_mag"][p["i_arc_mag"] + 1]
-    params = draw_parameters(cfg.priors.model_copy(update={"brightness": "lensed"}), fam_cfg, cfg.seed,
+    params = draw_parameters(cfg.priors.model_copy(update={"brightness": "lensed"}), job.family, cfg.seed,
                              p["index"].to_numpy(), bounds={"theta_e_arcsec": (lo_te, hi_te), "arc_mag_r": (lo_m, hi_m)},
-                             n_stamps=fam.n_stamps())
-    h = hosts.iloc[p["host_row"].to_numpy()]
-    cut = store.get(list(hid[p["host_row"].to_numpy()]))
+                             n_stamps=job.engine.family.n_stamps())
+    rows = p["host_row"].to_numpy()
+    h = job.hosts.iloc[rows]
+    cut = job.store.get(list(h["id"]))
     fw = h[["host_psfsize_g", "host_psfsize_r", "host_psfsize_z"]].to_numpy(float)
-    img, rec = engine.inject(cut, fw, params, host_stats=(sig[p["host_row"].to_numpy()], rho[p["host_row"].to_numpy()]))
-    lg, feats = scorer(img, cfg.features)
+    img, rec = job.engine.inject(cut, fw, params, host_stats=(job.sigma[rows], job.rho[rows]))
+    lg, feats = job.scorer(img, cfg.features)
     rec = rec.assign(cell=p["cell"].to_numpy(), **{f"i_{a}": p[f"i_{a}"].to_numpy() for a in AXES},
                      host_id=h["id"].to_numpy(), **{c: h[c].to_numpy() for c in h.columns if c.startswith("host_")},
                      logit=lg, probability=1 / (1 + np.exp(-lg)))
-    for n, lg2 in scorer.extras(img).items():
+    for n, lg2 in job.scorer.extras(img).items():
         rec[f"logit_{n}"], rec[f"probability_{n}"] = lg2, 1 / (1 + np.exp(-lg2))
     if feats is not None:
         rec["features"] = list(feats.astype(np.float32))
     write_table(rec, path)
-    log.info("%s: chunk %d/%d (%d injections)", fam_cfg.name, k + 1, n_chunks, len(rec))
+    log.info("%s: chunk %d/%d (%d injections)", job.family.name, k + 1, job.n_chunks, len(rec))
 
 
 def marginals(recs: pd.DataFrame, ops: list[OperatingPoint], min_count: int, n_quantile_bins: int = 5,

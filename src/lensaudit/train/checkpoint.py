@@ -43,7 +43,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path}: file not found") from None
     except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise CheckpointError(f"checkpoint {path}: not a readable lensaudit checkpoint ({exc})") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"checkpoint {path}: not a readable lensaudit checkpoint ({first})") from exc
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a {FORMAT} file")
     return ck

@@ -169,6 +169,7 @@ class TrainRun:
     n_params: int
     env: DistEnv = DistEnv()
     train_fwd: torch.nn.Module | None = None  # the module training calls (DDP-wrapped in a torchrun job)
+    inputs: dict = field(default_factory=dict)   # train_inputs(cfg): what reuse and resume are keyed on
     start: int = 0
     best_auc: float = -1.0
     history: list[dict] = field(default_factory=list)
@@ -221,7 +222,8 @@ def setup(cfg: TrainConfig, out: Path, cfg_sha: str, env: DistEnv = DistEnv()) -
     kw = {"num_workers": cfg.num_workers, "persistent_workers": True, "prefetch_factor": 4} if cfg.num_workers else {}
     train_loader = DataLoader(train_ds, batch_sampler=sampler, pin_memory=device.type == "cuda", **kw)
     return TrainRun(cfg, out, cfg_sha, device, dtype, train_ds, val_ds, model, fwd, opt, scaler, sampler,
-                    train_loader, _loader(val_ds, cfg, None, device, cfg.batch_size), n_params, env, train_fwd)
+                    train_loader, _loader(val_ds, cfg, None, device, cfg.batch_size), n_params, env, train_fwd,
+                    inputs=train_inputs(cfg))
 
 
 #: Config fields a resumed run may change (they do not change what is being trained).
@@ -233,8 +235,24 @@ def resume_identity(cfg: TrainConfig) -> dict:
     return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in RESUME_MAY_CHANGE}
 
 
-def check_resumable(cfg: TrainConfig, ck: dict, path: Path) -> None:
-    """CheckpointError naming every config key that differs from the checkpoint's (bar the allowed ones)."""
+def train_inputs(cfg: TrainConfig) -> dict[str, str]:
+    """The contents a training run reads, fingerprinted: its manifest's SHA-256 and its store's
+    (:meth:`~lensaudit.cutouts.CutoutStore.fingerprint`). Reuse and resume are keyed on them, not on paths."""
+    from lensaudit.cutouts import CutoutStore
+
+    return {"manifest_sha256": sha256_file(cfg.manifest), "store_fingerprint": CutoutStore(cfg.store).fingerprint()}
+
+
+def check_resumable(cfg: TrainConfig, ck: dict, path: Path, inputs: dict | None = None) -> None:
+    """CheckpointError naming every config key that differs from the checkpoint's (bar the allowed ones), and every
+    input whose contents changed since the checkpoint (``inputs``: :func:`train_inputs` now)."""
+    then_in = ck.get("inputs")
+    if inputs is not None and then_in is not None:
+        changed = sorted(k for k in inputs if then_in.get(k) != inputs[k])
+        if changed:
+            raise CheckpointError(f"{path}: the contents of {', '.join(changed)} changed since this run started "
+                                  f"({', '.join(f'{k} {str(then_in.get(k))[:12]} -> {inputs[k][:12]}' for k in changed)}); "
+                                  "start a new run or replace it with --force")
     if ck["arch"] != cfg.arch:
         raise CheckpointError(f"{path}: holds a {ck['arch']!r} model, config says {cfg.arch!r}")
     stored = ck.get("config")
@@ -354,6 +372,7 @@ def save_epoch(run: TrainRun, epoch: int, rec: dict) -> None:
         run.best_auc = auc
     run.history.append(rec)
     payload = {"arch": cfg.arch, "model_kwargs": cfg.model_kwargs, "preprocess": cfg.preprocess.model_dump(),
+               "inputs": run.inputs,
                "model": run.model.state_dict(), "epoch": epoch, "val_auc": auc, "best_auc": run.best_auc,
                "config_sha256": run.cfg_sha, "config": cfg.model_dump(mode="json")}
     td = TrainDir(run.out)
@@ -412,7 +431,7 @@ def train(cfg: TrainConfig, resume: bool = False, config_path: str | None = None
                 if resume:  # checked before anything in the folder changes
                     if not last.exists():
                         raise CheckpointError(f"{last}: no last.pt to resume from (train without --resume first)")
-                    check_resumable(cfg, read_checkpoint(last), last)
+                    check_resumable(cfg, read_checkpoint(last), last, train_inputs(cfg))
                 cfg_sha = write_resolved(cfg, TrainDir(out).resolved_config)
             _barrier(env)
             run = setup(cfg, out, cfg_sha, env)
@@ -455,7 +474,7 @@ def write_run_record(run: TrainRun, config_path: str | None) -> dict:
                "amp": str(run.dtype) if run.dtype else "off", "history": run.history}
     atomic_write_json(TrainDir(run.out).run_info, run_info(
         config=cfg.model_dump(mode="json"), config_sha256=run.cfg_sha, seeds={"train": cfg.seed},
-        extra={"config_file": config_path,
+        extra={"config_file": config_path, "inputs": run.inputs,
                "config_file_sha256": sha256_file(config_path) if config_path else None, "device": str(run.device),
                "cuda_device": torch.cuda.get_device_name(0) if run.device.type == "cuda" else None,
                "summary": summary}))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lensaudit.artifacts import check_manifest
+from lensaudit.artifacts import SparkScoresDir, check_manifest
 from lensaudit.errors import InputError
 from lensaudit.utils.io import atomic_write_json, sha256_file
 
@@ -114,46 +114,53 @@ def score_spark(checkpoint: str | os.PathLike, manifest: pd.DataFrame, store: st
                          f"(e.g. {missing.head(3).tolist()})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    n = len(manifest)
-    n_parts = (n + part_rows - 1) // part_rows
-    meta = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint), "n_rows": n,
-            "partition_rows": part_rows, "batch_size": batch_size, "features": features,
-            "ids_sha256": pd.util.hash_pandas_object(manifest["id"].astype(str), index=False).sum().item()}
-    mpath = out / "scoring.json"
-    if mpath.is_file():
-        old = json.loads(mpath.read_text())
-        if {k: old.get(k) for k in meta} != meta:
-            raise InputError(f"{out}: holds scores of another manifest, checkpoint or setting ({mpath}); use a new folder")
-    atomic_write_json(mpath, meta)
-    todo = [k for k in range(n_parts) if not (out / f"part={k}" / "_DONE").is_file()]
-    spark = spark or spark_session(master, app="lensaudit-score")
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(rows_per_arrow_batch))
-    wave = wave or max(2 * spark.sparkContext.defaultParallelism, 1)
-    schema = "pos long, id string, logit double, probability double, part int" + \
-        (", features array<float>" if features else "")
-    fn = _score_batches(str(checkpoint), str(store), device, batch_size, features)
-    t0 = time.perf_counter()
-    ids = ids.to_numpy()
-    for w in range(0, len(todo), wave):
-        parts = todo[w : w + wave]
-        rows = pd.concat([pd.DataFrame({"pos": np.arange(k * part_rows, min(n, (k + 1) * part_rows), dtype=np.int64),
-                                        "id": ids[k * part_rows : (k + 1) * part_rows], "part": np.int32(k)})
-                          for k in parts], ignore_index=True)
-        df = spark.createDataFrame(rows).repartition(len(parts), "part").sortWithinPartitions("part", "pos")
-        tmp = out / f"_wave_{w:06d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        df.mapInPandas(fn, schema).write.mode("overwrite").partitionBy("part").parquet(str(tmp))
-        for k in parts:
-            dst = out / f"part={k}"
-            shutil.rmtree(dst, ignore_errors=True)
-            os.replace(tmp / f"part={k}", dst)
-            (dst / "_DONE").write_text("")
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.info("scored partitions %d-%d of %d", parts[0], parts[-1], n_parts)
-    dt = time.perf_counter() - t0
-    return {"out": str(out), "n_rows": n, "partitions": n_parts, "scored_partitions": len(todo), "seconds": round(dt, 2),
-            "cutouts_per_s": round(sum(min(n, (k + 1) * part_rows) - k * part_rows for k in todo) / dt, 1) if todo and dt
-            else None}
+    with SparkScoresDir(out).lock("Spark scoring"):
+        n = len(manifest)
+        n_parts = (n + part_rows - 1) // part_rows
+        from lensaudit.cutouts import CutoutStore
+
+        meta = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint), "n_rows": n,
+                "store_fingerprint": CutoutStore(store).fingerprint(),
+                "partition_rows": part_rows, "batch_size": batch_size, "features": features,
+                "ids_sha256": pd.util.hash_pandas_object(manifest["id"].astype(str), index=False).sum().item()}
+        sd = SparkScoresDir(out)
+        mpath = sd.record
+        if mpath.is_file():
+            old = json.loads(mpath.read_text())
+            if {k: old.get(k) for k in meta} != meta:
+                changed = [k for k in meta if old.get(k) != meta[k]]
+                raise InputError(f"{out}: holds scores of another manifest, checkpoint, store or setting ({', '.join(changed)} "
+                                 f"changed; {mpath}); use a new folder")
+        atomic_write_json(mpath, meta)
+        todo = [k for k in range(n_parts) if not sd.done(k).is_file()]
+        spark = spark or spark_session(master, app="lensaudit-score")
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(rows_per_arrow_batch))
+        wave = wave or max(2 * spark.sparkContext.defaultParallelism, 1)
+        schema = "pos long, id string, logit double, probability double, part int" + \
+            (", features array<float>" if features else "")
+        fn = _score_batches(str(checkpoint), str(store), device, batch_size, features)
+        t0 = time.perf_counter()
+        ids = ids.to_numpy()
+        for w in range(0, len(todo), wave):
+            parts = todo[w : w + wave]
+            rows = pd.concat([pd.DataFrame({"pos": np.arange(k * part_rows, min(n, (k + 1) * part_rows), dtype=np.int64),
+                                            "id": ids[k * part_rows : (k + 1) * part_rows], "part": np.int32(k)})
+                              for k in parts], ignore_index=True)
+            df = spark.createDataFrame(rows).repartition(len(parts), "part").sortWithinPartitions("part", "pos")
+            tmp = out / f"_wave_{w:06d}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            df.mapInPandas(fn, schema).write.mode("overwrite").partitionBy("part").parquet(str(tmp))
+            for k in parts:
+                dst = sd.part(k)
+                shutil.rmtree(dst, ignore_errors=True)
+                os.replace(tmp / dst.name, dst)
+                sd.done(k).write_text("")
+            shutil.rmtree(tmp, ignore_errors=True)
+            log.info("scored partitions %d-%d of %d", parts[0], parts[-1], n_parts)
+        dt = time.perf_counter() - t0
+        return {"out": str(out), "n_rows": n, "partitions": n_parts, "scored_partitions": len(todo), "seconds": round(dt, 2),
+                "cutouts_per_s": round(sum(min(n, (k + 1) * part_rows) - k * part_rows for k in todo) / dt, 1) if todo and dt
+                else None}
 
 
 def _store_ids(store) -> np.ndarray:
@@ -162,14 +169,31 @@ def _store_ids(store) -> np.ndarray:
     return CutoutStore(store).ids()  # str already (the index casts its ids)
 
 
-def read_spark_predictions(out: str | os.PathLike) -> pd.DataFrame:
-    """All partitions of a Spark scoring folder in manifest order, with the columns of single-process scoring."""
+def read_spark_predictions(out: str | os.PathLike, allow_partial: bool = False) -> pd.DataFrame:
+    """All partitions of a Spark scoring folder in manifest order, with the columns of single-process scoring.
+
+    The folder's own record (``scoring.json``: rows and partitions) is the check: a folder with a partition missing or
+    unfinished (a killed run) is an :class:`InputError` naming them, unless ``allow_partial`` (then a warning says
+    how many rows are missing)."""
     out = Path(out)
-    parts = sorted(out.glob("part=*/"), key=lambda p: int(p.name.split("=")[1]))
-    if not parts:
-        raise InputError(f"{out}: no scored partitions")
-    frames = [pd.read_parquet(p) for p in parts if (p / "_DONE").is_file()]
-    df = pd.concat(frames, ignore_index=True).sort_values("pos", kind="stable")
+    sd = SparkScoresDir(out)
+    mpath = sd.record
+    if not mpath.is_file():
+        raise InputError(f"{out}: no {mpath.name} (not a lensaudit Spark scoring folder)")
+    meta = json.loads(mpath.read_text())
+    n_parts = (int(meta["n_rows"]) + int(meta["partition_rows"]) - 1) // int(meta["partition_rows"])
+    done = [k for k in range(n_parts) if sd.done(k).is_file()]
+    missing = sorted(set(range(n_parts)) - set(done))
+    if not done:
+        raise InputError(f"{out}: no finished partition of {n_parts}")
+    if missing and not allow_partial:
+        raise InputError(f"{out}: {len(missing)} of {n_parts} partitions are missing or unfinished (e.g. {missing[:5]}): "
+                         "re-run the scoring to finish them, or read with allow_partial=True")
+    df = pd.concat([pd.read_parquet(sd.part(k)) for k in done], ignore_index=True).sort_values("pos", kind="stable")
+    if missing:
+        log.warning("%s: partial scores: %d of %d rows (%d partitions missing)", out, len(df), meta["n_rows"], len(missing))
+    elif len(df) != int(meta["n_rows"]):
+        raise InputError(f"{out}: {len(df)} scored rows but the run scored {meta['n_rows']}: the folder is corrupt")
     return df.drop(columns=[c for c in ("pos", "part") if c in df]).reset_index(drop=True)
 
 

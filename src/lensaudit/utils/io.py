@@ -12,8 +12,11 @@ import fcntl
 import hashlib
 import json
 import os
+import socket
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,7 +127,15 @@ def exclusive_lock(lock_path: str | os.PathLike, message: str, error: type[Excep
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise error(f"{message} (lock {lock_path})") from None
+            fh.seek(0)
+            holder = fh.read().strip()
+            raise error(f"{message} (lock {lock_path}{'; held by ' + holder if holder else ''})") from None
+        with contextlib.suppress(OSError):   # who holds it, for the message a second process gets
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}: {' '.join(sys.argv)[:200]}")
+            fh.flush()
         yield
     finally:
         with contextlib.suppress(OSError):
