@@ -212,3 +212,53 @@ def test_split_rule_places_any_position_as_the_catalog_does():
     with pytest.raises(ArtifactError, match="no split rule"):
         SplitRule.from_metadata({"nside": 128})
     assert object_id(["0001m040", "0001m040"], [4091, 7]).tolist() == ["0001m040_4091", "0001m040_7"]
+
+
+# --------------------------------------------------------------------------- columns
+#: Column names used with their own meaning by many stages (ids, positions, splits, scores, counts, interval ends,
+#: lens and observing parameters): spelling one is not reading another stage's table.
+GENERIC = {"id", "ra", "dec", "split", "label", "tier", "family", "mode", "threshold", "quantity", "bin", "lo", "hi",
+           "median", "n", "k", "completeness", "lo68", "hi68", "lo95", "hi95", "status", "probability", "logit",
+           "features", "cell", "planted", "rule", "theta_e", "arc_mag_r", "psfsize_r", "depth_r", "beta_frac",
+           "diff", "z", "verdict", "n_real", "n_injected", "i_theta_e", "i_psf_fwhm", "i_depth", "i_arc_mag",
+           "theta_e_lo", "theta_e_hi", "psf_fwhm_lo", "psf_fwhm_hi", "depth_lo", "depth_hi", "arc_mag_lo", "arc_mag_hi",
+           "arc_g_r", "host_mag_r", "host_psfsize_r", "host_depth_r"}
+
+
+def column_violations() -> list[str]:
+    """Modules spelling a column of a table another package writes (other than the generic names): they must take
+    it from the table's schema (``SCHEMA.c.name``), so the contract names every column that crosses a stage."""
+    owned: dict[str, set[str]] = {}
+    for s in K.ALL:
+        if getattr(s, "owner", "") and hasattr(s, "columns"):
+            for c in s.names:
+                if c not in GENERIC:
+                    owned.setdefault(c, set()).add(s.owner)
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG)
+        if rel.parts[0] == "artifacts":
+            continue
+        pkg = rel.parts[0].removesuffix(".py")
+        for line, text, is_f in _strings(path):
+            if not is_f and text in owned and pkg not in owned[text]:
+                bad.append(f"{rel}:{line} spells {text!r}, a column of a {'/'.join(sorted(owned[text]))} table")
+    return bad
+
+
+def test_no_module_spells_another_stages_columns():
+    assert column_violations() == []
+
+
+def test_the_column_check_catches_a_consumer():
+    probe = PKG / "report" / "_column_probe.py"
+    probe.write_text('def f(t):\n    return t["probe_auc"], t["c_true"], t["id"]\n')
+    try:
+        v = column_violations()
+    finally:
+        probe.unlink()
+    assert any("_column_probe.py:2 spells 'probe_auc', a column of a realism table" in x for x in v)
+    assert any("'c_true', a column of a selection table" in x for x in v)
+    assert not any("'id'" in x for x in v)
+    with pytest.raises(AttributeError, match="realism has no column 'probe_aux'"):
+        K.REALISM.c.probe_aux

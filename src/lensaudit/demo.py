@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from lensaudit.artifacts import VERSIONS, CatalogDir, EvalDir, MockSurveyDir, Run
+from lensaudit.artifacts.kinds import CLOSURE_SUMMARY, REALISM
 from lensaudit.artifacts.operating import HEADLINE
 from lensaudit.config import load_config
 from lensaudit.configs import bundled_config
@@ -299,7 +300,8 @@ def _stage_selection(survey: MockSurveyDir, manifest: Path, store: Path, checkpo
             r.realism_text.write_text(text + "\n")
             log.info("realism gate\n%s", text)
             realism_parquet = str(r.realism.table)
-            out["realism"] = {r["family"]: {"probe_auc": r["probe_auc"], "verdict": r["verdict"]}
+            R = REALISM.c
+            out["realism"] = {r[R.family]: {R.probe_auc: r[R.probe_auc], R.verdict: r[R.verdict]}
                               for r in table.to_dict("records")}
         score_mock_true_lenses(survey.root, manifest, checkpoint, r.true_lenses.root)
         _, summ = run_closure(r.selection.root, r.true_lenses.table, r.closure.root,
@@ -307,9 +309,11 @@ def _stage_selection(survey: MockSurveyDir, manifest: Path, store: Path, checkpo
         text = format_closure(summ)
         r.closure_text.write_text(text + "\n")
         log.info("\n%s", text)
-        c = summ[summ["threshold"] == HEADLINE]
-        out["closure"] = {f"{r['family']}/{r['mode']}": {"c_true": r["c_true"], "c_pred": r["c_pred"], "chi2": r["chi2"],
-                                                         "dof": r["dof"], "p": r["p_value"]} for r in c.to_dict("records")}
+        C = CLOSURE_SUMMARY.c
+        c = summ[summ[C.threshold] == HEADLINE]
+        keys = (C.c_true, C.c_pred, C.chi2, C.dof)
+        out["closure"] = {f"{r[C.family]}/{r[C.mode]}": {**{k: r[k] for k in keys}, "p": r[C.p_value]}
+                          for r in c.to_dict("records")}
         return out
 
     return {"upstream": upstream, "selection": sha256_file(sel_path), "realism": sha256_file(real_path),

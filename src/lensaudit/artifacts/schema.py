@@ -37,19 +37,38 @@ class Column:
     doc: str = ""
 
 
+class _Columns:
+    """Attribute access to a schema's column names: ``REALISM.c.probe_auc == "probe_auc"``; an undeclared name is an
+    AttributeError, so a consumer cannot read a column the contract does not name."""
+
+    def __init__(self, schema: TableSchema):
+        self._schema = schema
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_") or name not in self._schema.names:
+            raise AttributeError(f"{self._schema.name} has no column {name!r}; it declares {list(self._schema.names)}")
+        return name
+
+
 @dataclass(frozen=True)
 class TableSchema:
-    """A table artifact: its name, version and the columns consumers read."""
+    """A table artifact: its name, version, the package that writes it and the columns consumers read."""
 
     name: str
     version: int
     columns: tuple[Column, ...]
     doc: str = ""
     meta_key: bytes | None = None   # where the table's own metadata lives (besides the stamp), if any
+    owner: str = ""                 # the lensaudit package that writes it
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def c(self) -> _Columns:
+        """The column names, as attributes (see :class:`_Columns`)."""
+        return _Columns(self)
 
     def check(self, df: pd.DataFrame, source: str) -> pd.DataFrame:
         """``df`` after checking every schema column is present with a compatible dtype."""

@@ -399,14 +399,15 @@ def section_realism(run: Run, figs: Path, tables: dict) -> Section:
         s.missing.append(("realism", esc(why) if isinstance(why, str) else HOW["realism"]))
         return s
     t = read_artifact_table(rp, REALISM)
+    R = REALISM.c
     v = t.assign(**{"probe AUC [95%]": [interval(a, lo, hi) for a, lo, hi in
-                                        zip(t["probe_auc"], t["probe_auc_lo95"], t["probe_auc_hi95"], strict=True)],
-                    "verdict": [f'<span class="{"go" if x == "GO" else "nogo"}">{x}</span>' for x in t["verdict"]]})
-    cols = ["family", "planted", "probe AUC [95%]", "permutation_p", "frechet", "frechet_real_halves", "n_real",
-            "n_injected"] + [c for c in ("ks_arc_snr", "ks_arc_g_r", "ks_sky_sigma_r") if c in t] + ["verdict"]
-    tables["realism"] = t[[c for c in t.columns if c not in ("rule",)]]
+                                        zip(t[R.probe_auc], t[R.probe_auc_lo95], t[R.probe_auc_hi95], strict=True)],
+                    R.verdict: [f'<span class="{"go" if x == "GO" else "nogo"}">{x}</span>' for x in t[R.verdict]]})
+    extra = [c for c in t.columns if c.startswith(("frechet", "ks_")) and not c.endswith("_p")]   # measures, as written
+    cols = [R.family, R.planted, "probe AUC [95%]", R.permutation_p, *extra, R.n_real, R.n_injected, R.verdict]
+    tables["realism"] = t[[c for c in t.columns if c != R.rule]]
     s.add(table(v[cols], f"A logistic probe on the detector's penultimate features tries to tell real Tier-A lenses "
-                         f"from injections matched in lensed magnitude; 0.5 means it cannot. {esc(t['rule'].iat[0])}. "
+                         f"from injections matched in lensed magnitude; 0.5 means it cannot. {esc(t[R.rule].iat[0])}. "
                          "Frechet: distance of the feature distributions (floor: two halves of the real lenses). KS: "
                          "two-sample statistics of arc S/N, arc g - r and sky noise. A planted family must be NO-GO.",
                 raw_html=("probe AUC [95%]", "verdict")))
@@ -457,10 +458,11 @@ def section_closure(run: Run, figs: Path, tables: dict) -> Section:
         s.missing.append(("closure", HOW["closure"]))
         return s
     c = read_artifact_table(cp, CLOSURE_SUMMARY)
-    head = headline(c["threshold"].unique())
-    c5 = c[c["threshold"] == head]
-    cols = [x for x in ("family", "mode", "n_true_covered", "c_true", "c_pred", "diff", "z", "chi2", "dof", "p_value",
-                        "gate_probe_auc", "gate_verdict") if x in c5]
+    C = CLOSURE_SUMMARY.c
+    head = headline(c[C.threshold].unique())
+    c5 = c[c[C.threshold] == head]
+    cols = [C.family, C.mode, C.n_true_in_grid, C.c_true, C.c_pred, C.diff, C.z, C.chi2, C.dof, C.p_value,
+            C.gate_probe_auc, C.gate_verdict]
     tables["closure"] = c5[cols]
     s.add(table(c5[cols], "True completeness of the mock's lenses outside the training split (c_true) against each "
                           f"family's prediction from its selection function (c_pred), at {esc(head)}; chi2 over the theta_E "

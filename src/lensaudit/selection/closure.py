@@ -235,7 +235,7 @@ def run_closure(run_dir, true_lenses, out, realism=None, min_true: int = 5, seed
                for d in read_doc(rd.operating_points, OPERATING_POINTS)["points"]]
         t = read_artifact_table(true_lenses, TRUE_LENSES, external_ok=True)   # a truth table may come from elsewhere
         t = check_predictions(t, f"true lenses {true_lenses}", require=("id", "probability"))
-        gate = read_artifact_table(realism, REALISM).set_index("family") if realism else None
+        gate = read_artifact_table(realism, REALISM).set_index(REALISM.c.family) if realism else None
         bins, summ = [], []
         for fam in summary["families"]:
             sf = SelectionFunction.load(rd.selection_function(fam))
@@ -243,8 +243,9 @@ def run_closure(run_dir, true_lenses, out, realism=None, min_true: int = 5, seed
             b, s = closure_test(t, inj, sf.grid, ops, sf.meta.get("min_count", 10), min_true, seed)
             s.insert(0, "family", fam)
             s["planted"] = bool(sf.meta.get("planted", False))
-            s["gate_probe_auc"] = float(gate.loc[fam, "probe_auc"]) if gate is not None and fam in gate.index else np.nan
-            s["gate_verdict"] = gate.loc[fam, "verdict"] if gate is not None and fam in gate.index else ""
+            has = gate is not None and fam in gate.index
+            s["gate_probe_auc"] = float(gate.loc[fam, REALISM.c.probe_auc]) if has else np.nan
+            s["gate_verdict"] = gate.loc[fam, REALISM.c.verdict] if has else ""
             bins.append(b.assign(family=fam))
             summ.append(s)
         per_bin = pd.concat(bins, ignore_index=True)
