@@ -111,7 +111,7 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, reference, in
     assert all(f["path"].startswith(str(installed_wheel)) for f in info["reference_data"]["files"].values())
     s = info["stages"]
     (tmp_path / "demo").symlink_to(cwd / "demo")
-    order = ["samples", "mock", "catalog", "fetch", "train", "score", "evaluate", "shortcuts", "selection", "check",
+    order = ["samples", "sources", "mock", "catalog", "fetch", "train", "score", "evaluate", "shortcuts", "selection", "check",
              "report"]
     assert sorted(s) == sorted(order)
     # the selection stage: four families on the reduced grid, and the closure test of each, raw and reweighted
@@ -150,9 +150,9 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, reference, in
     if chromium() is not None:
         res = check_in_browser(report, tmp_path / "demo_report.png")
         assert res["errors"] == [] and res["broken"] == 0 and res["images"] >= 10
-        assert res["sections"] == ["data", "training", "performance", "selection", "realism", "closure", "ensemble",
+        assert res["sections"] == ["data", "sources", "training", "performance", "selection", "realism", "closure", "ensemble",
                                    "methods"]
-        assert not {"data", "training", "performance", "selection", "closure"} & set(res["missing"])
+        assert not {"data", "sources", "training", "performance", "selection", "closure"} & set(res["missing"])
         assert "ensemble" in res["missing"]  # `lensaudit ensemble run` is a separate command after the demo
     again = run_demo(tmp_path / "demo", quick=True, reference=reference)
     assert list(again) == order and all(v["skipped"] for v in again.values())

@@ -27,8 +27,8 @@ from lensaudit.inject import (
 )
 from lensaudit.inject.engine import correlate_like, host_noise, three_tap
 from lensaudit.inject.psf import fft_convolve, psf_kernels
+from lensaudit.sources.library import curve_of_growth
 from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC as PS
-from lensaudit.survey.stamps import curve_of_growth
 
 SERSIC = FamilyConfig(name="sersic", kind="sersic")
 

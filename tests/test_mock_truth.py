@@ -71,7 +71,7 @@ def test_full_mock_lens_deflection_matches_lenstronomy(renderer):
 def test_point_source_magnification_of_a_singular_isothermal_sphere():
     """The ray tracer against the analytic total magnification 2 theta_E / beta of an SIS (beta << theta_E)."""
     from lensaudit.mock.lensmodel import arc_image
-    from lensaudit.mock.sources import SourceImage
+    from lensaudit.sources.procedural import SourceImage
 
     n, pix = 64, 0.004
     g = (np.arange(n) - (n - 1) / 2) * pix
@@ -89,7 +89,7 @@ def test_point_source_magnification_of_a_singular_isothermal_sphere():
 def test_rendered_magnification_equals_the_truth_table(renderer, truth):
     """Lensed flux in the served cutout (with and without the lensed source) / source flux = mu in truth."""
     from lensaudit.mock.render import Renderer
-    from lensaudit.mock.sources import SourceImage
+    from lensaudit.sources.procedural import SourceImage
 
     dark = Renderer(renderer.survey)
     lenses = truth[truth.kind == "lens"].sort_values("id").head(8)

@@ -13,7 +13,7 @@ from browser import check_in_browser, chromium
 from lensaudit.report import build_report
 from lensaudit.report.tables import tex_escape, to_latex, write_tables
 
-SECTIONS = ["data", "training", "performance", "selection", "realism", "closure", "ensemble", "methods"]
+SECTIONS = ["data", "sources", "training", "performance", "selection", "realism", "closure", "ensemble", "methods"]
 
 
 def _partial_run(tmp_path):

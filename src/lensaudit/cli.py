@@ -82,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     from lensaudit.cutouts.cli import add_cutouts_commands
     from lensaudit.evaluate.cli import add_evaluate_commands
     from lensaudit.mock.cli import add_mock_commands
+    from lensaudit.sources.cli import add_sources_commands
 
     add_reference_commands(sub)
+    add_sources_commands(sub)
     add_cutouts_commands(sub)
     add_mock_commands(sub)
     add_catalog_commands(sub)

@@ -94,6 +94,21 @@ def _stage_samples(ref: ReferenceData):
     return inputs, run
 
 
+def _stage_sources():
+    """The real-galaxy stamp library cut from the Hubble XDF (its half B is the stamps family's)."""
+    from dataclasses import asdict
+
+    from lensaudit.sources.xdf import XdfSettings, build_xdf_library, load_xdf
+
+    settings = XdfSettings()
+
+    def run(stage_dir: Path) -> dict:
+        rep = build_xdf_library(Run(stage_dir.parent).xdf.root, settings)
+        return {k: rep[k] for k in ("n_detected", "n_stamps", "halves", "gamma", "effective_fwhm_arcsec", "library")}
+
+    return {"settings": asdict(settings), "image": load_xdf()[1]}, run
+
+
 def _stage_mock(ref: ReferenceData, area_deg2: float, seed: int):
     from lensaudit.mock.config import MockConfig
     from lensaudit.mock.survey import build_survey
@@ -262,15 +277,17 @@ def _stage_shortcuts(survey: MockSurveyDir, manifest: Path, store: Path, upstrea
     return {"upstream": upstream, "config": sha256_file(path), "seed": seed, "n_boot": n_boot, "limit": limit}, run
 
 
-def _stage_selection(survey: MockSurveyDir, manifest: Path, store: Path, checkpoint: Path, preds: Path, upstream: str,
+def _stage_selection(survey: MockSurveyDir, library: str, manifest: Path, store: Path, checkpoint: Path, preds: Path,
+                     upstream: str,
                      sel_path: Path, real_path: Path, n_per_cell: int | None):
-    """Injection-recovery on a reduced grid with four families, the realism gate and the closure test."""
+    """Injection-recovery on a reduced grid with four families, the realism gate and the closure test; the stamps
+    family draws its real galaxies from ``library`` (half B of the XDF library)."""
     from lensaudit.realism import RealismConfig, format_realism, run_realism
     from lensaudit.selection import SelectionConfig
     from lensaudit.selection.closure import format_closure, run_closure, score_mock_true_lenses
     from lensaudit.selection.run import run_selection
 
-    truth, library = survey.truth, survey.stamp_library
+    truth = survey.truth
 
     def run(stage_dir: Path) -> dict:
         r = Run(stage_dir.parent)
@@ -368,6 +385,8 @@ def one_line(name: str, summary: dict) -> str:
             "selection": lambda: f"completeness {HEADLINE}: " + ", ".join(
                 f"{k} {v:.2f}" for k, v in (s.get("completeness_p05") or {}).items()),
             "check": lambda: "passed" if s.get("passed") else "FAILED",
+            "sources": lambda: f"{s.get('n_stamps', '?')} XDF galaxies (A {(s.get('halves') or {}).get('A')}, "
+                               f"B {(s.get('halves') or {}).get('B')})",
             "report": lambda: str(s.get("report", ""))}
     try:
         return pick[name]() if name in pick else ""
@@ -399,6 +418,8 @@ def run_demo(out: Path, quick: bool = False, reference: ReferenceData | None = N
 
     inputs, fn = _stage_samples(ref)
     stages["samples"] = stage("samples", inputs, fn)
+    inputs, fn = _stage_sources()
+    stages["sources"] = stage("sources", inputs, fn)
     inputs, fn = _stage_mock(ref, area, cfg.seed)
     stages["mock"] = stage("mock", inputs, fn)
     r = Run(out)
@@ -426,10 +447,10 @@ def run_demo(out: Path, quick: bool = False, reference: ReferenceData | None = N
                                   resolve_config_path(cfg.catalog_config), cfg.seed, cfg.eval_n_boot,
                                   cfg.quick.fetch_limit if quick else None)
     stages["shortcuts"] = stage("shortcuts", inputs, fn)
-    inputs, fn = _stage_selection(survey, manifest, store, best, preds, stages["score"]["inputs_sha256"],
+    inputs, fn = _stage_selection(survey, r.xdf.half("B"), manifest, store, best, preds, stages["score"]["inputs_sha256"],
                                   resolve_config_path(cfg.selection_config), resolve_config_path(cfg.realism_config),
                                   cfg.quick.selection_n_per_cell if quick else None)
-    inputs["contents"] = _contents(best, preds, store)
+    inputs["contents"] = _contents(best, preds, store, r.xdf.library)
     stages["selection"] = stage("selection", inputs, fn)
     inputs, fn = _stage_check(survey, stages["mock"]["inputs_sha256"], ref)
     stages["check"] = stage("check", inputs, fn)

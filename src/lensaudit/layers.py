@@ -17,6 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("reference",),                 # the real DR10 reference data shipped in the package, verified
     ("artifacts",),                 # the contract between stages: schemas, versions, places, operating point, ids
     ("lensing",),                   # lens physics: pure deflection and profile functions
+    ("sources",),                   # source galaxies: procedural generator, stamp libraries (XDF), halves
     ("mock",),                      # the mock DR10 survey and its loopback cutout service
     ("catalog",),                   # training-set construction (local and Spark engines)
     ("cutouts",),                   # cutout client, sharded store, QA, exchange formats

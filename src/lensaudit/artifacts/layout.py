@@ -70,12 +70,25 @@ class MockSurveyDir(_Dir):
     artefacts = property(lambda self: self.root / "internal" / "artefacts.parquet")
     exposure = property(lambda self: self.root / "internal" / "exposure.npz")
     stamp_library = property(lambda self: self.root / "stamp_library" / "stamps.fits")
+    #: the library half the true lenses' sources come from (a copy: the survey is self-contained)
+    source_library = property(lambda self: self.root / "sources" / "library.fits")
 
     @property
     def required(self) -> tuple[Path, ...]:
         """The files a complete survey holds (``survey.json`` is written last)."""
         return (self.survey_json, self.bricks, self.candidates, self.truth, self.sources, self.lenses, self.exposure,
                 self.artefacts)
+
+
+class XdfDir(_Dir):
+    """``lensaudit sources build-xdf``: the XDF stamp library and its build report."""
+
+    library = property(lambda self: self.root / "xdf_stamps.fits")
+    report = property(lambda self: self.root / "xdf_report.json")
+
+    def half(self, name: str) -> str:
+        """The library spec of one half, ``PATH:A`` or ``PATH:B``."""
+        return f"{self.library}:{name}"
 
 
 class CatalogDir(_Dir):
@@ -272,6 +285,7 @@ class Run(_Dir):
         return self.root / name / STAGE_RECORD
 
     samples_store = property(lambda self: self.root / "samples" / "store")
+    xdf = property(lambda self: XdfDir(self.root / "sources" / "xdf"))
     samples_fits = property(lambda self: self.root / "samples" / "fits")
     mock = property(lambda self: MockSurveyDir(self.root / "mock" / "survey"))
     catalog = property(lambda self: CatalogDir(self.root / "catalog"))

@@ -10,7 +10,7 @@ from lensaudit.inject.draws import draw_parameters
 from lensaudit.inject.engine import InjectionEngine
 from lensaudit.inject.families import FAMILIES, SourceFamily, build_family
 from lensaudit.inject.params import check_parameters, family_params, parameter_table
-from lensaudit.survey.stamps import StampLibrary, StampLibraryError, write_stamp_library
+from lensaudit.sources.library import StampLibrary, StampLibraryError, write_stamp_library
 
 __all__ = ["EngineConfig", "FAMILIES", "FamilyConfig", "InjectionEngine", "Priors", "SourceFamily", "StampLibrary",
            "StampLibraryError", "build_family", "check_parameters", "draw_parameters", "family_params",

@@ -70,7 +70,9 @@ class FamilyConfig(_Strict):
 
     name: str = Field(..., min_length=1)
     kind: Literal["sersic", "clumpy", "stamps", "planted"]
-    stamp_library: str | None = Field(None, description="stamps: path of the stamp library FITS file")
+    stamp_library: str | None = Field(None, description="stamps: the stamp library FITS file, or one half of it: "
+                                                        "PATH:A or PATH:B (a universe whose true sources come from "
+                                                        "one half is audited with the other)")
     n_knots: tuple[int, int] = Field((2, 8), description="clumpy: number of star-forming knots, uniform integer")
     knot_fraction: Interval = Field((0.2, 0.5), description="clumpy: fraction of the source light in knots")
     knot_sigma_arcsec: Interval = Field((0.03, 0.08), description="clumpy: Gaussian knot width, arcsec")

@@ -12,7 +12,7 @@ convention (tested against it).
 
 * ``sersic``: the published baseline, one colour.
 * ``clumpy``: an exponential disc plus Gaussian star-forming knots with their own colours.
-* ``stamps``: images from a :class:`~lensaudit.survey.stamps.StampLibrary`, rotated by ``src_phi``,
+* ``stamps``: images from a :class:`~lensaudit.sources.library.StampLibrary`, rotated by ``src_phi``,
   optionally mirrored, sampled bilinearly (``grid_sample``), colours from the stamp's own bands.
 * ``planted``: a Sersic source the engine renders **without PSF convolution or noise**, deliberately
   unrealistic, for testing that the realism gate catches it.
@@ -29,7 +29,7 @@ from scipy.special import gammaincinv
 from lensaudit.inject.config import FamilyConfig
 from lensaudit.inject.params import MAX_KNOTS, family_params
 from lensaudit.lensing.light import gaussian_unit_flux, sersic_b, sersic_unit_flux
-from lensaudit.survey.stamps import curve_of_growth
+from lensaudit.sources.library import curve_of_growth
 
 
 def params_to_tensors(params: pd.DataFrame, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
@@ -159,9 +159,9 @@ class Stamps(SourceFamily):
 
     def __init__(self, cfg: FamilyConfig, library=None):
         super().__init__(cfg)
-        from lensaudit.survey.stamps import StampLibrary
+        from lensaudit.sources.xdf import open_library
 
-        self.library = library if library is not None else StampLibrary.read(cfg.stamp_library)
+        self.library = library if library is not None else open_library(cfg.stamp_library)
         self._cache: dict[tuple, torch.Tensor] = {}
 
     def n_stamps(self) -> int:

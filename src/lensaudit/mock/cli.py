@@ -28,6 +28,9 @@ def _build(a: argparse.Namespace) -> int:
     over = {"area_deg2": a.area_deg2, "seed": a.seed}
     cfg = load_config(a.config, MockConfig, over) if a.config else validate_config(
         {k: v for k, v in over.items() if v is not None}, MockConfig, "command line")
+    if a.sources:
+        cfg = validate_config({**cfg.model_dump(), "lenses": {**cfg.lenses.model_dump(), "sources": a.sources}},
+                              MockConfig, "--sources")
     print(json.dumps(build_survey(cfg, a.out, _reference(a)), indent=2, default=str))
     return 0
 
@@ -78,6 +81,8 @@ def add_mock_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--area-deg2", type=float, default=None, help="patch area in deg^2 (0.0625-64, default 0.25)")
     b.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
     b.add_argument("--config", default=None, help="YAML with MockConfig keys")
+    b.add_argument("--sources", default=None, help="the true lenses' sources: procedural (default), xdf:A, xdf:B, "
+                                                   "or PATH:A / PATH:B of a stamp library")
     add_reference_argument(b)
     b.set_defaults(fn=_build)
     s = ms.add_parser("serve", help="serve a mock survey as a Legacy Survey fits-cutout service on 127.0.0.1")

@@ -78,6 +78,16 @@ class LensPopulation(_Strict):
     red_source_fraction: float = Field(0.15, ge=0, le=1, description="passive (red, smooth) sources")
     source_re_arcsec: tuple[float, float] = Field((0.1, 0.6), description="source disc half-light radius range")
     beta_max: float = Field(0.5, gt=0, le=2, description="source offsets area-weighted within beta_max x theta_E")
+    sources: str = Field("procedural", description="the lensed sources' population: procedural (the mock's own "
+                         "generator), or a stamp library half: xdf:A or xdf:B (real galaxies of the Hubble XDF, "
+                         "built once) or PATH:A / PATH:B (a library file, e.g. from ``lensaudit sources build-xdf``)")
+    size_luminosity: tuple[float, float, float, float] = Field(
+        (0.15, 24.0, 0.27, 0.2), description="library sources: half-light radius r_e = r0 x 10^(-0.4 beta (m - m0)) "
+        "arcsec with log-normal scatter (r0 arcsec, m0 r-band AB, beta, sd dex): the size-luminosity relation of "
+        "star-forming galaxies (Shibuya, Ouchi & Harikane 2015, r_e ~ L^0.27, ~0.2 dex), about 1.2 kpc at m = 24 for "
+        "z ~ 1-3. Each source takes a stamp of about that size and is rescaled to it")
+    stamp_scale_range: tuple[float, float] = Field((0.5, 3.0), description="library sources: the stamp rescaling to "
+                                                   "the drawn r_e is clipped to this range")
 
     @model_validator(mode="after")
     def _check(self) -> LensPopulation:
@@ -89,6 +99,17 @@ class LensPopulation(_Strict):
         _ordered("lenses.source_re_arcsec", self.source_re_arcsec, 0.01, 3.0)
         if not (1.0 < self.slope.lo and self.slope.hi < 3.0):
             raise ValueError(f"lenses.slope: range [{self.slope.lo}, {self.slope.hi}] must lie inside (1, 3)")
+        if self.sources != "procedural":
+            from lensaudit.sources.library import split_spec
+
+            path, half = split_spec(self.sources)
+            if half is None:
+                raise ValueError(f"lenses.sources: {self.sources!r} names no half; use procedural, PATH:A or PATH:B")
+            if self.family != "rich":
+                raise ValueError("lenses.sources: a stamp library needs lenses.family rich")
+        _ordered("lenses.stamp_scale_range", self.stamp_scale_range, 0.05, 20.0)
+        if not (self.size_luminosity[0] > 0 and self.size_luminosity[3] >= 0):
+            raise ValueError("lenses.size_luminosity: r0 must be > 0 arcsec and the scatter >= 0 dex")
         if not (0.0 < self.axis_ratio.lo and self.axis_ratio.hi <= 1.0):
             raise ValueError(f"lenses.axis_ratio: q range [{self.axis_ratio.lo}, {self.axis_ratio.hi}] must lie in (0, 1]")
         return self

@@ -19,7 +19,7 @@ from lensaudit.lensing.mass import (
     shear_deflection,
     sie_deflection,
 )
-from lensaudit.mock.sources import SourceImage
+from lensaudit.sources.procedural import SourceImage
 from lensaudit.survey.constants import PIXEL_SCALE_ARCSEC
 
 #: Sub-pixels per pixel side when ray tracing (4 x 4 = 16 rays per 0.262 arcsec pixel).

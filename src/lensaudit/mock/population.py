@@ -134,8 +134,9 @@ def draw_theta_e(rmag_host: np.ndarray, lp: LensPopulation, rng: np.random.Gener
                                random_state=rng)
 
 
-def add_lenses(cfg: MockConfig, src: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Turn a fraction ``rate_per_eligible_red`` of eligible red galaxies into lenses.
+def add_lenses(cfg: MockConfig, src: pd.DataFrame, seed: int, library=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Turn a fraction ``rate_per_eligible_red`` of eligible red galaxies into lenses (``library``: the stamp library
+    half the lensed sources come from, when ``lenses.sources`` names one).
 
     Returns (sources with ``kind = lens``, the lens table: one row per lens with its mass model
     and source parameters, keyed by row number ``src_row`` into ``src``)."""
@@ -175,6 +176,8 @@ def add_lenses(cfg: MockConfig, src: pd.DataFrame, seed: int) -> tuple[pd.DataFr
     lens["shear_g1"], lens["shear_g2"] = g * np.cos(2 * gphi), g * np.sin(2 * gphi)
     lens["z_lens"] = np.clip(0.25 + 0.12 * (rmag_h - 17.5) + rng.normal(0, 0.05, n), 0.1, 1.0)
     lens = pd.concat([lens, draw_sources(cfg, theta, seed, rich)], axis=1)
+    if library is not None:
+        lens = library_sources(lens, library, lp, seed)
     src = src.copy()
     src.loc[pick, "kind"] = "lens"
     return src, lens
@@ -222,6 +225,39 @@ def draw_sources(cfg: MockConfig, theta: np.ndarray, seed: int, rich: bool) -> p
             out[f"knot{k}_sig"] = np.where(inside, rng.uniform(0.03, 0.09, n), 0.05)
             out[f"knot{k}_w"] = np.where(inside, rng.exponential(1.0, n), 0.0)
     return pd.DataFrame(out)
+
+
+def library_sources(lens: pd.DataFrame, library, lp, seed: int) -> pd.DataFrame:
+    """Give each lens a stamp of the library as its source: the source's half-light radius from the
+    size-luminosity relation of ``lp.size_luminosity`` at its drawn magnitude, a stamp among the five nearest in
+    size (uniformly), rescaled to that radius (within ``lp.stamp_scale_range``), turned by a uniform angle and
+    mirrored half the time. Colours are the stamp's own. Draws from their own stream (``mock.lens_sources.library``),
+    so the procedural draws, positions and magnitudes are those of the procedural universe."""
+    rng = seed_stream(seed, "mock.lens_sources.library")
+    n = len(lens)
+    r0, m0, beta, sd = lp.size_luminosity
+    re = r0 * 10 ** (-0.4 * beta * (lens["src_rmag"].to_numpy(float) - m0)) * 10 ** rng.normal(0, sd, n)
+    rh = np.asarray(library.r_half, float)
+    ok = np.flatnonzero(np.isfinite(rh) & (rh > 0))
+    order = ok[np.argsort(np.log(rh[ok]), kind="stable")]
+    pos = np.searchsorted(np.log(rh[order]), np.log(re))
+    k = min(5, len(order))
+    lo = np.clip(pos - k // 2, 0, len(order) - k)
+    stamp = order[lo + rng.integers(0, k, n)]
+    scale = np.clip(re / rh[stamp], *lp.stamp_scale_range)
+    cr = library.colour_ratios[stamp]
+    out = lens.copy()
+    out["src_stamp"] = stamp
+    out["src_stamp_id"] = library.meta["ID"].to_numpy()[stamp]
+    out["src_scale"] = scale
+    out["src_re"] = rh[stamp] * scale
+    out["src_re_relation"] = re
+    out["src_phi"] = rng.uniform(0, 2 * np.pi, n)
+    out["src_flip"] = rng.random(n) < 0.5
+    out["src_gr"] = -2.5 * np.log10(cr[:, 0])
+    out["src_rz"] = 2.5 * np.log10(cr[:, 2])
+    out["src_red"] = False
+    return out
 
 
 # ----------------------------------------------------------------------------- features (confusers)

@@ -34,13 +34,14 @@ import numpy as np
 from scipy.ndimage import correlate1d
 from scipy.signal import fftconvolve
 
+from lensaudit.artifacts import MockSurveyDir
 from lensaudit.lensing import light
 from lensaudit.mock import morphology as mo
 from lensaudit.mock.layout import CELLS, MockSurvey, brick_cell, tan_deproject, tan_project
 from lensaudit.mock.lensmodel import arc_box_radius_pix, arc_image
 from lensaudit.mock.psf import CORR_KERNEL, psf_image
 from lensaudit.mock.request import CutoutRequest, NoOverlapError
-from lensaudit.mock.sources import SourceImage, colour_weights, render_rich, render_simple
+from lensaudit.sources.procedural import SourceImage, colour_weights, render_rich, render_simple, stamp_source
 from lensaudit.survey.constants import BRICK_SIZE_DEG, MAG_ZEROPOINT, PIXEL_SCALE_ARCSEC
 from lensaudit.survey.resample import lanczos3_apply, lanczos3_weights
 from lensaudit.utils.hashing import splitmix64
@@ -111,6 +112,12 @@ class Renderer:
         self._brick_idx = s["brick_idx"].to_numpy()
         self.lenses = {r["id"]: r for r in survey.lenses.to_dict("records")}
         self._sources: OrderedDict[str, SourceImage] = OrderedDict()
+        #: the stamp library half of the true lenses' sources (None: procedural sources)
+        self.library = None
+        if (cfg.get("lenses") or {}).get("sources", "procedural") != "procedural":
+            from lensaudit.sources.library import StampLibrary
+
+            self.library = StampLibrary.read(MockSurveyDir(survey.root).source_library)
         b = survey.bricks
         self.fp = survey.meta["footprint"]
         self._nside = int(round(np.sqrt(len(b))))
@@ -160,7 +167,9 @@ class Renderer:
         img = self._sources.get(cid)
         if img is None:
             p = self.lenses[cid]
-            if p["family"] == "rich":
+            if self.library is not None:
+                img = stamp_source(self.library, p)
+            elif p["family"] == "rich":
                 img = render_rich(p, seed_stream(self.seed, "mock.source_texture", int(p["src_seed"])))
             else:
                 img = render_simple(p)

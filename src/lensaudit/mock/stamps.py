@@ -2,10 +2,10 @@
 
 A real-data user brings deep space-telescope galaxy stamps; the mock writes a library from its own
 source generator (:func:`lensaudit.mock.population.draw_sources` and
-:func:`lensaudit.mock.sources.render_rich`) under the seed stream ``mock.stamp_library``: the same
+:func:`lensaudit.sources.procedural.render_rich`) under the seed stream ``mock.stamp_library``: the same
 kind of galaxies as the lensed sources, but never the sources of its true lenses. Each source is
 resampled onto a fine grid, convolved with a small Gaussian PSF and given a little white noise,
-as a deep-field library is. The file format is :mod:`lensaudit.survey.stamps`.
+as a deep-field library is. The file format is :mod:`lensaudit.sources.library`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from scipy.ndimage import gaussian_filter
 
 from lensaudit.mock.config import MockConfig
 from lensaudit.mock.population import draw_sources
-from lensaudit.mock.sources import render_rich
+from lensaudit.sources.library import write_stamp_library
+from lensaudit.sources.procedural import render_rich
 from lensaudit.survey.constants import MAG_ZEROPOINT
-from lensaudit.survey.stamps import write_stamp_library
 from lensaudit.utils.seeds import derive_seed, rng
 
 

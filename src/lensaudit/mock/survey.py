@@ -76,7 +76,13 @@ def build_survey(cfg: MockConfig, out: str | os.PathLike, reference: ReferenceDa
                        axis=1)
     src = sample_sources(cfg, bricks, rng(cfg.seed, "mock.sources"))
     src["_key"] = np.arange(len(src))
-    src, lenses = add_lenses(cfg, src, cfg.seed)
+    library = None
+    if cfg.lenses.sources != "procedural":      # the true lenses' sources: a stamp library half, copied in
+        from lensaudit.sources.xdf import open_library
+
+        library = open_library(cfg.lenses.sources)
+        library.write(MockSurveyDir(out).source_library)
+    src, lenses = add_lenses(cfg, src, cfg.seed, library)
     if not len(lenses):
         raise SurveyError(f"mock config: area {cfg.area_deg2} deg^2 with {cfg.lenses.rate_per_eligible_red} lenses per "
                           f"eligible red galaxy gives no lens; increase area_deg2 or lenses.rate_per_eligible_red")

@@ -43,6 +43,7 @@ from lensaudit.selection.function import SelectionFunction, completeness_table
 from lensaudit.selection.grid import AXES, Grid
 from lensaudit.selection.hosts import host_cells, pick_hosts, screen_hosts, select_hosts
 from lensaudit.selection.intervals import completeness_columns
+from lensaudit.sources.library import split_spec
 from lensaudit.survey.constants import CUTOUT_SIZE
 from lensaudit.utils.io import atomic_write_json, sha256_file, sha256_json
 from lensaudit.utils.memory import check_plan
@@ -149,8 +150,9 @@ def input_fingerprints(cfg: SelectionConfig, store: CutoutStore) -> dict[str, st
     stamp libraries, negatives' scores, the truth table): what its reuse is keyed on."""
     files = {"checkpoint": cfg.checkpoint, "manifest": cfg.manifest, "negatives_predictions": cfg.negatives_predictions,
              "truth": cfg.truth, **{f"extra:{n}": p for n, p in (cfg.extra_checkpoints or {}).items()},
-             **{f"stamp_library:{f.name}": f.stamp_library for f in cfg.families if f.stamp_library}}
+             **{f"stamp_library:{f.name}": split_spec(f.stamp_library)[0] for f in cfg.families if f.stamp_library}}
     out = {k: sha256_file(v) for k, v in files.items() if v}
+    out.update({f"stamp_half:{f.name}": split_spec(f.stamp_library)[1] or "all" for f in cfg.families if f.stamp_library})
     out["store"] = store.fingerprint()
     return out
 

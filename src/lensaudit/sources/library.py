@@ -6,15 +6,23 @@ File format (one FITS file, read with astropy, written atomically):
 * HDU ``STAMPS``: float32 image cube (N, 3, S, S) (FITS NAXIS order reversed), header ``PIXSCALE``
   (arcsec per stamp pixel), ``ZEROPT`` (AB magnitude of pixel value 1, so flux in nanomaggies is
   value x 10^(-0.4 (ZEROPT - 22.5))) and ``BANDS`` (``grz``). Rows increase with +y, columns with +x.
-* HDU ``META``: one row per stamp with ``ID``, ``Z`` (redshift), ``MAG_G``, ``MAG_R``, ``MAG_Z`` (AB
-  total magnitude of the stamp, which must agree with the pixel sum to 0.05 mag).
+* HDU ``META``: one row per stamp with ``ID``, ``Z`` (redshift; NaN when unknown), ``MAG_G``, ``MAG_R``,
+  ``MAG_Z`` (AB total magnitude of the stamp, which must agree with the pixel sum to 0.05 mag) and,
+  optionally, ``HALF`` (``A`` or ``B``, :func:`library_half`; computed from the id when absent).
 
-A real-data user builds one from deep space-telescope stamps (e.g. HST/JWST deep fields); ``mock
-build`` writes one from the mock's own source generator (never its true lenses' sources).
+**Halves.** Every stamp belongs to half A or B by a hash of its id (:func:`library_half`), so a mock
+universe can take its true lenses' sources from one half while an injection family draws from the
+other, with no galaxy in both. A library path may carry the half: ``stamps.fits:B``; ``xdf:A`` names half A of
+the XDF library (built once into ``$LENSAUDIT_CACHE`` or ``~/.cache/lensaudit``).
+
+``lensaudit sources build-xdf`` writes one from the Hubble eXtreme Deep Field (:mod:`lensaudit.sources.xdf`);
+``mock build`` writes one from the mock's procedural generator; a real-data user brings deep space-telescope
+stamps in this format.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -29,6 +37,46 @@ from lensaudit.utils.io import atomic_path
 REQUIRED_HEADER = ("PIXSCALE", "ZEROPT", "BANDS")
 REQUIRED_COLUMNS = ("ID", "Z", "MAG_G", "MAG_R", "MAG_Z")
 MAG_TOLERANCE = 0.05
+HALVES = ("A", "B")
+#: Sane stamp pixel scales, arcsec: finer than any space telescope, coarser than a stamp is useful as a source.
+PIXSCALE_RANGE = (0.005, 0.5)
+
+
+def negative_excess(stamp: np.ndarray, frame: int = 3) -> str | None:
+    """Why a stamp's (3, S, S) negative pixels are more than noise, or None. The noise is the robust scatter of the
+    stamp's outer ``frame`` pixels (or, where those are masked to zero, of its negative pixels); more than noise is
+    a pixel below -10 sigma with negative pixels summing to more than 5 percent of the light, or a border whose
+    median sits 5 standard errors below zero (an over-subtracted sky)."""
+    for b, band in enumerate("grz"):
+        v = np.asarray(stamp[b], float)
+        border = np.concatenate([v[:frame].ravel(), v[-frame:].ravel(), v[:, :frame].ravel(), v[:, -frame:].ravel()])
+        sig = 1.4826 * np.median(np.abs(border - np.median(border)))
+        if sig == 0:
+            neg = v[v < 0]
+            sig = 1.4826 * np.median(np.abs(neg)) if neg.size else 0.0
+        elif np.median(border) < -5 * sig / np.sqrt(border.size / 2):
+            return (f"has a {band}-band border median of {np.median(border):.3g} ({np.median(border) / sig:.2f} sigma): "
+                    "an over-subtracted background, negative light beyond noise")
+        neg_frac = -np.clip(v, None, 0).sum() / max(np.clip(v, 0, None).sum(), 1e-300)
+        if v.min() < 0 and (sig == 0 or v.min() < -10 * sig) and neg_frac > 0.05:
+            return (f"has a {band}-band pixel of {v.min():.3g} (noise {sig:.3g}) and negative pixels summing to "
+                    f"{neg_frac:.0%} of its light: negative light beyond noise")
+    return None
+
+
+def library_half(ids) -> np.ndarray:
+    """``A`` or ``B`` per stamp id: the parity of the first byte of SHA-256("lensaudit-half:" + id); deterministic,
+    independent of the library's order and size, about half the stamps in each."""
+    return np.array(["A" if hashlib.sha256(f"lensaudit-half:{i}".encode()).digest()[0] % 2 == 0 else "B"
+                     for i in map(str, ids)], dtype=object)
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``path`` or ``path:A`` / ``path:B`` -> (path, half or None)."""
+    head, sep, tail = str(spec).rpartition(":")
+    if sep and tail in HALVES and head:
+        return head, tail
+    return str(spec), None
 
 
 def curve_of_growth(img: np.ndarray, pix) -> tuple[np.ndarray, np.ndarray]:
@@ -72,13 +120,18 @@ class StampLibrary:
         if not np.isfinite(images).all():
             raise StampLibraryError(f"{source}: stamp {int(np.flatnonzero(~np.isfinite(images).all(axis=(1, 2, 3)))[0])} "
                                     "holds NaN or infinite pixels")
-        if not (np.isfinite(pixscale) and pixscale > 0):
-            raise StampLibraryError(f"{source}: PIXSCALE must be > 0 arcsec, got {pixscale}")
+        if not (np.isfinite(pixscale) and PIXSCALE_RANGE[0] <= pixscale <= PIXSCALE_RANGE[1]):
+            raise StampLibraryError(f"{source}: PIXSCALE {pixscale} arcsec per pixel is outside "
+                                    f"{list(PIXSCALE_RANGE)}: not a source-plane stamp scale")
         missing = [c for c in REQUIRED_COLUMNS if c not in meta.columns]
         if missing:
             raise StampLibraryError(f"{source}: metadata lacks column(s) {missing} (need {list(REQUIRED_COLUMNS)})")
         if len(meta) != len(images):
             raise StampLibraryError(f"{source}: {len(meta)} metadata rows for {len(images)} stamps")
+        for j in range(len(images)):
+            why = negative_excess(images[j])
+            if why:
+                raise StampLibraryError(f"{source}: stamp {meta['ID'].iat[j]!r} {why}")
         sums = images.sum(axis=(2, 3))
         if (sums[:, 1] <= 0).any():
             raise StampLibraryError(f"{source}: stamp {meta['ID'].iat[int(np.flatnonzero(sums[:, 1] <= 0)[0])]!r} "
@@ -92,15 +145,46 @@ class StampLibrary:
                 j = int(np.flatnonzero(bad)[0])
                 raise StampLibraryError(f"{source}: stamp {meta['ID'].iat[j]!r} states MAG_{band} {stated[j]:.3f} but "
                                         f"its pixels sum to {measured[j]:.3f} mag")
+        meta = meta.reset_index(drop=True).copy()
+        if meta["ID"].astype(str).duplicated().any():
+            raise StampLibraryError(f"{source}: duplicate stamp ids, e.g. "
+                                    f"{meta.loc[meta['ID'].astype(str).duplicated(), 'ID'].iat[0]!r}")
+        want = library_half(meta["ID"])
+        if "HALF" in meta.columns:
+            got = meta["HALF"].astype(str).str.strip().to_numpy()
+            if (got != want).any():
+                j = int(np.flatnonzero(got != want)[0])
+                raise StampLibraryError(f"{source}: stamp {meta['ID'].iat[j]!r} is marked half {got[j]!r} but its id "
+                                        f"hashes to half {want[j]!r}")
+        meta["HALF"] = want
         self.images = images
         self.pixscale = float(pixscale)
-        self.meta = meta.reset_index(drop=True)
+        self.meta = meta
+        self.source = source
         self.unit_images = (images / sums[:, 1, None, None, None]).astype(np.float32)
         self.colour_ratios = sums / sums[:, 1:2]
         self.r_half, self.concentration = curve_of_growth(images[:, 1], self.pixscale)
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def half(self, name: str | None) -> StampLibrary:
+        """The stamps of half ``name`` (``A`` or ``B``; None: all of them), as a library of their own."""
+        if name is None:
+            return self
+        if name not in HALVES:
+            raise StampLibraryError(f"{self.source}: no half {name!r}; halves are {list(HALVES)}")
+        keep = np.flatnonzero(self.meta["HALF"].to_numpy() == name)
+        if not len(keep):
+            raise StampLibraryError(f"{self.source}: half {name} is empty")
+        return StampLibrary(self.images[keep], self.pixscale, self.meta.iloc[keep], source=f"{self.source}:{name}")
+
+    @classmethod
+    def open(cls, spec: str | os.PathLike) -> StampLibrary:
+        """A library from ``path`` or ``path:A`` / ``path:B`` (that half only); :func:`lensaudit.sources.open_library`
+        also knows ``xdf``."""
+        path, half = split_spec(str(spec))
+        return cls.read(path).half(half)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> StampLibrary:
@@ -120,7 +204,7 @@ class StampLibrary:
                 if str(hdr["BANDS"]).lower() != "grz":
                     raise StampLibraryError(f"stamp library {path}: BANDS {hdr['BANDS']!r}, expected 'grz'")
                 data = np.asarray(hdul["STAMPS"].data, dtype=np.float64)
-                meta = pd.DataFrame({c: np.asarray(hdul["META"].data[c]).astype(str if c == "ID" else float)
+                meta = pd.DataFrame({c: np.asarray(hdul["META"].data[c]).astype(str if c in ("ID", "HALF") else float)
                                      for c in hdul["META"].columns.names})
                 zp, pixscale = float(hdr["ZEROPT"]), float(hdr["PIXSCALE"])
         except OSError as exc:
@@ -144,13 +228,17 @@ def write_stamp_library(path: str | os.PathLike, images_nmgy: np.ndarray, pixsca
     hdu.header["BUNIT"] = "flux at ZEROPT"
     for k, v in (header or {}).items():
         hdu.header[k] = v
+    hdu.header.add_comment("HALF: A or B by SHA-256 of 'lensaudit-half:' + ID (lensaudit.sources.library_half)")
     cols = [fits.Column(name="ID", format=f"{max(1, int(lib.meta['ID'].astype(str).str.len().max()))}A",
                         array=lib.meta["ID"].astype(str).to_numpy())]
-    cols += [fits.Column(name=c, format="D", array=lib.meta[c].to_numpy(float)) for c in lib.meta.columns if c != "ID"]
+    cols += [fits.Column(name="HALF", format="1A", array=lib.meta["HALF"].astype(str).to_numpy())]
+    cols += [fits.Column(name=c, format="D", array=lib.meta[c].to_numpy(float)) for c in lib.meta.columns
+             if c not in ("ID", "HALF")]
     hdul = fits.HDUList([fits.PrimaryHDU(), hdu, fits.BinTableHDU.from_columns(cols, name="META")])
     with atomic_path(path) as tmp:
         hdul.writeto(tmp)
     return path
 
 
-__all__ = ["StampLibrary", "StampLibraryError", "curve_of_growth", "write_stamp_library"]
+__all__ = ["HALVES", "StampLibrary", "StampLibraryError", "curve_of_growth", "library_half", "negative_excess", "split_spec",
+           "write_stamp_library"]

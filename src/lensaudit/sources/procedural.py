@@ -1,5 +1,6 @@
-"""Lensed sources of the mock survey as source-plane images (single objects; the population
-sampling lives in :mod:`lensaudit.mock.population`).
+"""Procedural source galaxies as source-plane images (single objects; the mock's population draws their
+parameters in :mod:`lensaudit.mock.population`), and :class:`SourceImage`, the one representation every
+source takes on its way through the mock's ray tracer (procedural or a library stamp).
 
 ``rich`` sources are textured, several-component galaxies at z_s 1-3: an exponential disc whose
 light is modulated by a Gaussian random field, an optional bulge, spiral arms or a bar,
@@ -27,12 +28,15 @@ DUST_RATIO = np.array([1.0, 0.72, 0.45])
 
 @dataclass(frozen=True)
 class SourceImage:
-    """(3, N, N) g, r, z nanomaggies per source pixel on a square grid centred at (x0, y0) arcsec."""
+    """(3, N, N) g, r, z nanomaggies per source pixel on a square grid centred at (x0, y0) arcsec, turned by
+    ``angle`` (radians, counter-clockwise) after an optional mirror image (``flip``: x -> -x)."""
 
     image: np.ndarray
     pixscale: float
     x0: float
     y0: float
+    angle: float = 0.0
+    flip: bool = False
 
     @property
     def flux(self) -> np.ndarray:
@@ -44,8 +48,14 @@ class SourceImage:
 
         n = self.image.shape[-1]
         c = (n - 1) / 2
-        col = (bx - self.x0) / self.pixscale + c
-        row = (by - self.y0) / self.pixscale + c
+        dx, dy = np.asarray(bx, float) - self.x0, np.asarray(by, float) - self.y0
+        if self.angle:
+            ca, sa = np.cos(self.angle), np.sin(self.angle)
+            dx, dy = ca * dx + sa * dy, -sa * dx + ca * dy
+        if self.flip:
+            dx = -dx
+        col = dx / self.pixscale + c
+        row = dy / self.pixscale + c
         coords = np.stack([row.ravel(), col.ravel()])
         sb = np.stack([map_coordinates(self.image[b], coords, order=1, mode="constant", cval=0.0)
                        for b in range(self.image.shape[0])])
@@ -148,3 +158,13 @@ def render_simple(p: dict) -> SourceImage:
            * (knots / max(knots.sum(), 1e-30))[None] * kf)
     f_r = 10 ** (-0.4 * (float(p["src_rmag"]) - MAG_ZEROPOINT))
     return SourceImage(img * (f_r / img[1].sum()), pix, float(p["src_x"]), float(p["src_y"]))
+
+
+def stamp_source(library, p: dict) -> SourceImage:
+    """A library stamp as a lensed source (the parameters of :func:`lensaudit.mock.population.library_sources`):
+    stamp ``src_stamp`` rescaled by ``src_scale``, turned by ``src_phi``, mirrored when ``src_flip``, at
+    (``src_x``, ``src_y``) arcsec, its r-band flux set to ``src_rmag``."""
+    img = np.asarray(library.images[int(p["src_stamp"])], float)
+    f_r = 10 ** (-0.4 * (float(p["src_rmag"]) - MAG_ZEROPOINT))
+    return SourceImage(img * (f_r / img[1].sum()), library.pixscale * float(p["src_scale"]), float(p["src_x"]),
+                       float(p["src_y"]), angle=float(p["src_phi"]), flip=bool(p["src_flip"]))

@@ -1,0 +1,215 @@
+"""Source galaxies: the stamp-library format and its halves, the XDF library (measured stretch, cuts, provenance,
+determinism), real-galaxy stamps through the injection engine against lenstronomy, and a mock universe whose true
+lenses' sources are XDF galaxies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lensaudit.sources import StampLibrary, StampLibraryError, library_half, split_spec, write_stamp_library
+from lensaudit.survey.constants import MAG_ZEROPOINT
+
+
+def _lib(n=40, size=32, pixscale=0.05, seed=0, **meta_over) -> tuple[np.ndarray, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    imgs = np.empty((n, 3, size, size))
+    for i in range(n):
+        s = rng.uniform(1.5, 4.0)
+        g = np.exp(-(xx**2 + yy**2 / rng.uniform(0.4, 1)) / (2 * s * s))
+        imgs[i] = g[None] * np.array([0.7, 1.0, 1.2])[:, None, None] * 0.1 / g.sum()
+    f = imgs.sum(axis=(2, 3))
+    meta = pd.DataFrame({"ID": [f"s{i:03d}" for i in range(n)], "Z": 1.5,
+                         **{f"MAG_{b}": MAG_ZEROPOINT - 2.5 * np.log10(f[:, j]) for j, b in enumerate("GRZ")}})
+    for k, v in meta_over.items():
+        meta[k] = v
+    return imgs, meta
+
+
+# ------------------------------------------------------------------ halves and the format
+def test_halves_are_disjoint_deterministic_and_independent_of_order(tmp_path):
+    ids = [f"xdf_{i:04d}" for i in range(2000)]
+    h = library_half(ids)
+    assert set(h) == {"A", "B"} and 0.45 < (h == "A").mean() < 0.55
+    assert (library_half(ids[::-1])[::-1] == h).all() and (library_half(ids[:10]) == h[:10]).all()
+    imgs, meta = _lib()
+    write_stamp_library(tmp_path / "lib.fits", imgs, 0.05, meta)
+    full = StampLibrary.read(tmp_path / "lib.fits")
+    a, b = StampLibrary.open(f"{tmp_path / 'lib.fits'}:A"), StampLibrary.open(f"{tmp_path / 'lib.fits'}:B")
+    assert set(a.meta["ID"]).isdisjoint(b.meta["ID"]) and len(a) + len(b) == len(full)
+    assert (a.meta["HALF"] == "A").all() and (b.meta["HALF"] == "B").all()
+    i = int(np.flatnonzero(full.meta["ID"] == a.meta["ID"].iat[0])[0])
+    np.testing.assert_array_equal(a.images[0], full.images[i])
+    assert split_spec("/x/y.fits:B") == ("/x/y.fits", "B") and split_spec("/x/y.fits") == ("/x/y.fits", None)
+    assert split_spec("C:/win/lib.fits") == ("C:/win/lib.fits", None)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda i, m: (i, m.drop(columns="MAG_Z")), r"lacks column\(s\) \['MAG_Z'\]"),
+    (lambda i, m: (np.where(np.arange(i.size).reshape(i.shape) == 5, np.nan, i), m), r"stamp 0 holds NaN"),
+    (lambda i, m: (i + np.where(np.arange(i.shape[0])[:, None, None, None] == 3,
+                                np.random.default_rng(1).normal(0, 1e-5, i.shape) - 5e-5, 0.0), m),
+     r"stamp 's003' has a g-band border median .* an over-subtracted background"),
+    (lambda i, m: (i, m.assign(ID=["dup"] * len(m))), r"duplicate stamp ids"),
+    (lambda i, m: (i, m.assign(HALF="A")), r"is marked half 'A' but its id hashes to half 'B'"),
+], ids=["missing metadata", "NaN pixels", "negative pixels beyond noise", "duplicate ids", "a wrong half"])
+def test_bad_libraries_are_refused_naming_the_stamp(tmp_path, edit, match):
+    imgs, meta = edit(*_lib())
+    with pytest.raises(StampLibraryError, match=match):
+        write_stamp_library(tmp_path / "bad.fits", imgs, 0.05, meta)
+    assert not (tmp_path / "bad.fits").exists()
+
+
+def test_a_wrong_pixel_scale_an_empty_half_and_a_missing_half(tmp_path):
+    imgs, meta = _lib()
+    with pytest.raises(StampLibraryError, match=r"PIXSCALE 2\.0 arcsec per pixel is outside"):
+        write_stamp_library(tmp_path / "x.fits", imgs, 2.0, meta)
+    one = meta[library_half(meta["ID"]) == "A"].head(3)
+    write_stamp_library(tmp_path / "a.fits", imgs[one.index], 0.05, one.reset_index(drop=True))
+    with pytest.raises(StampLibraryError, match=r"a\.fits:B: half B is empty|half B is empty"):
+        StampLibrary.open(f"{tmp_path / 'a.fits'}:B")
+    with pytest.raises(StampLibraryError, match="no half 'C'"):
+        StampLibrary.read(tmp_path / "a.fits").half("C")
+    from lensaudit.inject import FamilyConfig, build_family
+
+    with pytest.raises(StampLibraryError, match="half B is empty"):   # before any rendering
+        build_family(FamilyConfig(name="s", kind="stamps", stamp_library=f"{tmp_path / 'a.fits'}:B"))
+
+
+# ------------------------------------------------------------------ the XDF library
+@pytest.fixture(scope="session")
+def xdf(tmp_path_factory):
+    from lensaudit.sources.xdf import build_xdf_library
+
+    d = tmp_path_factory.mktemp("xdf")
+    return d, build_xdf_library(d)
+
+
+def test_the_xdf_library_has_hundreds_of_galaxies_in_both_halves_and_counts_every_cut(xdf):
+    d, rep = xdf
+    assert rep["n_stamps"] >= 300 and min(rep["halves"].values()) >= 150
+    assert rep["n_detected"] == rep["n_stamps"] + sum(rep["rejected"].values())
+    assert rep["provenance"]["sha256"] and rep["provenance"]["scikit_image"] and rep["provenance"]["photutils"]
+    assert 1.0 < rep["gamma"] < 4.0 and rep["gamma_for_literature_range"][0] <= rep["gamma"]
+    assert rep["pixscale_arcsec"] == pytest.approx(0.138)
+    lib = StampLibrary.read(d / "xdf_stamps.fits")
+    assert len(lib) == rep["n_stamps"] and np.allclose(lib.meta["MAG_R"], 25.0, atol=0.01)
+    gr = lib.meta["MAG_G"] - lib.meta["MAG_R"]
+    assert np.median(gr) == pytest.approx(0.45, abs=0.01) and gr.std() > 0.1   # the prior's zero point, own scatter
+
+
+def test_the_xdf_build_is_deterministic_and_its_provenance_is_checked(xdf, tmp_path):
+    from lensaudit.sources.xdf import XdfError, build_xdf_library, check_provenance
+
+    d, rep = xdf
+    build_xdf_library(tmp_path / "again")
+    assert (tmp_path / "again" / "xdf_stamps.fits").read_bytes() == (d / "xdf_stamps.fits").read_bytes()
+    assert check_provenance(d)["n_stamps"] == rep["n_stamps"]
+    shutil.copytree(d, tmp_path / "tampered")
+    r = json.loads((tmp_path / "tampered" / "xdf_report.json").read_text())
+    r["provenance"]["sha256"] = "0" * 64
+    (tmp_path / "tampered" / "xdf_report.json").write_text(json.dumps(r))
+    with pytest.raises(XdfError, match="built from an XDF image with SHA-256 0000"):
+        check_provenance(tmp_path / "tampered")
+
+
+def test_the_stretch_estimate_recovers_a_known_stretch(tmp_path):
+    """On a synthetic 8-bit field of known stretch the calibrated estimate returns it (the calibration is built on
+    other fields: another seed here)."""
+    from lensaudit.sources.xdf import XdfSettings, calibrated_gamma, gamma_calibration, raw_gamma, synthetic_field
+
+    s = XdfSettings()
+    truth, est = gamma_calibration(s)
+    assert (np.diff(est) >= 0).all() and est[-1] > est[0]
+    img = synthetic_field(2.5, seed=7).astype(float)
+    raw, _ = raw_gamma(img - np.median(img), s)
+    assert calibrated_gamma(raw, truth, est) == pytest.approx(2.5, abs=0.35)
+
+
+# ------------------------------------------------------------------ real stamps through the engine
+def test_an_xdf_stamp_through_the_engine_conserves_flux_and_matches_lenstronomy_interpol(xdf):
+    from lenstronomy.Data.imaging_data import ImageData
+    from lenstronomy.Data.psf import PSF
+    from lenstronomy.ImSim.image_model import ImageModel
+    from lenstronomy.LensModel.lens_model import LensModel
+    from lenstronomy.LightModel.light_model import LightModel
+    from lenstronomy.Util.param_util import phi_q2_ellipticity
+
+    from lensaudit.inject import EngineConfig, FamilyConfig, InjectionEngine, build_family
+    from lensaudit.inject.families import params_to_tensors
+
+    d, _ = xdf
+    lib = StampLibrary.open(f"{d / 'xdf_stamps.fits'}:B")
+    i = int(np.argsort(lib.r_half)[len(lib) * 3 // 4])           # a well-resolved galaxy
+    fam = build_family(FamilyConfig(name="s", kind="stamps", stamp_library=f"{d / 'xdf_stamps.fits'}:B"))
+    eng = InjectionEngine(fam, EngineConfig(oversample=7, dtype="float64", render_box_pix=61))
+    base = {"index": 0, "family": "s", "seed": 0, "theta_e": 1.4, "q_lens": 0.8, "phi_lens": 0.4, "gamma1": 0.03,
+            "gamma2": -0.02, "x0": 0.0, "y0": 0.0, "beta_frac": 0.2, "beta_x": 0.25, "beta_y": -0.1, "src_phi": 0.7,
+            "stamp": i, "stamp_flip": False, "arc_mag_r_target": 21.0, "g_r": 0.5, "r_z": 0.3}
+    row = pd.DataFrame([base])
+    ours = eng.render_unit(params_to_tensors(row, torch.float64, torch.device("cpu")))[0, 1].numpy()
+    # no lens: the unit source's flux
+    flat = eng.render_unit(params_to_tensors(row.assign(theta_e=1e-6, gamma1=0.0, gamma2=0.0), torch.float64,
+                                             torch.device("cpu")))[0, 1].numpy()
+    assert flat.sum() == pytest.approx(1.0, rel=0.01)
+    # lenstronomy: the same stamp as an INTERPOL source (surface brightness per arcsec^2) behind the same SIE + shear
+    n, pix = 61, 0.262
+    data = ImageData(image_data=np.zeros((n, n)), ra_at_xy_0=-(n - 1) / 2 * pix, dec_at_xy_0=-(n - 1) / 2 * pix,
+                     transform_pix2angle=np.diag([pix, pix]))
+    model = ImageModel(data, PSF(psf_type="NONE"), lens_model_class=LensModel(["SIE", "SHEAR"]),
+                       source_model_class=LightModel(["INTERPOL"]), kwargs_numerics={"supersampling_factor": 7})
+    e1, e2 = phi_q2_ellipticity(base["phi_lens"], base["q_lens"])
+    unit_r = lib.unit_images[i, 1].astype(float)                 # r band, flux 1 over the stamp
+    kl = [{"theta_E": base["theta_e"], "e1": e1, "e2": e2, "center_x": 0.0, "center_y": 0.0},
+          {"gamma1": base["gamma1"], "gamma2": base["gamma2"], "ra_0": 0.0, "dec_0": 0.0}]
+    ks = [{"image": unit_r / lib.pixscale**2, "amp": 1.0, "center_x": base["beta_x"], "center_y": base["beta_y"],
+           "phi_G": base["src_phi"], "scale": lib.pixscale}]
+    ref = model.image(kwargs_lens=kl, kwargs_source=ks, unconvolved=True)
+    assert ours.sum() == pytest.approx(ref.sum(), rel=0.02)
+    yy, xx = np.mgrid[0:n, 0:n]
+
+    def moments(img):
+        w = img / img.sum()
+        mx, my = (w * xx).sum(), (w * yy).sum()
+        return np.array([mx, my, (w * (xx - mx) ** 2).sum(), (w * (yy - my) ** 2).sum(), (w * (xx - mx) * (yy - my)).sum()])
+
+    mo, mr = moments(ours), moments(ref)
+    np.testing.assert_allclose(mo[:2], mr[:2], atol=0.05)                       # centroids, pixels
+    np.testing.assert_allclose(mo[2:4], mr[2:4], rtol=0.02)                     # second moments
+    assert abs(mo[4] - mr[4]) < 0.02 * np.sqrt(mr[2] * mr[3])
+
+
+# ------------------------------------------------------------------ a universe of real-galaxy sources
+def test_a_mock_universe_with_xdf_sources_takes_half_a_and_follows_the_size_relation(xdf, tmp_path, reference):
+    from lensaudit.mock.config import MockConfig
+    from lensaudit.mock.render import load_renderer
+    from lensaudit.mock.survey import build_survey
+
+    d, _ = xdf
+    cfg = MockConfig(area_deg2=1.0, seed=3, lenses={"sources": f"{d / 'xdf_stamps.fits'}:A"})
+    build_survey(cfg, tmp_path / "m", reference)
+    lenses = pd.read_parquet(tmp_path / "m" / "internal" / "lenses.parquet")
+    lib = StampLibrary.read(d / "xdf_stamps.fits")
+    half = dict(zip(lib.meta["ID"], lib.meta["HALF"], strict=True))
+    assert len(lenses) > 20 and {half[i] for i in lenses["src_stamp_id"]} == {"A"}
+    # sizes follow r_e = 0.15 x 10^(-0.4 x 0.27 (m - 24)) with 0.2 dex scatter
+    x, y = lenses["src_rmag"].to_numpy(), np.log10(lenses["src_re_relation"].to_numpy())
+    slope = np.polyfit(x, y, 1)[0]
+    assert slope == pytest.approx(-0.4 * 0.27, abs=0.06)
+    # the renderer lenses the stamp: the source image it uses is that stamp, at the drawn flux
+    r = load_renderer(tmp_path / "m")
+    lid = lenses["id"].iat[0]
+    img = r.source_image(lid)
+    row = lenses.iloc[0]
+    assert img.flux[1] == pytest.approx(10 ** (-0.4 * (row["src_rmag"] - MAG_ZEROPOINT)), rel=1e-9)
+    assert img.pixscale == pytest.approx(lib.pixscale * row["src_scale"])
+    t = pd.read_parquet(tmp_path / "m" / "truth" / "truth.parquet")
+    assert t.loc[t["kind"] == "lens", "arc_mag_r"].notna().all()
+    with pytest.raises(ValueError, match="names no half"):
+        MockConfig(lenses={"sources": str(d / "xdf_stamps.fits")})
