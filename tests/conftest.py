@@ -177,6 +177,10 @@ def small_run(tmp_path_factory):
     with store.writer() as w:
         for r in m.itertuples():
             cube = (0.3 * blob[None] * np.array([0.5, 1, 1.5])[:, None, None] + rng.normal(0, 0.004, (3, 101, 101)))
+            if r.label == 1:   # a blue arc of 7 pixels radius over 120 degrees, for arc photometry
+                rr, ang = np.hypot(xx - 50, yy - 50), np.arctan2(yy - 50, xx - 50)
+                arc = np.exp(-((rr - 7) ** 2) / 2.0) * (np.abs(ang - rng.uniform(-2, 2)) < 1.0)
+                cube = cube + 0.05 * arc[None] * np.array([1.0, 0.8, 0.6])[:, None, None]
             w.add(r.id, cube.astype(np.float32), r.ra, r.dec)
     torch.manual_seed(0)
     kw = {"stem": 8, "stages": [[16, 8, 1, 2], [32, 16, 1, 2]]}

@@ -114,10 +114,11 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, reference, in
     order = ["samples", "sources", "mock", "catalog", "fetch", "train", "score", "evaluate", "shortcuts", "selection", "check",
              "report"]
     assert sorted(s) == sorted(order)
-    # the selection stage: four families on the reduced grid, and the closure test of each, raw and reweighted
+    # the selection stage: four families on the reduced grid, and the closure test of each with its interval
     assert set(s["selection"]["completeness_p05"]) == {"sersic", "clumpy", "stamps", "planted"}
     assert all(0 <= c <= 1 for c in s["selection"]["completeness_p05"].values())
-    assert {k.split("/")[1] for k in s["selection"]["closure"]} == {"raw", "reweighted"}
+    assert set(s["selection"]["closure"]) == {"sersic", "clumpy", "stamps", "planted"}
+    assert all(c["lo95"] <= c["diff"] <= c["hi95"] for c in s["selection"]["closure"].values())
     # the shortcut gates with and without host-matched negatives, on the validation split of each
     assert set(s["shortcuts"]["gates"]) == {"published", "host_matched"}
     assert s["shortcuts"]["host_matched_verified"] == {"70_30": True, "70_15_15": True}

@@ -217,12 +217,14 @@ def test_split_rule_places_any_position_as_the_catalog_does():
 # --------------------------------------------------------------------------- columns
 #: Column names used with their own meaning by many stages (ids, positions, splits, scores, counts, interval ends,
 #: lens and observing parameters): spelling one is not reading another stage's table.
-GENERIC = {"id", "ra", "dec", "split", "label", "tier", "family", "mode", "threshold", "quantity", "bin", "lo", "hi",
+GENERIC = {"id", "ra", "dec", "split", "label", "tier", "family", "seed", "mode", "threshold", "quantity", "bin", "lo", "hi",
            "median", "n", "k", "completeness", "lo68", "hi68", "lo95", "hi95", "status", "probability", "logit",
            "features", "cell", "planted", "rule", "theta_e", "arc_mag_r", "psfsize_r", "depth_r", "beta_frac",
            "diff", "z", "verdict", "n_real", "n_injected", "i_theta_e", "i_psf_fwhm", "i_depth", "i_arc_mag",
            "theta_e_lo", "theta_e_hi", "psf_fwhm_lo", "psf_fwhm_hi", "depth_lo", "depth_hi", "arc_mag_lo", "arc_mag_hi",
-           "arc_g_r", "host_mag_r", "host_psfsize_r", "host_depth_r"}
+           "arc_g_r", "host_mag_r", "host_psfsize_r", "host_depth_r",
+           # measured arcs: named once, by the estimator that writes them (lensaudit.survey.arcphot.ARC_COLUMNS)
+           "meas_arc_mag_r", "meas_arc_g_r", "meas_arc_snr_r", "meas_arc_radius", "meas_arc_area"}
 
 
 def column_violations() -> list[str]:
@@ -257,8 +259,8 @@ def test_the_column_check_catches_a_consumer():
         v = column_violations()
     finally:
         probe.unlink()
-    assert any("_column_probe.py:2 spells 'probe_auc', a column of a realism table" in x for x in v)
-    assert any("'c_true', a column of a selection table" in x for x in v)
+    assert any("_column_probe.py:2 spells 'probe_auc', a column of a realism/validation table" in x for x in v)
+    assert any("'c_true', a column of a selection/validation table" in x for x in v)
     assert not any("'id'" in x for x in v)
     with pytest.raises(AttributeError, match="realism has no column 'probe_aux'"):
         getattr(K.REALISM.c, "probe_aux")  # noqa: B009

@@ -47,17 +47,14 @@ def env(small_run, tmp_path_factory):
     aud = m[m["split"].isin(["val", "test"])]
     preds = score_manifest(d / "ck.pt", aud, CutoutStore(d / "store"), features=True)
     write_predictions(preds, w / "preds.parquet", d / "ck.pt")
-    pos = aud[aud["label"] == 1]
-    pd.DataFrame({"id": pos["id"], "arc_mag_r": np.linspace(19.5, 22.5, len(pos))}).to_parquet(w / "real.parquet")
     real = {"selection_run": str(w / "run"), "predictions": str(w / "preds.parquet"), "manifest": str(d / "manifest.parquet"),
-            "out": str(w / "realism"), "real_lens_table": str(w / "real.parquet"),
+            "out": str(w / "realism"), "store": str(d / "store"), "n_subsamples": 2, "match_bin_mag": 6.0,
             "probe": {"folds": 2, "n_boot": 20, "n_permutations": 3}}
     rng = np.random.default_rng(0)
     n = 30
     pd.DataFrame({"id": [f"t{i}" for i in range(n)], "theta_e": rng.uniform(0.6, 2.9, n),
                   "arc_mag_r": rng.uniform(19.2, 24.8, n), "psfsize_r": 1.3, "depth_r": 24.0,
-                  "beta_frac": rng.uniform(0.1, 0.4, n), "arc_g_r": rng.normal(1.0, 0.3, n),
-                  "host_mag_r": rng.normal(19, 0.5, n), "probability": rng.random(n)}).to_parquet(w / "true.parquet")
+                  "probability": rng.random(n)}).to_parquet(w / "true.parquet")
     return {"d": d, "w": w, "real": real, "preds": preds}
 
 
@@ -278,7 +275,7 @@ def test_realism_refuses_a_selection_summary_of_another_version(env, tmp_path, c
     s["version"] = 1
     (tmp_path / "run" / "summary.json").write_text(json.dumps(s))
     _expect(_realism(env, tmp_path, selection_run=str(tmp_path / "run")), 2,
-            r"summary\.json: selection_summary version 1 but this lensaudit reads version 2", capsys)
+            r"summary\.json: selection_summary version 1 but this lensaudit reads version 3", capsys)
 
 
 def test_injection_features_that_are_not_finite_are_named(env, tmp_path, capsys):
@@ -306,7 +303,7 @@ def _true_with(env, tmp_path, fn) -> str:
 CLOSURE_CASES = [
     ("true-lens probability 1.5", lambda t: t.assign(probability=np.where(np.arange(len(t)) == 5, 1.5, t["probability"])),
      r"true lenses .*t\.parquet: column 'probability'.*first bad row 5"),
-    ("true lenses without theta_e", lambda t: t.drop(columns="theta_e"), r"t\.parquet: true_lenses v2 lacks column\(s\) "
+    ("true lenses without theta_e", lambda t: t.drop(columns="theta_e"), r"t\.parquet: true_lenses v3 lacks column\(s\) "
                                                                           r"\['theta_e'\]"),
     ("true lenses with a NaN probability", lambda t: t.assign(probability=np.nan), r"column 'probability'"),
 ]

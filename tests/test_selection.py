@@ -11,7 +11,7 @@ from astropy.stats import binom_conf_interval
 from lensaudit.artifacts import OperatingPoint
 from lensaudit.errors import InputError
 from lensaudit.selection import AxisSpec, Grid, GridConfig, SelectionConfig, SelectionFunction, jeffreys_interval
-from lensaudit.selection.closure import closure_test, density_ratio_weights
+from lensaudit.selection.closure import closure_test, merge_bins
 from lensaudit.selection.hosts import host_cells, pick_hosts, select_hosts
 from lensaudit.selection.intervals import completeness_columns
 from lensaudit.selection.run import operating_points
@@ -136,12 +136,14 @@ def _manifest(n=60, seed=0):
                          "flux_r": rng.uniform(5, 50, n)})
 
 
-def test_hosts_come_only_from_the_audited_splits_negatives_and_never_true_lenses():
+def test_hosts_come_only_from_the_audited_splits_negatives_and_no_truth_is_read():
     m = _manifest()
-    h = select_hosts(m, ("val", "test"), m["id"], true_lens_ids=["g001", "g002"])
+    h = select_hosts(m, ("val", "test"), m["id"])
     row = m.set_index("id").loc[h["id"]]
     assert set(row["split"]) <= {"val", "test"} and (row["label"] == 0).all()
-    assert not {"g001", "g002"} & set(h["id"]) and h.attrs["n_true_lenses_removed"] == 2
+    assert set(h["id"]) == set(m[m["split"].isin(["val", "test"]) & (m["label"] == 0)]["id"])
+    with pytest.raises(ValueError, match="reads no truth"):
+        SelectionConfig(checkpoint="c", manifest="m", store="s", out="o", truth="truth.parquet")
     h2 = select_hosts(m, ("val",), m["id"][:30])                      # only what the store holds
     assert set(h2["id"]) <= set(m["id"][:30])
     with pytest.raises(InputError, match="training split"):
@@ -258,10 +260,33 @@ def test_probe_auc_is_chance_for_one_distribution_and_high_for_two():
     c = rng.normal(size=(300, 8)) + np.r_[1.5, np.zeros(7)]
     diff = probe_auc(a, c, n_boot=200, n_permutations=19, seed=1)
     assert diff["auc"] > 0.8 and diff["permutation_p"] == pytest.approx(1 / 20)
+    assert diff["null"]["q95"] < 0.65 and diff["null"]["q95"] < diff["auc_mde80"] < diff["auc"]
     lo, hi = diff["interval"]["ci95"]
     assert lo < diff["auc"] < hi
     with pytest.raises(ValueError):
         probe_auc(a, rng.normal(size=(10, 3)))
+
+
+def test_the_permutation_null_refits_the_probe(monkeypatch):
+    """Every permutation runs the whole cross-validation again: (1 + n_permutations) x folds fits, each on the
+    permuted labels it is given (a probe fitted once and rescored would give an optimistic null)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from lensaudit.realism import probe_auc
+    fits = []
+    real_fit = LogisticRegression.fit
+
+    def counting_fit(self, x, y, *a, **kw):
+        fits.append(np.asarray(y).copy())
+        return real_fit(self, x, y, *a, **kw)
+
+    monkeypatch.setattr(LogisticRegression, "fit", counting_fit)
+    rng = np.random.default_rng(4)
+    out = probe_auc(rng.normal(size=(30, 4)), rng.normal(size=(60, 4)), folds=3, n_boot=10, n_permutations=7, seed=2)
+    assert len(fits) == (1 + 7) * 3 and out["n_permutations"] == 7 and len(out["null_values"]) == 7
+    label_sets = {tuple(y) for y in fits}
+    assert len(label_sets) > 3 * 2                      # the permuted refits saw other labels than the first fit
+    assert 1 / 8 <= out["permutation_p"] <= 1
 
 
 def test_frechet_distance_matches_the_gaussian_formula():
@@ -288,66 +313,111 @@ def test_brightness_match_gives_equal_ratios_per_bin():
 
 
 # ---------------------------------------------------------------- closure on synthetic truths
-def _synthetic(n, rng, x_mean=0.25, det_shift=0.0, x_effect=0.0):
+def _synthetic(n, rng, det_shift=0.0):
     te = rng.uniform(0.5, 3.0, n)
     mag = rng.uniform(19, 24, n)
-    x = np.clip(rng.normal(x_mean, 0.08, n), 0.05, 0.5)
-    p = 1 / (1 + np.exp(-(2.0 * (22 - mag) + 0.8 * (te - 1.5) + det_shift + x_effect * (x - 0.25) * 20)))
+    p = 1 / (1 + np.exp(-(2.0 * (22 - mag) + 0.8 * (te - 1.5) + det_shift)))
     det = rng.random(n) < p
-    return te, mag, x, np.where(det, 0.9, 0.1)
+    return te, mag, np.where(det, 0.9, 0.1)
 
 
-def _closure_inputs(seed, det_shift=0.0, inj_x_mean=0.25, x_effect=0.0):
+def _closure_inputs(seed, det_shift=0.0, n_true=600, n_inj=20000):
     rng = np.random.default_rng(seed)
     grid = Grid(GridConfig(theta_e=AxisSpec(edges=(0.5, 1.5, 3.0)), psf_fwhm=AxisSpec(edges=(0.9, 1.8)),
                            depth=AxisSpec(edges=(23.0, 25.0)), arc_mag=AxisSpec(edges=(19, 20, 21, 22, 23, 24))))
-    te, mag, x, prob = _synthetic(600, rng, 0.25, 0.0, x_effect)
-    true = pd.DataFrame({"theta_e": te, "arc_mag_r": mag, "psfsize_r": 1.3, "depth_r": 24.0, "beta_frac": x,
-                         "arc_g_r": rng.normal(0.5, 0.2, 600), "host_mag_r": rng.normal(19, 0.5, 600), "probability": prob})
-    te, mag, x, prob = _synthetic(20000, rng, inj_x_mean, det_shift, x_effect)
-    inj = pd.DataFrame({"theta_e": te, "arc_mag_r": mag, "arc_mag_g": mag + rng.normal(0.5, 0.2, 20000),
-                        "host_psfsize_r": 1.3, "host_depth_r": 24.0, "beta_frac": x,
-                        "host_mag_r": rng.normal(19, 0.5, 20000), "probability": prob})
+    te, mag, prob = _synthetic(n_true, rng)
+    true = pd.DataFrame({"theta_e": te, "arc_mag_r": mag, "psfsize_r": 1.3, "depth_r": 24.0, "probability": prob})
+    te, mag, prob = _synthetic(n_inj, rng, det_shift)
+    inj = pd.DataFrame({"theta_e": te, "arc_mag_r": mag, "host_psfsize_r": 1.3, "host_depth_r": 24.0,
+                        "probability": prob})
     inj["cell"] = np.ravel_multi_index(tuple(grid.bin_of(a, inj[c]) for a, c in
                                              (("theta_e", "theta_e"), ("psf_fwhm", "host_psfsize_r"),
                                               ("depth", "host_depth_r"), ("arc_mag", "arc_mag_r"))), grid.shape)
     return true, inj, grid
 
 
-def _summary(s, mode):
-    return s[(s["mode"] == mode) & (s["threshold"] == "p>=0.5")].iloc[0]
+def _summary(s):
+    return s[s["threshold"] == "p>=0.5"].iloc[0]
 
 
 def test_closure_passes_for_a_family_that_is_the_truth_and_fails_for_a_biased_one():
     ths = [OperatingPoint.fixed(0.5)]
     true, inj, grid = _closure_inputs(0)
-    bins, s = closure_test(true, inj, grid, ths)
-    good = _summary(s, "raw")
-    assert good["p_value"] > 0.01 and abs(good["z"]) < 3 and good["n_true_covered"] == good["n_true_in_grid"] > 500
+    bins, s = closure_test(true, inj, grid, ths, n_boot=400)
+    good = _summary(s)
+    assert good["lo95"] < 0 < good["hi95"] and good["p_value"] > 0.01 and good["chi2_p"] > 0.01
+    assert good["n_true_covered"] == good["n_true_in_grid"] > 500 and good["mde80"] == pytest.approx(2.80 * good["se"], rel=1e-3)
+    # the interval is mostly the truth's: 600 lenses, c ~ 0.4 -> binomial sd ~ 0.02 at most
+    assert 0.005 < good["se"] < 0.025
     true, inj, grid = _closure_inputs(0, det_shift=1.5)          # injections too easy to find
-    _, s = closure_test(true, inj, grid, ths)
-    bad = _summary(s, "raw")
-    assert bad["p_value"] < 1e-3 and bad["c_pred"] > bad["c_true"]
+    _, s = closure_test(true, inj, grid, ths, n_boot=400)
+    bad = _summary(s)
+    assert bad["p_value"] < 1e-3 and bad["diff"] > 0 and bad["lo95"] > 0 and bad["c_inj"] > bad["c_true"]
     assert {"theta_e x arc_mag", "theta_e", "arc_mag", "psf_fwhm", "depth"} == set(bins["quantity"])
+    merged = bins[(bins["quantity"] == "theta_e x arc_mag")]
+    assert (merged["n_true"] >= 10).all() and merged["n_true"].sum() == good["n_true_covered"]
+    assert good["dof"] == len(merged)
 
 
-def test_reweighting_separates_a_prior_mismatch_from_a_realism_failure():
+def test_merge_bins_reaches_the_minimum_count_in_order():
+    lab = merge_bins(np.array([3, 0, 8, 12, 1, 1, 2, 20, 4]), 10)
+    counts = np.bincount(lab, weights=[3, 0, 8, 12, 1, 1, 2, 20, 4])
+    assert (np.diff(lab) >= 0).all() and (np.diff(lab) <= 1).all() and (counts >= 10).all()
+    assert merge_bins(np.array([4, 3]), 10).tolist() == [0, 0]            # too few in all: one bin
+
+
+def test_closure_interval_widens_when_the_stamps_are_few():
+    """Library bootstrap: every stamp has its own detectability; with 5 stamps behind 20,000 injections the
+    family's completeness is uncertain by the stamps' spread, with 2,000 stamps it is not."""
     ths = [OperatingPoint.fixed(0.5)]
-    # detection depends on beta/theta_E, and the family draws it from another distribution than the truth's
-    true, inj, grid = _closure_inputs(1, inj_x_mean=0.4, x_effect=0.6)
-    _, s = closure_test(true, inj, grid, ths)
-    raw, rw = _summary(s, "raw"), _summary(s, "reweighted")
-    assert raw["p_value"] < 1e-3
-    assert rw["p_value"] > 0.01 and abs(rw["diff"]) < abs(raw["diff"]) / 3
+    widths = {}
+    for n_stamps in (5, 2000):
+        true, inj, grid = _closure_inputs(3)
+        rng = np.random.default_rng(11)
+        stamp = rng.integers(0, n_stamps, len(inj))
+        effect = rng.normal(0, 0.25, n_stamps)[stamp]
+        p_det = np.clip(np.where(inj["probability"] > 0.5, 0.75, 0.25) + effect, 0, 1)
+        inj["probability"] = np.where(rng.random(len(inj)) < p_det, 0.9, 0.1)
+        _, with_lib = closure_test(true, inj, grid, ths, n_boot=300, stamp_ids=stamp)
+        _, without = closure_test(true, inj, grid, ths, n_boot=300)
+        widths[n_stamps] = (_summary(with_lib)["se"], _summary(without)["se"])
+        assert _summary(with_lib)["library_bootstrap"] and _summary(with_lib)["n_stamps"] == len(np.unique(stamp))
+    assert widths[5][0] > 1.5 * widths[5][1]                  # few stamps: the library's variance dominates
+    assert widths[2000][0] == pytest.approx(widths[2000][1], rel=0.25)
+    assert widths[5][0] > 1.5 * widths[2000][0]
 
 
-def test_density_ratio_weights_reproduce_the_target_distribution():
-    rng = np.random.default_rng(4)
-    t = rng.normal(1.0, 0.5, (3000, 1))
-    i = rng.normal(0.0, 1.0, (20000, 1))
-    w = density_ratio_weights(t, i)
-    assert np.average(i[:, 0], weights=w) == pytest.approx(1.0, abs=0.08)
-    assert np.sqrt(np.average((i[:, 0] - 1.0) ** 2, weights=w)) == pytest.approx(0.5, abs=0.08)
+def test_closure_detects_a_planted_bias_of_the_stated_size_at_the_stated_power():
+    """The test stated in the module: with a family whose completeness is off by the reported MDE80 in every
+    cell, |z| > 1.96 in about 80 percent of repetitions; with no bias, in about 5 percent."""
+    ths = [OperatingPoint.fixed(0.5)]
+    true, inj, grid = _closure_inputs(5, n_true=800, n_inj=4000)
+    mde = _summary(closure_test(true, inj, grid, ths, n_boot=300)[1])["mde80"]
+    # the added detection probability whose expected Delta over the lenses is the MDE (clipped at 1 where p ~ 1)
+    te, mag, _ = _synthetic(100000, np.random.default_rng(0))
+    p_all = 1 / (1 + np.exp(-(2.0 * (22 - mag) + 0.8 * (te - 1.5))))
+    from scipy.optimize import brentq
+    planted = brentq(lambda b: np.mean(np.clip(p_all + b, 0, 1) - p_all) - mde, 0, 0.5)
+    hits = {0.0: 0, planted: 0}
+    reps = 60
+    for k in range(reps):
+        rng = np.random.default_rng(100 + k)
+        te, mag, _ = _synthetic(800, rng)
+        pt = 1 / (1 + np.exp(-(2.0 * (22 - mag) + 0.8 * (te - 1.5))))
+        true = pd.DataFrame({"theta_e": te, "arc_mag_r": mag, "psfsize_r": 1.3, "depth_r": 24.0,
+                             "probability": np.where(rng.random(800) < pt, 0.9, 0.1)})
+        te, mag, _ = _synthetic(4000, rng)
+        pi = 1 / (1 + np.exp(-(2.0 * (22 - mag) + 0.8 * (te - 1.5))))
+        for bias in hits:
+            det = rng.random(4000) < np.clip(pi + bias, 0, 1)
+            inj = pd.DataFrame({"theta_e": te, "arc_mag_r": mag, "host_psfsize_r": 1.3, "host_depth_r": 24.0,
+                                "probability": np.where(det, 0.9, 0.1)})
+            inj["cell"] = np.ravel_multi_index((grid.bin_of("theta_e", te), np.zeros(4000, int), np.zeros(4000, int),
+                                                grid.bin_of("arc_mag", mag)), grid.shape)
+            z = _summary(closure_test(true, inj, grid, ths, n_boot=200, seed=k)[1])["z"]
+            hits[bias] += abs(z) > 1.96
+    assert hits[0.0] / reps <= 0.15                     # size: nominal 5 percent (binomial sd 3 percent at 60 reps)
+    assert 0.6 <= hits[planted] / reps <= 0.95          # power: nominal 80 percent at the stated MDE
 
 
 def test_a_bad_stamp_library_stops_the_run_before_any_injection(small_run, tmp_path):
@@ -377,32 +447,34 @@ def test_realism_and_closure_commands_print_their_tables(small_run, tmp_path, ca
     aud = m[m["split"].isin(["val", "test"])]
     preds = score_manifest(d / "ck.pt", aud, CutoutStore(d / "store"), features=True)
     write_predictions(preds, tmp_path / "preds.parquet", d / "ck.pt")
-    pos = aud[aud["label"] == 1]
-    pd.DataFrame({"id": pos["id"], "arc_mag_r": np.linspace(19.5, 22.5, len(pos))}).to_parquet(tmp_path / "real.parquet")
     cfg = {"selection_run": str(tmp_path / "run"), "predictions": str(tmp_path / "preds.parquet"),
            "manifest": str(d / "manifest.parquet"), "out": str(tmp_path / "real"), "store": str(d / "store"),
-           "real_lens_table": str(tmp_path / "real.parquet"), "probe": {"folds": 2, "n_boot": 50, "n_permutations": 5}}
+           "n_subsamples": 3, "match_bin_mag": 6.0, "probe": {"folds": 2, "n_boot": 50, "n_permutations": 5}}
     (tmp_path / "real.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["realism", "--config", str(tmp_path / "real.yaml")]) == 0
     out = capsys.readouterr().out
     assert "probe AUC" in out and "planted" in out and ("GO" in out)
     table = pd.read_parquet(tmp_path / "real" / "realism.parquet")
     assert set(table["family"]) == {"sersic", "planted"} and table["probe_auc"].between(0, 1).all()
+    assert (table["n_permutations"] == 5).all() and table["permutation_p"].between(1 / 6, 1).all()
+    assert table["verdict_stability"].between(0, 1).all() and table["score_shift"].between(0, 1).all()
+    real = pd.read_parquet(tmp_path / "real" / "real_lenses.parquet")
+    assert {"meas_arc_mag_r", "meas_arc_snr_r", "sky_sigma_r"} <= set(real.columns) and "features" not in real
     # closure against a synthetic set of "true lenses" placed in the grid
     rng = np.random.default_rng(0)
     n = 40
     true = pd.DataFrame({"id": [f"t{i}" for i in range(n)], "theta_e": rng.uniform(0.6, 2.9, n),
                          "arc_mag_r": rng.uniform(19.2, 24.8, n), "psfsize_r": 1.3, "depth_r": 24.0,
-                         "beta_frac": rng.uniform(0.1, 0.4, n), "arc_g_r": rng.normal(1.0, 0.3, n),
-                         "host_mag_r": rng.normal(19, 0.5, n), "probability": rng.random(n)})
+                         "probability": rng.random(n)})
     true.to_parquet(tmp_path / "true.parquet")
     assert main(["selection", "closure", "--run", str(tmp_path / "run"), "--true-lenses", str(tmp_path / "true.parquet"),
                  "--realism", str(tmp_path / "real" / "realism.parquet"), "--out", str(tmp_path / "cl"),
                  "--min-true", "3"]) == 0
     out = capsys.readouterr().out
-    assert "closure at p>=0.5" in out and "reweighted" in out and "sersic" in out
+    assert "closure at p>=0.5" in out and "MDE80" in out and "sersic" in out
     s = pd.read_parquet(tmp_path / "cl" / "closure_summary.parquet")
-    assert set(s["mode"]) == {"raw", "reweighted"} and "gate_probe_auc" in s
+    assert {"diff", "lo95", "hi95", "mde80", "gate_p", "gate_verdict"} <= set(s.columns)
+    assert (s["lo95"] <= s["diff"] + 1e-9).all() and (s["diff"] <= s["hi95"] + 1e-9).all()
     assert (tmp_path / "cl" / "closure.png").exists()
 
 
@@ -422,13 +494,15 @@ def test_bundled_realism_config_validates():
     from lensaudit.realism import RealismConfig
 
     cfg = load_config(bundled_config("selection/demo_realism.yaml"), RealismConfig)
-    assert cfg.tiers == ("A",) and 0.5 < cfg.max_probe_auc <= 1
+    assert cfg.tiers == ("A",) and cfg.probe.n_permutations >= 200 and 0 < cfg.alpha < 0.5
+    with pytest.raises(ValueError, match="reads no truth"):
+        RealismConfig(selection_run="r", predictions="p", manifest="m", store="s", out="o", real_lens_table="t")
 
 
 def test_extra_models_score_the_same_injections_without_changing_them(small_run, tmp_path):
     """Extra checkpoints (ensemble members) add columns; the draws, hosts and the main scores stay as they were,
     and a configuration without extras is tagged by its config and its inputs' contents alone."""
-    from lensaudit.inject.records import read_injections
+    from lensaudit.inject.records import RECORDS_VERSION, read_injections
     from lensaudit.selection.run import run_selection
 
     d = small_run
@@ -454,7 +528,7 @@ def test_extra_models_score_the_same_injections_without_changing_them(small_run,
     assert set(inputs) == {"checkpoint", "manifest", "store"}          # contents, not paths, key the reuse
     assert tag == sha256_json({"config": cfg.model_dump(mode="json", exclude={"out", "device", "batch_size",
                                                                               "extra_checkpoints"}),
-                               "inputs": inputs})[:12]
+                               "inputs": inputs, "records": RECORDS_VERSION})[:12]
     assert run_selection(cfg)["config_tag"] == tag                     # the same inputs: the same chunks
     with pytest.raises(ValueError, match="extra_checkpoints"):
         _sel_cfg(d, tmp_path / "e", extra_checkpoints={"a b": "x"})

@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         from lensaudit.report.cli import add_report_commands
         from lensaudit.selection.cli import add_selection_commands
         from lensaudit.train.cli import add_train_commands
+        from lensaudit.validation.cli import add_validate_commands
     except ImportError as exc:  # torch not installed: the other commands still work
         log.debug("train, selection and realism commands unavailable: %s", exc)
     else:
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_realism_commands(sub)
         add_ensemble_commands(sub)
         add_report_commands(sub)
+        add_validate_commands(sub)
     return p
 
 

@@ -53,7 +53,7 @@ class DemoConfig(BaseModel):
 VERSIONED_STAGES = ("score", "selection", "report")
 
 
-def _contents(*paths: Path) -> dict[str, str | None]:
+def stage_contents(*paths: Path) -> dict[str, str | None]:
     """What a stage's reuse is keyed on besides its configs: the contents of the files (SHA-256) and stores
     (:meth:`~lensaudit.cutouts.CutoutStore.fingerprint`) it reads, so an input changed by hand re-runs it."""
     from lensaudit.cutouts import CutoutStore
@@ -109,11 +109,13 @@ def _stage_sources():
     return {"settings": asdict(settings), "image": load_xdf()[1]}, run
 
 
-def _stage_mock(ref: ReferenceData, area_deg2: float, seed: int):
+def stage_mock(ref: ReferenceData, area_deg2: float, seed: int, overrides: dict | None = None):
+    """The mock survey of ``area_deg2`` and ``seed``; ``overrides``: more :class:`MockConfig` settings (nested
+    dicts, e.g. ``{"lenses": {"sources": "PATH:A"}}``: another universe)."""
     from lensaudit.mock.config import MockConfig
     from lensaudit.mock.survey import build_survey
 
-    cfg = MockConfig(area_deg2=area_deg2, seed=seed)
+    cfg = MockConfig.model_validate({**(overrides or {}), "area_deg2": area_deg2, "seed": seed})
 
     def run(stage_dir: Path) -> dict:
         return build_survey(cfg, Run(stage_dir.parent).mock.root, ref)
@@ -138,7 +140,7 @@ def _fetch_from_mock(m, store, survey_dir: Path):
     return fetch_from_mock(m, store, survey_dir)
 
 
-def _stage_catalog(survey: MockSurveyDir, upstream: str, path: Path):
+def stage_catalog(survey: MockSurveyDir, upstream: str, path: Path):
     """Training set from the mock's sweeps and candidate list (configs/catalog/mock_demo.yaml)."""
     from lensaudit.catalog import build_catalog
     from lensaudit.catalog.candidates import CatalogInputError
@@ -155,7 +157,7 @@ def _stage_catalog(survey: MockSurveyDir, upstream: str, path: Path):
     return {"upstream": upstream, "config": sha256_file(path)}, run
 
 
-def _stage_fetch(manifest: Path, upstream: str, survey: MockSurveyDir, limit: int | None):
+def stage_fetch(manifest: Path, upstream: str, survey: MockSurveyDir, limit: int | None):
     """Serve the mock survey on loopback and fetch the manifest's cutouts through the real client."""
     from lensaudit.artifacts import read_manifest
     from lensaudit.cutouts import CutoutStore
@@ -171,7 +173,7 @@ def _stage_fetch(manifest: Path, upstream: str, survey: MockSurveyDir, limit: in
     return {"upstream": upstream, "limit": limit}, run
 
 
-def _stage_train(manifest: Path, store: Path, upstream: str, path: Path, quick_epochs: int | None):
+def stage_train(manifest: Path, store: Path, upstream: str, path: Path, quick_epochs: int | None):
     """Train the demo model (configs/train/demo.yaml) on the fetched cutouts."""
     from lensaudit.train.config import TrainConfig
     from lensaudit.train.loop import train
@@ -188,7 +190,7 @@ def _stage_train(manifest: Path, store: Path, upstream: str, path: Path, quick_e
     return {"upstream": upstream, "config": sha256_file(path), "quick_epochs": quick_epochs}, run
 
 
-def _stage_score(manifest: Path, store: Path, checkpoint: Path, upstream: str):
+def stage_score(manifest: Path, store: Path, checkpoint: Path, upstream: str):
     """Score the validation and test splits with the best checkpoint, with penultimate features."""
     from lensaudit.artifacts import read_manifest
     from lensaudit.cutouts import CutoutStore
@@ -287,14 +289,12 @@ def _stage_selection(survey: MockSurveyDir, library: str, manifest: Path, store:
     from lensaudit.selection.closure import format_closure, run_closure, score_mock_true_lenses
     from lensaudit.selection.run import run_selection
 
-    truth = survey.truth
-
     def run(stage_dir: Path) -> dict:
         r = Run(stage_dir.parent)
         base = load_config(sel_path, SelectionConfig)
         fams = [f.model_copy(update={"stamp_library": str(library)}) if f.kind == "stamps" else f for f in base.families]
         over = {"checkpoint": str(checkpoint), "manifest": str(manifest), "store": str(store),
-                "out": str(r.selection.root), "truth": str(truth), "negatives_predictions": str(preds),
+                "out": str(r.selection.root), "negatives_predictions": str(preds),
                 "families": [f.model_dump() for f in fams]}
         if n_per_cell is not None:
             over["n_per_cell"] = n_per_cell
@@ -305,7 +305,7 @@ def _stage_selection(survey: MockSurveyDir, library: str, manifest: Path, store:
                                                             for f, v in s["families"].items()}}
         real = load_config(real_path, RealismConfig, {"selection_run": str(r.selection.root), "predictions": str(preds),
                                                        "manifest": str(manifest), "out": str(r.realism.root),
-                                                       "real_lens_table": str(truth), "store": str(store)})
+                                                       "store": str(store)})
         realism_parquet = None
         try:
             table = run_realism(real)
@@ -320,6 +320,7 @@ def _stage_selection(survey: MockSurveyDir, library: str, manifest: Path, store:
             R = REALISM.c
             out["realism"] = {r[R.family]: {R.probe_auc: r[R.probe_auc], R.verdict: r[R.verdict]}
                               for r in table.to_dict("records")}
+        # closure alone reads the mock's truth, after the run and the gate
         score_mock_true_lenses(survey.root, manifest, checkpoint, r.true_lenses.root)
         _, summ = run_closure(r.selection.root, r.true_lenses.table, r.closure.root,
                               realism=realism_parquet)
@@ -328,9 +329,8 @@ def _stage_selection(survey: MockSurveyDir, library: str, manifest: Path, store:
         log.info("\n%s", text)
         C = CLOSURE_SUMMARY.c
         c = summ[summ[C.threshold] == HEADLINE]
-        keys = (C.c_true, C.c_pred, C.chi2, C.dof)
-        out["closure"] = {f"{r[C.family]}/{r[C.mode]}": {**{k: r[k] for k in keys}, "p": r[C.p_value]}
-                          for r in c.to_dict("records")}
+        keys = (C.c_true, C.c_inj, C.diff, C.lo95, C.hi95, C.mde80, C.p_value)
+        out["closure"] = {r[C.family]: {k: r[k] for k in keys} for r in c.to_dict("records")}
         return out
 
     return {"upstream": upstream, "selection": sha256_file(sel_path), "realism": sha256_file(real_path),
@@ -420,28 +420,28 @@ def run_demo(out: Path, quick: bool = False, reference: ReferenceData | None = N
     stages["samples"] = stage("samples", inputs, fn)
     inputs, fn = _stage_sources()
     stages["sources"] = stage("sources", inputs, fn)
-    inputs, fn = _stage_mock(ref, area, cfg.seed)
+    inputs, fn = stage_mock(ref, area, cfg.seed)
     stages["mock"] = stage("mock", inputs, fn)
     r = Run(out)
     survey = r.mock
-    inputs, fn = _stage_catalog(survey, stages["mock"]["inputs_sha256"], resolve_config_path(cfg.catalog_config))
+    inputs, fn = stage_catalog(survey, stages["mock"]["inputs_sha256"], resolve_config_path(cfg.catalog_config))
     stages["catalog"] = stage("catalog", inputs, fn)
     manifest = r.manifest
-    inputs, fn = _stage_fetch(manifest, stages["catalog"]["inputs_sha256"], survey,
+    inputs, fn = stage_fetch(manifest, stages["catalog"]["inputs_sha256"], survey,
                               cfg.quick.fetch_limit if quick else None)
-    inputs["contents"] = _contents(manifest)
+    inputs["contents"] = stage_contents(manifest)
     stages["fetch"] = stage("fetch", inputs, fn)
     store, best, preds = r.store, r.train.best, r.predictions
-    inputs, fn = _stage_train(manifest, store, stages["fetch"]["inputs_sha256"], resolve_config_path(cfg.train_config),
+    inputs, fn = stage_train(manifest, store, stages["fetch"]["inputs_sha256"], resolve_config_path(cfg.train_config),
                               cfg.quick.epochs if quick else None)
-    inputs["contents"] = _contents(manifest, store)
+    inputs["contents"] = stage_contents(manifest, store)
     stages["train"] = stage("train", inputs, fn)
-    inputs, fn = _stage_score(manifest, store, best, stages["train"]["inputs_sha256"])
-    inputs["contents"] = _contents(best, store)
+    inputs, fn = stage_score(manifest, store, best, stages["train"]["inputs_sha256"])
+    inputs["contents"] = stage_contents(best, store)
     stages["score"] = stage("score", inputs, fn)
     inputs, fn = _stage_evaluate(preds, manifest, store, survey.truth, best,
                                  stages["score"]["inputs_sha256"], cfg.seed, cfg.eval_n_boot)
-    inputs["contents"] = _contents(preds)
+    inputs["contents"] = stage_contents(preds)
     stages["evaluate"] = stage("evaluate", inputs, fn)
     inputs, fn = _stage_shortcuts(survey, manifest, store, stages["fetch"]["inputs_sha256"],
                                   resolve_config_path(cfg.catalog_config), cfg.seed, cfg.eval_n_boot,
@@ -450,7 +450,7 @@ def run_demo(out: Path, quick: bool = False, reference: ReferenceData | None = N
     inputs, fn = _stage_selection(survey, r.xdf.half("B"), manifest, store, best, preds, stages["score"]["inputs_sha256"],
                                   resolve_config_path(cfg.selection_config), resolve_config_path(cfg.realism_config),
                                   cfg.quick.selection_n_per_cell if quick else None)
-    inputs["contents"] = _contents(best, preds, store, r.xdf.library)
+    inputs["contents"] = stage_contents(best, preds, store, r.xdf.library)
     stages["selection"] = stage("selection", inputs, fn)
     inputs, fn = _stage_check(survey, stages["mock"]["inputs_sha256"], ref)
     stages["check"] = stage("check", inputs, fn)

@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("report",),                    # the HTML audit report
     ("pipeline",),                  # resumable stages (skipped when their recorded inputs are unchanged)
     ("demo",),                      # the demo: every stage on the embedded mock survey
+    ("validation",),                # the instrument's validation: universes x families x seeds (demo's stages)
     ("cli",),                       # the command line
     ("__main__",),                  # `python -m lensaudit`
 )

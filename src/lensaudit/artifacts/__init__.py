@@ -25,6 +25,8 @@ from lensaudit.artifacts.layout import (
     SparkScoresDir,
     TrainDir,
     TrueLensesDir,
+    ValidationCellDir,
+    ValidationDir,
     XdfDir,
 )
 from lensaudit.artifacts.manifest import (
@@ -58,7 +60,7 @@ from lensaudit.artifacts.tables import ArtifactError, read_table, read_table_met
 __all__ = ["ArtifactError", "CatalogDir", "ClosureDir", "Column", "DocSchema", "EnsembleDir", "EvalDir",
            "HEALPIX_PREFIX", "InjectExamplesDir", "MANIFEST_META_KEY", "MAX_ID_LENGTH", "ManifestError", "MockSurveyDir", "OperatingPoint",
            "PREDICTIONS_META_KEY", "RULE", "RealismDir", "ReportDir", "Run", "SelectionRunDir", "SparkScoresDir", "SplitRule",
-           "TableSchema", "TrainDir", "TrueLensesDir", "VERSIONS", "XdfDir", "assign_split", "check_ids", "check_manifest",
+           "TableSchema", "TrainDir", "TrueLensesDir", "ValidationCellDir", "ValidationDir", "VERSIONS", "XdfDir", "assign_split", "check_ids", "check_manifest",
            "check_predictions", "healpix_column", "healpix_nested", "manifest_columns", "object_id", "pixel_fraction",
            "read_artifact_meta", "read_artifact_table", "read_doc", "read_manifest", "read_manifest_metadata",
            "read_predictions", "read_table", "read_table_metadata", "threshold_at_fpr", "write_artifact_table",

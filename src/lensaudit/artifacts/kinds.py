@@ -38,42 +38,70 @@ HOSTS = TableSchema("selection_hosts", 1, (
     C("host_mag_r", "f", "AB mag")), owner="selection")
 
 #: ``selection run``: run summary (families, hosts, cells, figures).
-SELECTION_SUMMARY = DocSchema("selection_summary", 2, ("families", "n_hosts", "cells", "config_tag"))
+SELECTION_SUMMARY = DocSchema("selection_summary", 3, ("families", "n_hosts", "cells", "config_tag"))
 
 #: ``selection run``: the operating points (:class:`~lensaudit.artifacts.operating.OperatingPoint`) it counted at.
 OPERATING_POINTS = DocSchema("operating_points", 1, ("points",))
 
 #: ``realism``: one row per family, the gate's verdict and what it is based on.
-REALISM = TableSchema("realism", 2, (
+REALISM = TableSchema("realism", 3, (
     C("family", "O"), C("planted", "b"), C("probe_auc", "f"), C("probe_auc_lo95", "f"), C("probe_auc_hi95", "f"),
-    C("permutation_p", "f"), C("n_real", "i"), C("n_injected", "i"), C("verdict", "O", "", "GO or NO-GO"),
+    C("permutation_p", "f", "", "probe refitted on permuted labels"), C("null_q95", "f"),
+    C("auc_mde80", "f", "", "smallest AUC detected with 80 percent power"),
+    C("floor_injections", "f"), C("floor_real_halves", "f"), C("verdict_stability", "f"),
+    C("score_shift", "f", "", "P(injection scored above a real lens)"),
+    C("n_real", "i"), C("n_injected", "i"), C("verdict", "O", "", "GO or NO-GO"),
     C("rule", "O")), owner="realism")
 
+#: ``realism``: the real lenses the gate compared, with their arcs measured from the pixels (no truth).
+REALISM_LENSES = TableSchema("realism_real_lenses", 1, (
+    C("id", "O"), C("probability", "f"), C("meas_arc_mag_r", "f", "AB mag"), C("meas_arc_g_r", "f", "AB mag"),
+    C("meas_arc_snr_r", "f"), C("meas_arc_radius", "f", "arcsec"), C("meas_arc_area", "f", "arcsec^2"),
+    C("sky_sigma_r", "f", "nanomaggies")), owner="realism")
+
 #: ``realism``: the gate's config and per-family details.
-REALISM_DOC = DocSchema("realism_report", 2, ("config", "families", "n_real_lenses"))
+REALISM_DOC = DocSchema("realism_report", 3, ("config", "families", "details", "n_real_lenses"))
 
 #: ``selection mock-true-lenses``: the mock's true lenses outside training, scored (closure only). Written with
-#: ra, dec (deg), split, tier, arc_mag_g, arc_snr and logit besides; closure reads the columns below.
-TRUE_LENSES = TableSchema("true_lenses", 2, (
+#: ra, dec (deg), split, tier, arc_mag_g, arc_snr, beta_frac, arc_g_r, host_mag_r and logit besides (for the
+#: validation's diagnostics of prior coverage); closure reads the columns below.
+TRUE_LENSES = TableSchema("true_lenses", 3, (
     C("id", "O"), C("theta_e", "f", "arcsec"),
     C("arc_mag_r", "f", "AB mag"), C("psfsize_r", "f", "arcsec FWHM"), C("depth_r", "f", "AB mag 5-sigma"),
-    C("beta_frac", "f"), C("arc_g_r", "f", "AB mag"), C("host_mag_r", "f", "AB mag"), C("probability", "f")), owner="selection")
+    C("probability", "f")), owner="selection")
 
 #: ``selection closure``: true against predicted completeness per family, mode and operating point.
-CLOSURE_SUMMARY = TableSchema("closure_summary", 2, (
-    C("family", "O"), C("mode", "O", "", "raw or reweighted"), C("threshold", "O"), C("n_true_in_grid", "i"),
-    C("chi2", "f"), C("dof", "i"), C("p_value", "f"), C("c_true", "f"), C("c_pred", "f"), C("diff", "f"),
-    C("z", "f"), C("planted", "b"), C("gate_probe_auc", "f"), C("gate_verdict", "O")), owner="selection")
+CLOSURE_SUMMARY = TableSchema("closure_summary", 3, (
+    C("family", "O"), C("threshold", "O"), C("n_true_in_grid", "i"), C("n_true_covered", "i"),
+    C("c_true", "f"), C("c_inj", "f"), C("diff", "f", "", "c_inj - c_true (primary statistic)"), C("se", "f"),
+    C("lo95", "f"), C("hi95", "f"), C("z", "f"), C("p_value", "f"), C("mde80", "f", "", "2.80 se"),
+    C("chi2", "f"), C("dof", "i"), C("chi2_p", "f"), C("library_bootstrap", "b"),
+    C("planted", "b"), C("gate_probe_auc", "f"), C("gate_p", "f"), C("gate_verdict", "O")), owner="selection")
 
 #: ``selection closure``: the same per bin of each grid axis.
-CLOSURE_BINS = TableSchema("closure_bins", 2, (
-    C("quantity", "O"), C("mode", "O"), C("threshold", "O"), C("family", "O"), C("n_true", "i"), C("k_true", "i"),
-    C("c_true", "f"), C("c_pred", "f"), C("diff", "f"), C("z", "f")), owner="selection")
+CLOSURE_BINS = TableSchema("closure_bins", 3, (
+    C("quantity", "O"), C("threshold", "O"), C("family", "O"), C("n_true", "i"), C("k_true", "i"),
+    C("c_true", "f"), C("c_inj", "f"), C("diff", "f"), C("se", "f"), C("z", "f")), owner="selection")
+
+#: ``validate``: one row per cell (universe, family, injection seed): the gate beside the closure, and the outcome.
+VALIDATION_CELLS = TableSchema("validation_cells", 1, (
+    C("universe", "O"), C("family", "O"), C("seed", "i"), C("planted", "b"),
+    C("c_true", "f"), C("c_inj", "f"), C("delta", "f", "", "c_inj - c_true"), C("delta_se", "f"),
+    C("delta_lo95", "f"), C("delta_hi95", "f"), C("delta_p", "f"), C("delta_mde80", "f"), C("n_true", "i"),
+    C("probe_auc", "f"), C("probe_auc_lo95", "f"), C("probe_auc_hi95", "f"), C("gate_p", "f"), C("null_q95", "f"),
+    C("auc_mde80", "f"), C("floor_injections", "f"), C("floor_real_halves", "f"), C("verdict_stability", "f"),
+    C("score_shift", "f"), C("n_real", "i"), C("verdict", "O"),
+    C("closure_holds", "b"), C("closure_undecided", "b"), C("agrees", "?", "", "True, False or None (no verdict)")),
+    owner="validation")
+
+#: ``validate``: the matrix of universes x families x injection seeds, its pre-registered rules and summary.
+VALIDATION_MATRIX = DocSchema("validation_matrix", 1, ("config", "rules", "universes", "cells", "summary"))
 
 #: ``ensemble run``: rules, members, combinations, targets.
 ENSEMBLE = DocSchema("ensemble", 1, ("rules", "members", "combinations", "threshold"))
 
-ALL = (PREDICTIONS, SELECTION_FUNCTION, MARGINALS, HOSTS, SELECTION_SUMMARY, OPERATING_POINTS, REALISM, REALISM_DOC,
-       TRUE_LENSES, CLOSURE_SUMMARY, CLOSURE_BINS, ENSEMBLE)
+ALL = (PREDICTIONS, SELECTION_FUNCTION, MARGINALS, HOSTS, SELECTION_SUMMARY, OPERATING_POINTS, REALISM, REALISM_LENSES,
+       REALISM_DOC, TRUE_LENSES, CLOSURE_SUMMARY, CLOSURE_BINS, VALIDATION_CELLS, VALIDATION_MATRIX,
+       ENSEMBLE)
 #: name -> version of every artifact; the demo's stage records include it, so a new version re-runs a stage.
 VERSIONS = {s.name: s.version for s in ALL}

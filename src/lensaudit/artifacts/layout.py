@@ -201,9 +201,11 @@ class InjectExamplesDir(_Dir):
 
 
 class RealismDir(_Dir):
-    """``lensaudit realism``: the gate's table (``realism.parquet`` and ``.csv``) and report (``realism.json``)."""
+    """``lensaudit realism``: the gate's table (``realism.parquet`` and ``.csv``), report (``realism.json``) and the
+    real lenses with their measured arcs (``real_lenses.parquet``)."""
 
     table = property(lambda self: self.root / "realism.parquet")
+    real_lenses = property(lambda self: self.root / "real_lenses.parquet")
     csv = property(lambda self: self.root / "realism.csv")
     report = property(lambda self: self.root / "realism.json")
 
@@ -307,3 +309,31 @@ class Run(_Dir):
     check_text = property(lambda self: self.root / "check" / "check.txt")
     ensemble = property(lambda self: EnsembleDir(self.root / "ensemble"))
     report = property(lambda self: ReportDir(self.root / "report"))
+
+
+class ValidationCellDir(_Dir):
+    """One universe and injection seed of ``lensaudit validate``: its selection run, realism gate and closure."""
+
+    selection = property(lambda self: SelectionRunDir(self.root / "run"))
+    realism = property(lambda self: RealismDir(self.root / "realism"))
+    closure = property(lambda self: ClosureDir(self.root / "closure"))
+
+
+class ValidationDir(_Dir):
+    """``lensaudit validate``: one run folder per universe (mock, catalog, fetch, train, score, true lenses), one
+    cell folder per universe and injection seed, the XDF library, the matrix document, figures and the report."""
+
+    xdf = property(lambda self: XdfDir(self.root / "xdf"))
+    matrix = property(lambda self: self.root / "validation_matrix.json")
+    figures = property(lambda self: self.root / "figures")
+    report = property(lambda self: ReportDir(self.root / "report"))
+
+    def universe(self, name: str) -> Run:
+        return Run(self.root / "universes" / name)
+
+    def cell(self, universe: str, seed: int) -> ValidationCellDir:
+        return ValidationCellDir(self.root / "universes" / universe / "seeds" / f"seed_{seed}")
+
+    def figure(self, name: str) -> Path:
+        return self.figures / f"{name}.png"
+

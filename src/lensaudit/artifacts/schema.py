@@ -29,7 +29,7 @@ STAMP_KEY = b"lensaudit.artifact"
 @dataclass(frozen=True)
 class Column:
     """A column a consumer reads: name, dtype kind (``f`` float, ``i`` integer, ``b`` bool, ``O`` text or objects,
-    ``n`` any number), unit and meaning."""
+    ``n`` any number, ``?`` bool or None), unit and meaning."""
 
     name: str
     kind: str = "n"
@@ -77,10 +77,11 @@ class TableSchema:
             raise ArtifactError(f"{source}: {self.name} v{self.version} lacks column(s) {missing}")
         for c in self.columns:
             k = df[c.name].dtype.kind
-            ok = {"f": k in "fiu", "i": k in "iu", "b": k == "b", "O": k in "OSUT", "n": k in "fiub"}.get(c.kind, True)
+            ok = {"f": k in "fiu", "i": k in "iu", "b": k == "b", "O": k in "OSUT", "n": k in "fiub",
+                  "?": k in "bO"}[c.kind]
             if not ok and len(df):
                 raise ArtifactError(f"{source}: {self.name} column {c.name!r} has dtype {df[c.name].dtype}, expected "
-                                    f"{ {'f': 'float', 'i': 'integer', 'b': 'bool', 'O': 'text', 'n': 'numeric'}[c.kind]}")
+                                    f"{ {'f': 'float', 'i': 'integer', 'b': 'bool', 'O': 'text', 'n': 'numeric', '?': 'bool or None'}[c.kind]}")
         return df
 
 

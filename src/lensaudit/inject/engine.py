@@ -30,6 +30,7 @@ from lensaudit.inject.families import SourceFamily, params_to_tensors
 from lensaudit.inject.params import check_parameters
 from lensaudit.inject.psf import fft_convolve, psf_kernels
 from lensaudit.lensing.mass import ray_trace
+from lensaudit.survey.arcphot import edge_strips
 from lensaudit.survey.constants import MAG_ZEROPOINT, PIXEL_SCALE_ARCSEC
 from lensaudit.utils.alloc import keep_freed_memory
 from lensaudit.utils.hashing import hash64
@@ -42,13 +43,7 @@ def host_noise(hosts: np.ndarray, width: int = 12) -> tuple[np.ndarray, np.ndarr
     """(sigma, lag-1 correlation) per host and band from four edge strips ``width`` pixels wide (far from
     the centred host): robust sd (1.4826 MAD, on a checkerboard half of the strip pixels) and the mean
     correlation of horizontally and vertically adjacent strip pixels (clipped at 5 sigma)."""
-    h = np.asarray(hosts)
-    n = h.shape[-1]
-    w = max(2, min(width, n // 4))
-    strips = [h[..., :w, :], h[..., n - w :, :], h[..., w : n - w, :w], h[..., w : n - w, n - w :]]
-    pix = np.concatenate([s.reshape(*s.shape[:-2], -1)[..., ::2] for s in strips], axis=-1)
-    med = np.median(pix, axis=-1, keepdims=True)
-    sig = 1.4826 * np.median(np.abs(pix - med), axis=-1)
+    strips, _, med, sig = edge_strips(hosts, width)
     lim = 5 * sig[..., None, None]
     num = den = npair = 0.0
     for st in strips:

@@ -18,6 +18,10 @@ from lensaudit.artifacts import SelectionRunDir, read_doc
 from lensaudit.artifacts.kinds import SELECTION_SUMMARY
 from lensaudit.errors import InputError
 
+#: Version of the record columns; part of a selection run's configuration tag, so records written by an older
+#: version (2: the measured arc columns of :mod:`lensaudit.survey.arcphot` added) are never mixed with new ones.
+RECORDS_VERSION = 2
+
 
 def chunk_path(run_dir: str | Path | SelectionRunDir, family: str, tag: str, k: int) -> Path:
     return _rd(run_dir).family_injections(family) / f"{tag}_chunk_{k:05d}.parquet"

@@ -77,6 +77,8 @@ class LensPopulation(_Strict):
     source_counts_slope: float = Field(0.33, gt=0, le=1, description="source number counts dN/dm ~ 10^(slope m)")
     red_source_fraction: float = Field(0.15, ge=0, le=1, description="passive (red, smooth) sources")
     source_re_arcsec: tuple[float, float] = Field((0.1, 0.6), description="source disc half-light radius range")
+    source_colour_shift: tuple[float, float] = Field((0.0, 0.0), description="procedural sources: added to every "
+                                                     "drawn (g - r, r - z), AB mag (a perturbed universe)")
     beta_max: float = Field(0.5, gt=0, le=2, description="source offsets area-weighted within beta_max x theta_E")
     sources: str = Field("procedural", description="the lensed sources' population: procedural (the mock's own "
                          "generator), or a stamp library half: xdf:A or xdf:B (real galaxies of the Hubble XDF, "
@@ -207,6 +209,14 @@ class StampLibrarySettings(_Strict):
                                                            "(about the Hubble Ultra Deep Field)")
 
 
+class SeeingTail(_Strict):
+    """A perturbation of the observing conditions: a random ``fraction`` of the bricks observed in seeing worse by
+    ``factor`` (every band's PSF FWHM multiplied; depths kept), beyond the real DR10 distribution."""
+
+    fraction: float = Field(0.0, ge=0, le=1)
+    factor: float = Field(1.3, ge=1.0, le=3.0)
+
+
 class MockConfig(_Strict):
     """A mock DR10 survey: a square patch on the brick grid with a known lens population."""
 
@@ -224,6 +234,7 @@ class MockConfig(_Strict):
     confusers: Confusers = Confusers()
     artefacts: Artefacts = Artefacts()
     stamp_library: StampLibrarySettings = StampLibrarySettings()
+    seeing_tail: SeeingTail = SeeingTail()
 
     @model_validator(mode="after")
     def _check(self) -> MockConfig:

@@ -198,8 +198,8 @@ def draw_sources(cfg: MockConfig, theta: np.ndarray, seed: int, rich: bool) -> p
            "src_re": np.exp(rng.uniform(*np.log(lp.source_re_arcsec), n)),
            "src_q": rng.uniform(0.35, 1.0, n), "src_phi": rng.uniform(0, np.pi, n), "src_red": red,
            "src_seed": rng.integers(0, 2**31, n)}
-    out["src_gr"] = np.where(red, rng.normal(1.3, 0.25, n), rng.normal(0.45, 0.2, n))
-    out["src_rz"] = np.where(red, rng.normal(0.9, 0.2, n), rng.normal(0.35, 0.2, n))
+    out["src_gr"] = np.where(red, rng.normal(1.3, 0.25, n), rng.normal(0.45, 0.2, n)) + lp.source_colour_shift[0]
+    out["src_rz"] = np.where(red, rng.normal(0.9, 0.2, n), rng.normal(0.35, 0.2, n)) + lp.source_colour_shift[1]
     if rich:
         out["src_n"] = np.where(red, rng.uniform(2.0, 4.0, n), 1.0)
         out["src_texture"] = np.where(red, 0.0, rng.uniform(0.2, 0.8, n))

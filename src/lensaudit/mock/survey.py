@@ -74,6 +74,10 @@ def build_survey(cfg: MockConfig, out: str | os.PathLike, reference: ReferenceDa
     # one named seed stream per sub-population and purpose: more draws in one never shift another
     bricks = pd.concat([bricks, draw_brick_conditions(len(bricks), reference, rng(cfg.seed, "mock.conditions"))],
                        axis=1)
+    if cfg.seeing_tail.fraction > 0:            # a perturbed universe: worse seeing in some bricks (own stream)
+        worse = rng(cfg.seed, "mock.seeing_tail").random(len(bricks)) < cfg.seeing_tail.fraction
+        for b in "grz":
+            bricks.loc[worse, f"psfsize_{b}"] *= cfg.seeing_tail.factor
     src = sample_sources(cfg, bricks, rng(cfg.seed, "mock.sources"))
     src["_key"] = np.arange(len(src))
     library = None

@@ -15,11 +15,13 @@ def _realism(a: argparse.Namespace) -> int:
 
 
 def add_realism_commands(sub) -> None:
-    g = sub.add_parser("realism", help="realism gate: probe AUC, Frechet distance and distribution tests per family",
-                       description="Per injection family of a `selection run`: a logistic probe on the detector's "
-                                   "penultimate features separating real lenses from brightness-matched injections "
-                                   "(5-fold CV AUC, bootstrap interval, permutation p), the Frechet distance, KS tests "
-                                   "of arc S/N, arc colour and sky noise, and a GO / NO-GO verdict.")
+    g = sub.add_parser("realism", help="realism gate: a permutation test of a feature-space probe per family",
+                       description="Per injection family of a `selection run`, reading no truth: a logistic probe on "
+                                   "the detector's penultimate features separating real lenses from injections matched "
+                                   "in arc magnitude measured from the pixels (5-fold CV AUC, bootstrap interval), its "
+                                   "null from refits on permuted labels (p-value, power), same-population floors, "
+                                   "stability over subsamples of the real lenses, the score shift, KS tests of measured "
+                                   "arc S/N, colour, radius and area, and a GO / NO-GO verdict (GO when p >= alpha).")
     g.add_argument("--config", required=True, help="realism YAML (configs/selection/demo_realism.yaml)")
     g.add_argument("--out", default=None)
     g.set_defaults(fn=_realism)

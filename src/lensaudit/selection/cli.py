@@ -34,7 +34,8 @@ def _mock_true_lenses(a: argparse.Namespace) -> int:
 def _closure(a: argparse.Namespace) -> int:
     from lensaudit.selection.closure import format_closure, run_closure
 
-    per_bin, summary = run_closure(a.run, a.true_lenses, a.out, realism=a.realism, min_true=a.min_true)
+    per_bin, summary = run_closure(a.run, a.true_lenses, a.out, realism=a.realism, min_true=a.min_true,
+                                   n_boot=a.n_boot)
     names = list(dict.fromkeys(summary["threshold"]))
     if a.threshold not in names:
         from lensaudit.errors import InputError
@@ -73,7 +74,9 @@ def add_selection_commands(sub) -> None:
     c.add_argument("--run", required=True, help="output folder of `selection run`")
     c.add_argument("--true-lenses", required=True, help="true_lenses.parquet from `selection mock-true-lenses`")
     c.add_argument("--realism", default=None, help="realism.parquet, to print each family's gate beside its closure")
-    c.add_argument("--min-true", type=int, default=5, help="bins with fewer true lenses get no z")
+    c.add_argument("--min-true", type=int, default=10, help="theta_E x magnitude bins are merged until each holds "
+                                                            "this many true lenses")
+    c.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the closure interval")
     c.add_argument("--threshold", default=HEADLINE, help="operating point to print, e.g. p>=0.5 or fpr=0.001 (all are "
                                                          "written)")
     c.add_argument("--out", required=True)

@@ -1,21 +1,27 @@
 """The closure test (mock only): does an injection family's measured selection function predict the
 true completeness of the mock's real (true) lenses?
 
-Truth is for measuring, never for fitting: nothing here changes a family, a prior or a threshold.
+Truth is for measuring, never for fitting: nothing here changes a family, a prior, a weight or a threshold.
+The test is stated before it is run.
 
-Per true lens outside the training split (inside the grid): its cell of the 4-D grid; the family's
-completeness in that cell is the *prediction* for that lens. Lenses whose cell holds fewer than
-``min_count`` injections are left out of both sides (reported as coverage). Per bin of (theta_E x
-arc magnitude), and per marginal bin of theta_E, arc magnitude, PSF FWHM and depth: the true
-completeness k/n of the lenses (Jeffreys 68 percent interval) against the mean prediction over the
-same lenses (its variance from the cells' binomial variances), their difference and z, and a
-chi-square over the (theta_E x arc magnitude) bins.
-
-Two ways: ``raw`` (the injections as drawn) and ``reweighted``: injections weighted within every cell
-to the true lenses' distribution of parameters that are **not** grid axes - beta / theta_E, the arc's
-g - r colour and the host's r magnitude - through a density ratio from a logistic classifier
-(true lenses vs injections, on those standardised parameters and their squares), so that a prior
-mismatch is separated from a realism failure.
+* **Common support.** Each true lens outside the training split is placed in its cell of the 4-D grid (theta_E,
+  PSF FWHM, depth, lensed arc r magnitude). Lenses whose cell holds fewer than ``min_count`` injections are
+  left out of both sides (reported as coverage).
+* **Primary statistic**, one per family and operating point: the overall completeness difference
+  Delta = C_inj - C_true over the covered lenses, where C_inj is the mean over the lenses of their cells'
+  injection-measured completeness and C_true the fraction of them detected. Its interval is a Poisson bootstrap
+  (:func:`closure_bootstrap`) that resamples, jointly in every replicate, the true lenses (the truth's binomial
+  noise and its population), the injections (their binomial noise) and, for a family drawing from a finite
+  stamp library, the stamps (every injection of a stamp shares its weight: the library's finite size). The
+  detector is fixed (its training seed is not resampled: the audit is of this detector). The true side's variance
+  is at least the Jeffreys posterior's (a bin where all lenses are detected has no bootstrap variance). Reported:
+  Delta, its
+  bootstrap sd, 95 percent interval Delta +- 1.96 sd, z = Delta / sd with its two-sided normal p-value, and
+  ``mde80`` = 2.80 sd, the smallest |Delta| the test detects with 80 percent power at 5 percent (two-sided).
+* **Secondary**: per bin of theta_E x arc magnitude, bins merged in order (theta_E, then magnitude) until each
+  holds at least ``min_true`` covered lenses; per bin Delta and z from the same replicates; chi-square = sum of
+  z^2 with one degree of freedom per merged bin (no weight or prior is fitted, so none is lost). And per
+  marginal bin of each axis, for the figure.
 """
 
 from __future__ import annotations
@@ -24,9 +30,7 @@ import logging
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
+from scipy.stats import chi2, norm
 
 from lensaudit.artifacts import OperatingPoint, SplitRule
 from lensaudit.artifacts.kinds import TRUE_LENSES
@@ -36,116 +40,177 @@ from lensaudit.selection.intervals import jeffreys_interval
 
 log = logging.getLogger(__name__)
 
-#: Non-grid parameters the reweighting matches (true-lens table column, injection-record column).
-REWEIGHT = {"beta_frac": ("beta_frac", "beta_frac"), "arc_g_r": ("arc_g_r", "arc_g_r"),
-            "host_mag_r": ("host_mag_r", "host_mag_r")}
 #: Columns of the true-lens table per grid axis.
 TRUE_AXES = {"theta_e": "theta_e", "psf_fwhm": "psfsize_r", "depth": "depth_r", "arc_mag": "arc_mag_r"}
 INJ_AXES = {"theta_e": "theta_e", "psf_fwhm": "host_psfsize_r", "depth": "host_depth_r", "arc_mag": "arc_mag_r"}
+#: z for a two-sided 5 percent test plus z for 80 percent power: the minimum detectable effect in sds.
+MDE80_SIGMAS = float(norm.ppf(0.975) + norm.ppf(0.80))
+_AX = list(AXES)
 
 
-def density_ratio_weights(true_x: np.ndarray, inj_x: np.ndarray, clip_quantile: float = 0.99, seed: int = 0) -> np.ndarray:
-    """Weights of injections that turn their distribution of ``inj_x`` into that of ``true_x``: p / (1 - p) of
-    a logistic classifier (true = 1) on standardised features and their squares, clipped at a quantile, mean 1."""
-    t, i = np.asarray(true_x, float), np.asarray(inj_x, float)
-    ok_t, ok_i = np.isfinite(t).all(1), np.isfinite(i).all(1)
-    w = np.ones(len(i))
-    if ok_t.sum() < 5 or ok_i.sum() < 5:
-        return w
-    sc = StandardScaler().fit(np.vstack([t[ok_t], i[ok_i]]))
-    feats = lambda a: np.hstack([sc.transform(a), sc.transform(a) ** 2])  # noqa: E731
-    x = np.vstack([feats(t[ok_t]), feats(i[ok_i])])
-    y = np.r_[np.ones(ok_t.sum()), np.zeros(ok_i.sum())]
-    clf = LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced", random_state=seed).fit(x, y)
-    p = clf.predict_proba(feats(i[ok_i]))[:, 1]
-    r = p / np.clip(1 - p, 1e-9, None)
-    r = np.minimum(r, np.quantile(r, clip_quantile))
-    w[ok_i] = r
-    w[~ok_i] = np.median(r)
-    return w / w.mean()
+def merge_bins(counts: np.ndarray, min_count: int) -> np.ndarray:
+    """Group labels for consecutive bins (in the given order) merged until each group holds at least
+    ``min_count``; a short last group joins the one before it. Bins with a count of zero join their neighbours."""
+    c = np.asarray(counts, np.int64)
+    lab = np.zeros(len(c), np.int64)
+    g, acc = 0, 0
+    for i, n in enumerate(c):
+        lab[i] = g
+        acc += n
+        if acc >= min_count and i < len(c) - 1:
+            g, acc = g + 1, 0
+    if g > 0 and acc < min_count:
+        lab[lab == g] = g - 1
+    return lab
 
 
-def cell_completeness(inj: pd.DataFrame, det: np.ndarray, weights: np.ndarray, grid: Grid) -> pd.DataFrame:
-    """Per 4-D cell: n, weighted completeness, its variance (binomial with the effective count) and n_eff."""
-    cell = inj["cell"].to_numpy(np.int64)
-    nc = grid.n_cells
-    n = np.bincount(cell, minlength=nc)
-    sw = np.bincount(cell, weights=weights, minlength=nc)
-    sw2 = np.bincount(cell, weights=weights**2, minlength=nc)
-    sk = np.bincount(cell, weights=weights * det, minlength=nc)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = sk / sw
-        n_eff = sw**2 / sw2
-        lo, hi = jeffreys_interval(np.clip(c * n_eff, 0, n_eff), n_eff, 0.68)
-        var = ((hi - lo) / 2) ** 2
-    return pd.DataFrame({"cell": np.arange(nc), "n": n, "n_eff": n_eff, "c": c, "var": var})
+def place_lenses(true: pd.DataFrame, grid: Grid) -> pd.DataFrame:
+    """The true lenses inside the grid with their bin per axis (``i_<axis>``) and flat ``cell``."""
+    bins = {a: grid.bin_of(a, true[TRUE_AXES[a]]) for a in AXES}
+    inside = np.all([b >= 0 for b in bins.values()], axis=0)
+    t = true[inside].copy()
+    for a in AXES:
+        t[f"i_{a}"] = bins[a][inside]
+    t["cell"] = (np.ravel_multi_index(tuple(t[f"i_{a}"].to_numpy() for a in AXES), grid.shape) if len(t)
+                 else np.zeros(0, np.int64))
+    return t
 
 
-def _compare(true: pd.DataFrame, keys: list[str], min_true: int) -> pd.DataFrame:
-    rows = []
-    for key, g in true.groupby(keys, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        n, k = len(g), int(g["det"].sum())
+def closure_bootstrap(lens_cell: np.ndarray, lens_det: np.ndarray, inj_cell: np.ndarray, inj_det: np.ndarray,
+                      n_cells: int, n_boot: int = 1000, seed: int = 0, stamp_ids: np.ndarray | None = None,
+                      groups: np.ndarray | None = None, block: int = 100) -> dict[str, np.ndarray]:
+    """Point estimates and Poisson-bootstrap replicates of C_inj, C_true and Delta = C_inj - C_true, overall and
+    per lens group (``groups``: an integer label per lens, e.g. a merged bin).
+
+    Each replicate draws a Poisson(1) weight per true lens, per injection and, with ``stamp_ids`` (one per
+    injection), per stamp (multiplying its injections' weights). Cell completeness = weighted detections over
+    weights; a lens whose cell has no weight in a replicate drops out of that replicate. Returns ``point`` and
+    ``boot`` arrays of shape (1 + n_groups, 3) and (n_boot, 1 + n_groups, 3): columns C_inj, C_true, Delta; row 0
+    overall."""
+    lc, ld = np.asarray(lens_cell, np.int64), np.asarray(lens_det, float)
+    ic, idt = np.asarray(inj_cell, np.int64), np.asarray(inj_det, float)
+    grp = np.zeros(len(lc), np.int64) if groups is None else np.asarray(groups, np.int64)
+    ng = int(grp.max()) + 1 if len(grp) else 0
+    rows = np.concatenate([np.zeros((1, len(lc)), bool), grp[None] == np.arange(ng)[:, None]]) if ng else \
+        np.zeros((1, len(lc)), bool)
+    rows[0] = True
+
+    def estimate(v_l: np.ndarray, u_i: np.ndarray) -> np.ndarray:
+        """(..., 1 + ng, 3) for lens weights v_l (R, n_l) and injection weights u_i (R, n_i)."""
+        r = len(v_l)
+        flat = (np.arange(r)[:, None] * n_cells + ic[None]).ravel()
+        sw = np.bincount(flat, u_i.ravel(), r * n_cells).reshape(r, n_cells)
+        sk = np.bincount(flat, (u_i * idt[None]).ravel(), r * n_cells).reshape(r, n_cells)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = sk / sw
+        pred = c[:, lc]                                                          # (R, n_l)
+        ok = np.isfinite(pred)
+        v = np.where(ok, v_l, 0.0)
+        out = np.empty((r, len(rows), 3))
+        for j, m in enumerate(rows):
+            w = v[:, m]
+            tot = w.sum(1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[:, j, 0] = (w * np.nan_to_num(pred[:, m])).sum(1) / tot
+                out[:, j, 1] = (w * ld[None, m]).sum(1) / tot
+        out[..., 2] = out[..., 0] - out[..., 1]
+        return out
+
+    point = estimate(np.ones((1, len(lc))), np.ones((1, len(ic))))[0]
+    g = np.random.default_rng(seed)
+    sid = None
+    if stamp_ids is not None:
+        _, sid = np.unique(np.asarray(stamp_ids), return_inverse=True)
+    boots = []
+    for lo in range(0, n_boot, block):
+        r = min(block, n_boot - lo)
+        v = g.poisson(1.0, (r, len(lc))).astype(float)
+        u = g.poisson(1.0, (r, len(ic))).astype(float)
+        if sid is not None:
+            u = u * g.poisson(1.0, (r, int(sid.max()) + 1))[:, sid]
+        boots.append(estimate(v, u))
+    boot = np.concatenate(boots) if boots else np.zeros((0, len(rows), 3))
+    return {"point": point, "boot": boot}
+
+
+def _delta_summary(point: np.ndarray, boot: np.ndarray, k: int, n: int) -> dict[str, float]:
+    """Delta with its sd, interval, z, p and MDE from bootstrap replicates; the true side's variance is at least
+    the Jeffreys posterior's for k of n (a bin where every lens is detected has no bootstrap variance, but its
+    completeness is not known exactly)."""
+    ok = np.isfinite(boot[:, 2])
+    d = boot[ok, 2]
+    var = float(np.var(d, ddof=1)) if len(d) > 1 else float("nan")
+    if n > 0 and len(d) > 1:
         lo, hi = jeffreys_interval(k, n, 0.68)
-        m = g.groupby("cell").agg(m=("cell", "size"), c=("c_pred", "first"), var=("var_pred", "first"))
-        pred = float((m["m"] * m["c"]).sum() / n)
-        sd_pred = float(np.sqrt(((m["m"] / n) ** 2 * m["var"]).sum()))
-        c_true = k / n
-        sd_true = float((hi - lo) / 2)
-        diff = c_true - pred
-        z = diff / np.hypot(sd_true, sd_pred) if n >= min_true and np.hypot(sd_true, sd_pred) > 0 else np.nan
-        rows.append({**{f"bin_{a.removeprefix('i_')}": int(v) for a, v in zip(keys, key, strict=True)}, "n_true": n, "k_true": k,
-                     "c_true": c_true, "true_lo68": float(lo), "true_hi68": float(hi), "c_pred": pred,
-                     "sd_pred": sd_pred, "diff": diff, "z": z})
-    return pd.DataFrame(rows)
+        var += max(0.0, float((hi - lo) / 2) ** 2 - float(np.var(boot[ok, 1], ddof=1)))
+    sd = float(np.sqrt(var))
+    lo, hi = point[2] - norm.ppf(0.975) * sd, point[2] + norm.ppf(0.975) * sd
+    z = float(point[2] / sd) if sd > 0 else float("nan")
+    return {"c_inj": float(point[0]), "c_true": float(point[1]), "diff": float(point[2]), "se": sd,
+            "lo95": float(lo), "hi95": float(hi), "z": z,
+            "p_value": float(2 * norm.sf(abs(z))) if np.isfinite(z) else float("nan"), "mde80": MDE80_SIGMAS * sd}
 
 
 def closure_test(true: pd.DataFrame, inj: pd.DataFrame, grid: Grid, ops: list[OperatingPoint], min_count: int = 10,
-                 min_true: int = 5, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-bin table, summary table) for one family at each operating point; ``true`` needs the columns of
-    :data:`TRUE_AXES`, :data:`REWEIGHT` and ``probability``; ``inj`` a selection run's records."""
-    t = true.copy()
-    bins = {a: grid.bin_of(a, t[TRUE_AXES[a]]) for a in AXES}
-    inside = np.all([b >= 0 for b in bins.values()], axis=0)
-    t = t[inside].copy()
-    for a in AXES:
-        t[f"i_{a}"] = bins[a][inside]
-    t["cell"] = np.ravel_multi_index(tuple(t[f"i_{a}"].to_numpy() for a in AXES), grid.shape) if len(t) else []
-    inj = inj.copy()
-    inj["arc_g_r"] = inj["arc_mag_g"] - inj["arc_mag_r"]
-    w_rw = density_ratio_weights(t[[c for c, _ in REWEIGHT.values()]].to_numpy(float),
-                                 inj[[c for _, c in REWEIGHT.values()]].to_numpy(float), seed=seed)
+                 min_true: int = 10, n_boot: int = 1000, seed: int = 0,
+                 stamp_ids: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-bin table, summary table) for one family at each operating point: the primary statistic and the
+    secondary tests of the module docstring. ``true`` needs the columns of :data:`TRUE_AXES` and ``probability``;
+    ``inj`` a selection run's records; ``stamp_ids`` (one per injection) turns on the library bootstrap."""
+    t = place_lenses(true, grid)
+    cell_n = np.bincount(inj["cell"].to_numpy(np.int64), minlength=grid.n_cells)
+    covered = t[cell_n[t["cell"].to_numpy(np.int64)] >= min_count].copy() if len(t) else t
+    # merged (theta_E x arc magnitude) bins: consecutive in (theta_E, magnitude) order
+    key = covered["i_theta_e"].to_numpy() * grid.shape[_AX.index("arc_mag")] + covered["i_arc_mag"].to_numpy()
+    n2 = grid.shape[_AX.index("theta_e")] * grid.shape[_AX.index("arc_mag")]
+    merged = merge_bins(np.bincount(key, minlength=n2), min_true)
+    covered["merged_bin"] = merged[key] if len(covered) else np.zeros(0, np.int64)
+    marg = {a: covered[f"i_{a}"].to_numpy() for a in AXES}
     per_bin, summary = [], []
     for op in ops:
         det_inj = op.detected(inj["probability"]).astype(float)
-        t["det"] = op.detected(t["probability"])
-        for mode, w in (("raw", np.ones(len(inj))), ("reweighted", w_rw)):
-            cc = cell_completeness(inj, det_inj, w, grid).set_index("cell")
-            tt = t.assign(c_pred=cc["c"].reindex(t["cell"]).to_numpy(), var_pred=cc["var"].reindex(t["cell"]).to_numpy(),
-                          n_cell=cc["n"].reindex(t["cell"]).to_numpy())
-            covered = tt[(tt["n_cell"] >= min_count) & np.isfinite(tt["c_pred"])]
-            parts = {"theta_e x arc_mag": ["i_theta_e", "i_arc_mag"], "theta_e": ["i_theta_e"], "arc_mag": ["i_arc_mag"],
-                     "psf_fwhm": ["i_psf_fwhm"], "depth": ["i_depth"]}
-            z = np.zeros(0)
-            for q, keys in parts.items():
-                tab = _compare(covered, keys, min_true)
-                if len(tab):
-                    for k in keys:                   # bin centres in the axis' units, beside the bin index
-                        a = k.removeprefix("i_")
-                        tab[f"{a}_centre"] = grid.centres(a)[tab[f"bin_{a}"].to_numpy(int)]
-                    per_bin.append(tab.assign(quantity=q, mode=mode, threshold=op.name))
-                    if q == "theta_e x arc_mag":
-                        z = tab["z"].to_numpy(float)
-            z = z[np.isfinite(z)]
-            overall = _compare(covered.assign(all=0), ["all"], 1)
-            summary.append({"mode": mode, "threshold": op.name, "n_true_in_grid": int(len(t)),
-                            "n_true_covered": int(len(covered)), "chi2": float((z**2).sum()), "dof": int(len(z)),
-                            "p_value": float(chi2.sf((z**2).sum(), len(z))) if len(z) else np.nan,
-                            "c_true": float(overall["c_true"].iat[0]) if len(overall) else np.nan,
-                            "c_pred": float(overall["c_pred"].iat[0]) if len(overall) else np.nan,
-                            "diff": float(overall["diff"].iat[0]) if len(overall) else np.nan,
-                            "z": float(overall["z"].iat[0]) if len(overall) else np.nan})
-    return (pd.concat(per_bin, ignore_index=True) if per_bin else pd.DataFrame()), pd.DataFrame(summary)
+        det_true = op.detected(covered["probability"]).astype(float) if len(covered) else np.zeros(0)
+        sd = int(seed) + 7919 * len(summary)
+        res = closure_bootstrap(covered["cell"].to_numpy(), det_true, inj["cell"].to_numpy(), det_inj, grid.n_cells,
+                                n_boot, sd, stamp_ids, covered["merged_bin"].to_numpy())
+        overall = _delta_summary(res["point"][0], res["boot"][:, 0], int(det_true.sum()), len(det_true))
+        zs = []
+        for j in range(1, res["point"].shape[0]):
+            sel = covered["merged_bin"].to_numpy() == j - 1
+            k = int(det_true[sel].sum())
+            row = _delta_summary(res["point"][j], res["boot"][:, j], k, int(sel.sum()))
+            lo, hi = jeffreys_interval(k, int(sel.sum()), 0.68)
+            zs.append(row["z"])
+            cells = np.unique(key[sel])
+            te, am = np.divmod(cells, grid.shape[_AX.index("arc_mag")])
+            per_bin.append({"quantity": "theta_e x arc_mag", "bin": j - 1, "threshold": op.name,
+                            "theta_e_lo": float(grid.edges["theta_e"][te.min()]),
+                            "theta_e_hi": float(grid.edges["theta_e"][te.max() + 1]),
+                            "arc_mag_lo": float(grid.edges["arc_mag"][am.min()]),
+                            "arc_mag_hi": float(grid.edges["arc_mag"][am.max() + 1]),
+                            "n_true": int(sel.sum()), "k_true": k, "true_lo68": float(lo), "true_hi68": float(hi),
+                            **row})
+        for a in AXES:   # marginal bins of every axis (the figure), from their own replicates
+            if not len(covered):
+                break
+            r2 = closure_bootstrap(covered["cell"].to_numpy(), det_true, inj["cell"].to_numpy(), det_inj,
+                                   grid.n_cells, min(n_boot, 300), sd + 1 + _AX.index(a), stamp_ids, marg[a])
+            cen = grid.centres(a)
+            for b in np.unique(marg[a]):
+                sel = marg[a] == b
+                k = int(det_true[sel].sum())
+                lo, hi = jeffreys_interval(k, int(sel.sum()), 0.68)
+                per_bin.append({"quantity": a, "bin": int(b), "threshold": op.name, f"{a}_centre": float(cen[b]),
+                                "n_true": int(sel.sum()), "k_true": k, "true_lo68": float(lo), "true_hi68": float(hi),
+                                **_delta_summary(r2["point"][b + 1], r2["boot"][:, b + 1], k, int(sel.sum()))})
+        z = np.asarray(zs, float)
+        z = z[np.isfinite(z)]
+        summary.append({"threshold": op.name, "n_true_in_grid": int(len(t)), "n_true_covered": int(len(covered)),
+                        **overall, "n_boot": int(n_boot), "library_bootstrap": stamp_ids is not None,
+                        "n_stamps": int(len(np.unique(stamp_ids))) if stamp_ids is not None else 0,
+                        "chi2": float((z**2).sum()), "dof": int(len(z)),
+                        "chi2_p": float(chi2.sf((z**2).sum(), len(z))) if len(z) else float("nan")})
+    return pd.DataFrame(per_bin), pd.DataFrame(summary)
 
 
 def mock_true_lenses(survey_dir, rule: SplitRule, splits=("val", "test")) -> pd.DataFrame:
@@ -212,7 +277,7 @@ def score_mock_true_lenses(survey_dir, manifest, checkpoint, out, splits=("val",
         return t
 
 
-def run_closure(run_dir, true_lenses, out, realism=None, min_true: int = 5, seed: int = 0):
+def run_closure(run_dir, true_lenses, out, realism=None, min_true: int = 10, seed: int = 0, n_boot: int = 1000):
     """The closure test for every family of a selection run; writes the per-bin and summary tables and a figure
     into ``out`` (:class:`ClosureDir`); returns (per-bin, summary)."""
     from lensaudit.artifacts import (
@@ -240,12 +305,15 @@ def run_closure(run_dir, true_lenses, out, realism=None, min_true: int = 5, seed
         for fam in summary["families"]:
             sf = SelectionFunction.load(rd.selection_function(fam))
             inj = read_injections(rd, fam, summary["config_tag"])
-            b, s = closure_test(t, inj, sf.grid, ops, sf.meta.get("min_count", 10), min_true, seed)
+            stamps = inj["stamp"].to_numpy() if sf.meta.get("kind") == "stamps" and "stamp" in inj else None
+            b, s = closure_test(t, inj, sf.grid, ops, sf.meta.get("min_count", 10), min_true, n_boot, seed, stamps)
             s.insert(0, "family", fam)
             s["planted"] = bool(sf.meta.get("planted", False))
             has = gate is not None and fam in gate.index
-            s["gate_probe_auc"] = float(gate.loc[fam, REALISM.c.probe_auc]) if has else np.nan
-            s["gate_verdict"] = gate.loc[fam, REALISM.c.verdict] if has else ""
+            R = REALISM.c
+            s["gate_probe_auc"] = float(gate.loc[fam, R.probe_auc]) if has else np.nan
+            s["gate_p"] = float(gate.loc[fam, R.permutation_p]) if has else np.nan
+            s["gate_verdict"] = gate.loc[fam, R.verdict] if has else ""
             bins.append(b.assign(family=fam))
             summ.append(s)
         per_bin = pd.concat(bins, ignore_index=True)
@@ -258,7 +326,7 @@ def run_closure(run_dir, true_lenses, out, realism=None, min_true: int = 5, seed
 
 
 def closure_figure(per_bin: pd.DataFrame, path, threshold: str = HEADLINE) -> str:
-    """True against injection-predicted completeness per marginal bin, raw and reweighted, per family."""
+    """True against injection-predicted completeness per marginal bin of each axis, per family."""
     from lensaudit.selection.figures import LABELS
     from lensaudit.utils.display import pyplot, save_figure
 
@@ -266,46 +334,48 @@ def closure_figure(per_bin: pd.DataFrame, path, threshold: str = HEADLINE) -> st
     qs = ["theta_e", "arc_mag", "psf_fwhm", "depth"]
     d = per_bin[per_bin["threshold"] == threshold]
     fams = list(dict.fromkeys(d["family"]))
-    fig, axes = plt.subplots(2, len(qs), figsize=(3.3 * len(qs), 6.2), squeeze=False, constrained_layout=True)
-    for row, mode in enumerate(("raw", "reweighted")):
-        for ax, q in zip(axes[row], qs, strict=True):
-            g0 = d[(d["quantity"] == q) & (d["mode"] == mode)]
-            x0 = None
-            for j, fam in enumerate(fams):
-                g = g0[g0["family"] == fam].sort_values(f"{q}_centre")
-                x = g[f"{q}_centre"].to_numpy(float)
-                step = float(np.min(np.diff(np.unique(g0[f"{q}_centre"])))) if g0[f"{q}_centre"].nunique() > 1 else 1.0
-                ax.errorbar(x + 0.04 * step * (j + 1), g["c_pred"].to_numpy(float), yerr=g["sd_pred"].to_numpy(float),
-                            fmt="o-", ms=3, label=fam)
-                x0 = g if x0 is None else x0
-            if x0 is not None:
-                ct = x0["c_true"].to_numpy(float)
-                ax.errorbar(x0[f"{q}_centre"].to_numpy(float), ct,
-                            yerr=np.vstack([ct - x0["true_lo68"].to_numpy(float), x0["true_hi68"].to_numpy(float) - ct]),
-                            fmt="s", color="k", ms=5, label="true (mock lenses)")
-            ax.set_xlabel(LABELS[q], fontsize=8)
-            ax.set_ylim(0, 1)
-            ax.set_title(f"{mode}", fontsize=8)
-        axes[row, 0].set_ylabel(f"completeness ({threshold})")
+    fig, axes = plt.subplots(1, len(qs), figsize=(3.3 * len(qs), 3.4), squeeze=False, constrained_layout=True)
+    for ax, q in zip(axes[0], qs, strict=True):
+        g0 = d[d["quantity"] == q]
+        x0 = None
+        step = float(np.min(np.diff(np.unique(g0[f"{q}_centre"])))) if g0[f"{q}_centre"].nunique() > 1 else 1.0
+        for j, fam in enumerate(fams):
+            g = g0[g0["family"] == fam].sort_values(f"{q}_centre")
+            x = g[f"{q}_centre"].to_numpy(float)
+            ax.errorbar(x + 0.04 * step * (j + 1), g["c_inj"].to_numpy(float), yerr=g["se"].to_numpy(float),
+                        fmt="o-", ms=3, label=fam)
+            x0 = g if x0 is None else x0
+        if x0 is not None:
+            ct = x0["c_true"].to_numpy(float)
+            ax.errorbar(x0[f"{q}_centre"].to_numpy(float), ct,
+                        yerr=np.vstack([ct - x0["true_lo68"].to_numpy(float), x0["true_hi68"].to_numpy(float) - ct]),
+                        fmt="s", color="k", ms=5, label="true (mock lenses)")
+        ax.set_xlabel(LABELS[q], fontsize=8)
+        ax.set_ylim(0, 1)
+    axes[0, 0].set_ylabel(f"completeness ({threshold})")
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Closure: true completeness of the mock's lenses (black) against each family's prediction", fontsize=9)
+    fig.suptitle("Closure: true completeness of the mock's lenses (black) against each family's prediction "
+                 "(error bars: bootstrap sd)", fontsize=9)
     return save_figure(fig, path)
 
 
 def format_closure(summary: pd.DataFrame, threshold: str = HEADLINE) -> str:
     s = summary[summary["threshold"] == threshold]
-    lines = [f"closure at {threshold}: true completeness of the mock's lenses against each family's prediction",
-             f"{'family':<12} {'mode':<11} {'true':>6} {'pred':>6} {'diff':>7} {'z':>6} {'chi2/dof':>10} {'p':>7} "
-             f"{'gate AUC':>9}"]
+    lines = [f"closure at {threshold}: Delta = injection-predicted minus true completeness of the mock's lenses "
+             f"(common support)",
+             f"{'family':<12} {'true':>6} {'inj':>6} {'Delta [95%]':>22} {'z':>6} {'MDE80':>6} {'chi2/dof':>10} "
+             f"{'p':>7} {'gate':>6}"]
     for r in s.to_dict("records"):
-        gate = f"{r['gate_probe_auc']:.3f}" if "gate_probe_auc" in r and pd.notna(r.get("gate_probe_auc")) else "-"
-        lines.append(f"{r['family'] + (' *' if r.get('planted') else ''):<12} {r['mode']:<11} {r['c_true']:>6.3f} "
-                     f"{r['c_pred']:>6.3f} {r['diff']:>+7.3f} {r['z']:>6.2f} {r['chi2']:>6.1f}/{r['dof']:<3d} "
-                     f"{r['p_value']:>7.3f} {gate:>9}")
-    lines.append("reweighted: injections weighted to the true lenses' beta/theta_E, arc g-r and host r magnitude "
-                 "(not grid axes); * planted family")
+        gate = r.get("gate_verdict") or "-"
+        lines.append(f"{r['family'] + (' *' if r.get('planted') else ''):<12} {r['c_true']:>6.3f} {r['c_inj']:>6.3f} "
+                     f"{r['diff']:>+7.3f} [{r['lo95']:+.3f}, {r['hi95']:+.3f}] {r['z']:>6.2f} {r['mde80']:>6.3f} "
+                     f"{r['chi2']:>6.1f}/{r['dof']:<3d} {r['chi2_p']:>7.3f} {gate:>6}")
+    lines.append("interval: bootstrap of true lenses, injections and (stamp families) stamps; MDE80: smallest |Delta| "
+                 "detected with 80% power; chi2 over theta_E x arc magnitude bins merged to >= 10 true lenses; "
+                 "* planted family")
     return "\n".join(lines)
 
 
-__all__ = ["REWEIGHT", "TRUE_AXES", "cell_completeness", "closure_figure", "closure_test", "density_ratio_weights",
-           "format_closure", "mock_true_lenses", "run_closure", "score_mock_true_lenses"]
+__all__ = ["INJ_AXES", "MDE80_SIGMAS", "TRUE_AXES", "closure_bootstrap", "closure_figure", "closure_test",
+           "format_closure", "merge_bins", "mock_true_lenses", "place_lenses", "run_closure",
+           "score_mock_true_lenses"]

@@ -32,8 +32,6 @@ class SelectionConfig(BaseModel):
     out: str
     seed: int = Field(0, ge=0)
     splits: tuple[str, ...] = Field(("val", "test"), description="hosts and FPR negatives come only from these splits")
-    truth: str | None = Field(None, description="mock only (closure mode): truth table whose true lenses are removed "
-                                                 "from the hosts; never used for anything else")
     negatives_predictions: str | None = Field(None, description="scores of the splits' negatives for the FPR "
                                                                  "thresholds (scored here when absent)")
     families: tuple[FamilyConfig, ...] = (FamilyConfig(name="sersic", kind="sersic"),)
@@ -50,6 +48,15 @@ class SelectionConfig(BaseModel):
     extra_checkpoints: dict[str, str] = Field(default_factory=dict, description=(
         "more models scored on the same injected cutouts (e.g. ensemble members): columns logit_<name> and "
         "probability_<name> in the injection records"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_truth(cls, data):
+        if isinstance(data, dict) and "truth" in data:
+            raise ValueError("truth: a selection run reads no truth table (its hosts are the audited splits' "
+                             "negatives, undiscovered lenses included, as on the sky); only the closure test reads "
+                             "the mock's truth: remove this key")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> SelectionConfig:

@@ -1,9 +1,10 @@
 """Host cutouts for injections: negatives of the audited splits only, matched to grid cells by PSF and depth.
 
 A host is a manifest row with ``label == 0`` in one of the configured splits (never the training
-split: the model has seen those cutouts) whose cutout is in the store; in closure mode on the mock,
-the true lenses of the truth table are removed too (an uncatalogued true lens among the negatives
-would add a real arc to the injected one). The host table is saved with the run.
+split: the model has seen those cutouts) whose cutout is in the store. Catalogued candidates are never
+negatives; undiscovered lenses among the negatives stay hosts, as they do on the sky (nothing here reads
+a truth table: an uncatalogued lens adds its own arc to an injection, and on the mock the closure test
+measures that effect with the rest). The host table is saved with the run.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 HOST_COLUMNS = ("psfsize_g", "psfsize_r", "psfsize_z", "psfdepth_r")
 
 
-def select_hosts(manifest: pd.DataFrame, splits, store_ids, true_lens_ids=None) -> pd.DataFrame:
+def select_hosts(manifest: pd.DataFrame, splits, store_ids) -> pd.DataFrame:
     """The host table: id, split, PSF FWHM per band (arcsec), r depth (5-sigma AB mag), r magnitude."""
     need = ("id", "split", "label", *HOST_COLUMNS)
     miss = [c for c in need if c not in manifest]
@@ -34,11 +35,6 @@ def select_hosts(manifest: pd.DataFrame, splits, store_ids, true_lens_ids=None) 
         raise InputError("hosts: the training split is never a host source (the model has seen those cutouts)")
     m = manifest[manifest["split"].isin(list(splits)) & (manifest["label"] == 0)]
     m = m[m["id"].astype(str).isin(set(map(str, store_ids)))]
-    n_lens = 0
-    if true_lens_ids is not None:
-        lens = m["id"].astype(str).isin(set(map(str, true_lens_ids)))
-        n_lens = int(lens.sum())
-        m = m[~lens]
     h = pd.DataFrame({"id": m["id"].astype(str).to_numpy(), "split": m["split"].to_numpy(),
                       **{f"host_{c}": m[c].to_numpy(float) for c in ("psfsize_g", "psfsize_r", "psfsize_z")},
                       "host_depth_r": depth_to_mag5(m["psfdepth_r"].to_numpy(float))})
@@ -50,7 +46,6 @@ def select_hosts(manifest: pd.DataFrame, splits, store_ids, true_lens_ids=None) 
     if (~ok).any():
         log.warning("hosts: %d negatives without a valid PSF size or depth left out", int((~ok).sum()))
     h = h[ok].sort_values("id", kind="stable").reset_index(drop=True)
-    h.attrs["n_true_lenses_removed"] = n_lens
     if not len(h):
         raise InputError(f"hosts: no negative of splits {list(splits)} has a cutout in the store")
     return h

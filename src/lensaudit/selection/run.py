@@ -28,7 +28,6 @@ from lensaudit.artifacts import (
     SelectionRunDir,
     read_manifest,
     read_predictions,
-    read_table,
     write_artifact_table,
     write_doc,
     write_table,
@@ -37,13 +36,14 @@ from lensaudit.artifacts.kinds import HOSTS, MARGINALS, OPERATING_POINTS, SELECT
 from lensaudit.cutouts import CutoutStore
 from lensaudit.errors import InputError
 from lensaudit.inject import FamilyConfig, InjectionEngine, build_family, draw_parameters
-from lensaudit.inject.records import chunk_ok, chunk_path, read_injections
+from lensaudit.inject.records import RECORDS_VERSION, chunk_ok, chunk_path, read_injections
 from lensaudit.selection.config import SelectionConfig
 from lensaudit.selection.function import SelectionFunction, completeness_table
 from lensaudit.selection.grid import AXES, Grid
 from lensaudit.selection.hosts import host_cells, pick_hosts, screen_hosts, select_hosts
 from lensaudit.selection.intervals import completeness_columns
 from lensaudit.sources.library import split_spec
+from lensaudit.survey.arcphot import measure_arcs
 from lensaudit.survey.constants import CUTOUT_SIZE
 from lensaudit.utils.io import atomic_write_json, sha256_file, sha256_json
 from lensaudit.utils.memory import check_plan
@@ -147,9 +147,9 @@ def plan_memory(cfg: SelectionConfig) -> float:
 
 def input_fingerprints(cfg: SelectionConfig, store: CutoutStore) -> dict[str, str]:
     """SHA-256 of the contents of every input a selection run reads (checkpoints, manifest, the store's index,
-    stamp libraries, negatives' scores, the truth table): what its reuse is keyed on."""
+    stamp libraries, negatives' scores): what its reuse is keyed on."""
     files = {"checkpoint": cfg.checkpoint, "manifest": cfg.manifest, "negatives_predictions": cfg.negatives_predictions,
-             "truth": cfg.truth, **{f"extra:{n}": p for n, p in (cfg.extra_checkpoints or {}).items()},
+             **{f"extra:{n}": p for n, p in (cfg.extra_checkpoints or {}).items()},
              **{f"stamp_library:{f.name}": split_spec(f.stamp_library)[0] for f in cfg.families if f.stamp_library}}
     out = {k: sha256_file(v) for k, v in files.items() if v}
     out.update({f"stamp_half:{f.name}": split_spec(f.stamp_library)[1] or "all" for f in cfg.families if f.stamp_library})
@@ -174,21 +174,16 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
         # same path, a changed manifest, store or library gives a new tag: its chunks are recomputed, never mixed)
         tag = sha256_json({"config": cfg.model_dump(mode="json", exclude={"out", "device", "batch_size"} |
                                                     (set() if cfg.extra_checkpoints else {"extra_checkpoints"})),
-                           "inputs": inputs})[:12]
+                           "inputs": inputs, "records": RECORDS_VERSION})[:12]
         grid = Grid(cfg.grid)
         manifest = read_manifest(cfg.manifest, require=("id", "split", "label"))
-        lens_ids = None
-        if cfg.truth:
-            t = read_table(cfg.truth, "truth table", columns=["id", "kind"])
-            lens_ids = t.loc[t["kind"] == "lens", "id"].astype(str)
-        hosts, excluded = screen_hosts(select_hosts(manifest, cfg.splits, store.ids(), lens_ids), store.get)
+        hosts, excluded = screen_hosts(select_hosts(manifest, cfg.splits, store.ids()), store.get)
         write_artifact_table(hosts, rd.hosts, HOSTS)
         cells = host_cells(hosts, grid)
         scorer = _Scorer(cfg.checkpoint, cfg.device, cfg.batch_size, cfg.extra_checkpoints)
         ops = operating_points(_negative_scores(cfg, manifest, store, scorer), cfg)
         write_doc(rd.operating_points, OPERATING_POINTS, {"points": [op.to_dict() for op in ops]})
         summary = {"out": str(out), "config_tag": tag, "inputs": inputs, "n_hosts": len(hosts), "families": {},
-                   "n_true_lenses_removed_from_hosts": hosts.attrs.get("n_true_lenses_removed", 0),
                    "hosts_left_out": {k: {"n": len(v), "ids": v[:20]} for k, v in excluded.items()},
                    "cells": grid.n_cells, "cells_without_hosts": int(sum(1 for v in cells.values() if not len(v)))}
         stats = _host_stats(hosts, store, rd)
@@ -311,7 +306,8 @@ def _run_chunk(job: _FamilyJob, k: int) -> None:
     fw = h[["host_psfsize_g", "host_psfsize_r", "host_psfsize_z"]].to_numpy(float)
     img, rec = job.engine.inject(cut, fw, params, host_stats=(job.sigma[rows], job.rho[rows]))
     lg, feats = job.scorer(img, cfg.features)
-    rec = rec.assign(cell=p["cell"].to_numpy(), **{f"i_{a}": p[f"i_{a}"].to_numpy() for a in AXES},
+    rec = rec.assign(**measure_arcs(img),           # measured from the pixels as on real lenses (the realism gate)
+                     cell=p["cell"].to_numpy(), **{f"i_{a}": p[f"i_{a}"].to_numpy() for a in AXES},
                      host_id=h["id"].to_numpy(), **{c: h[c].to_numpy() for c in h.columns if c.startswith("host_")},
                      logit=lg, probability=1 / (1 + np.exp(-lg)))
     for n, lg2 in job.scorer.extras(img).items():
