@@ -31,7 +31,7 @@ from lensaudit.utils.provenance import run_info
 
 OUT = Path(__file__).resolve().parent / "results" / "demo_seed_spread.json"
 #: stages that do not depend on the training seed: shared with the base demo by a symlink
-SHARED_STAGES = ("samples", "mock", "catalog", "fetch", "shortcuts", "check")
+SHARED_STAGES = ("samples", "sources", "mock", "catalog", "fetch", "shortcuts", "check")
 
 
 def headline(stages: dict) -> dict:
@@ -44,10 +44,11 @@ def headline(stages: dict) -> dict:
     for fam, r in (sel.get("realism") or {}).items() if isinstance(sel.get("realism"), dict) else ():
         out[f"probe_auc/{fam}"] = r["probe_auc"]
         out[f"verdict/{fam}"] = r["verdict"]
-    for key, c in (sel.get("closure") or {}).items():
+    for fam, c in (sel.get("closure") or {}).items():
         out["true_completeness_p05"] = c["c_true"]
-        out[f"closure_c_pred/{key}"] = c["c_pred"]
-        out[f"closure_p/{key}"] = c["p"]
+        out[f"closure_c_inj/{fam}"] = c["c_inj"]
+        out[f"closure_delta/{fam}"] = c["diff"]
+        out[f"closure_p/{fam}"] = c["p_value"]
     return out
 
 
