@@ -85,8 +85,7 @@ def main() -> int:
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--max-children", type=int, default=None)
     a = ap.parse_args()
-    env = {**os.environ, "LENSAUDIT_SHARED_DATA": os.environ.get("LENSAUDIT_SHARED_DATA",
-                                                                   str(ROOT.parent / "shared" / "data"))}
+    env = dict(os.environ)
     t0 = time.monotonic()
     if not a.report_only:
         cmd = [*MUTMUT, "run", *a.patterns]
@@ -112,12 +111,22 @@ def main() -> int:
                 survivors.append({"mutant": name, "status": status, "diff": lines})
         else:
             per[mod][status.replace(" ", "_")] += 1
+    # a module this run did not reach keeps the figures of the run that measured it (with that run's time)
+    earlier = json.loads(OUT.read_text()) if OUT.is_file() else {}
     modules = {}
     tot = Counter()
     for mod, c in sorted(per.items()):
         tested = c["killed"] + c["survived"] + c["no_tests"]
-        modules[mod] = {**c, "score": round(c["killed"] / tested, 4) if tested else None}
-        tot.update(c)
+        if not tested and mod in earlier.get("modules", {}):
+            modules[mod] = {**earlier["modules"][mod], "measured": earlier["modules"][mod].get("measured",
+                                                                                                earlier.get("utc_time"))}
+            survivors += [x for x in earlier.get("survivors", []) if _module(x["mutant"]) == mod]
+            equivalents += [x for x in earlier.get("equivalents", []) if _module(x["mutant"]) == mod]
+            c = Counter({k: v for k, v in modules[mod].items() if isinstance(v, int)})
+        else:
+            modules[mod] = {**c, "score": round(c["killed"] / tested, 4) if tested else None,
+                            "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        tot.update({k: v for k, v in c.items() if k in ("killed", "survived", "no_tests", "equivalent")})
     tested = tot["killed"] + tot["survived"] + tot["no_tests"]
     report = {
         "tool": "mutmut " + subprocess.run([*MUTMUT, "--version"], capture_output=True, text=True).stdout.strip(),

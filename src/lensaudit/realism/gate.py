@@ -207,7 +207,7 @@ def _gate_family(cfg: RealismConfig, fam: str, tag: str, real: pd.DataFrame) -> 
     pc = cfg.probe
     pr = probe_auc(xr, xi, pc.folds, pc.C, pc.n_boot, pc.n_permutations, pc.seed)
     crit = float(np.quantile(pr["null_values"], 1 - cfg.alpha))
-    verdict = "GO" if pr["permutation_p"] >= cfg.alpha else "NO-GO"
+    verdict = verdict_of(pr["permutation_p"], cfg.alpha)
     floors = _floors(xr, xi, pc)
     stable = _subsample_stability(xr, xi, pc, crit, verdict, cfg.n_subsamples)
     shift = _score_shift(r["probability"].to_numpy(float), i["probability"].to_numpy(float), pc.n_boot, pc.seed)
@@ -236,6 +236,12 @@ def _gate_family(cfg: RealismConfig, fam: str, tag: str, real: pd.DataFrame) -> 
                  "n_matched_injected": int(len(i)), "null_critical_auc": crit}
 
 
+def verdict_of(p_value: float, alpha: float) -> str:
+    """The pre-registered rule: GO when the permutation p-value is at least ``alpha`` (the family cannot be told
+    from real lenses at this sample size), NO-GO below it."""
+    return "GO" if p_value >= alpha else "NO-GO"
+
+
 def _floors(xr: np.ndarray, xi: np.ndarray, pc: ProbeConfig) -> dict[str, float]:
     """The probe on one population at the test's sizes: ``len(xr)`` injections against the other injections, and
     the real lenses split in two halves."""
@@ -260,7 +266,7 @@ def _subsample_stability(xr: np.ndarray, xi: np.ndarray, pc: ProbeConfig, crit: 
     same = 0
     for k in range(n_sub):
         a = cv_auc(xr[np.sort(g.choice(len(xr), m, replace=False))], xi, pc.folds, pc.C, pc.seed + k + 1)
-        same += ("NO-GO" if a > crit else "GO") == verdict
+        same += ("NO-GO" if a > crit else "GO") == verdict      # beyond the null's critical AUC: p < alpha
     return same / n_sub
 
 
@@ -297,4 +303,5 @@ def format_realism(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["KS_QUANTITIES", "ProbeConfig", "RealismConfig", "format_realism", "real_lenses", "run_realism"]
+__all__ = ["KS_QUANTITIES", "ProbeConfig", "RealismConfig", "format_realism", "real_lenses", "verdict_of",
+           "run_realism"]

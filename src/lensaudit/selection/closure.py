@@ -89,11 +89,11 @@ def closure_bootstrap(lens_cell: np.ndarray, lens_det: np.ndarray, inj_cell: np.
     overall."""
     lc, ld = np.asarray(lens_cell, np.int64), np.asarray(lens_det, float)
     ic, idt = np.asarray(inj_cell, np.int64), np.asarray(inj_det, float)
-    grp = np.zeros(len(lc), np.int64) if groups is None else np.asarray(groups, np.int64)
+    grp = np.zeros(0, np.int64) if groups is None else np.asarray(groups, np.int64)
     ng = int(grp.max()) + 1 if len(grp) else 0
-    rows = np.concatenate([np.zeros((1, len(lc)), bool), grp[None] == np.arange(ng)[:, None]]) if ng else \
-        np.zeros((1, len(lc)), bool)
-    rows[0] = True
+    rows = np.ones((1 + ng, len(lc)), bool)                                      # row 0: every lens
+    if ng:
+        rows[1:] = grp[None] == np.arange(ng)[:, None]
 
     def estimate(v_l: np.ndarray, u_i: np.ndarray) -> np.ndarray:
         """(..., 1 + ng, 3) for lens weights v_l (R, n_l) and injection weights u_i (R, n_i)."""
