@@ -95,9 +95,11 @@ def main() -> int:
     rules = yaml.safe_load(EQUIV.read_text()) if EQUIV.exists() else {}
     res = results()
     per = defaultdict(Counter)
+    per_fn = defaultdict(Counter)          # module -> "function: status" counts (a partly measured module's detail)
     survivors, equivalents = [], []
     for name, status in sorted(res.items()):
         mod = _module(name)
+        per_fn[mod][name.split("__mutmut_")[0][len(mod) + 1:] + ": " + status] += 1
         if status == "killed" or status == "timeout":
             per[mod]["killed"] += 1
         elif status in ("survived", "no tests"):
@@ -126,12 +128,19 @@ def main() -> int:
         else:
             modules[mod] = {**c, "score": round(c["killed"] / tested, 4) if tested else None,
                             "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            if c["not_checked"]:   # partly measured: which functions the score covers
+                fns = defaultdict(dict)
+                for key, n in sorted(per_fn[mod].items()):
+                    fn, st = key.rsplit(": ", 1)
+                    fns[fn][st] = n
+                modules[mod]["functions"] = dict(fns)
         tot.update({k: v for k, v in c.items() if k in ("killed", "survived", "no_tests", "equivalent")})
     tested = tot["killed"] + tot["survived"] + tot["no_tests"]
     report = {
         "tool": "mutmut " + subprocess.run([*MUTMUT, "--version"], capture_output=True, text=True).stdout.strip(),
         "definition": "score = killed / (killed + survived + no tests); equivalent mutants are listed with their "
-                      "reason and left out of the score; 'not checked' are mutants no run has reached yet",
+                      "reason and left out of the score; 'not checked' are mutants no run has reached yet (a module with "
+                      "some lists its functions' statuses: its score covers the checked ones only)",
         "overall": {**tot, "score": round(tot["killed"] / tested, 4) if tested else None},
         "modules": modules, "survivors": survivors, "equivalents": equivalents,
         "elapsed_s": round(time.monotonic() - t0, 1), "utc_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -101,3 +101,252 @@ def test_swapping_two_bands_psfs_changes_those_bands_of_the_injection():
         assert np.abs(a[:, band] - b[:, band]).max() > 1e-3 * np.abs(a[:, band]).max()
     peak = lambda img, band: img[:, band].max(axis=(1, 2))  # noqa: E731
     assert (peak(b, 0) > peak(a, 0)).all() and (peak(b, 2) < peak(a, 2)).all()
+
+
+# ---------------------------------------------------------------- closure's building blocks, by hand
+def test_merge_bins_on_hand_built_counts():
+    from lensaudit.selection.closure import merge_bins
+
+    cases = {((5, 5, 5, 5), 10): [0, 0, 1, 1], ((12, 0, 3, 9), 10): [0, 1, 1, 1],
+             ((10, 10, 3), 10): [0, 1, 1],                # a short last group joins the one before it
+             ((10, 10, 10), 10): [0, 1, 2], ((9, 1, 9, 1), 10): [0, 0, 1, 1], ((3,), 10): [0], ((10,), 10): [0],
+             ((0, 0, 0), 10): [0, 0, 0], ((0, 11, 0, 0, 12), 10): [0, 0, 1, 1, 1], ((4, 4), 1): [0, 1],
+             ((), 10): []}
+    for (counts, m), want in cases.items():
+        got = merge_bins(np.array(counts, np.int64), m)
+        assert got.tolist() == want, (counts, m, got)
+        assert got.dtype == np.int64
+
+
+def test_place_lenses_bins_every_axis_and_drops_lenses_outside_the_grid():
+    from lensaudit.selection.closure import place_lenses
+
+    grid = Grid(GridConfig(theta_e=AxisSpec(edges=(0.5, 1.0, 2.0)), psf_fwhm=AxisSpec(edges=(0.8, 1.2, 2.0)),
+                           depth=AxisSpec(edges=(23.0, 24.0, 25.0)), arc_mag=AxisSpec(edges=(19, 21, 23))))
+    true = pd.DataFrame({"id": list("abcde"), "theta_e": [0.7, 1.5, 2.0, 0.4, 1.0],
+                         "psfsize_r": [0.9, 1.5, 1.9, 1.0, 1.2], "depth_r": [23.5, 24.5, 23.0, 24.0, np.nan],
+                         "arc_mag_r": [20.0, 22.0, 19.5, 20.0, 20.0]})
+    t = place_lenses(true, grid)
+    assert t["id"].tolist() == ["a", "b", "c"]               # d: theta_E below the grid; e: no depth
+    assert t["i_theta_e"].tolist() == [0, 1, 1] and t["i_psf_fwhm"].tolist() == [0, 1, 1]
+    assert t["i_depth"].tolist() == [0, 1, 0] and t["i_arc_mag"].tolist() == [0, 1, 0]
+    assert t["cell"].tolist() == [0, 15, 1 * 8 + 1 * 4 + 0 * 2 + 0]
+    assert t["cell"].tolist() == np.ravel_multi_index(
+        (t["i_theta_e"], t["i_psf_fwhm"], t["i_depth"], t["i_arc_mag"]), grid.shape).tolist()
+    empty = place_lenses(true.iloc[3:4], grid)
+    assert len(empty) == 0 and empty["cell"].dtype == np.int64
+
+
+def test_delta_summary_from_known_replicates():
+    from scipy.stats import beta
+
+    from lensaudit.selection.closure import _delta_summary
+
+    g = np.random.default_rng(3)
+    boot = np.column_stack([g.normal(0.3, 0.02, 500), g.normal(0.25, 0.001, 500), np.zeros(500)])
+    boot[:, 2] = boot[:, 0] - boot[:, 1]
+    boot[7] = np.nan                                          # a replicate that lost every lens
+    point = np.array([0.31, 0.25, 0.06])
+    s = _delta_summary(point, boot, k=25, n=100)
+    ok = np.isfinite(boot[:, 2])
+    # the true side's bootstrap variance (tiny here) is raised to the Jeffreys posterior's half-width squared
+    half = (beta.ppf(0.84, 25.5, 75.5) - beta.ppf(0.16, 25.5, 75.5)) / 2
+    var = np.var(boot[ok, 2], ddof=1) + half**2 - np.var(boot[ok, 1], ddof=1)
+    sd = np.sqrt(var)
+    assert s["se"] == pytest.approx(sd, rel=1e-9)
+    assert (s["c_inj"], s["c_true"], s["diff"]) == (0.31, 0.25, 0.06)
+    assert s["lo95"] == pytest.approx(0.06 - norm.ppf(0.975) * sd) and s["hi95"] == pytest.approx(0.06 + 1.959964 * sd)
+    assert s["z"] == pytest.approx(0.06 / sd) and s["p_value"] == pytest.approx(2 * norm.sf(0.06 / sd))
+    assert s["mde80"] == pytest.approx(MDE80_SIGMAS * sd)
+    # a true side whose bootstrap variance exceeds the Jeffreys floor keeps its own variance
+    wide = boot.copy()
+    wide[:, 1] = g.normal(0.25, 0.2, 500)
+    wide[:, 2] = wide[:, 0] - wide[:, 1]
+    wide[7] = np.nan
+    assert _delta_summary(point, wide, 25, 100)["se"] == pytest.approx(np.std(wide[ok, 2], ddof=1), rel=1e-9)
+    # no lenses: no floor; a negative Delta gives a negative z and the same p
+    assert _delta_summary(point, boot, 0, 0)["se"] == pytest.approx(np.std(boot[ok, 2], ddof=1), rel=1e-9)
+    neg = _delta_summary(-point[[1, 0, 2]] * np.array([-1, -1, 1]), boot, 25, 100)
+    assert neg["z"] == pytest.approx(-0.06 / sd) and neg["p_value"] == pytest.approx(s["p_value"])
+    # no spread at all: z and p undefined, not infinite
+    flat = np.tile([0.5, 0.25, 0.25], (50, 1))
+    f = _delta_summary(np.array([0.5, 0.25, 0.25]), flat, 0, 0)
+    assert f["se"] == 0.0 and np.isnan(f["z"]) and np.isnan(f["p_value"]) and f["lo95"] == f["hi95"] == 0.25
+    one = _delta_summary(point, boot[:1], 25, 100)
+    assert np.isnan(one["se"]) and np.isnan(one["p_value"])
+
+
+def test_closure_bootstrap_resamples_lenses_injections_and_stamps():
+    lens_cell, lens_det = np.array([0, 0, 1, 1]), np.array([1, 0, 1, 1])
+    inj_cell = np.repeat([0, 1], 6)
+    inj_det = np.array([1, 0, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0])
+    base = closure_bootstrap(lens_cell, lens_det, inj_cell, inj_det, 2, n_boot=400, seed=5)
+    again = closure_bootstrap(lens_cell, lens_det, inj_cell, inj_det, 2, n_boot=400, seed=5)
+    np.testing.assert_array_equal(base["boot"], again["boot"])               # seeded
+    other = closure_bootstrap(lens_cell, lens_det, inj_cell, inj_det, 2, n_boot=400, seed=6)
+    assert not np.array_equal(base["boot"], other["boot"], equal_nan=True)
+    # blocks of replicates give the requested number, each a different draw
+    blk = closure_bootstrap(lens_cell, lens_det, inj_cell, inj_det, 2, n_boot=250, seed=5, block=100)["boot"]
+    assert blk.shape == (250, 1, 3) and not np.allclose(blk[:100, 0, 0], blk[100:200, 0, 0], equal_nan=True)
+    # the injection side varies (C_inj), the true side varies (C_true), and their replicate means sit on the point
+    b = base["boot"][:, 0]
+    assert np.nanstd(b[:, 0]) > 0.02 and np.nanstd(b[:, 1]) > 0.05
+    np.testing.assert_allclose(np.nanmean(b, axis=0), base["point"][0], atol=0.05)
+    # two stamps for twelve injections: the library bootstrap widens the injection side
+    stamps = np.tile([0, 1], 6)
+    lib = closure_bootstrap(lens_cell, lens_det, inj_cell, inj_det, 2, n_boot=400, seed=5, stamp_ids=stamps)["boot"]
+    assert np.nanstd(lib[:, 0, 0]) > 1.3 * np.nanstd(b[:, 0])
+    # groups: one row per group after the overall one
+    grp = closure_bootstrap(lens_cell, lens_det, inj_cell, inj_det, 2, n_boot=10, seed=5, groups=np.array([0, 0, 1, 1]))
+    assert grp["point"].shape == (3, 3) and grp["boot"].shape == (10, 3, 3)
+    np.testing.assert_allclose(grp["point"][2], [4 / 6, 1.0, 4 / 6 - 1.0])
+    np.testing.assert_allclose(grp["point"][1], [0.5, 0.5, 0.0])
+
+
+# ---------------------------------------------------------------- the gate's floors, stability and KS tests
+def test_ks_tests_compare_the_finite_values_with_scipy():
+    from scipy.stats import ks_2samp
+
+    from lensaudit.realism.gate import _ks
+
+    a = np.array([1.0, 2.0, np.nan, 3.0, 4.0, np.inf])
+    b = np.array([2.5, 3.5, 4.5, 5.5, 6.5, np.nan])
+    r = _ks(a, b)
+    want = ks_2samp([1, 2, 3, 4], [2.5, 3.5, 4.5, 5.5, 6.5])
+    assert r["statistic"] == pytest.approx(want.statistic) and r["p"] == pytest.approx(want.pvalue)
+    assert (r["n_real"], r["n_injected"], r["median_real"], r["median_injected"]) == (4, 5, 2.5, 4.5)
+    few = _ks([1.0, np.nan], [1.0, 2.0, 3.0])
+    assert few == {"statistic": None, "p": None, "n_real": 1, "n_injected": 3}
+    assert _ks([1.0, 2.0], [3.0])["statistic"] is None
+    assert _ks([1.0, 2.0], [3.0, 4.0])["statistic"] == 1.0
+
+
+def _recording_cv_auc(monkeypatch, value):
+    import lensaudit.realism.gate as gate
+
+    calls = []
+
+    def fake(a, b, folds, C, seed):
+        calls.append((len(a), len(b), folds, C, seed, a.copy(), b.copy()))
+        return value(len(calls)) if callable(value) else value
+
+    monkeypatch.setattr(gate, "cv_auc", fake)
+    return calls
+
+
+def test_floors_put_the_probe_on_one_population_at_the_tests_sizes(monkeypatch):
+    from lensaudit.realism.gate import ProbeConfig, _floors
+
+    calls = _recording_cv_auc(monkeypatch, lambda k: 0.5 + k / 100)
+    xr = np.arange(30, dtype=float)[:, None]
+    xi = 1000 + np.arange(100, dtype=float)[:, None]
+    f = _floors(xr, xi, ProbeConfig(folds=3, C=2.0))
+    assert f == {"injections": 0.51, "real_halves": 0.52}
+    na, nb, fo, c, _, a, b = calls[0]
+    assert (na, nb, fo, c) == (30, 70, 3, 2.0)                      # as many injections as real lenses, the rest
+    assert a.min() >= 1000 and b.min() >= 1000                      # injections against injections
+    assert sorted(np.r_[a[:, 0], b[:, 0]].tolist()) == xi[:, 0].tolist()
+    assert (calls[1][0], calls[1][1]) == (15, 15)                   # real halves
+    assert calls[1][5].max() < 30 and calls[1][6].max() < 30
+    assert sorted(np.r_[calls[1][5][:, 0], calls[1][6][:, 0]].tolist()) == xr[:, 0].tolist()
+    # more real lenses than half the injections: the injection floor splits them in half
+    calls.clear()
+    _floors(np.zeros((80, 1)), xi, ProbeConfig(folds=3))
+    assert calls[0][:2] == (50, 50)
+    # too few real lenses for the folds: no real floor
+    calls.clear()
+    f = _floors(np.zeros((5, 1)), xi, ProbeConfig(folds=3))
+    assert np.isnan(f["real_halves"]) and len(calls) == 1
+    calls.clear()
+    assert np.isfinite(_floors(np.zeros((6, 1)), xi, ProbeConfig(folds=3))["real_halves"]) and len(calls) == 2
+
+
+def test_floors_are_near_chance_for_one_population_and_seeded():
+    from lensaudit.realism.gate import ProbeConfig, _floors
+
+    g = np.random.default_rng(0)
+    xr, xi = g.normal(size=(120, 4)), g.normal(size=(400, 4)) + 3.0
+    f = _floors(xr, xi, ProbeConfig(folds=3))
+    assert abs(f["injections"] - 0.5) < 0.12 and abs(f["real_halves"] - 0.5) < 0.15
+    assert _floors(xr, xi, ProbeConfig(folds=3)) == f
+
+
+def test_subsample_stability_counts_subsamples_that_give_the_same_verdict(monkeypatch):
+    from lensaudit.realism.gate import ProbeConfig, _subsample_stability
+
+    pc = ProbeConfig(folds=4, C=0.5, seed=7)
+    xr, xi = np.arange(50, dtype=float)[:, None], np.zeros((90, 1))
+    calls = _recording_cv_auc(monkeypatch, lambda k: [0.6, 0.8, 0.7, 0.9, 0.7][k - 1])
+    # critical AUC 0.7: above it is NO-GO (p < alpha); at it is GO
+    assert _subsample_stability(xr, xi, pc, 0.7, "NO-GO", 5) == pytest.approx(2 / 5)
+    assert [c[:5] for c in calls] == [(40, 90, 4, 0.5, 8 + k) for k in range(5)]   # 80 percent of 50, all injections
+    for c in calls:
+        assert len(np.unique(c[5])) == 40 and (np.diff(c[5][:, 0]) > 0).all()     # without replacement, in order
+    assert not all(np.array_equal(calls[0][5], c[5]) for c in calls[1:])
+    calls.clear()
+    assert _subsample_stability(xr, xi, pc, 0.7, "GO", 5) == pytest.approx(3 / 5)
+    calls.clear()
+    _subsample_stability(np.zeros((4, 1)), xi, pc, 0.7, "GO", 2)
+    assert calls[0][0] == 4                                            # at least the folds
+    assert np.isnan(_subsample_stability(xr, xi, pc, 0.7, "GO", 0))
+
+
+# ---------------------------------------------------------------- the tables a person reads
+def test_the_closure_and_gate_tables_print_each_number_where_its_header_says():
+    from lensaudit.realism.gate import format_realism
+    from lensaudit.selection.closure import format_closure
+
+    summ = pd.DataFrame([
+        {"family": "sersic", "threshold": "p>=0.5", "planted": False, "c_true": 0.2, "c_inj": 0.25, "diff": 0.05,
+         "lo95": 0.01, "hi95": 0.09, "z": 2.5, "mde80": 0.056, "chi2": 12.34, "dof": 7, "chi2_p": 0.0899,
+         "gate_verdict": "GO"},
+        {"family": "planted", "threshold": "p>=0.5", "planted": True, "c_true": 0.2, "c_inj": 0.6, "diff": 0.4,
+         "lo95": 0.3, "hi95": 0.5, "z": 8.0, "mde80": 0.14, "chi2": 99.0, "dof": 12, "chi2_p": 0.0,
+         "gate_verdict": None},
+        {"family": "other_op", "threshold": "fpr=0.01", "planted": False, "c_true": 0.1, "c_inj": 0.1, "diff": 0.0,
+         "lo95": -0.1, "hi95": 0.1, "z": 0.0, "mde80": 0.1, "chi2": 1.0, "dof": 1, "chi2_p": 0.5,
+         "gate_verdict": "GO"}])
+    lines = format_closure(summ).splitlines()
+    assert lines[0].startswith("closure at p>=0.5: Delta = injection-predicted minus true")
+    assert lines[1].split() == ["family", "true", "inj", "Delta", "[95%]", "z", "MDE80", "chi2/dof", "p", "gate"]
+    assert lines[2].split() == ["sersic", "0.200", "0.250", "+0.050", "[+0.010,", "+0.090]", "2.50", "0.056",
+                                "12.3/7", "0.090", "GO"]
+    assert lines[3].split() == ["planted", "*", "0.200", "0.600", "+0.400", "[+0.300,", "+0.500]", "8.00", "0.140",
+                                "99.0/12", "0.000", "-"]
+    assert len(lines) == 5 and "MDE80: smallest |Delta|" in lines[4]
+    assert format_closure(summ, "fpr=0.01").splitlines()[2].split()[0] == "other_op"
+
+    table = pd.DataFrame([{"family": "clumpy", "planted": False, "probe_auc": 0.8123, "probe_auc_lo95": 0.75,
+                           "probe_auc_hi95": 0.87, "permutation_p": 0.005, "null_q95": 0.561, "auc_mde80": 0.62,
+                           "floor_injections": 0.51, "floor_real_halves": 0.49, "verdict_stability": 0.8,
+                           "score_shift": 0.643, "verdict": "NO-GO", "rule": "GO if p >= 0.05"},
+                          {"family": "planted", "planted": True, "probe_auc": 0.95, "probe_auc_lo95": 0.9,
+                           "probe_auc_hi95": 0.99, "permutation_p": 0.005, "null_q95": 0.57, "auc_mde80": 0.63,
+                           "floor_injections": 0.6, "floor_real_halves": 0.5, "verdict_stability": 1.0,
+                           "score_shift": 0.9, "verdict": "NO-GO", "rule": "GO if p >= 0.05"}])
+    g = format_realism(table).splitlines()
+    assert g[0].split()[:3] == ["family", "probe", "AUC"] and g[0].split()[-3:] == ["stable", "shift", "verdict"]
+    assert g[1].split() == ["clumpy", "0.812", "[0.750,", "0.870]", "0.005", "0.561", "0.620", "0.510/0.490",
+                            "0.80", "0.643", "NO-GO"]
+    assert g[2].split()[:2] == ["planted", "*"]
+    assert g[3] == "rule: GO if p >= 0.05; matched in measured arc r magnitude"
+    assert g[-1].startswith("* planted") and len(g) == 6
+    empty = format_realism(table.iloc[:0]).splitlines()
+    assert len(empty) == 3 and not any(x.startswith("rule:") for x in empty)
+
+
+def test_score_shift_bootstrap_draws_every_object_and_caps_its_replicates():
+    from lensaudit.realism.gate import _score_shift
+
+    # one low and one high object on each side: resamples reach both ends of [0, 1]
+    s = _score_shift(np.array([0.0, 1.0]), np.full(5, 0.5), 400, 0)
+    assert s["value"] == 0.5 and s["lo95"] == 0.0 and s["hi95"] == 1.0
+    s = _score_shift(np.full(5, 0.5), np.array([0.0, 1.0]), 400, 0)
+    assert s["value"] == 0.5 and s["lo95"] == 0.0 and s["hi95"] == 1.0
+    # at most 500 replicates: a larger n_boot gives the 500-replicate interval
+    g = np.random.default_rng(1)
+    pr, pi = g.random(40), g.random(60) ** 0.7
+    capped, full = _score_shift(pr, pi, 5000, 3), _score_shift(pr, pi, 500, 3)
+    assert capped == full and _score_shift(pr, pi, 499, 3) != full
+    none = _score_shift(pr, pi, 0, 3)
+    assert np.isnan(none["lo95"]) and np.isnan(none["hi95"]) and none["value"] == full["value"]

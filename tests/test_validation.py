@@ -166,3 +166,156 @@ def test_a_one_universe_matrix_runs_and_its_gate_and_selection_read_no_truth(tmp
     assert len(records) >= 6                        # xdf, mock, catalog, fetch, train, score, the cell
     assert main(["validate", "--config", str(tmp_path / "v.yaml")]) == 0
     assert {p: p.stat().st_mtime_ns for p in records} == before
+
+
+# ---------------------------------------------------------------- every number of the summary, by hand
+def test_outcome_boundaries_are_the_pre_registered_ones():
+    # |Delta| equal to the tolerance holds (<=); an interval ending exactly at a tolerance does not straddle it
+    assert _row(0.03, 0.0, 0.03, "GO")["closure_holds"] is True
+    assert _row(-0.03, -0.03, 0.0, "GO")["closure_holds"] is True
+    assert _row(0.0301, 0.0, 0.06, "GO")["closure_holds"] is False
+    assert _row(0.0, 0.03, 0.03, "GO")["closure_undecided"] is False
+    assert _row(0.0, -0.03, -0.03, "GO")["closure_undecided"] is False
+    assert _row(-0.02, -0.05, 0.0, "GO")["closure_undecided"] is True         # straddles -0.03 only
+    r = _row(-0.02, -0.05, 0.0, "GO", universe="uu", seed=3)
+    assert (r["universe"], r["seed"], r["delta"]) == ("uu", 3, -0.02)          # the row's own fields kept
+
+
+def test_every_summary_number_matches_a_hand_computation():
+    rows = [
+        _row(0.01, -0.02, 0.04, "GO", auc=0.60, shift=0.52, fam="a", universe="u1", seed=0),   # agrees, undecided
+        _row(0.05, 0.02, 0.08, "GO", auc=0.70, shift=0.60, fam="a", universe="u1", seed=1),    # disagrees
+        _row(-0.06, -0.09, -0.03, "NO-GO", auc=0.80, shift=0.40, fam="a", universe="u1", seed=2),  # agrees
+        _row(0.00, -0.01, 0.01, "NO-GO", auc=0.65, shift=0.50, fam="b", universe="u2", seed=0),  # disagrees
+        _row(0.02, 0.01, 0.05, "none", auc=0.75, shift=0.55, fam="b", universe="u2", seed=1),    # not judged
+        _row(0.30, 0.25, 0.35, "NO-GO", planted=True, auc=0.95, shift=0.90, fam="p", universe="u1", seed=0),
+        _row(0.20, 0.10, 0.30, "GO", planted=True, auc=0.55, shift=0.85, fam="p", universe="u2", seed=0),
+    ]
+    cells = pd.DataFrame(rows)
+    s = summarize(cells, 0.03, real_galaxy_cell=("u1", "a"))
+    assert s["tolerance"] == 0.03 and s["n_cells"] == 7 and s["n_judged"] == 6
+    assert s["agreement"] == pytest.approx(3 / 6)                 # rows 1, 3, planted u1
+    assert s["agreement_without_planted"] == pytest.approx(2 / 4)
+    assert s["undecided_fraction"] == pytest.approx(3 / 7)        # rows 1, 2 (straddles 0.03), 5
+    assert s["planted_no_go"] == pytest.approx(0.5)
+    assert s["gate_go_fraction"] == pytest.approx(2 / 4)
+    assert s["closure_holds_fraction"] == pytest.approx(2 / 4)    # rows 1 and 4 of the four judged real cells
+    assert s["median_delta_mde80"] == pytest.approx(np.median(cells["delta_mde80"]))
+    real = cells.iloc[:4]
+    rc = s["rank_correlation"]
+    assert rc["rho"] == pytest.approx(spearmanr(real["probe_auc"], real["delta"].abs()).statistic)
+    assert rc["p"] == pytest.approx(spearmanr(real["probe_auc"], real["delta"].abs()).pvalue)
+    assert (rc["n"], rc["statistic"], rc["against"], rc["cells"]) == (4, "probe_auc", "|delta|", "without planted")
+    judged = cells[cells["agrees"].notna()]
+    assert s["rank_correlation_all_cells"]["rho"] == pytest.approx(
+        spearmanr(judged["probe_auc"], judged["delta"].abs()).statistic) and s["rank_correlation_all_cells"]["n"] == 6
+    ss = s["score_shift_vs_delta"]
+    assert ss["rho"] == pytest.approx(spearmanr(real["score_shift"], real["delta"]).statistic) and ss["n"] == 4
+    per = {(p["universe"], p["family"]): p for p in s["per_universe_family"]}
+    assert list(per) == [("u1", "a"), ("u2", "b"), ("u1", "p"), ("u2", "p")]     # in the cells' order
+    a = per[("u1", "a")]
+    assert a["n_seeds"] == 3 and a["planted"] is False and a["verdicts"] == ["GO", "GO", "NO-GO"]
+    assert a["majority_verdict"] == "GO" and a["seed_agreement"] == pytest.approx(2 / 3)
+    assert a["delta_mean"] == pytest.approx(0.0) and a["delta_min"] == -0.06 and a["delta_max"] == 0.05
+    assert a["delta_se_mean"] == pytest.approx(np.mean([0.06, 0.06, 0.06]) / 3.92)
+    assert a["mde80_mean"] == pytest.approx(0.7 * 0.06) and a["probe_auc_mean"] == pytest.approx(0.7)
+    assert a["closure_holds_fraction"] == pytest.approx(1 / 3) and a["agree_fraction"] == pytest.approx(2 / 3)
+    b = per[("u2", "b")]
+    assert b["agree_fraction"] == 0.0 and b["n_seeds"] == 2          # the unjudged seed is left out
+    assert per[("u1", "p")]["planted"] is True
+    t = s["real_galaxy_target"]
+    assert (t["universe"], t["family"]) == ("u1", "a") and t["deltas"] == [0.01, 0.05, -0.06]
+    assert t["delta_mean"] == pytest.approx(0.0) and t["closes"] is True
+    assert t["mde80_mean"] == pytest.approx(0.042) and t["power_to_see_tolerance"] is False
+    # with the planted cells in the correlation
+    s2 = summarize(cells, 0.03, exclude_planted=False, gate_statistic="score_shift")
+    assert s2["rank_correlation"]["n"] == 6 and s2["rank_correlation"]["cells"] == "all"
+    assert s2["rank_correlation"]["rho"] == pytest.approx(
+        spearmanr(judged["score_shift"], judged["delta"].abs()).statistic)
+    assert "real_galaxy_target" not in s2
+    # a target that misses the tolerance, and one with the power to see it
+    far = summarize(pd.DataFrame([_row(0.05, 0.04, 0.06, "NO-GO", fam="a", universe="u1")]), 0.03,
+                    real_galaxy_cell=("u1", "a"))["real_galaxy_target"]
+    assert far["closes"] is False and far["power_to_see_tolerance"] is True
+
+
+def test_rank_correlation_is_undefined_for_fewer_than_three_cells_or_constant_values():
+    two = pd.DataFrame([_row(0.01, -0.02, 0.04, "GO", auc=0.6), _row(0.05, 0.02, 0.08, "GO", auc=0.7, seed=1)])
+    rc = summarize(two, 0.03)["rank_correlation"]
+    assert rc["rho"] is None and rc["p"] is None and rc["n"] == 2
+    const = pd.DataFrame([_row(0.01 * k, -0.02, 0.04, "GO", auc=0.6, seed=k) for k in range(4)])
+    assert summarize(const, 0.03)["rank_correlation"]["rho"] is None
+    flat = pd.DataFrame([_row(0.02, -0.02, 0.04, "GO", auc=0.6 + 0.01 * k, seed=k) for k in range(4)])
+    assert summarize(flat, 0.03)["rank_correlation"]["rho"] is None
+    three = pd.DataFrame([_row(0.01 * k, -0.02, 0.04, "GO", auc=0.6 + 0.01 * k, seed=k) for k in range(3)])
+    r3 = summarize(three, 0.03)["rank_correlation"]
+    assert r3["rho"] == pytest.approx(1.0) and r3["n"] == 3
+    from lensaudit.validation.matrix import _spearman
+
+    mixed = _spearman(pd.Series([0.6, None, 0.7, 0.8], dtype=object), pd.Series([0.1, 0.2, 0.3, 0.5], dtype=object))
+    assert mixed["n"] == 3 and mixed["rho"] == pytest.approx(1.0)
+    nan = pd.DataFrame([_row(0.01 * k, -0.02, 0.04, "GO", auc=[0.6, np.nan, 0.7, 0.8][k], seed=k) for k in range(4)])
+    assert summarize(nan, 0.03)["rank_correlation"]["n"] == 3
+
+
+def _closure_and_gate():
+    from lensaudit.artifacts.kinds import CLOSURE_SUMMARY, REALISM
+
+    C, R = CLOSURE_SUMMARY.c, REALISM.c
+    closure = pd.DataFrame([
+        {C.family: fam, C.threshold: th, C.planted: fam == "planted", C.c_true: 0.2, C.c_inj: ci,
+         C.diff: ci - 0.2, C.se: 0.01, C.lo95: ci - 0.2 - 0.0196, C.hi95: ci - 0.2 + 0.0196, C.p_value: 0.4,
+         C.mde80: 0.028, C.n_true_covered: 400}
+        for fam, ci in (("sersic", 0.21), ("planted", 0.5)) for th in ("p>=0.5", "fpr=0.01")])
+    at = closure[C.threshold] == "fpr=0.01"
+    closure.loc[at, C.c_inj], closure.loc[at, C.diff] = 0.9, 0.7
+    gate = pd.DataFrame([{R.family: "sersic", R.probe_auc: 0.62, R.probe_auc_lo95: 0.55, R.probe_auc_hi95: 0.69,
+                          R.permutation_p: 0.2, R.null_q95: 0.56, R.auc_mde80: 0.6, R.floor_injections: 0.5,
+                          R.floor_real_halves: 0.51, R.verdict_stability: 0.9, R.score_shift: 0.55, R.n_real: 120,
+                          R.verdict: "GO"}])
+    return closure, gate
+
+
+def test_cell_rows_carry_the_gate_and_the_closure_at_the_operating_point():
+    from lensaudit.validation.matrix import cell_rows
+
+    closure, gate = _closure_and_gate()
+    rows = {r["family"]: r for r in cell_rows("u", 2, gate, closure, "p>=0.5", 0.03)}
+    assert set(rows) == {"sersic", "planted"}
+    s = rows["sersic"]
+    assert (s["universe"], s["seed"], s["planted"], s["n_true"]) == ("u", 2, False, 400)
+    assert s["c_true"] == 0.2 and s["c_inj"] == 0.21 and s["delta"] == pytest.approx(0.01)
+    assert s["delta_se"] == 0.01 and s["delta_lo95"] == pytest.approx(-0.0096) and s["delta_hi95"] == pytest.approx(0.0296)
+    assert s["delta_p"] == 0.4 and s["delta_mde80"] == 0.028
+    assert (s["probe_auc"], s["probe_auc_lo95"], s["probe_auc_hi95"], s["gate_p"], s["null_q95"]) == \
+        (0.62, 0.55, 0.69, 0.2, 0.56)
+    assert (s["auc_mde80"], s["floor_injections"], s["floor_real_halves"], s["verdict_stability"]) == (0.6, 0.5, 0.51, 0.9)
+    assert (s["score_shift"], s["n_real"], s["verdict"]) == (0.55, 120, "GO")
+    assert s["closure_holds"] is True and s["agrees"] is True
+    p = rows["planted"]
+    assert p["planted"] is True and p["verdict"] == "none" and p["agrees"] is None and "probe_auc" not in p
+    # the other operating point's rows are not mixed in
+    other = {r["family"]: r for r in cell_rows("u", 2, gate, closure, "fpr=0.01", 0.03)}
+    assert other["sersic"]["c_inj"] == 0.9 and other["sersic"]["closure_holds"] is False
+    assert other["sersic"]["agrees"] is False
+    with pytest.raises(ValueError, match="no operating point 'p>=0.9'.*fpr=0.01"):
+        cell_rows("u", 2, gate, closure, "p>=0.9", 0.03)
+    none = cell_rows("u", 2, gate.iloc[:0], closure, "p>=0.5", 0.03)
+    assert [r["verdict"] for r in none] == ["none", "none"]
+    assert [r["verdict"] for r in cell_rows("u", 2, pd.DataFrame(), closure, "p>=0.5", 0.03)] == ["none", "none"]
+
+
+def test_the_matrix_table_prints_each_cell_and_the_headline():
+    from lensaudit.validation.matrix import cell_rows, format_matrix
+
+    closure, gate = _closure_and_gate()
+    cells = pd.DataFrame(cell_rows("u", 2, gate, closure, "p>=0.5", 0.03))
+    text = format_matrix(cells, summarize(cells, 0.03))
+    head, sersic, planted, last = text.splitlines()
+    assert head.split()[:3] == ["universe", "family", "seed"] and "agrees" in head
+    assert sersic.split() == ["u", "sersic", "2", "0.620", "0.200", "GO", "+0.010", "[-0.010,", "+0.030]",
+                              "0.028", "yes", "yes"]
+    assert planted.split() == ["u", "planted", "*", "2", "-", "-", "none", "+0.300", "[+0.280,", "+0.320]",
+                               "0.028", "no", "-"]
+    assert last.startswith("agreement 1.0, without planted 1.0; Spearman(probe_auc, |Delta|) = None (p None, 1 cells")
+    assert last.endswith("planted NO-GO None; tolerance 0.03")
