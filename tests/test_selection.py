@@ -170,6 +170,85 @@ def test_host_cells_and_picks_are_deterministic_and_batch_free():
     assert (pick_hosts(np.array([], int), np.arange(3), 0) == -1).all()
 
 
+def test_host_table_values_units_and_invalid_rows_by_hand():
+    from lensaudit.selection.hosts import HOST_COLUMNS
+    m = _manifest(30)
+    m.loc[4, "psfsize_g"] = np.nan                                    # val, label 0: no valid PSF -> out
+    m.loc[5, "psfsize_z"] = 0.0                                       # test: a PSF of zero -> out
+    m.loc[7, "psfdepth_r"] = -1.0                                     # val: no depth -> out
+    m.loc[8, "psfsize_r"] = -0.5                                      # test: negative PSF -> out
+    m = m.iloc[::-1].reset_index(drop=True)                           # ids out of order on input
+    h = select_hosts(m, ("val", "test"), list(m["id"]) + ["not-a-row"])
+    want = m[m["split"].isin(["val", "test"]) & (m["label"] == 0) & ~m["id"].isin(["g004", "g005", "g007", "g008"])]
+    want = want.sort_values("id").reset_index(drop=True)
+    assert list(h["id"]) == list(want["id"]) == sorted(want["id"])
+    assert list(h.columns) == ["id", "split", "host_psfsize_g", "host_psfsize_r", "host_psfsize_z", "host_depth_r",
+                               "host_mag_r"]
+    assert list(h["split"]) == list(want["split"])
+    for b in "grz":
+        np.testing.assert_array_equal(h[f"host_psfsize_{b}"], want[f"psfsize_{b}"].to_numpy(float))
+    # 5-sigma depth by hand: flux5 = 5 / sqrt(ivar) nanomaggies, m = 22.5 - 2.5 log10(flux5)
+    np.testing.assert_allclose(h["host_depth_r"], 22.5 - 2.5 * np.log10(5 / np.sqrt(want["psfdepth_r"])), rtol=1e-12)
+    np.testing.assert_allclose(h["host_mag_r"], 22.5 - 2.5 * np.log10(want["flux_r"]), rtol=1e-12)
+    assert HOST_COLUMNS == ("psfsize_g", "psfsize_r", "psfsize_z", "psfdepth_r")
+    assert "host_mag_r" not in select_hosts(m.drop(columns="flux_r"), ("val",), m["id"])
+    with pytest.raises(InputError, match=r"no negative of splits \['val'\]"):
+        select_hosts(m, ("val",), ["nothing-stored"])
+    bad = m.copy()
+    bad["psfsize_r"] = 0.0
+    with pytest.raises(InputError, match="no negative"):
+        select_hosts(bad, ("val", "test"), m["id"])
+
+
+def test_screen_hosts_drops_non_finite_and_all_zero_bands_per_reason_in_any_batch_size():
+    from lensaudit.selection.hosts import screen_hosts
+    n = 7
+    ids = [f"h{i}" for i in range(n)]
+    cubes = {i: np.random.default_rng(k).normal(0, 1, (3, 5, 5)) for k, i in enumerate(ids)}
+    cubes["h1"][2, 3, 3] = np.nan                                     # one non-finite pixel
+    cubes["h2"][0] = 0.0                                              # g all zero (off the footprint)
+    cubes["h3"][1, :2] = 0.0                                          # part of a band zero: kept
+    cubes["h4"][1] = 0.0
+    cubes["h4"][0, 0, 0] = np.inf                                     # both: counted as non-finite only
+    cubes["h6"][2] = 0.0                                              # z all zero, the last band
+    hosts = pd.DataFrame({"id": ids, "x": np.arange(n)})
+    hosts.attrs["note"] = "kept"
+    calls = []
+
+    def cubes_of(batch):
+        calls.append(list(batch))
+        return np.stack([cubes[i] for i in batch])
+    for batch in (2, 3, 512):
+        calls.clear()
+        kept, excluded = screen_hosts(hosts, cubes_of, batch=batch)
+        assert list(kept["id"]) == ["h0", "h3", "h5"] and list(kept["x"]) == [0, 3, 5]
+        assert list(kept.index) == [0, 1, 2] and kept.attrs == {"note": "kept"}
+        assert excluded == {"non-finite pixels": ["h1", "h4"], "a band all zero": ["h2", "h6"]}
+        assert sum(calls, []) == ids and max(len(c) for c in calls) == min(batch, n)
+    with pytest.raises(InputError, match=r"every candidate host.*\(2 and 2\)"):
+        screen_hosts(hosts.iloc[[1, 2, 4, 6]], cubes_of)
+
+
+def test_host_cells_partition_the_grid_and_picks_are_uniform_seeded_and_reach_every_row():
+    m = _manifest(600, seed=3)
+    h = select_hosts(m, ("val", "test"), m["id"])
+    g = Grid(GridConfig(psf_fwhm=AxisSpec(edges=(0.9, 1.3, 1.8)), depth=AxisSpec(edges=(23.0, 23.5, 24.0, 25.0))))
+    cells = host_cells(h, g)
+    assert sorted(cells) == [(i, j) for i in range(2) for j in range(3)]
+    rows = np.concatenate(list(cells.values()))
+    inside = (g.bin_of("psf_fwhm", h["host_psfsize_r"]) >= 0) & (g.bin_of("depth", h["host_depth_r"]) >= 0)
+    assert len(rows) == len(set(rows)) == int(inside.sum())           # each host in one cell, none lost
+    pool = np.array([3, 8, 11, 20, 41])
+    pick = pick_hosts(pool, np.arange(20000), seed=5)
+    counts = np.array([(pick == r).sum() for r in pool])
+    assert counts.sum() == 20000                                      # every pick is one of the pool's rows
+    chi2 = ((counts - 4000) ** 2 / 4000).sum()                        # uniform: chi2 with 4 dof, p(>25) ~ 5e-5
+    assert chi2 < 25, counts
+    assert (pick_hosts(pool, np.arange(200), seed=6) != pick_hosts(pool, np.arange(200), seed=5)).mean() > 0.5
+    np.testing.assert_array_equal(pick_hosts(pool, np.array([7, 3]), 5), pick[[7, 3]])   # keyed by index
+    assert pick_hosts(np.array([9]), np.arange(5), 1).tolist() == [9] * 5
+
+
 def test_operating_points_set_fpr_thresholds_on_the_negatives():
     from lensaudit.evaluate.metrics import threshold_at_fpr
     neg = np.random.default_rng(1).random(5000)

@@ -177,6 +177,9 @@ def test_outcome_boundaries_are_the_pre_registered_ones():
     assert _row(0.0, 0.03, 0.03, "GO")["closure_undecided"] is False
     assert _row(0.0, -0.03, -0.03, "GO")["closure_undecided"] is False
     assert _row(-0.02, -0.05, 0.0, "GO")["closure_undecided"] is True         # straddles -0.03 only
+    assert _row(0.04, 0.03, 0.05, "GO")["closure_undecided"] is False         # starts at +0.03: not across it
+    assert _row(0.0, 0.0, 0.03, "GO")["closure_undecided"] is False           # ends at +0.03
+    assert _row(-0.02, -0.03, 0.0, "GO")["closure_undecided"] is False        # starts at -0.03
     r = _row(-0.02, -0.05, 0.0, "GO", universe="uu", seed=3)
     assert (r["universe"], r["seed"], r["delta"]) == ("uu", 3, -0.02)          # the row's own fields kept
 
@@ -319,3 +322,46 @@ def test_the_matrix_table_prints_each_cell_and_the_headline():
                                "0.028", "no", "-"]
     assert last.startswith("agreement 1.0, without planted 1.0; Spearman(probe_auc, |Delta|) = None (p None, 1 cells")
     assert last.endswith("planted NO-GO None; tolerance 0.03")
+
+
+def test_summary_of_empty_unjudged_and_one_sided_matrices_says_none_not_nan():
+    unjudged = pd.DataFrame([_row(0.01, -0.02, 0.04, "none", seed=k) for k in range(2)])
+    s = summarize(unjudged, 0.03, real_galaxy_cell=("nowhere", "f"))
+    for k in ("agreement", "agreement_without_planted", "gate_go_fraction", "closure_holds_fraction", "planted_no_go"):
+        assert s[k] is None, k
+    assert s["undecided_fraction"] == 1.0 and s["per_universe_family"][0]["agree_fraction"] is None
+    t = s["real_galaxy_target"]
+    assert t["delta_mean"] is None and t["mde80_mean"] is None and t["deltas"] == []
+    assert t["closes"] is False and t["power_to_see_tolerance"] is False
+    planted_only = pd.DataFrame([_row(0.3, 0.2, 0.4, "NO-GO", planted=True)])
+    s = summarize(planted_only, 0.03)
+    assert s["agreement"] == 1.0 and s["agreement_without_planted"] is None and s["gate_go_fraction"] is None
+    empty = pd.DataFrame(columns=unjudged.columns).astype({"agrees": object, "planted": bool})
+    s = summarize(empty, 0.03)
+    assert s["n_cells"] == 0 and s["undecided_fraction"] is None and s["median_delta_mde80"] is None
+    bare = pd.DataFrame([_row(0.01, -0.02, 0.04, "GO", seed=k) for k in range(3)]).drop(columns=["probe_auc",
+                                                                                                 "score_shift"])
+    s = summarize(bare, 0.03, gate_statistic="delta_se")
+    assert s["per_universe_family"][0]["probe_auc_mean"] is None and s["score_shift_vs_delta"] is None
+
+
+def test_summary_fractions_are_not_symmetric_and_the_target_boundary_is_inclusive():
+    rows = [_row(0.01, -0.02, 0.04, "GO", seed=0), _row(0.08, 0.05, 0.11, "NO-GO", seed=1),
+            _row(0.09, 0.06, 0.12, "NO-GO", seed=2)]
+    s = summarize(pd.DataFrame(rows), 0.03)
+    assert s["gate_go_fraction"] == pytest.approx(1 / 3) and s["closure_holds_fraction"] == pytest.approx(1 / 3)
+    edge = {**_row(0.03, 0.0, 0.06, "GO", universe="x", fam="t"), "delta_mde80": 0.03}
+    t = summarize(pd.DataFrame([edge]), 0.03, real_galaxy_cell=("x", "t"))["real_galaxy_target"]
+    assert t["closes"] is True and t["power_to_see_tolerance"] is True       # |mean Delta| = MDE = tolerance
+
+
+def test_the_matrix_table_header_and_its_missing_and_disagreeing_cells():
+    from lensaudit.validation.matrix import format_matrix
+    rows = [_row(0.01, -0.02, 0.04, "NO-GO", seed=0), {**_row(0.01, -0.02, 0.04, "none", seed=1), "agrees": np.nan}]
+    cells = pd.DataFrame(rows)
+    cells["gate_p"] = [0.001, np.nan]
+    head, disagree, missing, _ = format_matrix(cells, summarize(cells, 0.03)).splitlines()
+    assert head.split() == ["universe", "family", "seed", "probe", "AUC", "gate", "p", "verdict", "Delta", "[95%]",
+                            "MDE80", "holds", "agrees"]
+    assert disagree.split()[-2:] == ["yes", "NO"] and disagree.split()[4] == "0.001"
+    assert missing.split()[-1] == "-" and missing.split()[4] == "-"
