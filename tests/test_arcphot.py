@@ -134,3 +134,14 @@ def test_measure_arcs_refuses_bad_shapes_and_marks_non_finite_rows(lenses):
     a, b = measure_arcs(lenses[0][:10], batch=3), measure_arcs(lenses[0][:10], batch=512)
     for k in ARC_COLUMNS:
         np.testing.assert_allclose(a[k], b[k], equal_nan=True)
+
+
+def test_real_lenses_and_injections_share_the_edge_noise_frame_of_twelve_pixels():
+    """``sky_sigma_r`` (real lenses) and ``host_sigma_r`` (injections) are compared by a KS test: both come from
+    edge_noise's default frame, 12 pixels wide; a frame one pixel wider reads other pixels."""
+    from lensaudit.survey.arcphot import edge_noise, edge_strips
+
+    cube = np.random.default_rng(5).normal(0, 1, (2, 3, 101, 101)) * np.array([1.0, 2.0, 3.0])[:, None, None]
+    np.testing.assert_array_equal(edge_noise(cube), edge_strips(cube, 12)[3])
+    assert not np.array_equal(edge_noise(cube), edge_noise(cube, 13))
+    assert edge_noise(cube).dtype == np.float64 and edge_noise(cube).shape == (2, 3)

@@ -264,6 +264,7 @@ def small_study(tmp_path_factory):
     return d, m, ecfg, run_ensemble(ecfg)
 
 
+@pytest.mark.slow
 def test_run_trains_one_member_per_domain_on_exactly_its_rows(small_study):
     d, m, cfg, s = small_study
     assert set(s["members"]) == {"seeing-good", "seeing-poor", "morph-dev", "morph-other"}
@@ -277,6 +278,7 @@ def test_run_trains_one_member_per_domain_on_exactly_its_rows(small_study):
     assert (d / "out" / "members" / "baseline" / "train" / "best.pt").is_file()  # no baseline given: trained
 
 
+@pytest.mark.slow
 def test_run_tables_follow_from_the_member_scores(small_study):
     d, m, cfg, s = small_study
     t = pd.read_parquet(d / "out" / "audit_scores.parquet")
@@ -304,6 +306,7 @@ def test_run_tables_follow_from_the_member_scores(small_study):
         assert (d / "out" / "figures" / f).stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_selection_comparison_uses_the_same_injections_for_every_scorer(small_study):
     from math import comb
 
@@ -331,6 +334,7 @@ def test_selection_comparison_uses_the_same_injections_for_every_scorer(small_st
     assert {"gate_seeing", "meta_all", "seeing-good"} <= set(t["scorer"])
 
 
+@pytest.mark.slow
 def test_rerun_reuses_trained_members(small_study):
     from lensaudit.ensemble import run_ensemble
 
@@ -343,6 +347,7 @@ def test_rerun_reuses_trained_members(small_study):
     assert s2["targets"] == s["targets"] and np.isfinite(a["gate_seeing"]).all()
 
 
+@pytest.mark.slow
 def test_a_member_whose_domain_changed_is_trained_again_not_reused(small_study, tmp_path):
     """Reuse is keyed on the member's rows, not its folder: moving the seeing cut from the median to 1.2 arcsec
     rewrites the members' manifests and retrains them (it used to reuse the old models beside the new manifests)."""
@@ -364,6 +369,7 @@ def test_a_member_whose_domain_changed_is_trained_again_not_reused(small_study, 
     assert (rows["psfsize_r"] < 1.2).all() and s2["members"]["seeing-good"]["n_rows"] == len(rows)
 
 
+@pytest.mark.slow
 def test_a_domain_without_lenses_in_training_is_refused(small_study, tmp_path):
     d, m, cfg, _ = small_study
     bad = cfg.model_copy(update={"out": str(tmp_path / "o"), "domains": (
@@ -383,6 +389,7 @@ def test_mcnemar_counts_only_discordant_pairs():
     assert list(itertools.combinations(["a", "b", "c"], 2))[0] == ("a", "b")
 
 
+@pytest.mark.slow
 def test_report_shows_the_ensemble_tables_and_figures(small_study, tmp_path):
     from lensaudit.report import build_report
 

@@ -91,6 +91,7 @@ def xdf(tmp_path_factory):
     return d, build_xdf_library(d)
 
 
+@pytest.mark.slow
 def test_the_xdf_library_has_hundreds_of_galaxies_in_both_halves_and_counts_every_cut(xdf):
     d, rep = xdf
     assert rep["n_stamps"] >= 300 and min(rep["halves"].values()) >= 150
@@ -104,6 +105,7 @@ def test_the_xdf_library_has_hundreds_of_galaxies_in_both_halves_and_counts_ever
     assert np.median(gr) == pytest.approx(0.45, abs=0.01) and gr.std() > 0.1   # the prior's zero point, own scatter
 
 
+@pytest.mark.slow
 def test_the_xdf_build_is_deterministic_and_its_provenance_is_checked(xdf, tmp_path):
     from lensaudit.sources.xdf import XdfError, build_xdf_library, check_provenance
 
@@ -133,6 +135,7 @@ def test_the_stretch_estimate_recovers_a_known_stretch(tmp_path):
 
 
 # ------------------------------------------------------------------ real stamps through the engine
+@pytest.mark.slow
 def test_an_xdf_stamp_through_the_engine_conserves_flux_and_matches_lenstronomy_interpol(xdf):
     from lenstronomy.Data.imaging_data import ImageData
     from lenstronomy.Data.psf import PSF
@@ -186,6 +189,7 @@ def test_an_xdf_stamp_through_the_engine_conserves_flux_and_matches_lenstronomy_
 
 
 # ------------------------------------------------------------------ a universe of real-galaxy sources
+@pytest.mark.slow
 def test_a_mock_universe_with_xdf_sources_takes_half_a_and_follows_the_size_relation(xdf, tmp_path, reference):
     from lensaudit.mock.config import MockConfig
     from lensaudit.mock.render import load_renderer

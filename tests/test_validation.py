@@ -365,3 +365,17 @@ def test_the_matrix_table_header_and_its_missing_and_disagreeing_cells():
                             "MDE80", "holds", "agrees"]
     assert disagree.split()[-2:] == ["yes", "NO"] and disagree.split()[4] == "0.001"
     assert missing.split()[-1] == "-" and missing.split()[4] == "-"
+
+
+def test_family_configs_resolve_each_library_spec_for_one_universe():
+    from lensaudit.validation.config import ValidationConfig
+
+    cfg = ValidationConfig(universes=[{"name": "u"}], families=[
+        {"name": "s", "kind": "sersic"}, {"name": "own", "kind": "stamps", "stamp_library": "mock"},
+        {"name": "xa", "kind": "stamps", "stamp_library": "xdf:A"},
+        {"name": "xb", "kind": "stamps", "stamp_library": "xdf:B"},
+        {"name": "file", "kind": "stamps", "stamp_library": "/libs/other.fits:B"}, {"name": "pl", "kind": "planted"}])
+    got = [(f.name, f.kind, f.stamp_library) for f in cfg.family_configs("/u/mock_stamps.fits", "/v/xdf.fits")]
+    assert got == [("s", "sersic", None), ("own", "stamps", "/u/mock_stamps.fits"),
+                   ("xa", "stamps", "/v/xdf.fits:A"), ("xb", "stamps", "/v/xdf.fits:B"),
+                   ("file", "stamps", "/libs/other.fits:B"), ("pl", "planted", None)]
