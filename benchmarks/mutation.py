@@ -155,6 +155,8 @@ def main() -> int:
         "overall": {**tot, "score": round(tot["killed"] / tested, 4) if tested else None},
         "modules": modules, "survivors": survivors, "equivalents": equivalents,
         "elapsed_s": round(time.monotonic() - t0, 1), "utc_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                 text=True).stdout.strip() or None,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(report, indent=2) + "\n")

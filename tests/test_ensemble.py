@@ -221,6 +221,32 @@ def test_top_k_yield_and_unique_finds():
                  "only_a": 1, "only_b": 0}
 
 
+def test_metrics_at_their_edges_empty_proportions_short_vectors_one_member_and_mismatched_lengths():
+    from lensaudit.evaluate.metrics import wilson_interval
+
+    assert metrics.proportion_row(3, 0)["n"] == 0 and np.isnan(metrics.proportion_row(0, 0)["value"])
+    r = metrics.proportion_row(3, 8)
+    assert (r["k"], r["n"], r["value"]) == (3, 8, 3 / 8)
+    np.testing.assert_allclose([r["lo95"], r["hi95"]], np.ravel(wilson_interval(3, 8)))
+    short = metrics.correlations([1.0, 2.0], [2.0, 1.0], 50, 0)
+    assert short["n"] == 2 and all(np.isnan(short[k]) for k in ("pearson", "spearman_hi95"))
+    flat = metrics.correlations(np.ones(10), np.arange(10.0), 50, 0)          # no spread: undefined, not an error
+    assert np.isnan(flat["pearson"]) and np.isnan(flat["pearson_lo95"])
+    with pytest.raises(InputError, match="two or more members"):
+        metrics.pairwise_correlations(pd.DataFrame({"a": [0.1, 0.2]}))
+    with pytest.raises(InputError, match="differ in length"):
+        metrics.selective_curve([1, 0], [0.5, 0.5], [0.1], 0.5, [0.0])
+    # unanimity counts a probability equal to the threshold as a detection
+    assert metrics.unanimous(np.array([[0.5, 0.7], [0.49, 0.5], [0.1, 0.2]]), 0.5).tolist() == [True, False, True]
+    # strata: per stratum and label, with 'none' for a missing stratum; pairs only overall
+    p = pd.DataFrame({"a": [0.9, 0.1, 0.9, 0.1], "b": [0.9, 0.9, 0.1, 0.1]})
+    t = metrics.disagreement_table(p, np.array([1, 1, 0, 0]), 0.5, pd.Series(["x", "x", None, "x"]))
+    key = t.set_index(["stratum", "label", "pair"])
+    assert key.loc[("x", "lens", "all members"), "k"] == 1 and key.loc[("x", "non-lens", "all members"), "n"] == 1
+    assert key.loc[("none", "all", "all members"), "k"] == 1 and key.loc[("all", "all", "a vs b"), "k"] == 2
+    assert metrics.set_aside_order(np.array([0.2, 0.9, 0.2, 0.5])).tolist() == [1, 3, 0, 2]
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def small_study(tmp_path_factory):

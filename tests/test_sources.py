@@ -217,3 +217,165 @@ def test_a_mock_universe_with_xdf_sources_takes_half_a_and_follows_the_size_rela
     assert t.loc[t["kind"] == "lens", "arc_mag_r"].notna().all()
     with pytest.raises(ValueError, match="names no half"):
         MockConfig(lenses={"sources": str(d / "xdf_stamps.fits")})
+
+
+# ------------------------------------------------------------------ procedural sources: flux, colours, geometry
+def _blue(**over) -> dict:
+    """A blue rich source with every optional component off."""
+    p = {"src_re": 0.3, "src_offset_max": 0.0, "src_q": 0.6, "src_phi": 0.4, "src_red": False, "src_n": 1.0,
+         "src_gr": 0.45, "src_rz": 0.35, "src_texture": 0.0, "src_arms": False, "src_arm_phase": 0.0,
+         "src_bar": False, "src_bar_angle": 0.0, "src_bulge_frac": 0.0, "src_n_components": 0, "src_n_knots": 0,
+         "src_knot_frac": 0.0, "src_dust_tau": 0.0, "src_gradient": 0.0, "src_rmag": 23.0, "src_x": 0.1,
+         "src_y": -0.2}
+    return p | over
+
+
+def _flux(mag: float) -> float:
+    return 10 ** (-0.4 * (mag - MAG_ZEROPOINT))
+
+
+def test_a_source_image_is_sampled_bilinearly_in_surface_brightness_turned_and_mirrored():
+    from lensaudit.sources.procedural import SourceImage
+
+    img = np.zeros((3, 5, 5))
+    img[:, 2, 3] = [1.0, 2.0, 4.0]                        # one pixel right of the centre (x = +0.1 arcsec)
+    s = SourceImage(img, 0.1, 1.0, 2.0)
+    np.testing.assert_allclose(s.flux, [1.0, 2.0, 4.0])
+    np.testing.assert_allclose(s.sample(np.array([1.1]), np.array([2.0]))[:, 0], [100.0, 200.0, 400.0])  # per arcsec^2
+    np.testing.assert_allclose(s.sample(np.array([1.05]), np.array([2.0]))[:, 0], [50.0, 100.0, 200.0])  # halfway
+    np.testing.assert_allclose(s.sample(np.array([1.1]), np.array([2.05]))[:, 0], [50.0, 100.0, 200.0])
+    assert s.sample(np.array([9.0]), np.array([2.0])).max() == 0.0                                   # outside
+    assert s.sample(np.zeros((2, 4)), np.zeros((2, 4))).shape == (3, 2, 4)
+    turned = SourceImage(img, 0.1, 1.0, 2.0, angle=np.pi / 2)     # the stamp's +x now points along +y
+    np.testing.assert_allclose(turned.sample(np.array([1.0]), np.array([2.1]))[:, 0], [100.0, 200.0, 400.0])
+    assert turned.sample(np.array([1.1]), np.array([2.0])).max() < 1e-9
+    mirrored = SourceImage(img, 0.1, 1.0, 2.0, flip=True)          # x -> -x
+    np.testing.assert_allclose(mirrored.sample(np.array([0.9]), np.array([2.0]))[:, 0], [100.0, 200.0, 400.0])
+    assert mirrored.sample(np.array([1.1]), np.array([2.0])).max() < 1e-9
+
+
+def test_colour_weights_are_flux_ratios_to_r_of_ab_colours():
+    from lensaudit.sources.procedural import colour_weights
+
+    np.testing.assert_allclose(colour_weights(1.0, 0.5), [10**-0.4, 1.0, 10**0.2])
+    w = colour_weights(np.array([0.0, 2.5]), np.array([2.5, 0.0]))
+    assert w.shape == (3, 2)
+    np.testing.assert_allclose(w, [[1.0, 0.1], [1.0, 1.0], [10.0, 1.0]])
+
+
+def test_the_gaussian_random_field_is_standardised_and_has_the_stated_power_law():
+    from lensaudit.sources.procedural import gaussian_random_field
+
+    f = gaussian_random_field(128, np.random.default_rng(0), slope=3.0, k0=1e-6)
+    assert abs(f.mean()) < 1e-12 and f.std() == pytest.approx(1.0)
+    np.testing.assert_array_equal(f, gaussian_random_field(128, np.random.default_rng(0), slope=3.0, k0=1e-6))
+    # power ~ k^-slope: the log-log slope of the radially averaged power between k = 4 and 40
+    p = np.abs(np.fft.fft2(f)) ** 2
+    k = np.hypot(*np.meshgrid(np.fft.fftfreq(128) * 128, np.fft.fftfreq(128) * 128))
+    ks = np.arange(4, 41)
+    pk = [p[(k >= a - 0.5) & (k < a + 0.5)].mean() for a in ks]
+    assert np.polyfit(np.log(ks), np.log(pk), 1)[0] == pytest.approx(-3.0, abs=0.25)
+    flat = gaussian_random_field(128, np.random.default_rng(0), slope=3.0, k0=1e4)   # k0 >> k: white
+    pf = np.abs(np.fft.fft2(flat)) ** 2
+    assert np.polyfit(np.log(ks), np.log([pf[(k >= a - 0.5) & (k < a + 0.5)].mean() for a in ks]), 1)[0] == \
+        pytest.approx(0.0, abs=0.25)
+
+
+def test_a_red_source_is_one_sersic_spheroid_with_its_colours_and_r_magnitude():
+    from lensaudit.lensing.light import sersic
+    from lensaudit.sources.procedural import N_SOURCE, render_rich
+
+    p = _blue(src_red=True, src_n=3.0, src_gr=1.3, src_rz=0.9, src_re=0.25)
+    s = render_rich(p, np.random.default_rng(1))
+    assert s.image.shape == (3, N_SOURCE, N_SOURCE) and s.image.dtype == np.float64
+    assert (s.x0, s.y0, s.angle, s.flip) == (0.1, -0.2, 0.0, False)
+    assert s.pixscale == pytest.approx(2.5 / N_SOURCE)                  # ten half-light radii across
+    g = (np.arange(N_SOURCE) - (N_SOURCE - 1) / 2) * s.pixscale
+    body = sersic(*np.meshgrid(g, g), 0.25, 3.0, 0.6, 0.4)
+    want = np.array([10 ** (-0.4 * 1.3), 1.0, 10 ** (0.4 * 0.9)])[:, None, None] * body / body.sum() * _flux(23.0)
+    np.testing.assert_allclose(s.image, want, rtol=1e-12)
+    tiny = render_rich(p | {"src_re": 0.05}, np.random.default_rng(1))
+    assert tiny.pixscale == pytest.approx(1.2 / N_SOURCE)               # at least 1.2 arcsec across
+
+
+def test_a_bare_blue_disc_is_an_exponential_and_each_component_changes_flux_shares_and_colours():
+    from lensaudit.lensing.light import sersic
+    from lensaudit.sources.procedural import N_SOURCE, render_rich
+
+    s = render_rich(_blue(), np.random.default_rng(2))
+    g = (np.arange(N_SOURCE) - (N_SOURCE - 1) / 2) * s.pixscale
+    disc = sersic(*np.meshgrid(g, g), 0.3, 1.0, 0.6, 0.4)
+    want = np.array([10 ** (-0.4 * 0.45), 1.0, 10 ** (0.4 * 0.35)])[:, None, None] * disc / disc.sum() * _flux(23.0)
+    np.testing.assert_allclose(s.image, want, rtol=1e-12)
+    np.testing.assert_allclose(s.image[1].sum(), _flux(23.0), rtol=1e-12)
+
+    def gr(img):
+        return -2.5 * np.log10(img[0].sum() / img[1].sum())
+
+    def rz(img):
+        return -2.5 * np.log10(img[1].sum() / img[2].sum())
+
+    # a bulge (0.3 of the light, 0.5 redder in g - r, 0.3 in r - z) reddens the total by the flux-weighted mix
+    b = render_rich(_blue(src_bulge_frac=0.3), np.random.default_rng(2)).image
+    # (r-band shares 1 - f and f: g/r and z/r of the total are the share-weighted flux ratios)
+    mix = lambda c0, dc, f: -2.5 * np.log10((1 - f) * 10 ** (-0.4 * c0) + f * 10 ** (-0.4 * (c0 + dc)))  # noqa: E731
+    mixz = lambda c0, dc, f: 2.5 * np.log10((1 - f) * 10 ** (0.4 * c0) + f * 10 ** (0.4 * (c0 + dc)))  # noqa: E731
+    assert gr(b) == pytest.approx(mix(0.45, 0.5, 0.3), abs=1e-9) and rz(b) == pytest.approx(mixz(0.35, 0.3, 0.3), abs=1e-9)
+    assert b[1, 48, 48] > s.image[1, 48, 48] * 1.5                    # concentrated in the centre
+    # knots (0.4 of the light) are bluer by 0.35 and 0.3
+    k = render_rich(_blue(src_n_knots=6, src_knot_frac=0.4), np.random.default_rng(2)).image
+    assert gr(k) == pytest.approx(mix(0.45, -0.35, 0.4), abs=1e-9) and rz(k) == pytest.approx(mixz(0.35, -0.3, 0.4), abs=1e-9)
+    assert render_rich(_blue(src_n_knots=6, src_knot_frac=0.0), np.random.default_rng(2)).image == pytest.approx(s.image)
+    # dust dims g more than z: the source gets redder; texture and arms keep the flux, change the light
+    d = render_rich(_blue(src_dust_tau=0.8), np.random.default_rng(2)).image
+    att = d.sum(axis=(1, 2)) / s.image.sum(axis=(1, 2)) * (s.image[1].sum() / d[1].sum())   # per band, r fixed
+    assert gr(d) > 0.45 + 0.05 and rz(d) > 0.35 + 0.05 and att[0] < att[1] < att[2]
+    for opt in ({"src_texture": 0.6}, {"src_arms": True}, {"src_bar": True, "src_bar_angle": 1.0},
+                {"src_n_components": 2, "src_offset_max": 0.4}):
+        o = render_rich(_blue(**opt), np.random.default_rng(2)).image
+        assert o[1].sum() == pytest.approx(_flux(23.0), rel=1e-12), opt
+        assert np.abs(o[1] - s.image[1]).max() > 0.05 * s.image[1].max(), opt
+        assert (o >= 0).all(), opt
+    # a colour gradient bluer outwards: g - r of the outskirts below the centre's
+    gi = render_rich(_blue(src_gradient=0.3), np.random.default_rng(2)).image
+    r = np.hypot(*np.meshgrid(g, g))
+    inner, outer = r < 0.3, (r > 0.6) & (r < 1.2)
+    assert -2.5 * np.log10(gi[0][outer].sum() / gi[1][outer].sum()) < -2.5 * np.log10(gi[0][inner].sum() / gi[1][inner].sum()) - 0.1
+    # offset components widen the extent by twice the largest offset
+    assert render_rich(_blue(src_n_components=1, src_offset_max=0.4), np.random.default_rng(2)).pixscale == \
+        pytest.approx((10 * 0.3 + 0.8) / N_SOURCE)
+
+
+def test_a_simple_source_is_a_disc_and_bluer_knots_with_its_r_magnitude():
+    from lensaudit.lensing.light import sersic
+    from lensaudit.sources.procedural import N_SOURCE, render_simple
+
+    p = {"src_re": 0.2, "src_n": 1.2, "src_q": 0.7, "src_phi": 0.3, "src_gr": 0.5, "src_rz": 0.4, "src_rmag": 24.0,
+         "src_x": 0.3, "src_y": 0.0, "src_n_knots": 0, "src_knot_frac": 0.0}
+    s = render_simple(p)
+    assert s.pixscale == pytest.approx(2.0 / N_SOURCE) and (s.x0, s.y0) == (0.3, 0.0)
+    g = (np.arange(N_SOURCE) - (N_SOURCE - 1) / 2) * s.pixscale
+    disc = sersic(*np.meshgrid(g, g), 0.2, 1.2, 0.7, 0.3)
+    np.testing.assert_allclose(s.image, np.array([10**-0.2, 1.0, 10**0.16])[:, None, None] * disc / disc.sum()
+                               * _flux(24.0), rtol=1e-12)
+    knots = {f"knot{k}_{c}": v for k in range(2) for c, v in zip(("x", "y", "sig", "w"), (0.1 * k, -0.1, 0.03, 1.0 + k), strict=True)}
+    only = render_simple(p | knots | {"src_n_knots": 2, "src_knot_frac": 1.0}).image
+    np.testing.assert_allclose(only.sum(axis=(1, 2)) / only[1].sum(), [10 ** (-0.4 * 0.05), 1.0, 10 ** (0.4 * 0.05)])
+    ky, kx = np.unravel_index(np.argmax(only[1]), only[1].shape)
+    assert abs(g[kx] - 0.1) < 0.03 and abs(g[ky] + 0.1) < 0.03                  # the heavier knot, at (0.1, -0.1)
+    assert render_simple(p | {"src_re": 0.05}).pixscale == pytest.approx(1.2 / N_SOURCE)
+    assert render_simple(p | {"src_rmag": 21.5}).image[1].sum() == pytest.approx(_flux(21.5))
+
+
+def test_a_library_stamp_becomes_a_source_with_its_scale_turn_mirror_and_r_magnitude(tmp_path):
+    from lensaudit.sources.procedural import stamp_source
+
+    imgs, meta = _lib(n=3)
+    write_stamp_library(tmp_path / "l.fits", imgs, 0.05, meta)
+    lib = StampLibrary.read(tmp_path / "l.fits")
+    s = stamp_source(lib, {"src_stamp": 2, "src_rmag": 22.0, "src_scale": 1.5, "src_x": 0.2, "src_y": -0.1,
+                           "src_phi": 0.7, "src_flip": True})
+    assert s.pixscale == pytest.approx(0.075) and (s.x0, s.y0, s.angle, s.flip) == (0.2, -0.1, 0.7, True)
+    np.testing.assert_allclose(s.image, imgs[2] * _flux(22.0) / imgs[2][1].sum(), rtol=1e-6)
+    assert stamp_source(lib, {"src_stamp": 0, "src_rmag": 22.0, "src_scale": 1.0, "src_x": 0, "src_y": 0,
+                              "src_phi": 0.0, "src_flip": 0}).flip is False
