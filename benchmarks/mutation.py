@@ -9,6 +9,11 @@ apart from the original), each with the rule or the explicit reason that makes i
     python benchmarks/mutation.py                      # everything (about an hour on 2 cores)
     python benchmarks/mutation.py "lensaudit.survey.*"  # some modules (fnmatch patterns on mutant names)
     python benchmarks/mutation.py --report-only         # re-read the results of earlier runs
+
+A run resets mutmut's own results when its test selection changes, so every verdict is also kept in
+``benchmarks/results/mutation_ledger.json`` (per mutated function: the hash of its source, as mutmut
+computes it, and one letter per mutant). A mutant this run did not check takes its ledger verdict while its
+function's source is unchanged; an edited function's verdicts are dropped and it reads "not checked".
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "mutation.json"
 EQUIV = ROOT / "benchmarks" / "mutation_equivalents.yaml"
+LEDGER = ROOT / "benchmarks" / "results" / "mutation_ledger.json"
+#: one letter per mutmut status in the ledger
+CODE = {"killed": "k", "survived": "s", "no tests": "n", "timeout": "t", "not checked": ".", "suspicious": "?",
+        "skipped": "-", "caught by type check": "c", "check was interrupted by user": "i", "segfault": "x"}
+STATUS = {v: k for k, v in CODE.items()}
 MUTMUT = [sys.executable, "-m", "mutmut"]
 
 
@@ -48,6 +58,36 @@ def results() -> dict[str, str]:
             name, status = line.strip().rsplit(": ", 1)
             res[name] = status.strip()
     return res
+
+
+def function_hashes() -> dict[str, str]:
+    """``module.function`` -> the hash mutmut keeps of the function's source (``mutants/**/*.meta``)."""
+    out = {}
+    src = ROOT / "mutants" / "src"
+    for meta in src.rglob("*.py.meta"):
+        mod = ".".join(meta.relative_to(src).with_suffix("").with_suffix("").parts)
+        for fn, h in json.loads(meta.read_text()).get("hash_by_function_name", {}).items():
+            out[f"{mod}.{fn}"] = h
+    return out
+
+
+def with_ledger(res: dict[str, str], hashes: dict[str, str], ledger: dict) -> tuple[dict[str, str], dict]:
+    """(statuses with unchecked mutants filled from the ledger where their function is unchanged, the new
+    ledger)."""
+    out = dict(res)
+    for name, st in res.items():
+        fn, num = name.rsplit("__mutmut_", 1)
+        e = ledger.get(fn)
+        if st == "not checked" and e and e["hash"] and e["hash"] == hashes.get(fn) and int(num) <= len(e["status"]):
+            out[name] = STATUS.get(e["status"][int(num) - 1], "not checked")
+    by_fn: dict[str, dict[int, str]] = defaultdict(dict)
+    for name, st in out.items():
+        fn, num = name.rsplit("__mutmut_", 1)
+        by_fn[fn][int(num)] = st
+    new = {fn: {"hash": hashes.get(fn), "status": "".join(CODE.get(by.get(i, "not checked"), ".")
+                                                          for i in range(1, max(by) + 1))}
+           for fn, by in sorted(by_fn.items()) if any(v != "not checked" for v in by.values())}
+    return out, new
 
 
 def diff(name: str) -> list[str]:
@@ -104,7 +144,8 @@ def main() -> int:
             cmd[3:3] = ["--max-children", str(a.max_children)]
         subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=False)
     rules = yaml.safe_load(EQUIV.read_text()) if EQUIV.exists() else {}
-    res = results()
+    ledger = json.loads(LEDGER.read_text()) if LEDGER.is_file() else {}
+    res, new_ledger = with_ledger(results(), function_hashes(), ledger)
     per = defaultdict(Counter)
     per_fn = defaultdict(Counter)          # module -> "function: status" counts (a partly measured module's detail)
     survivors, equivalents = [], []
@@ -151,7 +192,9 @@ def main() -> int:
         "tool": "mutmut " + subprocess.run([*MUTMUT, "--version"], capture_output=True, text=True).stdout.strip(),
         "definition": "score = killed / (killed + survived + no tests); equivalent mutants are listed with their "
                       "reason and left out of the score; 'not checked' are mutants no run has reached yet (a module with "
-                      "some lists its functions' statuses: its score covers the checked ones only)",
+                      "some lists its functions' statuses: its score covers the checked ones only); a mutant "
+                      "this run did not check keeps its verdict from mutation_ledger.json while its function's "
+                      "source is unchanged",
         "overall": {**tot, "score": round(tot["killed"] / tested, 4) if tested else None},
         "modules": modules, "survivors": survivors, "equivalents": equivalents,
         "elapsed_s": round(time.monotonic() - t0, 1), "utc_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -160,6 +203,7 @@ def main() -> int:
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(report, indent=2) + "\n")
+    LEDGER.write_text(json.dumps(new_ledger, indent=0, ensure_ascii=False) + "\n")
     print(json.dumps({"overall": report["overall"], "modules": modules}, indent=2))
     return 0
 

@@ -642,3 +642,64 @@ def test_delta_summary_with_two_one_or_no_replicates_and_the_jeffreys_floor_from
         half1 = (1.0 - beta.ppf(0.16, 1.5, 0.5)) / 2
         assert lone["se"] == pytest.approx(np.sqrt(np.var(two[:, 2], ddof=1) + half1**2))
         assert _delta_summary(point, two, 0, 0)["se"] == pytest.approx(np.std(two[:, 2], ddof=1))
+
+
+def test_closure_test_counts_covered_cells_at_the_minimum_merges_bins_and_keeps_its_defaults():
+    """Cells (theta_E, arc mag) of a 2 x 1 x 1 x 2 grid: cell 0 holds exactly min_count = 10 injections
+    (covered), cell 1 nine (not), cell 2 thirty, cell 3 none at all; lenses sit in every cell and outside."""
+    from scipy.stats import beta
+
+    from lensaudit.selection.intervals import jeffreys_interval
+
+    grid = Grid(GridConfig(theta_e=AxisSpec(edges=(0.5, 1.0, 2.0)), psf_fwhm=AxisSpec(edges=(0.8, 2.0)),
+                           depth=AxisSpec(edges=(23.0, 25.0)), arc_mag=AxisSpec(edges=(19.0, 21.0, 23.0))))
+    g = np.random.default_rng(8)
+    centre = {0: (0.7, 20.0), 1: (0.7, 22.0), 2: (1.5, 20.0), 3: (1.5, 22.0)}
+    n_inj, n_true = {0: 10, 1: 9, 2: 30, 3: 0}, {0: 10, 1: 4, 2: 12, 3: 3}
+    inj = pd.DataFrame({"cell": np.repeat(list(n_inj), list(n_inj.values())),
+                        "probability": g.uniform(0, 1, sum(n_inj.values()))})
+    rows = [{"theta_e": centre[c][0], "arc_mag_r": centre[c][1], "psfsize_r": 1.2, "depth_r": 24.0,
+             "probability": g.uniform()} for c in n_true for _ in range(n_true[c])]
+    rows += [{"theta_e": 3.0, "arc_mag_r": 20.0, "psfsize_r": 1.2, "depth_r": 24.0, "probability": 0.9}] * 2
+    true = pd.DataFrame(rows)
+    true.loc[true["theta_e"].eq(1.5) & true["arc_mag_r"].eq(20.0), "probability"] = 0.9   # cell 2: all found,
+    inj.loc[inj["cell"] == 2, "probability"] = 0.9                                         # truth and injections
+    ops = [OperatingPoint.fixed(0.5)]
+    bins, s = closure_test(true, inj, grid, ops)
+    row = s.iloc[0]
+    assert (row["n_true_in_grid"], row["n_true_covered"], row["n_boot"]) == (29, 22, 1000)
+    merged = bins[bins["quantity"] == "theta_e x arc_mag"]
+    assert merged["n_true"].tolist() == [10, 12] and row["dof"] == 2     # min_true 10: two merged bins
+    k0 = int((true["probability"].iloc[:10] >= 0.5).sum())
+    want = pd.DataFrame({"bin": [0, 1], "threshold": ["p>=0.5"] * 2, "theta_e_lo": [0.5, 1.0], "theta_e_hi": [1.0, 2.0],
+                         "arc_mag_lo": [19.0, 19.0], "arc_mag_hi": [21.0, 21.0], "n_true": [10, 12], "k_true": [k0, 12]})
+    pd.testing.assert_frame_equal(merged[list(want.columns)].reset_index(drop=True), want, check_dtype=False)
+    for (_, r), k, n in zip(merged.iterrows(), (k0, 12), (10, 12), strict=True):
+        lo, hi = jeffreys_interval(k, n, 0.68)
+        assert (r["true_lo68"], r["true_hi68"]) == pytest.approx((float(lo), float(hi)))
+        assert r["c_true"] == pytest.approx(k / n)
+    # bin 1: every lens and every injection detected, no bootstrap spread: its sd is the Jeffreys floor alone
+    assert merged["se"].iat[1] == pytest.approx((1 - beta.ppf(0.16, 12.5, 0.5)) / 2)
+    assert merged["diff"].iat[1] == 0.0
+    # marginal bins of every axis, each with its centre, counts, Jeffreys limits and (all found) floor
+    for axis, want_n in {"theta_e": {0: 10, 1: 12}, "arc_mag": {0: 22}, "psf_fwhm": {0: 22}, "depth": {0: 22}}.items():
+        m = bins[bins["quantity"] == axis]
+        assert dict(zip(m["bin"], m["n_true"], strict=True)) == want_n, axis
+        np.testing.assert_allclose(m[f"{axis}_centre"], grid.centres(axis)[m["bin"].to_numpy()])
+        assert (m["threshold"] == "p>=0.5").all()
+        for _, r in m.iterrows():
+            lo, hi = jeffreys_interval(int(r["k_true"]), int(r["n_true"]), 0.68)
+            assert (r["true_lo68"], r["true_hi68"]) == pytest.approx((float(lo), float(hi)))
+    t1 = bins[(bins["quantity"] == "theta_e") & (bins["bin"] == 1)].iloc[0]
+    assert t1["k_true"] == 12 and t1["se"] == pytest.approx((1 - beta.ppf(0.16, 12.5, 0.5)) / 2)
+    explicit = closure_test(true, inj, grid, ops, min_count=10, min_true=10, n_boot=1000, seed=0)
+    pd.testing.assert_frame_equal(explicit[1], s)
+    pd.testing.assert_frame_equal(explicit[0], bins)
+    assert closure_test(true, inj, grid, ops, min_count=11, n_boot=50)[1]["n_true_covered"].iat[0] == 12
+    assert closure_test(true, inj, grid, ops, min_true=11, n_boot=50)[1]["dof"].iat[0] == 1
+    assert closure_test(true, inj, grid, ops, seed=1)[1]["se"].iat[0] != row["se"]
+    # no true lens inside the grid: an empty comparison, not an error
+    outside = true.assign(theta_e=3.0)
+    eb, es = closure_test(outside, inj, grid, ops, n_boot=50)
+    assert (es["n_true_in_grid"].iat[0], es["n_true_covered"].iat[0], es["dof"].iat[0]) == (0, 0, 0)
+    assert np.isnan(es["c_true"].iat[0]) and np.isnan(es["chi2_p"].iat[0]) and len(eb) == 0

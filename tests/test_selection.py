@@ -198,13 +198,21 @@ def test_host_table_values_units_and_invalid_rows_by_hand():
     bad["psfsize_r"] = 0.0
     with pytest.raises(InputError, match="no negative"):
         select_hosts(bad, ("val", "test"), m["id"])
+    # whole-arcsec PSF columns come out as float; a flux of zero or below has no magnitude, without a warning
+    ints = m.assign(psfsize_g=2, psfsize_r=1, psfsize_z=1, flux_r=np.where(np.arange(len(m)) % 2, 0.0, -1.0))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hi = select_hosts(ints, ("val", "test"), m["id"])
+    assert all(hi[f"host_psfsize_{b}"].dtype == np.float64 for b in "grz") and not np.isfinite(hi["host_mag_r"]).any()
 
 
 def test_screen_hosts_drops_non_finite_and_all_zero_bands_per_reason_in_any_batch_size():
     from lensaudit.selection.hosts import screen_hosts
-    n = 7
+    n = 8
     ids = [f"h{i}" for i in range(n)]
     cubes = {i: np.random.default_rng(k).normal(0, 1, (3, 5, 5)) for k, i in enumerate(ids)}
+    cubes["h7"].reshape(-1)[15:30] = 0.0                              # zeros across g's end and r's start: kept
     cubes["h1"][2, 3, 3] = np.nan                                     # one non-finite pixel
     cubes["h2"][0] = 0.0                                              # g all zero (off the footprint)
     cubes["h3"][1, :2] = 0.0                                          # part of a band zero: kept
@@ -221,8 +229,8 @@ def test_screen_hosts_drops_non_finite_and_all_zero_bands_per_reason_in_any_batc
     for batch in (2, 3, 512):
         calls.clear()
         kept, excluded = screen_hosts(hosts, cubes_of, batch=batch)
-        assert list(kept["id"]) == ["h0", "h3", "h5"] and list(kept["x"]) == [0, 3, 5]
-        assert list(kept.index) == [0, 1, 2] and kept.attrs == {"note": "kept"}
+        assert list(kept["id"]) == ["h0", "h3", "h5", "h7"] and list(kept["x"]) == [0, 3, 5, 7]
+        assert list(kept.index) == [0, 1, 2, 3] and list(kept.columns) == ["id", "x"] and kept.attrs == {"note": "kept"}
         assert excluded == {"non-finite pixels": ["h1", "h4"], "a band all zero": ["h2", "h6"]}
         assert sum(calls, []) == ids and max(len(c) for c in calls) == min(batch, n)
     with pytest.raises(InputError, match=r"every candidate host.*\(2 and 2\)"):
