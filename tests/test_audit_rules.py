@@ -703,3 +703,182 @@ def test_closure_test_counts_covered_cells_at_the_minimum_merges_bins_and_keeps_
     eb, es = closure_test(outside, inj, grid, ops, n_boot=50)
     assert (es["n_true_in_grid"].iat[0], es["n_true_covered"].iat[0], es["dof"].iat[0]) == (0, 0, 0)
     assert np.isnan(es["c_true"].iat[0]) and np.isnan(es["chi2_p"].iat[0]) and len(eb) == 0
+
+
+def _hand_built_mock_survey(root):
+    """A survey directory holding only what the closure's truth readers use: a truth table (6 lenses, a host and
+    an artefact) and two sweep files; lens L5 is missing from the sweeps. Returns (truth lenses, sweep rows)."""
+    from lensaudit.artifacts import MockSurveyDir
+    from lensaudit.survey.sweepio import synthetic_sweep_rows, write_sweep_fits
+
+    md = MockSurveyDir(root)
+    md.truth.parent.mkdir(parents=True)
+    md.sweeps.mkdir(parents=True)
+    ra = np.array([10.1, 10.2, 10.3, 10.4, 10.5, 10.6, 10.7, 10.8])
+    dec = np.array([-1.1, -1.2, -1.3, -1.4, -1.5, -1.6, -1.7, -1.8])
+    kinds = ["lens", "host", "lens", "lens", "artefact", "lens", "lens", "lens"]
+    ids = [f"b{i % 2}_{i}" for i in range(8)]
+    truth = pd.DataFrame({
+        "id": ids, "kind": kinds, "ra": ra, "dec": dec,
+        "tier": ["A", None, "B", None, None, "C", "A", "B"],
+        "theta_e": [1.0, 0.0, 1.5, 2.0, 0.0, 2.5, 0.8, 1.2], "arc_mag_r": [21.0, np.nan, 22.0, 23.0, np.nan, 21.5, 20.5, 22.5],
+        "arc_mag_g": [21.8, np.nan, 22.4, 23.9, np.nan, 21.6, 21.5, 22.6], "arc_snr": [30.0, 0, 12.0, 5.0, 0, 40.0, 55.0, 9.0],
+        "src_x": [0.3, 0, -0.6, 0.0, 0, 1.5, 0.24, -0.3], "src_y": [0.4, 0, 0.8, -1.0, 0, 2.0, 0.0, 0.4],
+        "rmag": [18.0, 19.0, 18.5, 19.5, 20.0, 17.5, 18.2, 19.1]})
+    truth.to_parquet(md.truth)
+    rows = []
+    for b in (0, 1):
+        keep = [i for i in range(8) if i % 2 == b and i != 5]           # L5 (id b1_5) is not in the sweeps
+        arr = synthetic_sweep_rows(len(keep) + 2, (10.0, 11.0, -2.0, -1.0), seed=b, objid_start=100)
+        arr["BRICKNAME"][: len(keep)] = f"b{b}".encode()
+        arr["OBJID"][: len(keep)] = keep
+        arr["PSFSIZE_R"][: len(keep)] = [1.0 + 0.1 * i for i in keep]
+        arr["PSFDEPTH_R"][: len(keep)] = [400.0 * (i + 1) for i in keep]
+        write_sweep_fits(arr, md.sweeps / f"sweep-{b}.fits", (10.0, 11.0, -2.0, -1.0))
+        rows.append(arr)
+    return truth[truth["kind"] == "lens"].reset_index(drop=True)
+
+
+def test_mock_true_lenses_reads_the_truth_the_sweeps_and_the_split_rule(tmp_path, caplog):
+    from lensaudit.artifacts.identity import SplitRule
+    from lensaudit.selection.closure import mock_true_lenses
+
+    lenses = _hand_built_mock_survey(tmp_path / "survey")
+    rule = SplitRule(nside=1024, seed=1, fractions=(("train", 0.4), ("val", 0.3), ("test", 0.3)))
+    split = rule.split_of(lenses["ra"].to_numpy(), lenses["dec"].to_numpy())
+    assert set(split) == {"train", "val", "test"}    # the hand-built positions span several splits
+    for splits in (("val", "test"), ("train",), ("train", "val", "test")):
+        with caplog.at_level("WARNING"):
+            caplog.clear()
+            t = mock_true_lenses(tmp_path / "survey", rule, splits) if splits != ("val", "test") \
+                else mock_true_lenses(tmp_path / "survey", rule)     # the default: the splits outside training
+        sel = lenses[np.isin(split, splits)]
+        want = sel[sel["id"] != "b1_5"]
+        assert t["id"].tolist() == want["id"].tolist()
+        assert t["split"].tolist() == list(split[want.index])
+        i = np.array([int(s.split("_")[1]) for s in want["id"]])
+        np.testing.assert_allclose(t["psfsize_r"], 1.0 + 0.1 * i, rtol=1e-6)
+        np.testing.assert_allclose(t["depth_r"], 22.5 - 2.5 * np.log10(5.0 / np.sqrt(400.0 * (i + 1))), rtol=1e-12)
+        np.testing.assert_allclose(t["beta_frac"], np.hypot(want["src_x"], want["src_y"]) / want["theta_e"])
+        np.testing.assert_allclose(t["arc_g_r"], want["arc_mag_g"] - want["arc_mag_r"])
+        for a, b in (("theta_e", "theta_e"), ("arc_mag_r", "arc_mag_r"), ("arc_mag_g", "arc_mag_g"),
+                     ("arc_snr", "arc_snr"), ("host_mag_r", "rmag"), ("ra", "ra"), ("dec", "dec")):
+            np.testing.assert_array_equal(t[a].to_numpy(), want[b].to_numpy(), err_msg=a)
+        assert t["tier"].tolist() == want["tier"].fillna("").tolist()
+        assert t.index.tolist() == list(range(len(t)))
+        assert t.columns.tolist() == ["id", "ra", "dec", "split", "tier", "theta_e", "arc_mag_r", "arc_mag_g", "arc_snr",
+                                      "psfsize_r", "depth_r", "beta_frac", "arc_g_r", "host_mag_r"]
+        missing = int((np.isin(split, splits) & (lenses["id"] == "b1_5").to_numpy()).sum())
+        assert t.attrs == {"n_true_lenses": 6, "n_in_splits": int(np.isin(split, splits).sum()),
+                           "excluded": {"not in the sweeps": missing}}
+        assert ("not in the mock's sweeps" in caplog.text) == bool(missing)
+    from lensaudit.artifacts import MockSurveyDir
+    from lensaudit.artifacts.tables import ArtifactError
+
+    MockSurveyDir(tmp_path / "survey").truth.unlink()
+    with pytest.raises(ArtifactError, match="^truth table .*truth.parquet: file not found"):
+        mock_true_lenses(tmp_path / "survey", rule)
+
+
+def test_score_mock_true_lenses_fetches_what_is_missing_scores_and_counts_exclusions(tmp_path, monkeypatch):
+    """The fetch and the scorer are stand-ins (the loopback service and a CNN are tested elsewhere): the fetch
+    cannot deliver lens b0_2; the scorer's logit is a known function of the id. A second call fetches nothing."""
+    import lensaudit.cutouts.mockfetch as mockfetch
+    import lensaudit.train.score as score
+    from lensaudit.artifacts import TrueLensesDir, read_artifact_meta, read_artifact_table
+    from lensaudit.artifacts.kinds import TRUE_LENSES
+    from lensaudit.artifacts.manifest import MANIFEST_META_KEY
+    from lensaudit.artifacts.tables import write_table
+    from lensaudit.cutouts import CutoutStore
+    from lensaudit.selection.closure import score_mock_true_lenses
+
+    _hand_built_mock_survey(tmp_path / "survey")
+    write_table(pd.DataFrame({"id": ["x"]}), tmp_path / "manifest.parquet", MANIFEST_META_KEY,
+                {"nside": 1024, "split_seed": 1, "split_order": ["train", "val", "test"],
+                 "fractions": {"train": 0.4, "val": 0.3, "test": 0.3}})
+    fetched, scored = [], []
+
+    def fetch(m, store, survey_dir):
+        assert str(survey_dir) == str(tmp_path / "survey")
+        fetched.append(m["id"].tolist())
+        with store.writer() as w:
+            for r in m.itertuples():
+                if r.id != "b0_2":
+                    w.add(r.id, np.zeros((3, 101, 101), np.float32), r.ra, r.dec)
+
+    def scorer(checkpoint, manifest, store, on_missing="error"):
+        assert checkpoint == "ck.pt" and on_missing == "skip"
+        scored.append(manifest["id"].tolist())
+        have = set(store.ids().astype(str))
+        ids = [i for i in manifest["id"] if i in have]
+        lg = np.array([float(i.split("_")[1]) - 3.0 for i in ids])
+        return pd.DataFrame({"id": ids, "logit": lg, "probability": 1 / (1 + np.exp(-lg)), "other": 0})
+
+    monkeypatch.setattr(mockfetch, "fetch_from_mock", fetch)
+    monkeypatch.setattr(score, "score_manifest", scorer)
+    out = tmp_path / "true"
+    t = score_mock_true_lenses(tmp_path / "survey", tmp_path / "manifest.parquet", "ck.pt", out)
+    # seed 1 at nside 1024: lenses b0_0 val, b0_2 train, b1_3 test, b1_5 val (not in sweeps), b0_6 train, b1_7 val
+    assert fetched == [["b0_0", "b1_3", "b1_7"]] and scored == [["b0_0", "b1_3", "b1_7"]]
+    assert t["id"].tolist() == ["b0_0", "b1_3", "b1_7"]
+    np.testing.assert_allclose(t["logit"], [-3.0, 0.0, 4.0])
+    np.testing.assert_allclose(t["probability"], 1 / (1 + np.exp(-np.array([-3.0, 0.0, 4.0]))))
+    assert "other" not in t
+    attrs = {"n_true_lenses": 6, "n_in_splits": 4, "excluded": {"not in the sweeps": 1, "no cutout": 0}}
+    assert t.attrs == attrs
+    td = TrueLensesDir(out)
+    disk = read_artifact_table(td.table, TRUE_LENSES)
+    pd.testing.assert_frame_equal(disk, pd.DataFrame(t).reset_index(drop=True))
+    assert read_artifact_meta(td.table, TRUE_LENSES) == {"splits": ["val", "test"], **attrs}
+    assert sorted(CutoutStore(td.store).ids().astype(str)) == ["b0_0", "b1_3", "b1_7"]
+
+    # the training split too: b0_2 cannot be fetched (an exclusion), b0_6 is new, the rest are already stored
+    t2 = score_mock_true_lenses(tmp_path / "survey", tmp_path / "manifest.parquet", "ck.pt", out,
+                                splits=("train", "val", "test"))
+    assert fetched[1] == ["b0_2", "b0_6"]
+    assert t2["id"].tolist() == ["b0_0", "b1_3", "b0_6", "b1_7"]
+    assert t2.attrs["excluded"] == {"not in the sweeps": 1, "no cutout": 1}
+    assert read_artifact_meta(td.table, TRUE_LENSES)["splits"] == ["train", "val", "test"]
+    # a manifest whose metadata holds no split rule is refused, naming the manifest
+    from lensaudit.artifacts.tables import ArtifactError
+
+    write_table(pd.DataFrame({"id": ["x"]}), tmp_path / "norule.parquet", MANIFEST_META_KEY, {"seed": 1})
+    with pytest.raises(ArtifactError, match=r"^manifest .*norule\.parquet: its metadata has no split rule"):
+        score_mock_true_lenses(tmp_path / "survey", tmp_path / "norule.parquet", "ck.pt", tmp_path / "t2")
+    # nothing left to fetch: the store is reused
+    score_mock_true_lenses(tmp_path / "survey", tmp_path / "manifest.parquet", "ck.pt", out, splits=("val", "test"))
+    assert len(fetched) == 2
+
+
+def test_closure_figure_plots_each_familys_prediction_and_the_truth_at_the_headline_threshold(tmp_path, monkeypatch):
+    import lensaudit.utils.display as display
+    from lensaudit.selection.closure import closure_figure
+
+    rows = []
+    for th, shift in (("p>=0.5", 0.0), ("other", 0.3)):
+        for q, cen in (("theta_e", [0.75, 1.25, 1.75]), ("arc_mag", [20.0, 22.0]), ("psf_fwhm", [1.0]),
+                       ("depth", [23.0, 24.0])):
+            for fam, off in (("f1", 0.0), ("f2", 0.05)):
+                for j, c in enumerate(cen):
+                    rows.append({"threshold": th, "quantity": q, "family": fam, f"{q}_centre": c,
+                                 "c_inj": 0.1 * j + off + shift, "se": 0.01, "c_true": 0.2 + 0.1 * j + shift,
+                                 "true_lo68": 0.15 + 0.1 * j + shift, "true_hi68": 0.3 + 0.1 * j + shift})
+    per_bin = pd.DataFrame(rows)
+    figs = []
+    monkeypatch.setattr(display, "save_figure", lambda fig, path: figs.append(fig) or str(path))
+    assert closure_figure(per_bin, tmp_path / "c.png", "p>=0.5") == str(tmp_path / "c.png")
+    axes = figs[0].axes
+    assert len(axes) == 4
+    for ax, (_q, cen) in zip(axes, (("theta_e", [0.75, 1.25, 1.75]), ("arc_mag", [20.0, 22.0]), ("psf_fwhm", [1.0]),
+                                    ("depth", [23.0, 24.0])), strict=True):
+        step = float(np.min(np.diff(cen))) if len(cen) > 1 else 1.0
+        f1, f2, true = (c.lines[0] for c in ax.containers)
+        np.testing.assert_allclose(f1.get_xdata(), np.array(cen) + 0.04 * step)
+        np.testing.assert_allclose(f2.get_xdata(), np.array(cen) + 0.08 * step)
+        np.testing.assert_allclose(f1.get_ydata(), 0.1 * np.arange(len(cen)))
+        np.testing.assert_allclose(f2.get_ydata(), 0.1 * np.arange(len(cen)) + 0.05)
+        np.testing.assert_allclose(true.get_xdata(), cen)
+        np.testing.assert_allclose(true.get_ydata(), 0.2 + 0.1 * np.arange(len(cen)))
+        assert ax.get_ylim() == (0.0, 1.0)
+    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["f1", "f2", "true (mock lenses)"]
+    assert axes[0].get_ylabel() == "completeness (p>=0.5)"

@@ -247,6 +247,245 @@ def test_metrics_at_their_edges_empty_proportions_short_vectors_one_member_and_m
     assert metrics.set_aside_order(np.array([0.2, 0.9, 0.2, 0.5])).tolist() == [1, 3, 0, 2]
 
 
+def test_combination_rules_at_their_boundaries_and_with_integer_inputs():
+    # probabilities 0 and 1 are valid; a member table of one column returns floats even for integer input
+    p = np.array([[0.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_allclose(combine.average(p), [0.5, 0.5])
+    one = combine.domain_gate(np.array([[1], [0]]), np.array([0, -1]), 0.8)
+    assert one.dtype == np.float64 and one.tolist() == [1.0, 0.0]
+    # 'own' may come as floats holding member indices (a Parquet column with -1 for none)
+    np.testing.assert_allclose(combine.domain_gate(p, np.array([1.0, -1.0]), 0.75), [0.75 * 1.0 + 0.25 * 0.0, 0.5])
+    for bad in (np.array([0.2, 0.3]), np.ones((2, 2, 2)) * 0.5, np.ones((2, 0))):
+        with pytest.raises(InputError, match="must be \\(objects, members\\)"):
+            combine.average(bad)
+    with pytest.raises(InputError, match="member indices"):
+        combine.domain_gate(p, np.array([-2, 0]), 0.5)
+    for w in (1.5, 2.0, -0.1):
+        with pytest.raises(InputError, match="must lie in"):
+            combine.domain_gate(p, np.array([0, 1]), w)
+    np.testing.assert_allclose(combine.domain_gate(p, np.array([0, 1]), 1.0), [0.0, 0.0])  # weight 1 is allowed
+
+
+def test_own_member_is_an_integer_column():
+    d = DomainDef(name="morph", column="type", groups={"ser_dev": ("SER", "DEV"), "rex": ("REX",)})
+    out = own_member(assign_domain(pd.DataFrame({"type": ["PSF", "DEV", "REX"]}), d), d)
+    assert out.dtype == np.int64 and out.tolist() == [-1, 0, 1]
+
+
+def test_rankings_of_unsigned_counts_and_targets_given_as_numbers():
+    # an uncertainty or score held as unsigned counts (members disagreeing, votes): ranked by value, not wrapped
+    votes = np.array([1, 3, 2, 0], dtype=np.uint8)
+    assert metrics.set_aside_order(votes).tolist() == [1, 2, 0, 3]
+    assert metrics.top_k_mask(votes, 2).tolist() == [False, True, True, False]
+    # targets as 0/1 floats (a Parquet column) count as booleans
+    t = metrics.top_k_yield(np.array([0.9, 0.8, 0.1]), {"lens": np.array([1.0, 0.0, 1.0])}, [1, 3])
+    assert t.columns.tolist() == ["k", "target", "found", "n", "value", "lo95", "hi95"]
+    assert t["target"].tolist() == ["lens", "lens"] and t["found"].tolist() == [1, 2] and t["n"].tolist() == [2, 2]
+    members = pd.DataFrame({"a": [0.9, 0.8, 0.1, 0.7], "b": [0.9, 0.1, 0.8, 0.1]})
+    # the list's top 3: rows 0 (in both members' top 2), 1 (only a's), 3 (no member's); row 2 is not a target
+    u = metrics.unique_finds(members, np.array([0.9, 0.8, 0.1, 0.7]), np.array([1.0, 1.0, 1.0, 1.0]), 3)
+    assert u == {"k": 3, "targets_in_list": 3, "found_by_one_member": 1, "found_by_no_member": 0,
+                 "only_a": 1, "only_b": 0}
+    u2 = metrics.unique_finds(members, np.array([0.9, 0.8, 0.1, 0.7]), np.ones(4), 2)
+    assert u2["found_by_one_member"] == 1 and u2["found_by_no_member"] == 0 and u2["targets_in_list"] == 2
+
+
+def test_selective_curve_and_disagreement_tables_name_their_columns_and_strata():
+    y, s, u = np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.6, 0.1]), np.array([0.1, 0.9, 0.2, 0.0])
+    t = metrics.selective_curve(y, s, u, 0.5, [0.0, 0.25])
+    assert t.columns.tolist() == ["set_aside", "n_set_aside", "n_kept", "recall", "recall_lo95", "recall_hi95",
+                                  "precision", "precision_lo95", "precision_hi95", "lenses_set_aside"]
+    from lensaudit.evaluate.metrics import wilson_interval
+    assert t["n_set_aside"].tolist() == [0, 1] and t["recall"].tolist() == [0.5, 1.0]
+    np.testing.assert_allclose(t[["recall_lo95", "recall_hi95"]].to_numpy()[1], np.ravel(wilson_interval(1, 1)))
+    np.testing.assert_allclose(t[["precision_lo95", "precision_hi95"]].to_numpy()[0], np.ravel(wilson_interval(1, 2)))
+    p = pd.DataFrame({"a": [0.9, 0.1, 0.9, 0.1], "b": [0.9, 0.9, 0.1, 0.1]})
+    plain = metrics.disagreement_table(p, np.array([1, 1, 0, 0]), 0.5)
+    assert plain["stratum"].tolist() == ["all"] * 4 and len(plain) == 4    # 3 label rows and one pair, once
+    by = metrics.disagreement_table(p, np.array([1, 1, 0, 0]), 0.5, pd.Series(["x", "y", "x", "y"]))
+    assert by["stratum"].tolist() == ["all"] * 3 + ["x"] * 3 + ["y"] * 3 + ["all"]
+    key = by.set_index(["stratum", "label", "pair"])
+    assert key.loc[("all", "all", "all members"), "n"] == 4 and key.loc[("all", "all", "all members"), "k"] == 2
+    assert key.loc[("all", "lens", "all members"), "n"] == 2
+
+
+def test_domains_of_a_hand_built_manifest_rules_and_counts_column_by_column():
+    m = pd.DataFrame({"id": ["a", "b", "c", "d", "e", "f"], "split": ["fit", "fit", "fit", "val", "val", "fit"],
+                      "label": [1, 0, 0, 1, 0, 0],
+                      "psf": [1.0, 1.4, 2.0, -np.inf, 1.2, np.nan],
+                      "nobs": pd.array([1, 3, None, 7, 9, 2], dtype="Int64"),      # nullable: a missing count
+                      "type": ["DEV", "Rex", "PSF", "SER", "REX", "DEV"]},
+                     index=[10, 11, 12, 13, 14, 15])                               # not 0..n-1
+    defs = (DomainDef(name="seeing", column="psf", split="median", labels=("good", "poor")),
+            DomainDef(name="cut", column="psf", split=1.3),
+            DomainDef(name="nexp", column="nobs", edges=(1, 3, 8)),
+            DomainDef(name="morph", column="type", groups={"Dev": ("DEV",), "rex": ("REX", "Rex")}))
+    frame, rules = assign_all(m, defs, train_split="fit")
+    assert rules == {
+        "seeing": {"column": "psf", "domains": ["good", "poor"], "cut": 1.4, "cut_from": "median of split fit"},
+        "cut": {"column": "psf", "domains": ["low", "high"], "cut": 1.3, "cut_from": "config"},
+        "nexp": {"column": "nobs", "domains": ["1-3", "3-8"], "edges": [1.0, 3.0, 8.0]},
+        "morph": {"column": "type", "domains": ["Dev", "rex"], "groups": {"Dev": ["DEV"], "rex": ["REX", "Rex"]}}}
+    assert frame.columns.tolist() == ["id", "seeing", "cut", "nexp", "morph"]
+    assert frame.index.tolist() == [10, 11, 12, 13, 14, 15] and frame["id"].tolist() == list("abcdef")
+    # -inf and NaN seeing are in no domain; a value at the cut is in the upper one; 9 is above the last edge
+    assert frame["seeing"].fillna("-").tolist() == ["good", "poor", "poor", "-", "good", "-"]
+    assert frame["cut"].fillna("-").tolist() == ["low", "high", "high", "-", "low", "-"]
+    assert frame["nexp"].fillna("-").tolist() == ["1-3", "3-8", "-", "3-8", "-", "1-3"]
+    assert frame["morph"].fillna("-").tolist() == ["Dev", "rex", "-", "-", "rex", "Dev"]
+    for d in defs:
+        got = assign_domain(m, d, resolve_cut(d, m, "fit"))
+        assert got.name == d.name and got.dtype == "string" and got.index.equals(m.index)
+    with pytest.raises(InputError, match="no finite"):
+        resolve_cut(defs[0], m, "train")
+    # a stray string in a numeric column is a missing value, not an error
+    m2 = m.assign(psf=["1.0", "1.4", "n/a", "x", "1.2", "2.0"])
+    assert resolve_cut(defs[0], m2, "fit") == 1.4
+    assert member_name("Seeing", "DEV-1.0") == "Seeing-DEV-1.0"
+    c = domain_counts(m, frame, defs[2:3])
+    assert c.columns.tolist() == ["definition", "domain", "split", "label", "n"]
+    assert sorted(map(tuple, c.to_numpy().tolist())) == [
+        ("nexp", "1-3", "fit", 0, 1), ("nexp", "1-3", "fit", 1, 1), ("nexp", "3-8", "fit", 0, 1),
+        ("nexp", "3-8", "val", 1, 1), ("nexp", "none", "fit", 0, 1), ("nexp", "none", "val", 0, 1)]
+    # a categorical split with a category no row has: no rows of zero
+    cat = m.assign(split=pd.Categorical(m["split"], categories=["fit", "val", "test"]))
+    assert (domain_counts(cat, frame, defs[2:3])["n"] > 0).all()
+    assert domain_counts(m, frame, ()).columns.tolist() == ["definition", "domain", "split", "label", "n"]
+
+
+def test_correlation_intervals_are_percentiles_of_each_resamples_own_pearson_and_spearman():
+    import warnings
+
+    from scipy.stats import ConstantInputWarning
+
+    from lensaudit.utils.seeds import rng
+
+    x = np.array([0.10, 0.40, 0.35, 0.80, 0.60, 0.20, 0.90, 0.55])   # probabilities: sums of squares below 1
+    y = np.array([0.20, 0.30, 0.50, 0.70, 0.65, 0.10, 0.60, 0.40])
+    n, n_boot = x.size, 300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                         # a constant resample gives NaN quietly
+        c = metrics.correlations(list(x), list(y), n_boot, 7, "all", "a", "b")
+    idx = rng(7, "ensemble.correlation", "all", "a", "b").integers(0, n, size=(n, n_boot))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        ps = np.array([pearsonr(x[i], y[i]).statistic for i in idx.T])
+        ss = np.array([spearmanr(x[i], y[i]).statistic for i in idx.T])
+    for name, bs, full in (("pearson", ps, pearsonr(x, y).statistic), ("spearman", ss, spearmanr(x, y).statistic)):
+        bs = bs[np.isfinite(bs)]
+        assert c[name] == pytest.approx(full, abs=1e-12)
+        assert (c[f"{name}_lo95"], c[f"{name}_hi95"]) == pytest.approx(tuple(np.percentile(bs, [2.5, 97.5])), abs=1e-12)
+    three = metrics.correlations([0.1, 0.5, 0.3], [0.2, 0.9, 0.1], 50, 0)
+    assert three["n"] == 3 and np.isfinite(three["pearson"]) and np.isfinite(three["spearman"])
+    short = metrics.correlations([0.1, 0.5], [0.2, 0.9], 50, 0)
+    assert set(short) == {"n", "pearson", "pearson_lo95", "pearson_hi95", "spearman", "spearman_lo95", "spearman_hi95"}
+    assert metrics.proportion_row(0, 0).keys() == {"k", "n", "value", "lo95", "hi95"}
+
+
+def test_pairwise_correlations_streams_defaults_and_small_strata():
+    lg = pd.DataFrame({"a": RNG.normal(size=40), "b": RNG.normal(size=40)})
+    strata = pd.Series(["a_small"] * 9 + ["b_ten"] * 10 + [None] * 21)
+    t = metrics.pairwise_correlations(lg, strata)                    # two members are enough; defaults
+    assert t["stratum"].tolist() == ["all", "b_ten", "none"]          # 9 rows are too few, 10 are enough
+    for r in t.itertuples():
+        m = np.ones(40, bool) if r.stratum == "all" else (strata.fillna("none") == r.stratum).to_numpy()
+        want = metrics.correlations(lg["a"].to_numpy()[m], lg["b"].to_numpy()[m], 1000, 0, r.stratum, "a", "b")
+        assert (r.pearson_lo95, r.spearman_hi95) == (want["pearson_lo95"], want["spearman_hi95"])
+    assert metrics.pairwise_correlations(lg, strata, min_count=11)["stratum"].tolist() == ["all", "none"]
+
+
+def test_paired_table_against_hand_counts_per_threshold_scorer_and_cell():
+    from lensaudit.artifacts import OperatingPoint
+    from lensaudit.ensemble.selection import paired_table
+    from lensaudit.evaluate.metrics import wilson_interval
+
+    base = np.array([0.9, 0.1, 0.6, 0.4, 0.8, 0.2, 0.5, 0.7, 0.3, 0.95])
+    other = np.array([0.2, 0.9, 0.6, 0.7, 0.1, 0.3, 0.5, 0.9, 0.8, 0.05])
+    cells = np.array([3, 3, 3, 3, 1, 1, 1, 1, 1, 7])                 # cell 7 has too few injections
+    ops = [OperatingPoint.fixed(0.5), OperatingPoint.fixed(0.75)]
+    t = paired_table(pd.DataFrame(index=range(10)), {"baseline": base, "x": other}, ops, cells, min_count=4)
+    assert t.columns.tolist() == ["scorer", "threshold", "cell", "n", "completeness_baseline", "completeness", "lo95",
+                                  "hi95", "diff", "only_this", "only_baseline", "mcnemar_p"]
+    assert [(r.threshold, r.cell) for r in t.itertuples()] == [(o.name, c) for o in ops for c in ("all", "1", "3")]
+    assert (t["scorer"] == "x").all()
+    for r in t.itertuples():
+        thr = 0.5 if r.threshold == "p>=0.5" else 0.75
+        m = np.ones(10, bool) if r.cell == "all" else cells == int(r.cell)
+        fb, fs = base[m] >= thr, other[m] >= thr                       # a probability at the threshold is found
+        n, kb, ks = int(m.sum()), int(fb.sum()), int(fs.sum())
+        assert (r.n, r.completeness_baseline, r.completeness) == (n, kb / n, ks / n)
+        assert r.diff == pytest.approx((ks - kb) / n)
+        assert (r.lo95, r.hi95) == pytest.approx(tuple(np.ravel(wilson_interval(ks, n))))
+        assert (r.only_this, r.only_baseline) == (int((fs & ~fb).sum()), int((fb & ~fs).sum()))
+        assert r.mcnemar_p == mcnemar_p(fs, fb)
+    assert paired_table(pd.DataFrame(index=range(10)), {"baseline": base, "x": other}, ops, cells, 5)["cell"].tolist() \
+        == ["all", "1", "all", "1"]                                     # cell 3 (4 injections) is below 5
+
+
+def test_injection_scores_average_gate_and_meta_per_injection_by_its_hosts_domain(tmp_path):
+    from lensaudit.ensemble.selection import injection_scores
+    from lensaudit.train.meta import MetaConfig, apply_meta, fit_meta_learner, save_meta
+
+    r = np.random.default_rng(3)
+    n = 12
+    recs = pd.DataFrame({"probability": r.random(n), "host_id": np.repeat(["h1", "h2", "h3"], 4)})
+    for name in ("s-good", "s-poor", "m"):
+        recs[f"probability_{name}"] = r.random(n)
+        recs[f"logit_{name}"] = np.log(recs[f"probability_{name}"] / (1 - recs[f"probability_{name}"]))
+    defs = {"s": DomainDef(name="s", column="psf", split="median", labels=("good", "poor"))}
+    hosts = pd.DataFrame({"s": pd.array(["poor", "good", None], dtype="string")}, index=["h1", "h2", "h3"])
+    ids = [f"t{i}" for i in range(40)]
+    y = np.arange(40) % 2
+    preds = {k: pd.DataFrame({"id": ids, "logit": r.normal(size=40) + y}) for k in ("s-good", "s-poor")}
+    _, state, _ = fit_meta_learner(preds, pd.DataFrame({"id": ids, "label": y}), MetaConfig(hidden=4, folds=2, epochs=5))
+    meta = save_meta(state, tmp_path / "meta.pt")
+    groups = {"s": ["s-good", "s-poor"], "all": ["s-good", "s-poor", "m"]}
+    out = injection_scores(recs, groups, hosts, defs, 0.8, {"s": meta})
+    assert list(out) == ["baseline", "s-good", "s-poor", "m", "average_s", "gate_s", "meta_s", "average_all"]
+    np.testing.assert_array_equal(out["baseline"], recs["probability"])
+    p = recs[["probability_s-good", "probability_s-poor"]].to_numpy()
+    np.testing.assert_allclose(out["average_s"], p.mean(axis=1))
+    np.testing.assert_allclose(out["average_all"], recs[[f"probability_{k}" for k in groups["all"]]].mean(axis=1))
+    own = np.repeat([1, 0, -1], 4)                                     # h1 poor, h2 good, h3 in no domain
+    np.testing.assert_allclose(out["gate_s"], combine.domain_gate(p, own, 0.8))
+    assert out["gate_s"][0] == pytest.approx(0.8 * p[0, 1] + 0.2 * p[0, 0])
+    want = apply_meta(meta, {k: pd.DataFrame({"id": [str(i) for i in range(n)], "logit": recs[f"logit_{k}"]})
+                             for k in groups["s"]}, pd.DataFrame({"id": [str(i) for i in range(n)], "label": 1}))
+    np.testing.assert_allclose(out["meta_s"], want["probability"].to_numpy())
+
+
+def test_difference_maps_show_each_cells_paired_difference_and_star_only_significant_cells(tmp_path, monkeypatch):
+    import lensaudit.ensemble.selection as es
+    from lensaudit.artifacts import OperatingPoint
+    from lensaudit.selection.grid import Grid, GridConfig
+
+    grid = Grid(GridConfig(theta_e={"edges": (0.5, 1.0, 2.0)}, psf_fwhm={"edges": (0.9, 1.2, 1.5, 1.8)}))
+    it = np.repeat([0, 0, 1, 1], 12)
+    ip = np.repeat([0, 1, 0, 2], 12)
+    base = np.zeros(48)
+    gain = np.zeros(48)
+    gain[:12] = 1.0                   # cell (0, 0): 12 of 12 found only by the scorer: McNemar p = 2^-11
+    gain[12:14] = 1.0                 # cell (0, 1): 2 of 12: p = 0.5
+    base[24:30] = 1.0                 # cell (1, 0): both find the same 6
+    gain[24:30] = 1.0
+    recs = pd.DataFrame({"i_theta_e": it, "i_psf_fwhm": ip})
+    recs.loc[36:, "i_psf_fwhm"] = 2
+    recs = recs.iloc[:40]             # cell (1, 2) keeps 4 injections: below min_count
+    base, gain = base[:40], gain[:40]
+    figs = []
+    monkeypatch.setattr(es, "save_figure", lambda fig, path: figs.append(fig) or str(path))
+    scores = {"baseline": base, "average_x": gain, "x-member": gain, "gate_x": base}
+    es.difference_maps(recs, scores, OperatingPoint.fixed(0.5), grid, 5, "fam", tmp_path / "f.png")
+    fig = figs[0]
+    axes = [a for a in fig.axes if a.get_visible() and a.get_title()]
+    assert [a.get_title() for a in axes] == ["average_x", "gate_x"]      # members are not maps
+    d = np.ma.filled(axes[0].collections[0].get_array(), np.nan).reshape(2, 3)
+    np.testing.assert_allclose(d, [[1.0, 2 / 12, np.nan], [0.0, np.nan, np.nan]])
+    stars = [(t.get_position(), t.get_text()) for t in axes[0].texts]
+    assert stars == [((1.05, 0.75), "*")]                                  # only cell (0, 0)
+    assert len(axes[1].texts) == 0 and np.nanmax(np.abs(axes[1].collections[0].get_array())) == 0
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def small_study(tmp_path_factory):

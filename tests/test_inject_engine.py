@@ -351,3 +351,100 @@ def test_parameters_outside_their_valid_range_are_refused_by_name():
         check_parameters(p.assign(theta_e=[1.0, 0.0, 1.0, 1.0]), "sersic")
     with pytest.raises(ValueError, match="missing column 'src_re'"):
         check_parameters(p.drop(columns="src_re"), "sersic")
+
+
+def test_parameter_table_rows_give_range_prior_config_key_and_meaning():
+    from lensaudit.inject.params import param_columns, parameter_table
+
+    pri = Priors(theta_e_arcsec=(0.75, 2.5), g_r=(1.2, 0.3), r_z=(0.8, 0.25))
+    t = parameter_table(pri, SERSIC)
+    assert t.columns.tolist() == ["parameter", "unit", "valid", "prior", "config", "meaning"]
+    r = t.set_index("parameter")
+    assert r.loc["theta_e"].tolist() == ["arcsec", "(0, 10]", "uniform in [0.75, 2.5] (a grid cell narrows it)",
+                                         "priors.theta_e_arcsec", "Einstein radius of the SIE"]
+    assert r.loc["phi_lens", "valid"] == "[0, 3.14159]" and r.loc["phi_lens", "config"] == ""   # closed below
+    assert r.loc["g_r", "prior"] == "normal, mean 1.2, sd 0.3" and r.loc["r_z", "prior"] == "normal, mean 0.8, sd 0.25"
+    assert r.loc["src_n", "valid"] == "[0.2, 8]"
+    # the default brightness is the lensed arc magnitude
+    assert param_columns("sersic") == param_columns("sersic", "lensed") != param_columns("sersic", "source")
+    assert "arc_mag_r_target" in param_columns("sersic") and "src_mag_r" not in param_columns("sersic")
+
+
+@pytest.mark.parametrize("lo, hi", [(0, 5), (2, 5), (3, 3)])
+def test_hashed_integers_are_uniform_over_the_inclusive_range(lo, hi):
+    """Chi-square against the uniform distribution on lo..hi (20,000 draws): a range one too wide or too narrow,
+    or an end value drawn twice as often, is rejected (p < 1e-6); the uniform case passes."""
+    from scipy.stats import chisquare
+
+    from lensaudit.inject.draws import Draw
+
+    v = Draw(11, "fam", np.arange(20_000)).integers("stamp", lo, hi)
+    assert v.dtype == np.int64 and v.min() == lo and v.max() == hi
+    counts = np.bincount(v - lo, minlength=hi - lo + 1)
+    assert len(counts) == hi - lo + 1
+    if hi > lo:
+        assert chisquare(counts).pvalue > 1e-6
+
+
+def test_every_drawn_parameter_follows_its_stated_prior_with_non_default_priors():
+    """Kolmogorov-Smirnov test of each column against the distribution parameter_table states, with priors
+    unlike the defaults (so a swapped or dropped prior argument shows). 20,000 draws: a shift of 3 percent of a
+    range, or a scale off by 5 percent, gives p < 1e-6; the test requires p > 1e-4 (deterministic: seeded)."""
+    from scipy import stats
+
+    n = 20_000
+    pri = Priors(theta_e_arcsec=(0.7, 2.9), q_lens=(0.4, 0.9), shear_max=0.08, centre_jitter_arcsec=0.07,
+                 beta_frac=(0.05, 0.6), arc_mag_r=(20.0, 23.0), g_r=(1.0, 0.2), r_z=(0.6, 0.15),
+                 src_re_arcsec=(0.15, 0.7), src_n=(0.7, 3.5), src_q=(0.3, 0.95))
+    fam = FamilyConfig(name="c", kind="clumpy", n_knots=(1, 4), knot_fraction=(0.25, 0.45),
+                       knot_sigma_arcsec=(0.02, 0.09), knot_colour_offset=(-0.3, 0.1))
+    sers = draw_parameters(pri, SERSIC, 9, np.arange(n))
+    clumpy = draw_parameters(pri, fam, 9, np.arange(n))
+
+    def ks(x, dist):
+        assert stats.kstest(np.asarray(x, float), dist).pvalue > 1e-4
+
+    U = stats.uniform
+    for p in (sers, clumpy):
+        ks(p["theta_e"], U(0.7, 2.2).cdf)
+        ks(p["q_lens"], U(0.4, 0.5).cdf)
+        ks(p["phi_lens"], U(0, np.pi).cdf)
+        ks(p["src_phi"], U(0, np.pi).cdf)
+        g = np.hypot(p["gamma1"], p["gamma2"])
+        ks(g, U(0, 0.08).cdf)
+        ks(np.mod(0.5 * np.arctan2(p["gamma2"], p["gamma1"]), np.pi), U(0, np.pi).cdf)
+        ks(p["x0"], stats.norm(0, 0.07).cdf)
+        ks(p["y0"], stats.norm(0, 0.07).cdf)
+        ks(p["beta_frac"] ** 2, U(0.05**2, 0.6**2 - 0.05**2).cdf)
+        ang = np.arctan2(p["beta_y"] - p["y0"], p["beta_x"] - p["x0"])
+        ks(np.mod(ang, 2 * np.pi), U(0, 2 * np.pi).cdf)
+        ks(p["arc_mag_r_target"], U(20.0, 3.0).cdf)
+        ks(p["g_r"], stats.norm(1.0, 0.2).cdf)
+        ks(p["r_z"], stats.norm(0.6, 0.15).cdf)
+        ks(np.log(p["src_re"]), U(np.log(0.15), np.log(0.7 / 0.15)).cdf)
+        ks(p["src_q"], U(0.3, 0.65).cdf)
+        # independent streams: no two parameters drawn from one stream
+        assert abs(np.corrcoef(p["theta_e"], p["q_lens"])[0, 1]) < 0.03
+        assert abs(np.corrcoef(p["x0"], p["y0"])[0, 1]) < 0.03
+    ks(sers["src_n"], U(0.7, 2.8).cdf)
+    assert (clumpy["src_n"] == 1.0).all()
+    k = clumpy["n_knots"].to_numpy()
+    assert stats.chisquare(np.bincount(k - 1, minlength=4)).pvalue > 1e-4 and k.min() == 1 and k.max() == 4
+    ks(clumpy["knot_fraction"], U(0.25, 0.2).cdf)
+    for j in range(4):
+        on = j < k
+        ks(clumpy.loc[on, f"knot{j}_x"] / clumpy.loc[on, "src_re"], stats.norm(0, 1).cdf)
+        ks(clumpy.loc[on, f"knot{j}_y"] / clumpy.loc[on, "src_re"], stats.norm(0, 1).cdf)
+        ks(clumpy.loc[on, f"knot{j}_w"], stats.expon().cdf)
+        assert (clumpy.loc[~on, [f"knot{j}_x", f"knot{j}_y", f"knot{j}_w"]].to_numpy() == 0).all()
+        ks(clumpy[f"knot{j}_sigma"], U(0.02, 0.07).cdf)
+        off = clumpy[f"knot{j}_g_r"] - clumpy["g_r"]
+        ks(off, stats.norm(-0.3, 0.1).cdf)
+        np.testing.assert_allclose(clumpy[f"knot{j}_r_z"] - clumpy["r_z"], 0.75 * off, atol=1e-12)
+    src = draw_parameters(pri.model_copy(update={"brightness": "source", "src_mag_r": (22.0, 24.5)}), SERSIC, 9,
+                          np.arange(n))
+    ks(src["src_mag_r"], U(22.0, 2.5).cdf)
+    st = draw_parameters(pri, FamilyConfig(name="s", kind="stamps", stamp_library="x.fits"), 9, np.arange(n),
+                         n_stamps=5)
+    assert stats.chisquare(np.bincount(st["stamp"], minlength=5)).pvalue > 1e-4 and st["stamp"].max() == 4
+    assert stats.binomtest(int(st["stamp_flip"].sum()), n, 0.5).pvalue > 1e-4

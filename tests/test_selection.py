@@ -49,6 +49,16 @@ def test_completeness_columns_mark_insufficient_and_empty_cells():
     assert list(c["status"]) == ["ok", "insufficient", "empty"]
     assert c["completeness"][0] == pytest.approx(0.15) and np.isnan(c["completeness"][1:]).all()
     assert c["lo95"][0] < c["lo68"][0] < 0.15 < c["hi68"][0] < c["hi95"][0]
+    # a cell with exactly min_count injections is measured; min_count below 1 still needs one injection
+    assert list(completeness_columns([5, 5], [10, 9], min_count=10)["status"]) == ["ok", "insufficient"]
+    import warnings
+
+    for m in (0, 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")           # an empty cell is not divided by (no 0/0 warning)
+            one = completeness_columns([1, 0], [1, 0], min_count=m)
+        assert list(one["status"]) == ["ok", "empty"] and one["completeness"][0] == 1.0
+        assert one["hi95"][0] == 1.0 and np.isnan(one["lo68"][1])
 
 
 # ---------------------------------------------------------------- grid
@@ -115,6 +125,26 @@ def test_selection_function_gives_nan_next_to_an_insufficient_cell(tmp_path):
     sf2 = SelectionFunction(t, sf.meta)
     assert np.isnan(sf2.completeness(0.6, 1.0, 23.5, 19.5)["completeness"])
     assert np.isfinite(sf2.completeness(2.9, 1.7, 23.5, 22.9)["completeness"])
+
+
+def test_selection_function_at_top_edges_last_half_bins_centres_next_to_nan_and_its_cubes(tmp_path):
+    sf, f, cen = _linear_sf(tmp_path)
+    # the top edges themselves are inside the grid; between the last centre and the top edge the centre holds
+    top = sf.completeness(3.0, 1.8, 24.0, 23.0)["completeness"]
+    assert float(top) == pytest.approx(f[-1, -1, 0, -1], abs=1e-12)
+    half = sf.completeness(2.9, 1.75, 23.9, 22.8)["completeness"]
+    assert float(half) == pytest.approx(f[-1, -1, 0, -1], abs=1e-12)
+    # exactly at a centre next to a NaN cell: the NaN has zero weight and does not spread
+    t = sf.table.copy()
+    nan_cell = int(np.ravel_multi_index((0, 0, 0, 0), sf.grid.shape))
+    t.loc[t["cell"] == nan_cell, ["completeness", "lo68", "hi68", "lo95", "hi95"]] = np.nan
+    sf2 = SelectionFunction(t, sf.meta)
+    at = sf2.completeness(cen["theta_e"][1], cen["psf_fwhm"][0], 23.5, cen["arc_mag"][0])
+    assert float(at["completeness"]) == pytest.approx(f[1, 0, 0, 0], abs=1e-12) and np.isfinite(at["hi95"])
+    # cubes: completeness by default, float whatever the column
+    np.testing.assert_array_equal(sf.cube("p>=0.5"), sf.cube("p>=0.5", "completeness"))
+    np.testing.assert_allclose(sf.cube("p>=0.5"), f, atol=1e-3)
+    assert sf.cube("p>=0.5", "n").dtype == np.float64 and (sf.cube("p>=0.5", "n") == 1000).all()
 
 
 def test_selection_function_fits_copy_is_readable_by_astropy(tmp_path):
@@ -619,3 +649,143 @@ def test_extra_models_score_the_same_injections_without_changing_them(small_run,
     assert run_selection(cfg)["config_tag"] == tag                     # the same inputs: the same chunks
     with pytest.raises(ValueError, match="extra_checkpoints"):
         _sel_cfg(d, tmp_path / "e", extra_checkpoints={"a b": "x"})
+
+
+def test_injection_records_are_read_by_tag_in_chunk_order_without_features_and_refuse_broken_chunks(tmp_path):
+    from lensaudit.artifacts import SelectionRunDir, write_doc
+    from lensaudit.artifacts.kinds import SELECTION_SUMMARY
+    from lensaudit.inject.records import chunk_ok, chunk_path, current_tag, read_injections
+
+    rd = SelectionRunDir(tmp_path / "run")
+    with pytest.raises(InputError, match="run: no .*summary.* \\(not a finished selection run\\)"):
+        current_tag(tmp_path / "run")
+    p = chunk_path(tmp_path / "run", "sersic", "abc", 3)
+    assert p == rd.family_injections("sersic") / "abc_chunk_00003.parquet" == chunk_path(rd, "sersic", "abc", 3)
+    p.parent.mkdir(parents=True)
+    for k, ix in ((12, [5, 6]), (3, [0, 1, 2])):     # written out of order: read back in chunk order
+        pd.DataFrame({"index": ix, "probability": [0.5] * len(ix), "features": [[1.0, 2.0]] * len(ix)}).to_parquet(
+            chunk_path(rd, "sersic", "abc", k))
+    pd.DataFrame({"index": [9], "probability": [0.1]}).to_parquet(chunk_path(rd, "sersic", "old", 0))
+    write_doc(rd.summary, SELECTION_SUMMARY, {"families": ["sersic"], "n_hosts": 1, "cells": 1, "config_tag": "abc"})
+    assert current_tag(tmp_path / "run") == "abc"
+    got = read_injections(tmp_path / "run", "sersic")
+    assert got["index"].tolist() == [0, 1, 2, 5, 6] and got.index.tolist() == list(range(5))
+    assert got.columns.tolist() == ["index", "probability"]
+    with_f = read_injections(rd, "sersic", "abc", features=True)
+    assert with_f.columns.tolist() == ["index", "probability", "features"]
+    assert read_injections(rd, "sersic", "old")["index"].tolist() == [9]
+    with pytest.raises(InputError, match="no injection chunks of configuration new"):
+        read_injections(rd, "sersic", "new")
+    bad = chunk_path(rd, "sersic", "abc", 20)
+    bad.write_bytes(chunk_path(rd, "sersic", "abc", 3).read_bytes()[:-40])     # truncated
+    assert chunk_ok(chunk_path(rd, "sersic", "abc", 3)) and not chunk_ok(bad) and not chunk_ok(tmp_path / "none")
+    with pytest.raises(InputError, match="abc_chunk_00020.parquet: a corrupt injection chunk"):
+        read_injections(rd, "sersic")
+
+
+def test_plan_family_indexes_cells_in_c_order_and_draws_hosts_per_psf_and_depth_cell():
+    from lensaudit.selection.run import plan_family
+
+    grid = Grid(GridConfig(theta_e=AxisSpec(edges=(0.5, 1.0, 2.0)), psf_fwhm=AxisSpec(edges=(0.9, 1.3, 1.8)),
+                           depth=AxisSpec(edges=(23.0, 24.0)), arc_mag=AxisSpec(edges=(19.0, 21.0, 23.0))))
+    cfg = SelectionConfig(checkpoint="c", manifest="m", store="s", out="o", n_per_cell=3, seed=5)
+    cells = {(0, 0): np.array([4, 7, 9]), (1, 0): np.array([], int)}
+    plan = plan_family(cfg, grid, pd.DataFrame(), cells)
+    assert plan.columns.tolist() == ["index", "cell", "i_theta_e", "i_psf_fwhm", "i_depth", "i_arc_mag", "host_row"]
+    assert plan["index"].tolist() == list(range(8 * 3)) and plan["cell"].tolist() == [i // 3 for i in range(24)]
+    for r in plan.itertuples():
+        assert (r.i_theta_e, r.i_psf_fwhm, r.i_depth, r.i_arc_mag) == np.unravel_index(r.cell, grid.shape)
+    low = plan["i_psf_fwhm"] == 0
+    np.testing.assert_array_equal(plan.loc[low, "host_row"], pick_hosts(np.array([4, 7, 9]), plan.loc[low, "index"], 5))
+    assert set(plan.loc[low, "host_row"]) == {4, 7, 9} and (plan.loc[~low, "host_row"] == -1).all()
+
+
+def test_plan_memory_is_the_records_and_a_chunk_of_cutouts_and_refuses_what_cannot_fit(monkeypatch):
+    import lensaudit.utils.memory as memory
+    from lensaudit.selection.run import BYTES_PER_INJECTION, plan_memory
+
+    cfg = SelectionConfig(checkpoint="c", manifest="m", store="s", out="o", n_per_cell=7, chunk_size=64)
+    want = Grid(cfg.grid).n_cells * 7 * BYTES_PER_INJECTION + 64 * 3 * 101 * 101 * 4 * 6
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10 * want)
+    assert plan_memory(cfg) == want
+    monkeypatch.setattr(memory, "available_bytes", lambda: want)
+    with pytest.raises(InputError, match=f"{Grid(cfg.grid).n_cells * 7:,} injections per family .* chunk_size 64"):
+        plan_memory(cfg)
+
+
+def test_marginals_against_hand_counts_with_grid_edges_data_ranges_and_quantile_bins():
+    from lensaudit.selection.run import marginals
+
+    recs = pd.DataFrame({"family": "f", "i_theta_e": [0, 0, 1, 1, 1], "theta_e": [0.6, 0.9, 1.2, 1.5, 1.9],
+                         "i_arc_mag": [2, 2, 2, 0, 0], "arc_mag_r": [23.5, 23.1, 23.9, 19.2, 19.9],
+                         "src_r_half_arcsec": [0.1, 0.2, 0.3, 0.4, 0.5],
+                         "probability": [0.9, 0.2, 0.5, 0.7, 0.1]})
+    ops = [OperatingPoint.fixed(0.5), OperatingPoint.fixed(0.8)]
+    edges = {"theta_e": np.array([0.5, 1.0, 2.0]), "arc_mag": np.array([19.0, 21.0, 23.0, 25.0])}
+    m = marginals(recs, ops, min_count=2, n_quantile_bins=2, edges=edges)
+    assert m.columns.tolist() == ["family", "quantity", "bin", "lo", "hi", "median", "threshold", "n", "k",
+                                  "completeness", "lo68", "hi68", "lo95", "hi95", "status"]
+    assert m["quantity"].unique().tolist() == ["theta_e", "arc_mag", "src_r_half_arcsec"]   # absent columns: none
+    key = m.set_index(["quantity", "bin", "threshold"])
+    r = key.loc[("theta_e", 1, "p>=0.5")]
+    assert (r["lo"], r["hi"], r["median"], r["n"], r["k"]) == (1.0, 2.0, 1.5, 3, 2)
+    assert r["completeness"] == pytest.approx(2 / 3) and r["status"] == "ok" and isinstance(r["lo68"], float)
+    assert key.loc[("theta_e", 0, "p>=0.8"), "k"] == 1
+    assert key.loc[("arc_mag", 2, "p>=0.5"), ["lo", "hi", "n", "k"]].tolist() == [23.0, 25.0, 3, 2]
+    assert sorted(m.loc[m["quantity"] == "arc_mag", "bin"].unique()) == [0, 2]             # bins with injections
+    # quantile bins: edges at the 0, 50 and 100th percentiles (0.1, 0.3, 0.5); the largest value is in the last bin
+    q = m[(m["quantity"] == "src_r_half_arcsec") & (m["threshold"] == "p>=0.5")]
+    assert q[["lo", "hi", "n", "k"]].to_numpy().tolist() == [[0.1, 0.3, 2, 1], [0.3, 0.5, 3, 2]]
+    # without edges: the range of the values in the bin
+    ne = marginals(recs, ops[:1], min_count=2).set_index(["quantity", "bin"])
+    assert ne.loc[("theta_e", 1), ["lo", "hi"]].tolist() == [1.2, 1.9]
+    assert ne.loc[("theta_e", 0), "status"] == "ok" and marginals(recs, ops[:1], 3).iloc[0]["status"] == "insufficient"
+
+
+def test_run_closure_wires_each_familys_selection_function_injections_and_gate_row(small_run, tmp_path):
+    from lensaudit.artifacts import SelectionRunDir, read_doc, write_artifact_table, write_doc
+    from lensaudit.artifacts.kinds import OPERATING_POINTS, REALISM
+    from lensaudit.artifacts.tables import ArtifactError
+    from lensaudit.inject.records import read_injections
+    from lensaudit.selection.closure import run_closure
+    from lensaudit.selection.run import run_selection
+
+    run = tmp_path / "run"
+    tag = run_selection(_sel_cfg(small_run, run))["config_tag"]
+    rng = np.random.default_rng(1)
+    n = 30
+    true = pd.DataFrame({"id": [f"t{i}" for i in range(n)], "theta_e": rng.uniform(0.6, 2.9, n),
+                         "arc_mag_r": rng.uniform(19.2, 24.8, n), "psfsize_r": 1.3, "depth_r": 24.0,
+                         "probability": rng.random(n)})
+    true.to_parquet(tmp_path / "true.parquet")
+    cols = {c.name: [] for c in REALISM.columns}
+    for fam, auc, p, v in (("sersic", 0.61, 0.04, "NO-GO"),):
+        row = {c.name: 0.0 for c in REALISM.columns} | {"family": fam, "planted": False, "probe_auc": auc,
+                                                          "permutation_p": p, "verdict": v, "rule": "r",
+                                                          "n_real": 5, "n_injected": 9}
+        for k in cols:
+            cols[k].append(row[k])
+    write_artifact_table(pd.DataFrame(cols), tmp_path / "realism.parquet", REALISM)
+    out = tmp_path / "new" / "deep" / "closure"                       # parents are made
+    per_bin, summ = run_closure(run, tmp_path / "true.parquet", out, realism=tmp_path / "realism.parquet")
+    rd = SelectionRunDir(run)
+    ops = [OperatingPoint.from_dict(d) for d in read_doc(rd.operating_points, OPERATING_POINTS)["points"]]
+    for fam in ("sersic", "planted"):
+        sf = SelectionFunction.load(rd.selection_function(fam))
+        # the defaults: 10 true lenses per merged bin, seed 0, 1000 bootstrap replicates
+        _, want = closure_test(true, read_injections(run, fam, tag), sf.grid, ops, 3, 10, 1000, 0)
+        got = summ[summ["family"] == fam].reset_index(drop=True)
+        for c in ("threshold", "c_true", "c_inj", "diff", "lo95", "hi95", "z", "chi2", "dof", "n_boot"):
+            assert got[c].tolist() == want[c].tolist(), c
+        assert got["planted"].tolist() == [fam == "planted"] * len(got)
+    s = summ.set_index("family")
+    assert (s.loc["sersic", "gate_probe_auc"] == 0.61).all() and (s.loc["sersic", "gate_p"] == 0.04).all()
+    assert (s.loc["sersic", "gate_verdict"] == "NO-GO").all()
+    assert s.loc["planted", "gate_probe_auc"].isna().all() and (s.loc["planted", "gate_verdict"] == "").all()
+    assert set(per_bin["family"]) == {"sersic", "planted"}
+    run_closure(run, tmp_path / "true.parquet", out)                  # again into the same folder
+    doc = read_doc(rd.operating_points, OPERATING_POINTS)
+    write_doc(rd.operating_points, OPERATING_POINTS, {"points": [{"name": "p>=0.5"}]})
+    with pytest.raises(ArtifactError, match=r"run/thresholds\.json: operating point lacks"):
+        run_closure(run, tmp_path / "true.parquet", tmp_path / "c2")
+    write_doc(rd.operating_points, OPERATING_POINTS, doc)

@@ -7,8 +7,6 @@ the lensed arc r magnitude 19-25 in 1-mag steps.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -78,13 +76,6 @@ class Grid:
     @property
     def n_cells(self) -> int:
         return int(np.prod(self.shape))
-
-    def cell(self, flat: int) -> dict[str, tuple[float, float]]:
-        idx = np.unravel_index(int(flat), self.shape)
-        return {a: (float(self.edges[a][i]), float(self.edges[a][i + 1])) for a, i in zip(AXES, idx, strict=True)}
-
-    def cells(self) -> list[tuple[int, ...]]:
-        return list(itertools.product(*(range(s) for s in self.shape)))
 
     def bin_of(self, axis: str, values) -> np.ndarray:
         """Bin index of values along ``axis`` (-1 outside the edges; the last edge belongs to the last bin)."""
