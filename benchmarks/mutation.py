@@ -103,6 +103,34 @@ def _without_strings(line: str) -> str:
     return re.sub(r",\)", ")", re.sub(r"\(,", "(", s))
 
 
+def _without_kwargs(line: str, names: list[str]) -> str:
+    """The line with every ``name=value`` argument of ``names`` removed (value: a balanced expression up to the
+    next comma or closing bracket at its own depth) and separators normalised as in :func:`_without_strings`."""
+    out, i = [], 0
+    pat = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")=")
+    while True:
+        m = pat.search(line, i)
+        if not m:
+            out.append(line[i:])
+            break
+        out.append(line[i:m.start()])
+        j, depth = m.end(), 0
+        while j < len(line):
+            ch = line[j]
+            if ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif ch == "," and depth == 0:
+                break
+            j += 1
+        i = j
+    s = re.sub(r"[\s,]+", ",", "".join(out))
+    return re.sub(r",\)", ")", re.sub(r"\(,", "(", s)).strip(",")
+
+
 def equivalent(name: str, lines: list[str], rules: dict) -> str | None:
     """The reason a mutant is equivalent, or None."""
     explicit = rules.get("mutants", {}) or {}
@@ -123,6 +151,9 @@ def equivalent(name: str, lines: list[str], rules: dict) -> str | None:
                 return rule["reason"]
         elif rule.get("kind") == "regex":
             if re.fullmatch(rule["before"], a) and re.fullmatch(rule["after"], b):
+                return rule["reason"]
+        elif rule.get("kind") == "display_kwargs":
+            if a != b and _without_kwargs(a, rule["names"]) == _without_kwargs(b, rule["names"]):
                 return rule["reason"]
         elif rule.get("kind") == "label_only":
             if a != b and _without_strings(a) == _without_strings(b):

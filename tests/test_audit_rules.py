@@ -882,3 +882,75 @@ def test_closure_figure_plots_each_familys_prediction_and_the_truth_at_the_headl
         assert ax.get_ylim() == (0.0, 1.0)
     assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["f1", "f2", "true (mock lenses)"]
     assert axes[0].get_ylabel() == "completeness (p>=0.5)"
+
+
+def test_probe_auc_against_scikit_learn_cross_validation_permutations_and_bootstrap():
+    """Every number of probe_auc rebuilt from scikit-learn (folds, pipeline, roc_auc_score) and numpy: the AUC,
+    the permutation p-value (1 + #{null >= AUC}) / (1 + n), the null's mean, sd and 95th percentile, the 80 percent
+    power MDE (null q95 + 0.84 bootstrap sd), the counts and folds; cv_auc is the same AUC."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from lensaudit.evaluate.bootstrap import bootstrap_auc, percentile_interval
+    from lensaudit.realism.probe import cv_auc, probe_auc
+    from lensaudit.utils.seeds import derive_seed, rng
+
+    g = np.random.default_rng(4)
+    real, inj = g.normal(0.4, 1, (14, 3)), g.normal(0, 1, (25, 3))
+    x, y = np.vstack([real, inj]), np.r_[np.ones(14, int), np.zeros(25, int)]
+
+    def oof(labels, seed, k=3, c=0.5):
+        out = np.zeros(len(labels))
+        skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=derive_seed(seed, "realism.folds") % 2**32)
+        for tr, te in skf.split(x, labels):
+            out[te] = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000)).fit(
+                x[tr], labels[tr]).decision_function(x[te])
+        return out
+
+    r = probe_auc(real, inj, folds=3, c=0.5, n_boot=60, n_permutations=9, seed=5)
+    s = oof(y, 5)
+    auc = roc_auc_score(y, s)
+    perm = []
+    gen = rng(5, "realism.permutation")
+    for i in range(9):
+        yp = gen.permutation(y)
+        perm.append(roc_auc_score(yp, oof(yp, 5 + i + 1)))
+    perm = np.array(perm)
+    boot = bootstrap_auc(y, s, n_boot=60, seed=derive_seed(5, "realism.boot") % 2**32)
+    assert r["auc"] == pytest.approx(auc, abs=1e-12)
+    np.testing.assert_allclose(r["null_values"], perm, atol=1e-12)
+    assert r["permutation_p"] == (1 + int((perm >= auc).sum())) / 10
+    assert r["null"] == pytest.approx({"mean": perm.mean(), "sd": perm.std(), "q95": np.quantile(perm, 0.95)})
+    assert r["auc_mde80"] == pytest.approx(np.quantile(perm, 0.95) + 0.84 * np.std(boot))
+    assert r["interval"] == percentile_interval(boot)
+    assert (r["n_real"], r["n_injected"], r["folds"], r["n_permutations"]) == (14, 25, 3, 9)
+    assert cv_auc(real, inj, folds=3, c=0.5, seed=5) == pytest.approx(auc, abs=1e-12)
+    # defaults: 5 folds, C = 1, seed 0
+    assert cv_auc(real, inj) == pytest.approx(roc_auc_score(y, oof(y, 0, 5, 1.0)), abs=1e-12)
+    # folds are capped by the smaller class; no permutations: the null is undefined, not an error
+    few = probe_auc(real[:3], inj, folds=5, n_boot=20, n_permutations=0)
+    assert few["folds"] == 3 and np.isnan(few["permutation_p"]) and np.isnan(few["null"]["q95"])
+    assert np.isnan(few["auc_mde80"]) and np.isnan(few["null"]["mean"]) and np.isnan(few["null"]["sd"])
+    for bad_r, bad_i, msg in ((real[:, :2], inj, "same d"), (real[0], inj, "must be"), (real[:1], inj, "at least 2"),
+                              (real, inj[:1], "at least 2")):
+        with pytest.raises(ValueError, match=msg):
+            probe_auc(bad_r, bad_i, n_permutations=0)
+
+
+def test_frechet_distance_of_diagonal_covariances_is_the_closed_form():
+    """Features on a 2x2 factorial design have exactly diagonal sample covariances, for which the Frechet distance
+    is |mu_a - mu_b|^2 + sum_i (sd_a,i - sd_b,i)^2."""
+    from lensaudit.realism.probe import frechet_distance
+
+    design = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], float)
+    a = design * [0.5, 2.0] + [1.0, -1.0]
+    b = np.vstack([design, design]) * [1.5, 0.25] + [0.0, 2.0]
+    va, vb = np.diag(np.cov(a, rowvar=False)), np.diag(np.cov(b, rowvar=False))
+    want = (1.0 - 0.0) ** 2 + (-1.0 - 2.0) ** 2 + np.sum((np.sqrt(va) - np.sqrt(vb)) ** 2)
+    assert frechet_distance(a, b) == pytest.approx(want, rel=1e-9)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    one = frechet_distance(a[:, :1], b[:, :1])                        # one feature: (mu diff)^2 + (sd diff)^2
+    assert one == pytest.approx(1.0 + (np.sqrt(va[0]) - np.sqrt(vb[0])) ** 2, rel=1e-9)

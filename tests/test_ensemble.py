@@ -420,6 +420,9 @@ def test_paired_table_against_hand_counts_per_threshold_scorer_and_cell():
         assert r.mcnemar_p == mcnemar_p(fs, fb)
     assert paired_table(pd.DataFrame(index=range(10)), {"baseline": base, "x": other}, ops, cells, 5)["cell"].tolist() \
         == ["all", "1", "all", "1"]                                     # cell 3 (4 injections) is below 5
+    first_small = np.array([0, 5, 5, 5, 5, 5, 5, 5, 5, 5])              # a small cell before a large one
+    assert paired_table(pd.DataFrame(index=range(10)), {"baseline": base, "x": other}, ops[:1], first_small, 3)[
+        "cell"].tolist() == ["all", "5"]
 
 
 def test_injection_scores_average_gate_and_meta_per_injection_by_its_hosts_domain(tmp_path):
@@ -443,6 +446,8 @@ def test_injection_scores_average_gate_and_meta_per_injection_by_its_hosts_domai
     out = injection_scores(recs, groups, hosts, defs, 0.8, {"s": meta})
     assert list(out) == ["baseline", "s-good", "s-poor", "m", "average_s", "gate_s", "meta_s", "average_all"]
     np.testing.assert_array_equal(out["baseline"], recs["probability"])
+    for k in ("s-good", "s-poor", "m"):
+        np.testing.assert_array_equal(out[k], recs[f"probability_{k}"])
     p = recs[["probability_s-good", "probability_s-poor"]].to_numpy()
     np.testing.assert_allclose(out["average_s"], p.mean(axis=1))
     np.testing.assert_allclose(out["average_all"], recs[[f"probability_{k}" for k in groups["all"]]].mean(axis=1))
@@ -484,6 +489,28 @@ def test_difference_maps_show_each_cells_paired_difference_and_star_only_signifi
     stars = [(t.get_position(), t.get_text()) for t in axes[0].texts]
     assert stars == [((1.05, 0.75), "*")]                                  # only cell (0, 0)
     assert len(axes[1].texts) == 0 and np.nanmax(np.abs(axes[1].collections[0].get_array())) == 0
+    mesh = axes[0].collections[0]
+    assert (mesh.norm.vmin, mesh.norm.vmax, mesh.cmap.name) == (-0.3, 0.3, "RdBu")      # a symmetric diverging scale
+    assert axes[0].get_xlabel() == "r-band PSF FWHM (arcsec)" and axes[0].get_ylabel() == "theta_E (arcsec)"
+    assert "fam: completeness difference" in fig._suptitle.get_text() and "McNemar p < 0.05" in fig._suptitle.get_text()
+    # five maps: four columns, two rows, the three spare axes hidden; the colour bar right of the last column
+    figs.clear()
+    five = {"baseline": base, **{f"average_{i}": gain for i in range(3)}, "gate_x": base, "meta_x": gain}
+    assert es.difference_maps(recs, five, OperatingPoint.fixed(0.5), grid, 12, "fam", tmp_path / "g.png") == str(
+        tmp_path / "g.png")
+    fig = figs[0]
+    maps = [a for a in fig.axes if a.get_title()]
+    assert [a.get_title() for a in maps] == ["average_0", "average_1", "average_2", "gate_x", "meta_x"]
+    grid_axes = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    assert len(grid_axes) == 8 and sum(a.get_visible() for a in grid_axes) == 5
+    assert [a.get_ylabel() for a in maps] == ["theta_E (arcsec)", "", "", "", "theta_E (arcsec)"]
+    fig.canvas.draw()
+    cbar = [a for a in fig.axes if a.get_label() == "<colorbar>"][0]
+    assert cbar.get_ylabel() == "completeness - baseline (p>=0.5)"
+    assert cbar.get_position().x0 >= max(a.get_position().x1 for a in maps) - 1e-6
+    # min_count 12: the cells of 12 injections are measured (a cell of 4 is not)
+    d12 = np.ma.filled(maps[0].collections[0].get_array(), np.nan).reshape(2, 3)
+    np.testing.assert_allclose(d12, [[1.0, 2 / 12, np.nan], [0.0, np.nan, np.nan]])
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -651,6 +678,9 @@ def test_mcnemar_counts_only_discordant_pairs():
     # discordant: a only 5, b only 1 -> two-sided exact p = 2 * (1 + 6) / 64
     assert mcnemar_p(a, b) == pytest.approx(14 / 64)
     assert mcnemar_p(a, a) == 1.0 and mcnemar_p(b, a) == mcnemar_p(a, b)
+    # detections given as 0/1 integers count the same (bitwise ~ on integers would not)
+    assert mcnemar_p(a.astype(int), b.astype(int)) == pytest.approx(14 / 64)
+    assert mcnemar_p(a, b.astype(np.int64)) == mcnemar_p(a.astype(np.int64), b) == pytest.approx(14 / 64)
     assert list(itertools.combinations(["a", "b", "c"], 2))[0] == ("a", "b")
 
 
@@ -687,3 +717,49 @@ def test_bundled_ensemble_configs_are_valid_and_their_domains_assign(name):
     for d in cfg.domains:
         assert frame[d.name].notna().sum() > 0.5 * len(m), d.name  # most objects fall in some domain
         assert set(frame[d.name].dropna()) <= set(rules[d.name]["domains"])
+
+
+def test_compare_selection_injects_once_and_tables_every_scorer_against_the_baseline(small_run, tmp_path):
+    """The selection comparison on the small fixture: one family of the selection config, fewer injections per
+    cell; every member scores the same injected cutouts; the table and a figure per family are written."""
+    from lensaudit.artifacts import EnsembleDir
+    from lensaudit.ensemble.selection import compare_selection
+    from lensaudit.inject.records import read_injections
+
+    d = small_run
+    sel = {"checkpoint": str(d / "ck.pt"), "manifest": str(d / "manifest.parquet"), "store": str(d / "store"),
+           "out": str(tmp_path / "unused"), "families": [{"name": "sersic", "kind": "sersic"},
+                                                         {"name": "planted", "kind": "planted"}],
+           "grid": {"theta_e": {"edges": [0.5, 1.5, 3.0]}, "psf_fwhm": {"edges": [0.9, 1.8]},
+                    "depth": {"edges": [23.0, 25.0]}, "arc_mag": {"edges": [19.0, 21.0, 25.0]}},
+           "n_per_cell": 6, "min_count": 2, "chunk_size": 16, "device": "cpu",
+           "thresholds": {"probability": [0.5], "fpr": []}}
+    (tmp_path / "sel.yaml").write_text(yaml.safe_dump(sel))
+    cfg = EnsembleConfig(manifest=str(d / "manifest.parquet"), store=str(d / "store"), train_config="train/demo.yaml",
+                         domains=(DomainDef(name="seeing", column="psfsize_r", split=1.3),),
+                         selection={"config": str(tmp_path / "sel.yaml"), "families": ["sersic"], "n_per_cell": 3},
+                         combine={"gate_weight": 0.7})
+    hosts = pd.read_parquet(d / "manifest.parquet").set_index("id")
+    host_domains = pd.DataFrame({"seeing": np.where(hosts["psfsize_r"] < 1.3, "low", "high")}, index=hosts.index)
+    out = tmp_path / "ens"
+    res = compare_selection(cfg, d / "ck.pt", {"seeing-low": d / "ck.pt", "seeing-high": d / "ck.pt"},
+                            {"seeing": ["seeing-low", "seeing-high"]}, host_domains, {"seeing": cfg.domains[0]}, {},
+                            out)
+    assert res["families"] == ["sersic"] and res["n_injections"] == {"sersic": 4 * 3}
+    ed = EnsembleDir(out)
+    recs = read_injections(ed.selection_run.root, "sersic", res["config_tag"])
+    assert len(recs) == 12 and {"probability_seeing-low", "probability_seeing-high"} <= set(recs.columns)
+    t = pd.read_csv(ed.table("selection_compare"))
+    pd.testing.assert_frame_equal(t, pd.read_parquet(ed.table("selection_compare", "parquet")), check_dtype=False)
+    assert set(t["scorer"]) == {"seeing-low", "seeing-high", "average_seeing", "gate_seeing"}
+    assert (t["family"] == "sersic").all() and set(t["threshold"]) == {"p>=0.5"}
+    row = t[(t["scorer"] == "gate_seeing") & (t["cell"] == "all")].iloc[0]
+    own = np.where(hosts.loc[recs["host_id"], "psfsize_r"] < 1.3, 0, 1)
+    p = recs[["probability_seeing-low", "probability_seeing-high"]].to_numpy()
+    gate = combine.domain_gate(p, own, 0.7)
+    assert row["n"] == 12 and row["completeness"] == pytest.approx((gate >= 0.5).mean())
+    assert row["completeness_baseline"] == pytest.approx((recs["probability"] >= 0.5).mean())
+    assert res["figures"] == [ed.selection_diff_figure("sersic").name] and ed.selection_diff_figure("sersic").is_file()
+    with pytest.raises(InputError, match="none of families \\['nope'\\] is in"):
+        compare_selection(cfg.model_copy(update={"selection": cfg.selection.model_copy(update={"families": ("nope",)})}),
+                          d / "ck.pt", {}, {}, host_domains, {}, {}, tmp_path / "e2")

@@ -746,12 +746,21 @@ def test_run_closure_wires_each_familys_selection_function_injections_and_gate_r
     from lensaudit.artifacts import SelectionRunDir, read_doc, write_artifact_table, write_doc
     from lensaudit.artifacts.kinds import OPERATING_POINTS, REALISM
     from lensaudit.artifacts.tables import ArtifactError
+    from lensaudit.inject import write_stamp_library
     from lensaudit.inject.records import read_injections
     from lensaudit.selection.closure import run_closure
     from lensaudit.selection.run import run_selection
 
     run = tmp_path / "run"
-    tag = run_selection(_sel_cfg(small_run, run))["config_tag"]
+    g = (np.arange(48) - 23.5) * 0.04
+    prof = np.exp(-np.hypot(*np.meshgrid(g, g)) / np.array([0.1, 0.15, 0.2, 0.25, 0.3])[:, None, None])
+    imgs = prof[:, None] / prof.sum(axis=(1, 2))[:, None, None, None] * np.array([0.5, 1.0, 1.5])[None, :, None, None]
+    meta = pd.DataFrame({"ID": [f"s{i}" for i in range(5)], "Z": 1.0, "MAG_G": 22.5 - 2.5 * np.log10(0.5),
+                         "MAG_R": 22.5, "MAG_Z": 22.5 - 2.5 * np.log10(1.5)})
+    lib = write_stamp_library(tmp_path / "lib.fits", imgs, 0.04, meta)
+    fams = [{"name": "sersic", "kind": "sersic"}, {"name": "planted", "kind": "planted"},
+            {"name": "stamps", "kind": "stamps", "stamp_library": str(lib)}]
+    tag = run_selection(_sel_cfg(small_run, run, families=fams))["config_tag"]
     rng = np.random.default_rng(1)
     n = 30
     true = pd.DataFrame({"id": [f"t{i}" for i in range(n)], "theta_e": rng.uniform(0.6, 2.9, n),
@@ -770,19 +779,23 @@ def test_run_closure_wires_each_familys_selection_function_injections_and_gate_r
     per_bin, summ = run_closure(run, tmp_path / "true.parquet", out, realism=tmp_path / "realism.parquet")
     rd = SelectionRunDir(run)
     ops = [OperatingPoint.from_dict(d) for d in read_doc(rd.operating_points, OPERATING_POINTS)["points"]]
-    for fam in ("sersic", "planted"):
+    for fam in ("sersic", "planted", "stamps"):
         sf = SelectionFunction.load(rd.selection_function(fam))
+        inj = read_injections(run, fam, tag)
+        stamps = inj["stamp"].to_numpy() if fam == "stamps" else None    # the library bootstrap: stamps only
         # the defaults: 10 true lenses per merged bin, seed 0, 1000 bootstrap replicates
-        _, want = closure_test(true, read_injections(run, fam, tag), sf.grid, ops, 3, 10, 1000, 0)
+        _, want = closure_test(true, inj, sf.grid, ops, 3, 10, 1000, 0, stamps)
         got = summ[summ["family"] == fam].reset_index(drop=True)
-        for c in ("threshold", "c_true", "c_inj", "diff", "lo95", "hi95", "z", "chi2", "dof", "n_boot"):
+        for c in ("threshold", "c_true", "c_inj", "diff", "lo95", "hi95", "z", "chi2", "dof", "n_boot",
+                  "library_bootstrap", "n_stamps"):
             assert got[c].tolist() == want[c].tolist(), c
         assert got["planted"].tolist() == [fam == "planted"] * len(got)
+        assert got["library_bootstrap"].all() == (fam == "stamps")
     s = summ.set_index("family")
     assert (s.loc["sersic", "gate_probe_auc"] == 0.61).all() and (s.loc["sersic", "gate_p"] == 0.04).all()
     assert (s.loc["sersic", "gate_verdict"] == "NO-GO").all()
     assert s.loc["planted", "gate_probe_auc"].isna().all() and (s.loc["planted", "gate_verdict"] == "").all()
-    assert set(per_bin["family"]) == {"sersic", "planted"}
+    assert set(per_bin["family"]) == {"sersic", "planted", "stamps"}
     run_closure(run, tmp_path / "true.parquet", out)                  # again into the same folder
     doc = read_doc(rd.operating_points, OPERATING_POINTS)
     write_doc(rd.operating_points, OPERATING_POINTS, {"points": [{"name": "p>=0.5"}]})

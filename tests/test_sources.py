@@ -379,3 +379,166 @@ def test_a_library_stamp_becomes_a_source_with_its_scale_turn_mirror_and_r_magni
     np.testing.assert_allclose(s.image, imgs[2] * _flux(22.0) / imgs[2][1].sum(), rtol=1e-6)
     assert stamp_source(lib, {"src_stamp": 0, "src_rmag": 22.0, "src_scale": 1.0, "src_x": 0, "src_y": 0,
                               "src_phi": 0.0, "src_flip": 0}).flip is False
+
+
+def test_a_library_writes_itself_at_any_zeropoint_and_reads_back_the_same_nanomaggies(tmp_path):
+    from astropy.io import fits
+
+    imgs, meta = _lib()
+    lib = StampLibrary(imgs, 0.05, meta)
+    for zp, path in ((MAG_ZEROPOINT, tmp_path / "a.fits"), (27.0, tmp_path / "b.fits")):
+        out = lib.write(path) if zp == MAG_ZEROPOINT else lib.write(path, 27.0)
+        assert out == path
+        with fits.open(path) as h:
+            assert h["STAMPS"].header["ZEROPT"] == zp
+            np.testing.assert_allclose(h["STAMPS"].data, imgs * 10 ** (0.4 * (zp - MAG_ZEROPOINT)), rtol=1e-6, atol=1e-12)
+        back = StampLibrary.read(path)
+        np.testing.assert_allclose(back.images, lib.images, rtol=1e-6, atol=1e-12)
+        assert back.pixscale == 0.05 and back.meta["ID"].tolist() == meta["ID"].tolist()
+
+
+def test_a_source_image_is_sampled_at_the_inverse_turn_and_mirror_of_each_sky_position():
+    """A linear ramp is reproduced exactly by bilinear sampling: the sampled value at a sky offset d is the ramp at
+    the stamp position u = mirror(R(-angle) d), for angles that are not multiples of 90 degrees."""
+    from lensaudit.sources.procedural import SourceImage
+
+    n, pix = 21, 0.1
+    c = (n - 1) / 2
+    rows, cols = np.mgrid[0:n, 0:n].astype(float)
+    img = np.stack([(1 + b) * (2 + 0.3 * cols + 0.7 * rows) for b in range(3)])
+    d = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 50))
+    for angle, flip in ((0.0, False), (np.pi / 6, False), (2.0, True), (0.0, True)):
+        s = SourceImage(img, pix, 0.4, -0.2, angle=angle, flip=flip)
+        got = s.sample(d[0] + 0.4, d[1] - 0.2)
+        ca, sa = np.cos(angle), np.sin(angle)
+        u, v = ca * d[0] + sa * d[1], -sa * d[0] + ca * d[1]
+        u = -u if flip else u
+        want = np.stack([(1 + b) * (2 + 0.3 * (u / pix + c) + 0.7 * (v / pix + c)) for b in range(3)]) / pix**2
+        np.testing.assert_allclose(got, want, rtol=1e-10, err_msg=f"angle {angle}, flip {flip}")
+
+
+def test_the_random_field_has_the_stated_spectrum_zero_mean_unit_variance_and_fresh_phases():
+    """Mean power over 300 fields (64 x 64) against (k^2 + k0^2)^(-slope/2), mode by mode within 20 percent
+    (each mode's mean of 300 exponential draws has a 6 percent sd); every mode but k = 0 carries power."""
+    from lensaudit.sources.procedural import gaussian_random_field
+
+    n = 64
+    k = np.fft.fftfreq(n) * n
+    kk = np.hypot(*np.meshgrid(k, k))
+    for slope, k0, kw in ((3.0, 3.0, {}), (2.0, 5.0, {"slope": 2.0, "k0": 5.0})):
+        rng = np.random.default_rng(1)
+        fields = [gaussian_random_field(n, rng, **kw) for _ in range(300)]
+        for f in fields[:3]:
+            assert abs(f.mean()) < 1e-12 and f.std() == pytest.approx(1.0, abs=1e-12)
+        power = np.mean([np.abs(np.fft.fft2(f)) ** 2 for f in fields], axis=0)
+        want = (kk**2 + k0**2) ** (-slope / 2)
+        want[0, 0] = 0.0
+        sel = (kk > 0) & (kk < 12)
+        ratio = power[sel] / want[sel]
+        ratio /= np.median(ratio)
+        assert np.abs(ratio - 1).max() < 0.3 and np.abs(np.mean(ratio) - 1) < 0.03
+        assert power[0, 1] > 0 and power[1, 0] > 0 and power[0, 0] < 1e-20
+        assert abs(np.corrcoef(fields[0].ravel(), fields[1].ravel())[0, 1]) < 0.2        # new phases each call
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    np.testing.assert_array_equal(gaussian_random_field(32, a), gaussian_random_field(32, b, slope=3.0, k0=3.0))
+
+
+def test_simple_and_rich_sources_share_light_between_components_as_stated():
+    from lensaudit.sources.procedural import render_rich, render_simple
+
+    def gr(img):
+        return -2.5 * np.log10(img[0].sum() / img[1].sum())
+
+    def rz(img):
+        return -2.5 * np.log10(img[1].sum() / img[2].sum())
+
+    mix = lambda c0, dc, f: -2.5 * np.log10((1 - f) * 10 ** (-0.4 * c0) + f * 10 ** (-0.4 * (c0 + dc)))  # noqa: E731
+    mixz = lambda c0, dc, f: 2.5 * np.log10((1 - f) * 10 ** (0.4 * c0) + f * 10 ** (0.4 * (c0 + dc)))  # noqa: E731
+    p = {"src_re": 0.2, "src_n": 1.2, "src_q": 0.7, "src_phi": 0.3, "src_gr": 0.5, "src_rz": 0.4, "src_rmag": 24.0,
+         "src_x": 0.3, "src_y": 0.0, "src_n_knots": 2, "src_knot_frac": 0.4,
+         **{f"knot{k}_{c}": v for k in range(2) for c, v in zip(("x", "y", "sig", "w"), (0.1 * k, -0.1, 0.03, 1.0 + k),
+                                                                 strict=True)}}
+    s = render_simple(p).image
+    assert s[1].sum() == pytest.approx(_flux(24.0), rel=1e-12)
+    # knots: 0.4 of the r light, 0.45 bluer in g - r and 0.35 in r - z
+    assert gr(s) == pytest.approx(mix(0.5, -0.45, 0.4), abs=1e-9) and rz(s) == pytest.approx(mixz(0.4, -0.35, 0.4), abs=1e-9)
+    # a knot fraction without knots: the disc alone, still at its r magnitude
+    bare = render_simple(p | {"src_n_knots": 0}).image
+    assert bare[1].sum() == pytest.approx(_flux(24.0), rel=1e-12) and gr(bare) == pytest.approx(0.5, abs=1e-9)
+    # a bar carries 0.15 of the disc's light, 0.3 redder in g - r and 0.2 in r - z
+    b = render_rich(_blue(src_bar=True, src_bar_angle=1.0), np.random.default_rng(2)).image
+    f = 0.15 / 1.15
+    assert gr(b) == pytest.approx(mix(0.45, 0.3, f), abs=1e-9) and rz(b) == pytest.approx(mixz(0.35, 0.2, f), abs=1e-9)
+    # an offset component carries 0.1-0.3 of the disc's light and is 0.15 / 0.1 bluer: its share from the colours
+    for seed in range(6):
+        c = render_rich(_blue(src_n_components=1, src_offset_max=0.4), np.random.default_rng(seed)).image
+        w = 10 ** (-0.4 * gr(c)) / 10 ** (-0.4 * 0.45)            # (1 + w x 10^(0.4 x 0.15)) / (1 + w), solved for w
+        share = (w - 1) / (10 ** (0.06) - w)
+        assert 0.1 - 1e-9 <= share <= 0.3 + 1e-9
+        assert rz(c) == pytest.approx(mixz(0.35, -0.1, share / (1 + share)), abs=1e-9)
+    # the components' directions cover the circle: light-weighted offsets from the disc centre
+    angles = []
+    for seed in range(12):
+        one = render_rich(_blue(src_n_components=1, src_offset_max=0.4), np.random.default_rng(seed))
+        base = render_rich(_blue(src_offset_max=0.4), np.random.default_rng(seed)).image
+        diff = one.image[1] / one.image[1].sum() * 1.2 - base[1] / base[1].sum()
+        g = (np.arange(diff.shape[0]) - (diff.shape[0] - 1) / 2) * one.pixscale
+        xx, yy = np.meshgrid(g, g)
+        angles.append(np.arctan2((diff * yy).sum(), (diff * xx).sum()))
+    assert np.ptp(np.unwrap(np.sort(angles))) > np.pi
+
+
+def test_rich_source_gradient_bulge_bar_and_arms_pixel_by_pixel():
+    from lensaudit.lensing.light import sersic
+    from lensaudit.sources.procedural import N_SOURCE, render_rich
+
+    # a colour gradient: each pixel's g/r and z/r are the disc's times 10^(+-0.4 grad clip(r/re - 1, -1, 3))
+    s = render_rich(_blue(src_gradient=0.3), np.random.default_rng(2))
+    g = (np.arange(N_SOURCE) - (N_SOURCE - 1) / 2) * s.pixscale
+    x, y = np.meshgrid(g, g)
+    rr = np.hypot(x, y) / 0.3
+    step = 10 ** (0.4 * 0.3 * np.clip(rr - 1, -1, 3))
+    ok = s.image[1] > 1e-12 * s.image[1].max()
+    np.testing.assert_allclose((s.image[0] / s.image[1])[ok], (10 ** (-0.4 * 0.45) * step)[ok], rtol=1e-9)
+    np.testing.assert_allclose((s.image[2] / s.image[1])[ok], (10 ** (0.4 * 0.35) / step)[ok], rtol=1e-9)
+    # all of the disc's share in the bulge: the bulge alone (0.3 re, n = 3.5, q + 0.2 capped at 1), plus the
+    # bar at 0.15 of the light (0.6 re, n = 0.5, q = 0.25, turned by the bar angle); colours as stated
+    for q in (0.6, 0.9):
+        b = render_rich(_blue(src_q=q, src_bulge_frac=1.0, src_bar=True, src_bar_angle=0.7), np.random.default_rng(2))
+        g = (np.arange(N_SOURCE) - (N_SOURCE - 1) / 2) * b.pixscale
+        x, y = np.meshgrid(g, g)
+        bulge = sersic(x, y, 0.09, 3.5, min(1.0, q + 0.2), 0.4)
+        bar = sersic(x, y, 0.18, 0.5, 0.25, 0.4 + 0.7)
+        cw = lambda gr_, rz_: np.array([10 ** (-0.4 * gr_), 1.0, 10 ** (0.4 * rz_)])[:, None, None]  # noqa: E731
+        want = cw(0.95, 0.65) * (bulge / bulge.sum()) + cw(0.75, 0.55) * (bar / bar.sum()) * 0.15
+        np.testing.assert_allclose(b.image, want * _flux(23.0) / want[1].sum(), rtol=1e-9)
+    # two logarithmic spiral arms of pitch 0.35 rad: the m = 2 azimuthal mode's phase winds by
+    # 2 ln(r2 / r1) / tan(0.35) between two radii (face-on, phi = 0, so the disc is round)
+    a = render_rich(_blue(src_q=1.0, src_phi=0.0, src_arms=True, src_arm_phase=0.5), np.random.default_rng(2))
+    plain = render_rich(_blue(src_q=1.0, src_phi=0.0), np.random.default_rng(2))
+    g = (np.arange(N_SOURCE) - (N_SOURCE - 1) / 2) * a.pixscale
+    x, y = np.meshgrid(g, g)
+    ratio = a.image[1] / plain.image[1]
+    th, r = np.arctan2(y, x), np.hypot(x, y)
+    phases = []
+    for r0 in (0.25, 0.5):
+        ring = np.abs(r - r0) < 0.6 * a.pixscale
+        m2 = np.sum(ratio[ring] * np.exp(-2j * th[ring]))
+        m3 = np.sum(ratio[ring] * np.exp(-3j * th[ring]))
+        assert abs(m2) > 5 * abs(m3)                                        # two arms, not three
+        phases.append(np.angle(m2))
+        # cos(2 th + b) has an m = 2 coefficient of phase b = arm phase - 2 ln(r0 / re) / tan(0.35)
+        want = 0.5 - 2 * np.log(r0 / 0.3) / np.tan(0.35)
+        assert np.angle(np.exp(1j * (phases[-1] - want))) == pytest.approx(0.0, abs=0.15)
+
+
+def test_knots_without_light_draw_nothing_so_the_dust_that_follows_is_unchanged():
+    from lensaudit.sources.procedural import render_rich
+
+    base = render_rich(_blue(src_dust_tau=0.8), np.random.default_rng(4)).image
+    for over in ({"src_n_knots": 6, "src_knot_frac": 0.0}, {"src_n_knots": 0, "src_knot_frac": 0.3}):
+        got = render_rich(_blue(src_dust_tau=0.8) | over, np.random.default_rng(4)).image
+        if over["src_knot_frac"] == 0.0:
+            np.testing.assert_array_equal(got, base)
+        else:                                   # a knot share without knots: the disc keeps 0.7 and is rescaled
+            np.testing.assert_allclose(got, base, rtol=1e-12)

@@ -124,6 +124,7 @@ def compare_selection(cfg, baseline: Path, members: dict[str, Path], groups: dic
         figs.append(difference_maps(recs, scores, by_name(ops, headline([op.name for op in ops])), grid,
                                     scfg.min_count, f.name, ed.selection_diff_figure(f.name)))
     table = pd.concat(tables, ignore_index=True)
+    ed.tables.mkdir(parents=True, exist_ok=True)
     table.to_csv(ed.table("selection_compare"), index=False)
     write_table(table, ed.table("selection_compare", "parquet"))
     return {"families": [f.name for f in fams], "config_tag": summary["config_tag"], "figures": figs,

@@ -140,18 +140,28 @@ class Clumpy(SourceFamily):
             out = out + g[:, None] * col[..., None, None]
         return out
 
+    #: pixels across the grid each source's sizes are measured on: compact knots (0.03 arcsec) need about 0.02
+    #: arcsec pixels for a concentration good to 0.05 (96 pixels gave errors of 0.1 and more)
+    SIZE_GRID = 192
+    #: sources measured at once (memory: 3 x SIZE_GRID^2 float64 per source, 0.9 MB)
+    SIZE_BATCH = 64
+
     def sizes(self, params):
         re = params["src_re"].to_numpy(float)
         ext = 5 * re + np.max(np.abs(params[[f"knot{j}_{a}" for j in range(MAX_KNOTS) for a in "xy"]].to_numpy()), axis=1)
-        n = 96
-        half = torch.as_tensor(ext, dtype=torch.float64)
+        n = self.SIZE_GRID
         g = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / ((n - 1) / 2)
         yy, xx = torch.meshgrid(g, g, indexing="ij")
-        p = params_to_tensors(params, torch.float64, torch.device("cpu"))
-        p = {**p, "beta_x": torch.zeros_like(p["beta_x"]), "beta_y": torch.zeros_like(p["beta_y"])}
-        bx, by = xx[None] * half[:, None, None], yy[None] * half[:, None, None]
-        img = self.sb(bx, by, p)[:, 1].numpy()
-        return curve_of_growth(img, (2 * ext / (n - 1)))
+        rh, conc = np.empty(len(params)), np.empty(len(params))
+        for lo in range(0, len(params), self.SIZE_BATCH):
+            sl = slice(lo, lo + self.SIZE_BATCH)
+            half = torch.as_tensor(ext[sl], dtype=torch.float64)
+            p = params_to_tensors(params.iloc[sl], torch.float64, torch.device("cpu"))
+            p = {**p, "beta_x": torch.zeros_like(p["beta_x"]), "beta_y": torch.zeros_like(p["beta_y"])}
+            bx, by = xx[None] * half[:, None, None], yy[None] * half[:, None, None]
+            img = self.sb(bx, by, p)[:, 1].numpy()
+            rh[sl], conc[sl] = curve_of_growth(img, (2 * ext[sl] / (n - 1)))
+        return rh, conc
 
 
 class Stamps(SourceFamily):

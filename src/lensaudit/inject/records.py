@@ -19,8 +19,9 @@ from lensaudit.artifacts.kinds import SELECTION_SUMMARY
 from lensaudit.errors import InputError
 
 #: Version of the record columns; part of a selection run's configuration tag, so records written by an older
-#: version (2: the measured arc columns of :mod:`lensaudit.survey.arcphot` added) are never mixed with new ones.
-RECORDS_VERSION = 2
+#: version (2: the measured arc columns of :mod:`lensaudit.survey.arcphot` added; 3: the clumpy family's source sizes
+#: measured on a grid twice as fine) are never mixed with new ones.
+RECORDS_VERSION = 3
 
 
 def chunk_path(run_dir: str | Path | SelectionRunDir, family: str, tag: str, k: int) -> Path:
