@@ -851,6 +851,7 @@ def test_score_mock_true_lenses_fetches_what_is_missing_scores_and_counts_exclus
 
 
 def test_closure_figure_plots_each_familys_prediction_and_the_truth_at_the_headline_threshold(tmp_path, monkeypatch):
+    import lensaudit.selection.figures  # noqa: F401  (imported before the patch: it binds save_figure on import)
     import lensaudit.utils.display as display
     from lensaudit.selection.closure import closure_figure
 
