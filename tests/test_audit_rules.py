@@ -955,3 +955,64 @@ def test_frechet_distance_of_diagonal_covariances_is_the_closed_form():
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
     one = frechet_distance(a[:, :1], b[:, :1])                        # one feature: (mu diff)^2 + (sd diff)^2
     assert one == pytest.approx(1.0 + (np.sqrt(va[0]) - np.sqrt(vb[0])) ** 2, rel=1e-9)
+
+
+def test_probe_edge_cases_ties_defaults_and_error_names():
+    """A null AUC equal to the observed one counts against the injections (p uses >=); folds are capped by the
+    smaller class whichever it is; without bootstrap replicates the power MDE is undefined, not an error; the
+    functions' defaults are the gate's configuration defaults; errors name the function; rank-deficient feature
+    sets (more features than rows, where scipy's sqrtm turns complex) still give a real Frechet distance."""
+    import inspect
+
+    from lensaudit.realism.gate import ProbeConfig, RealismConfig
+    from lensaudit.realism.probe import cv_auc, frechet_distance, probe_auc
+
+    real, inj = np.array([[0.0], [0.1]]), np.array([[1.0], [1.1]])      # separable: many nulls tie at AUC 1
+    r = probe_auc(real, inj, folds=2, n_boot=10, n_permutations=40, seed=3)
+    ties = int((r["null_values"] == r["auc"]).sum())
+    assert r["auc"] == 1.0 and ties > 0
+    assert r["permutation_p"] == (1 + int((r["null_values"] >= r["auc"]).sum())) / 41
+    g = np.random.default_rng(0)
+    few_inj = probe_auc(g.normal(0, 1, (12, 2)), g.normal(0, 1, (3, 2)), folds=5, n_boot=0, n_permutations=2)
+    assert few_inj["folds"] == 3 and np.isnan(few_inj["auc_mde80"])
+    pc, rc = ProbeConfig(), RealismConfig(selection_run="s", predictions="p", manifest="m", store="x", out="o")
+    d = {k: v.default for k, v in inspect.signature(probe_auc).parameters.items()}
+    assert (d["folds"], d["c"], d["n_boot"], d["n_permutations"], d["seed"]) == (pc.folds, pc.C, pc.n_boot,
+                                                                                 pc.n_permutations, pc.seed)
+    m = {k: v.default for k, v in inspect.signature(brightness_match).parameters.items()}
+    assert (m["bin_width"], m["max_ratio"], m["seed"]) == (rc.match_bin_mag, rc.match_max_ratio, pc.seed)
+    with pytest.raises(ValueError, match="^cv_auc: need"):
+        cv_auc(real[:1], inj)
+    with pytest.raises(ValueError, match="^probe_auc: need"):
+        probe_auc(real[:1], inj)
+    a, b = g.normal(0, 1, (3, 5)), g.normal(0.5, 1, (3, 5))
+    fd = frechet_distance(a, b)
+    assert isinstance(fd, float) and np.isfinite(fd)
+
+
+def test_brightness_match_rules_by_hand():
+    """The ratio is the smallest injections-per-real over bins with at least as many injections as lenses (a bin
+    with fewer keeps as many lenses as it has injections), 1 when no bin has enough; rows are drawn without
+    replacement; bins are aligned to multiples of the bin width; no usable bin gives empty integer index arrays;
+    magnitudes that are all NaN are matched as one bin."""
+    # bin A (20.0-20.5): 2 real, 2 inj (ratio 1); bin B (21.0-21.5): 1 real, 3 inj -> ratio 1
+    kr, ki = brightness_match(np.array([20.1, 20.2, 21.1]), np.array([20.1, 20.3, 21.1, 21.2, 21.3]), 0.5, 3)
+    assert kr.tolist() == [0, 1, 2] and len(ki) == 3 and set(ki[:2]) == {0, 1}
+    # bin C: 3 real, 1 inj (left out of the ratio); bin D: 1 real, 3 inj -> ratio 3, C gives nothing
+    kr, ki = brightness_match(np.array([20.1, 20.2, 20.3, 21.1]), np.array([20.1, 21.1, 21.2, 21.3]), 0.5, 3)
+    assert kr.tolist() == [3] and ki.tolist() == [1, 2, 3]
+    # no bin has as many injections as lenses: ratio 1, each bin keeps min(real, injected) of both
+    kr, ki = brightness_match(np.array([20.1, 20.2, 20.3]), np.array([20.1, 20.2]), 0.5, 3)
+    assert len(kr) == 2 and ki.tolist() == [0, 1]
+    # without replacement: every kept row once
+    g = np.random.default_rng(1)
+    kr, ki = brightness_match(g.uniform(20, 21, 30), g.uniform(20, 21, 200), 0.5, 3, seed=2)
+    assert len(set(kr)) == len(kr) == 30 and len(set(ki)) == len(ki) == 90
+    # bins at multiples of 0.4 mag: 20.1 and 20.3 share [20.0, 20.4) -> 2 real, 8 inj, ratio 3 (a grid shifted by
+    # half a bin would split them and give ratio 2)
+    kr, ki = brightness_match(np.array([20.1, 20.3]), np.array([20.1] * 6 + [20.3] * 2), 0.4, 3)
+    assert len(kr) == 2 and len(ki) == 6
+    kr, ki = brightness_match(np.array([20.1]), np.array([25.0]), 0.5, 3)
+    assert kr.shape == ki.shape == (0,) and kr.dtype.kind == ki.dtype.kind == "i"
+    kr, ki = brightness_match(np.full(2, np.nan), np.full(4, np.nan), 0.5, 3)
+    assert kr.tolist() == [0, 1] and len(ki) == 4

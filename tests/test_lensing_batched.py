@@ -111,3 +111,21 @@ def test_sersic_and_gaussian_on_batched_tensors_equal_numpy_and_lenstronomy(devi
         ref = lm.surface_brightness(x[i], y[i], [{"amp": 1.0, "R_sersic": re[i], "n_sersic": n[i], "e1": e1, "e2": e2,
                                                   "center_x": 0.0, "center_y": 0.0}])
         np.testing.assert_allclose(prof[i], ref, rtol=1e-4, atol=1e-12)
+
+
+def test_array_dispatch_helpers():
+    """Plain Python numbers and lists dispatch to NumPy; a per-lens parameter takes the positions' dtype and
+    keeps a scalar 0-d; parameters leave as float64 NumPy, also from a tensor that carries a gradient."""
+    from lensaudit.lensing.arrays import namespace, per_lens, to_numpy
+    assert namespace(2.0) is namespace(np.zeros(3)) and namespace([1, 2]) is namespace(np.zeros(3))
+    like = np.zeros((4, 5, 5), np.float32)
+    xp = namespace(like)
+    t = per_lens(np.arange(4.0), like, xp)
+    assert t.dtype == np.float32 and t.shape == (4, 1, 1)
+    s = per_lens(1.5, like, xp)
+    assert s.ndim == 0 and s.dtype == np.float32
+    ts = per_lens(1.5, torch.zeros((4, 5, 5), dtype=torch.float64), namespace(torch.zeros(1)))
+    assert ts.ndim == 0 and ts.dtype == torch.float64
+    out = to_numpy(torch.tensor([1.0, 2.0], requires_grad=True))
+    assert out.dtype == np.float64 and out.tolist() == [1.0, 2.0]
+    assert to_numpy([1, 2]).dtype == np.float64

@@ -3,6 +3,8 @@ with a small model, the realism probe and the closure test on synthetic truths."
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -802,3 +804,47 @@ def test_run_closure_wires_each_familys_selection_function_injections_and_gate_r
     with pytest.raises(ArtifactError, match=r"run/thresholds\.json: operating point lacks"):
         run_closure(run, tmp_path / "true.parquet", tmp_path / "c2")
     write_doc(rd.operating_points, OPERATING_POINTS, doc)
+
+
+def test_completeness_table_rows_edges_and_empty_records_and_overall_by_hand(tmp_path):
+    """Every cell gets a row per operating point, also cells (and whole tables) without injections; each row's
+    edges are its cell's; the index is 0..N-1; overall() sums k and n per threshold with Jeffreys limits; the
+    FITS copy carries the family and a pointer to the metadata; a bad operating point names the selection
+    function."""
+    from astropy.io import fits
+
+    from lensaudit.artifacts import ArtifactError
+    from lensaudit.selection.function import VALUE_COLUMNS, completeness_table
+    from lensaudit.selection.intervals import completeness_columns
+
+    grid = Grid(GridConfig(theta_e=AxisSpec(edges=(0.5, 1.0, 2.0)), psf_fwhm=AxisSpec(edges=(0.9, 1.8)),
+                           depth=AxisSpec(edges=(23.0, 24.0)), arc_mag=AxisSpec(edges=(19.0, 21.0, 23.0))))
+    ops = [OperatingPoint.fixed(0.5), OperatingPoint.fixed(0.8)]
+    recs = pd.DataFrame({"cell": [0, 0, 0, 1, 1], "probability": [0.9, 0.6, 0.1, 0.95, 0.2]})
+    t = completeness_table(recs, grid, ops, 2)
+    assert t.index.equals(pd.RangeIndex(8)) and t["cell"].tolist() == [0, 1, 2, 3] * 2
+    assert t["n"].tolist() == [3, 2, 0, 0] * 2 and t["k"].tolist() == [2, 1, 0, 0, 1, 1, 0, 0]
+    ti, ai = np.unravel_index(t["cell"].to_numpy(), grid.shape)[0], np.unravel_index(t["cell"].to_numpy(), grid.shape)[3]
+    np.testing.assert_array_equal(t["theta_e_hi"], grid.edges["theta_e"][ti + 1])
+    np.testing.assert_array_equal(t["arc_mag_hi"], grid.edges["arc_mag"][ai + 1])
+    np.testing.assert_array_equal(t["arc_mag_lo"], grid.edges["arc_mag"][ai])
+    empty = completeness_table(recs.iloc[:0], grid, ops, 2)
+    assert len(empty) == 8 and (empty["n"] == 0).all() and (empty["k"] == 0).all()
+    assert empty["completeness"].isna().all()
+    meta = {"edges": {a: e.tolist() for a, e in grid.edges.items()}, "thresholds": [op.to_dict() for op in ops],
+            "family": "sersic", "notes": "x" * 100}
+    sf = SelectionFunction(t, meta)
+    both = sf.overall()
+    assert list(both) == ["p>=0.5", "p>=0.8"] and list(sf.overall("p>=0.8")) == ["p>=0.8"]
+    for th, k in (("p>=0.5", 3), ("p>=0.8", 2)):
+        want = completeness_columns(k, 5, 1)
+        assert both[th]["k"] == k and both[th]["n"] == 5
+        assert both[th] == pytest.approx({"k": k, "n": 5, **{c: float(want[c]) for c in VALUE_COLUMNS}})
+    assert sf.overall("p>=0.8")["p>=0.8"] == both["p>=0.8"]
+    sf.save_fits(tmp_path / "a.fits")
+    hdr = fits.getheader(tmp_path / "a.fits", 1)
+    assert hdr["FAMILY"] == "sersic" and hdr["LA_META"] == json.dumps(meta)[:60]
+    SelectionFunction(t, {k: v for k, v in meta.items() if k != "family"}).save_fits(tmp_path / "b.fits")
+    assert fits.getheader(tmp_path / "b.fits", 1)["FAMILY"] == ""
+    with pytest.raises(ArtifactError, match="^selection function: operating point lacks"):
+        SelectionFunction(t, {**meta, "thresholds": [{"name": "p>=0.5"}]})

@@ -542,3 +542,145 @@ def test_knots_without_light_draw_nothing_so_the_dust_that_follows_is_unchanged(
             np.testing.assert_array_equal(got, base)
         else:                                   # a knot share without knots: the disc keeps 0.7 and is rescaled
             np.testing.assert_allclose(got, base, rtol=1e-12)
+
+
+def _rich_recipe(p: dict, rng: np.random.Generator) -> np.ndarray:
+    """The rich blue source written out from its stated recipe, drawing from ``rng`` in the stated order: a textured
+    exponential disc (field of slope 3 and k0 = half the grid in half-light radii), two logarithmic arms of pitch
+    0.35 rad at the disc's tilt, a colour gradient, bulge and bar, offset components, knots and patchy dust."""
+    from lensaudit.lensing.light import knots_profile, sersic
+    from lensaudit.sources.procedural import DUST_RATIO, N_SOURCE, gaussian_random_field
+
+    re, q, phi = p["src_re"], p["src_q"], p["src_phi"]
+    pix = max(10.0 * re + 2.0 * p["src_offset_max"], 1.2) / N_SOURCE
+    g = (np.arange(N_SOURCE) - (N_SOURCE - 1) / 2) * pix
+    x, y = np.meshgrid(g, g)
+    cw = lambda gr_, rz_: np.array([10 ** (-0.4 * gr_), 1.0, 10 ** (0.4 * rz_)])[:, None, None]  # noqa: E731
+    tex = gaussian_random_field(N_SOURCE, rng, 3.0, N_SOURCE * pix / re / 2)
+    disc = sersic(x, y, re, 1.0, q, phi) * np.exp(p["src_texture"] * tex - p["src_texture"] ** 2 / 2)
+    if p["src_arms"]:
+        u, v = np.cos(phi) * x + np.sin(phi) * y, np.cos(phi) * y - np.sin(phi) * x      # along the major axis
+        r = np.sqrt(q * u**2 + v**2 / q) + 1e-3
+        arm = np.cos(2 * (np.arctan2(v, u) - np.log(r / re) / np.tan(0.35)) + p["src_arm_phase"])
+        disc = disc * (0.35 + np.maximum(arm, 0) ** 2)
+    step = 10 ** (0.4 * p["src_gradient"] * np.clip(np.hypot(x, y) / re - 1, -1, 3))
+    out = cw(p["src_gr"], p["src_rz"]) * np.stack([step, np.ones_like(step), 1 / step]) * disc / disc.sum() \
+        * (1 - p["src_bulge_frac"] - p["src_knot_frac"])
+    bulge = sersic(x, y, 0.3 * re, 3.5, min(1.0, q + 0.2), phi)
+    out = out + cw(p["src_gr"] + 0.5, p["src_rz"] + 0.3) * bulge / bulge.sum() * p["src_bulge_frac"]
+    if p["src_bar"]:
+        bar = sersic(x, y, 0.6 * re, 0.5, 0.25, phi + p["src_bar_angle"])
+        out = out + cw(p["src_gr"] + 0.3, p["src_rz"] + 0.2) * bar / bar.sum() * 0.15
+    for _ in range(p["src_n_components"]):
+        ang, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 1.0) * p["src_offset_max"]
+        size, cq, cphi = re * rng.uniform(0.2, 0.5), rng.uniform(0.4, 1.0), rng.uniform(0, np.pi)
+        comp = sersic(x - d * np.cos(ang), y - d * np.sin(ang), size, 1.0, cq, cphi)
+        out = out + cw(p["src_gr"] - 0.15, p["src_rz"] - 0.1) * comp / comp.sum() * rng.uniform(0.1, 0.3)
+    k = p["src_n_knots"]
+    kx, ky = rng.normal(0, 1.2 * re, k), rng.normal(0, 1.2 * re, k)
+    ks, kw = rng.uniform(0.015, 0.05, k), rng.exponential(1.0, k)
+    knots = knots_profile(x, y, kx, ky, ks, kw / kw.sum())
+    out = out + cw(p["src_gr"] - 0.35, p["src_rz"] - 0.3) * knots / knots.sum() * p["src_knot_frac"]
+    dust = np.maximum(gaussian_random_field(N_SOURCE, rng, 2.5, 4.0) + 0.3, 0)
+    out = out * np.exp(-p["src_dust_tau"] * DUST_RATIO[:, None, None] * dust)
+    return out * _flux(p["src_rmag"]) / out[1].sum()
+
+
+def test_a_rich_source_with_every_component_follows_its_recipe_pixel_by_pixel():
+    """Every component on at once, tilted and flattened (so the arms' frame, the offset components' geometry, the
+    knots' spread and the dust's field all show), against the recipe written out independently."""
+    from lensaudit.sources.procedural import render_rich
+
+    for seed, over in ((0, {}), (5, {"src_q": 0.45, "src_phi": 2.2, "src_re": 0.15, "src_offset_max": 0.6})):
+        p = _blue(src_texture=0.6, src_arms=True, src_arm_phase=0.8, src_gradient=0.25, src_bulge_frac=0.15,
+                  src_bar=True, src_bar_angle=0.9, src_n_components=2, src_offset_max=0.3, src_n_knots=4,
+                  src_knot_frac=0.2, src_dust_tau=0.7, src_q=0.55, src_phi=0.6) | over
+        got = render_rich(p, np.random.default_rng(seed))
+        want = _rich_recipe(p, np.random.default_rng(seed))
+        np.testing.assert_allclose(got.image, want, rtol=1e-9, atol=1e-12 * want.max())
+
+
+def test_the_random_field_is_stationary():
+    """Fourier coefficients with uniform phases: the pixel variance over many fields is the same everywhere, also
+    at the grid's origin and centre (a field built from unequal real and imaginary parts would have a quieter
+    origin, where only the real parts add up). 400 fields: each pixel variance has a 7 percent sd."""
+    from lensaudit.sources.procedural import gaussian_random_field
+
+    rng = np.random.default_rng(7)
+    f = np.stack([gaussian_random_field(32, rng) for _ in range(400)])
+    var = f.var(axis=0)
+    assert var[0, 0] == pytest.approx(var.mean(), rel=0.25) and var[16, 16] == pytest.approx(var.mean(), rel=0.25)
+
+
+def _stamp_with(border_noise=1.0, plateau=500.0, n=32, seed=0):
+    """(3, n, n): unit-sd noise everywhere, a bright plateau filling all but the outer 3 pixels."""
+    v = np.random.default_rng(seed).normal(0, border_noise, (3, n, n))
+    v[:, 3:-3, 3:-3] += plateau
+    return v
+
+
+def test_negative_excess_rules_by_hand():
+    """The noise is 1.4826 MAD of the outer 3 pixels (the plateau inside, most of the stamp, does not enter it); a
+    pixel below -10 sigma flags a stamp only when the negative pixels sum to more than 5 percent of the light; a
+    border median more than 5 standard errors (sigma / sqrt(n / 2)) below zero flags it; with a zero (masked)
+    border the noise comes from the negative pixels."""
+    from lensaudit.sources.library import negative_excess
+
+    assert negative_excess(_stamp_with()) is None
+    # a negative hole of -12 sigma: flagged when the negative light is more than 5 percent of the positive
+    for depth, plateau, flagged in ((-12.0, 0.3, True), (-8.0, 0.3, False), (-12.0, 500.0, False)):
+        v = _stamp_with(plateau=plateau)
+        v[1, 10:14, 10:14] = depth
+        why = negative_excess(v)
+        assert (why is not None) == flagged, (depth, plateau, why)
+        if flagged:
+            assert why.startswith("has a r-band pixel of -12")
+    # the border median: the standard error of 384 border pixels is sigma / sqrt(192)
+    for shift_se, flagged in ((-5.6, True), (-4.4, False), (4.4, False)):
+        v = _stamp_with(seed=3)
+        sig = 1.4826 * np.median(np.abs(np.concatenate([v[0, :3].ravel(), v[0, -3:].ravel(), v[0, :, :3].ravel(),
+                                                         v[0, :, -3:].ravel()])))
+        border = np.ones((32, 32), bool)
+        border[3:-3, 3:-3] = False
+        v[0][border] -= np.median(v[0][border])                     # a border median of exactly zero first
+        v[0][border] += shift_se * sig / np.sqrt(384 / 2)
+        why = negative_excess(v)
+        assert (why is not None) == flagged, (shift_se, why)
+        if flagged:
+            assert why.startswith("has a g-band border median")
+            in_sigma = float(why.split("(")[1].split(" sigma")[0])               # the median in pixel sigmas
+            assert in_sigma == pytest.approx(shift_se / np.sqrt(192), abs=0.03)
+    # a ring just inside the frame (the 4th pixel) does not belong to the border
+    v = _stamp_with()
+    v[:, 3, 3:-3] = v[:, -4, 3:-3] = v[:, 3:-3, 3] = v[:, 3:-3, -4] = -50.0
+    assert negative_excess(v) is None
+    # a masked (zero) border: sigma = 1.4826 x median |negative pixels|
+    base = np.zeros((3, 32, 32))
+    inner = np.random.default_rng(5).permutation(np.r_[np.full(338, -2.0), np.full(338, 10.0)]).reshape(26, 26)
+    for hole, flagged in ((-25.0, False), (-35.0, True)):
+        v = base.copy()
+        v[:, 3:-3, 3:-3] = inner
+        v[:, 15, 15] = hole
+        assert (negative_excess(v) is not None) == flagged, hole
+    assert negative_excess(np.zeros((3, 32, 32)) + np.pad(np.ones((3, 26, 26)), ((0, 0), (3, 3), (3, 3)))) is None
+
+
+def test_halves_follow_the_stated_hash_rule_and_paths_may_hold_colons(tmp_path):
+    import hashlib
+
+    ids = [f"g{i}" for i in range(200)]
+    want = ["A" if hashlib.sha256(f"lensaudit-half:{i}".encode()).digest()[0] % 2 == 0 else "B" for i in ids]
+    assert library_half(ids).tolist() == want
+    assert split_spec("a:b/lib.fits:B") == ("a:b/lib.fits", "B") and split_spec("a:b/lib.fits") == ("a:b/lib.fits", None)
+    imgs, meta = _lib()
+    write_stamp_library(tmp_path / "lib.fits", imgs, 0.05, meta)
+    full = StampLibrary.read(tmp_path / "lib.fits")
+    assert full.half("B").source == f"{full.source}:B"
+
+
+def test_a_library_built_in_memory_names_itself_refuses_no_stamps_and_holds_float64():
+    imgs, meta = _lib()
+    lib = StampLibrary(imgs.astype(np.float32), 0.05, meta)
+    assert lib.source == "stamp library" and lib.images.dtype == np.float64
+    with pytest.raises(StampLibraryError, match=r"^stamp library: expected a \(N, 3, S, S\)"):
+        StampLibrary(np.zeros((0, 3, 16, 16)), 0.05, meta.iloc[:0])
