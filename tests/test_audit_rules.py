@@ -681,6 +681,13 @@ def test_closure_test_counts_covered_cells_at_the_minimum_merges_bins_and_keeps_
     # bin 1: every lens and every injection detected, no bootstrap spread: its sd is the Jeffreys floor alone
     assert merged["se"].iat[1] == pytest.approx((1 - beta.ppf(0.16, 12.5, 0.5)) / 2)
     assert merged["diff"].iat[1] == 0.0
+    # the primary statistic: chi^2 = sum of the merged bins' z^2 on as many degrees of freedom as finite z
+    from scipy.stats import chi2 as chi2_dist
+    z = merged["z"].to_numpy(float)
+    z = z[np.isfinite(z)]
+    assert len(z) == row["dof"] and np.abs(z).max() > 0.1 and not np.isin(np.abs(z), (0.0, 1.0)).all()
+    assert row["chi2"] == pytest.approx(float((z**2).sum()), rel=1e-12)
+    assert row["chi2_p"] == pytest.approx(float(chi2_dist.sf((z**2).sum(), len(z))), rel=1e-12)
     # marginal bins of every axis, each with its centre, counts, Jeffreys limits and (all found) floor
     for axis, want_n in {"theta_e": {0: 10, 1: 12}, "arc_mag": {0: 22}, "psf_fwhm": {0: 22}, "depth": {0: 22}}.items():
         m = bins[bins["quantity"] == axis]
@@ -854,6 +861,7 @@ def test_closure_figure_plots_each_familys_prediction_and_the_truth_at_the_headl
     import lensaudit.selection.figures  # noqa: F401  (imported before the patch: it binds save_figure on import)
     import lensaudit.utils.display as display
     from lensaudit.selection.closure import closure_figure
+    from lensaudit.selection.figures import LABELS
 
     rows = []
     for th, shift in (("p>=0.5", 0.0), ("other", 0.3)):
@@ -861,9 +869,10 @@ def test_closure_figure_plots_each_familys_prediction_and_the_truth_at_the_headl
                        ("depth", [23.0, 24.0])):
             for fam, off in (("f1", 0.0), ("f2", 0.05)):
                 for j, c in enumerate(cen):
+                    t_off = 0.0 if fam == "f1" else 0.02        # the truth is read from the first family's rows
                     rows.append({"threshold": th, "quantity": q, "family": fam, f"{q}_centre": c,
-                                 "c_inj": 0.1 * j + off + shift, "se": 0.01, "c_true": 0.2 + 0.1 * j + shift,
-                                 "true_lo68": 0.15 + 0.1 * j + shift, "true_hi68": 0.3 + 0.1 * j + shift})
+                                 "c_inj": 0.1 * j + off + shift, "se": 0.01, "c_true": 0.2 + 0.1 * j + shift + t_off,
+                                 "true_lo68": 0.15 + 0.1 * j + shift + t_off, "true_hi68": 0.3 + 0.1 * j + shift + t_off})
     per_bin = pd.DataFrame(rows)
     figs = []
     monkeypatch.setattr(display, "save_figure", lambda fig, path: figs.append(fig) or str(path))
@@ -880,7 +889,19 @@ def test_closure_figure_plots_each_familys_prediction_and_the_truth_at_the_headl
         np.testing.assert_allclose(f2.get_ydata(), 0.1 * np.arange(len(cen)) + 0.05)
         np.testing.assert_allclose(true.get_xdata(), cen)
         np.testing.assert_allclose(true.get_ydata(), 0.2 + 0.1 * np.arange(len(cen)))
-        assert ax.get_ylim() == (0.0, 1.0)
+        assert ax.get_ylim() == (0.0, 1.0) and ax.get_xlabel() == LABELS[_q]
+        # error bars: each family's bootstrap sd either side; the truth's 68 percent Jeffreys limits
+        c1, c2, ct = ax.containers
+        for c, off in ((c1, 0.0), (c2, 0.05)):
+            seg = np.array(c.lines[2][0].get_segments())
+            np.testing.assert_allclose(seg[:, :, 1], np.c_[0.1 * np.arange(len(cen)) + off - 0.01,
+                                                             0.1 * np.arange(len(cen)) + off + 0.01])
+            assert f1.get_marker() == "o" and f1.get_linestyle() == "-"
+        seg = np.array(ct.lines[2][0].get_segments())
+        np.testing.assert_allclose(seg[:, :, 1], np.c_[0.15 + 0.1 * np.arange(len(cen)), 0.3 + 0.1 * np.arange(len(cen))])
+        assert true.get_marker() == "s" and true.get_linestyle() == "None" and true.get_color() == "k"
+    assert figs[0]._suptitle.get_text().startswith("Closure: true completeness of the mock's lenses (black)")
+    assert figs[0]._suptitle.get_text().endswith("(error bars: bootstrap sd)")
     assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["f1", "f2", "true (mock lenses)"]
     assert axes[0].get_ylabel() == "completeness (p>=0.5)"
 

@@ -497,10 +497,14 @@ def test_closure_interval_widens_when_the_stamps_are_few():
         effect = rng.normal(0, 0.25, n_stamps)[stamp]
         p_det = np.clip(np.where(inj["probability"] > 0.5, 0.75, 0.25) + effect, 0, 1)
         inj["probability"] = np.where(rng.random(len(inj)) < p_det, 0.9, 0.1)
-        _, with_lib = closure_test(true, inj, grid, ths, n_boot=300, stamp_ids=stamp)
-        _, without = closure_test(true, inj, grid, ths, n_boot=300)
+        bins_lib, with_lib = closure_test(true, inj, grid, ths, n_boot=300, stamp_ids=stamp)
+        bins_plain, without = closure_test(true, inj, grid, ths, n_boot=300)
         widths[n_stamps] = (_summary(with_lib)["se"], _summary(without)["se"])
+        if n_stamps == 5:              # the marginal bins resample the stamps too
+            m_lib, m_plain = (b[b["quantity"] == "theta_e"]["se"].to_numpy() for b in (bins_lib, bins_plain))
+            assert np.median(m_lib / m_plain) > 1.3
         assert _summary(with_lib)["library_bootstrap"] and _summary(with_lib)["n_stamps"] == len(np.unique(stamp))
+        assert not _summary(without)["library_bootstrap"] and _summary(without)["n_stamps"] == 0
     assert widths[5][0] > 1.5 * widths[5][1]                  # few stamps: the library's variance dominates
     assert widths[2000][0] == pytest.approx(widths[2000][1], rel=0.25)
     assert widths[5][0] > 1.5 * widths[2000][0]
@@ -744,7 +748,7 @@ def test_marginals_against_hand_counts_with_grid_edges_data_ranges_and_quantile_
     assert ne.loc[("theta_e", 0), "status"] == "ok" and marginals(recs, ops[:1], 3).iloc[0]["status"] == "insufficient"
 
 
-def test_run_closure_wires_each_familys_selection_function_injections_and_gate_row(small_run, tmp_path):
+def test_run_closure_wires_each_familys_selection_function_injections_and_gate_row(small_run, tmp_path, monkeypatch):
     from lensaudit.artifacts import SelectionRunDir, read_doc, write_artifact_table, write_doc
     from lensaudit.artifacts.kinds import OPERATING_POINTS, REALISM
     from lensaudit.artifacts.tables import ArtifactError
@@ -778,7 +782,16 @@ def test_run_closure_wires_each_familys_selection_function_injections_and_gate_r
             cols[k].append(row[k])
     write_artifact_table(pd.DataFrame(cols), tmp_path / "realism.parquet", REALISM)
     out = tmp_path / "new" / "deep" / "closure"                       # parents are made
+    import lensaudit.selection.closure as closure_mod
+    drawn = []
+    real_figure = closure_mod.closure_figure
+    monkeypatch.setattr(closure_mod, "closure_figure", lambda b, path, th: drawn.append(th) or real_figure(b, path, th))
     per_bin, summ = run_closure(run, tmp_path / "true.parquet", out, realism=tmp_path / "realism.parquet")
+    assert drawn == ["p>=0.5"]                                        # the figure shows the headline threshold
+    assert per_bin.index.equals(pd.RangeIndex(len(per_bin))) and summ.index.equals(pd.RangeIndex(len(summ)))
+    from lensaudit.artifacts import ClosureDir
+    csv = pd.read_csv(ClosureDir(out).summary_csv)
+    assert list(csv.columns) == list(summ.columns) and csv.columns[0] == "family" and len(csv) == len(summ)
     rd = SelectionRunDir(run)
     ops = [OperatingPoint.from_dict(d) for d in read_doc(rd.operating_points, OPERATING_POINTS)["points"]]
     for fam in ("sersic", "planted", "stamps"):

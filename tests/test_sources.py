@@ -684,3 +684,77 @@ def test_a_library_built_in_memory_names_itself_refuses_no_stamps_and_holds_floa
     assert lib.source == "stamp library" and lib.images.dtype == np.float64
     with pytest.raises(StampLibraryError, match=r"^stamp library: expected a \(N, 3, S, S\)"):
         StampLibrary(np.zeros((0, 3, 16, 16)), 0.05, meta.iloc[:0])
+
+
+def test_library_validation_at_its_edges_and_the_file_it_writes(tmp_path):
+    """Shape checks one by one; pixel scales at the ends of the stated range are accepted; a stamp whose r band has
+    no positive flux is refused (whatever its z band); the first stamp with a wrong half is named; sizes are
+    measured in r; unit images are float32 (memory); the file lands in new folders, float32, with its unit."""
+    from astropy.io import fits
+
+    from lensaudit.sources.library import PIXSCALE_RANGE
+
+    imgs, meta = _lib(n=6)
+    for bad in (imgs[:, :2], imgs[:, :, :, :31], imgs[0], imgs[:, :, :, 0]):
+        with pytest.raises(StampLibraryError, match=r"expected a \(N, 3, S, S\)"):
+            StampLibrary(bad, 0.05, meta)
+    for ps in PIXSCALE_RANGE:
+        assert StampLibrary(imgs, ps, meta).pixscale == ps
+    dark = imgs.copy()
+    dark[2, 1] = 0.0
+    with pytest.raises(StampLibraryError, match=r"stamp 's002' has no positive r-band flux"):
+        StampLibrary(dark, 0.05, meta)
+    halves = library_half(meta["ID"])
+    wrong = meta.assign(HALF=halves)
+    wrong.loc[[1, 3], "HALF"] = np.where(halves[[1, 3]] == "A", "B", "A")
+    with pytest.raises(StampLibraryError, match=r"stamp 's001' is marked half"):
+        StampLibrary(imgs, 0.05, wrong)
+    # r compact, z extended: the sizes are the r band's
+    sized = imgs.copy()
+    sized[:, 2] = imgs[:, 2].mean(axis=(1, 2), keepdims=True)
+    lib = StampLibrary(sized, 0.05, meta.assign(MAG_Z=MAG_ZEROPOINT - 2.5 * np.log10(sized[:, 2].sum(axis=(1, 2)))))
+    from lensaudit.sources.library import curve_of_growth
+    np.testing.assert_array_equal(lib.r_half, curve_of_growth(imgs[:, 1], 0.05)[0])
+    assert lib.unit_images.dtype == np.float32 and lib.source == "stamp library"
+    path = write_stamp_library(tmp_path / "new" / "deeper" / "lib.fits", imgs, 0.05, meta)
+    with fits.open(path) as h:
+        assert h["STAMPS"].data.dtype == np.dtype(">f4") and h["STAMPS"].header["BUNIT"] == "flux at ZEROPT"
+
+
+def test_curve_of_growth_centroid_of_positive_light_empty_images_and_file_round_trip(tmp_path):
+    """The centroid uses the positive pixels only (a deep negative pixel far out does not move it); an image
+    without light gets NaN and does not stop the images after it; a written library reads back with float
+    metadata, its own name in its messages and the caller's header cards."""
+    from astropy.io import fits
+
+    from lensaudit.sources.library import curve_of_growth
+
+    imgs, meta = _lib(n=4)
+    r = imgs[:, 1]
+    with_hole = r.copy()
+    with_hole[:, 0, 0] = -0.3 * r.sum(axis=(1, 2))
+    zero = np.zeros_like(r[:1])
+    rh, conc = curve_of_growth(np.concatenate([zero, r, zero]), 0.05)
+    assert np.isnan(rh[0]) and np.isnan(conc[0]) and np.isnan(rh[-1]) and np.isfinite(rh[1:-1]).all()
+    base = curve_of_growth(r, 0.05)[0]
+    np.testing.assert_allclose(rh[1:-1], base)
+    # by hand: circular apertures about the centroid of the positive pixels; the hole's light stays in the sums
+    yy, xx = np.mgrid[0:32, 0:32]
+    for im, got in zip(with_hole, curve_of_growth(with_hole, 0.05)[0], strict=True):
+        pos = np.clip(im, 0, None)
+        cx, cy = (pos * xx).sum() / pos.sum(), (pos * yy).sum() / pos.sum()
+        rad = np.hypot(xx - cx, yy - cy).ravel()
+        o = np.argsort(rad)
+        cum = np.maximum.accumulate(np.cumsum(im.ravel()[o]) / im.sum())
+        assert got == pytest.approx(np.interp(0.5, cum, rad[o] * 0.05), rel=1e-12)
+    path = write_stamp_library(tmp_path / "l.fits", imgs, 0.05, meta, header={"ORIGIN": "a test"})
+    lib = StampLibrary.read(path)
+    assert lib.source == f"stamp library {path}"
+    assert lib.meta["Z"].dtype == np.float64 and lib.meta["MAG_R"].dtype == np.float64
+    with fits.open(path) as h:
+        assert h["STAMPS"].header["ORIGIN"] == "a test"
+    with fits.open(path) as h:
+        h["STAMPS"].data[1, 1] = 0.0
+        h.writeto(tmp_path / "dark.fits")
+    with pytest.raises(StampLibraryError, match=rf"^stamp library {tmp_path / 'dark.fits'}: stamp 's001' has no positive"):
+        StampLibrary.read(tmp_path / "dark.fits")

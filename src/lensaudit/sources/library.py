@@ -220,7 +220,6 @@ def write_stamp_library(path: str | os.PathLike, images_nmgy: np.ndarray, pixsca
     """Write images (N, 3, S, S) in nanomaggies per pixel and metadata (:data:`REQUIRED_COLUMNS`) atomically."""
     lib = StampLibrary(images_nmgy, pixscale, meta)                      # validates before writing
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     hdu = fits.ImageHDU((lib.images * 10 ** (0.4 * (zeropoint - MAG_ZEROPOINT))).astype(np.float32), name="STAMPS")
     hdu.header["PIXSCALE"] = (lib.pixscale, "arcsec per stamp pixel")
     hdu.header["ZEROPT"] = (zeropoint, "AB mag of pixel value 1")
