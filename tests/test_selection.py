@@ -861,3 +861,46 @@ def test_completeness_table_rows_edges_and_empty_records_and_overall_by_hand(tmp
     assert fits.getheader(tmp_path / "b.fits", 1)["FAMILY"] == ""
     with pytest.raises(ArtifactError, match="^selection function: operating point lacks"):
         SelectionFunction(t, {**meta, "thresholds": [{"name": "p>=0.5"}]})
+
+
+def test_host_noise_cache_is_reused_only_for_the_same_hosts_and_store_and_never_unpickles(tmp_path, monkeypatch):
+    """The hosts' pixel noise is measured once per (hosts, store contents) and read back after; other hosts or
+    another store measure again; an unreadable or pickled cache is measured again, never unpickled."""
+    from types import SimpleNamespace
+
+    import lensaudit.inject.engine as engine
+    from lensaudit.selection.run import _host_stats
+
+    calls = []
+    real = engine.host_noise
+    monkeypatch.setattr(engine, "host_noise", lambda cut: calls.append(len(cut)) or real(cut))
+    rng = np.random.default_rng(0)
+    pix = {f"h{i}": rng.normal(0, 0.01 * (i + 1), (3, 101, 101)).astype(np.float32) for i in range(4)}
+
+    class Store:
+        def __init__(self, fp):
+            self.fp = fp
+
+        def fingerprint(self):
+            return self.fp
+
+        def get(self, ids):
+            return np.stack([pix[i] for i in ids])
+
+    rd = SimpleNamespace(host_noise=tmp_path / "host_noise.npz")
+    hosts = pd.DataFrame({"id": ["h0", "h1", "h2"]})
+    sig, rho = _host_stats(hosts, Store("a"), rd)
+    assert calls == [3] and sig.shape == rho.shape == (3, 3)
+    np.testing.assert_allclose(sig[:, 1], [0.01, 0.02, 0.03], rtol=0.1)
+    again = _host_stats(hosts, Store("a"), rd)                        # read back: not measured
+    assert calls == [3]
+    np.testing.assert_array_equal(again[0], sig) and np.testing.assert_array_equal(again[1], rho)
+    _host_stats(pd.DataFrame({"id": ["h0", "h1", "h3"]}), Store("a"), rd)     # other hosts
+    assert calls == [3, 3]
+    _host_stats(pd.DataFrame({"id": ["h0", "h1", "h3"]}), Store("b"), rd)     # another store
+    assert calls == [3, 3, 3]
+    with open(rd.host_noise, "wb") as fh:                             # a cache holding a pickled object array
+        np.savez(fh, ids=np.array(["h0", "h1", "h3"], dtype=object), sigma=np.zeros((3, 3)), rho=np.zeros((3, 3)),
+                 store=np.str_("b"))
+    fresh = _host_stats(pd.DataFrame({"id": ["h0", "h1", "h3"]}), Store("b"), rd)
+    assert calls == [3, 3, 3, 3] and (fresh[0] > 0).all()
