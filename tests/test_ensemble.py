@@ -760,6 +760,15 @@ def test_compare_selection_injects_once_and_tables_every_scorer_against_the_base
     assert row["n"] == 12 and row["completeness"] == pytest.approx((gate >= 0.5).mean())
     assert row["completeness_baseline"] == pytest.approx((recs["probability"] >= 0.5).mean())
     assert res["figures"] == [ed.selection_diff_figure("sersic").name] and ed.selection_diff_figure("sersic").is_file()
+    # again into the same folder: resumed from the chunks, the same table (its index written nowhere)
+    again = compare_selection(cfg, d / "ck.pt", {"seeing-low": d / "ck.pt", "seeing-high": d / "ck.pt"},
+                              {"seeing": ["seeing-low", "seeing-high"]}, host_domains, {"seeing": cfg.domains[0]}, {},
+                              out)
+    assert again["config_tag"] == res["config_tag"]
+    t2 = pd.read_csv(ed.table("selection_compare"))
+    pd.testing.assert_frame_equal(t2, t)
+    assert list(t2.columns) == list(pd.read_parquet(ed.table("selection_compare", "parquet")).columns)
+    assert pd.read_parquet(ed.table("selection_compare", "parquet")).index.equals(pd.RangeIndex(len(t2)))
     with pytest.raises(InputError, match="none of families \\['nope'\\] is in"):
         compare_selection(cfg.model_copy(update={"selection": cfg.selection.model_copy(update={"families": ("nope",)})}),
                           d / "ck.pt", {}, {}, host_domains, {}, {}, tmp_path / "e2")

@@ -619,3 +619,58 @@ def test_the_stamp_library_tensor_is_cached_per_dtype():
     fam = Stamps(FamilyConfig(name="s", kind="stamps", stamp_library="unused"), library=Lib())
     assert fam._lib(torch.zeros(1, dtype=torch.float32)).dtype == torch.float32
     assert fam._lib(torch.zeros(1, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_parameter_checks_name_a_missing_family_column_and_check_every_knot():
+    """With a family kind, a missing column is named even when the table has a source magnitude; a knot column left
+    out does not stop the checks of the other knots; an open-ended range (knot weights, 0 to infinity) still has
+    its lower end."""
+    from lensaudit.inject.params import check_parameters
+
+    cfg = FamilyConfig(name="c", kind="clumpy")
+    p = draw_parameters(Priors(), cfg, 2, np.arange(3))
+    check_parameters(p, "clumpy")
+    with pytest.raises(ValueError, match="missing column 'src_n'"):
+        check_parameters(p.drop(columns="src_n").assign(src_mag_r=22.0), "sersic")
+    bad = p.drop(columns="knot0_sigma").assign(knot3_sigma=-1.0)
+    with pytest.raises(ValueError, match="knot3_sigma = -1"):
+        check_parameters(bad, "clumpy")
+    with pytest.raises(ValueError, match="knot2_w = -1"):
+        check_parameters(p.assign(knot2_w=-1.0), "clumpy")
+
+
+def test_stamp_sources_are_sampled_like_the_mocks_source_images():
+    """The stamps family's surface brightness at source-plane positions equals the mock's bilinear SourceImage
+    sampler (an independent implementation: scipy map_coordinates) for the same stamp placed at (beta_x, beta_y),
+    turned by src_phi after the optional mirror image; asymmetric stamps so every sign and axis shows."""
+    from lensaudit.inject.families import Stamps
+    from lensaudit.sources.procedural import SourceImage
+
+    size, ps = 24, 0.05
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    blob = lambda x0, y0, s: np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * s * s))  # noqa: E731
+    imgs = np.stack([np.stack([blob(-2, 1, 2.5) + 0.6 * blob(4, 3, 1.2)] * 3) * [[[0.8]], [[1.0]], [[1.3]]],
+                     np.stack([blob(1, -3, 1.8) + 0.4 * blob(-4, 2, 1.0)] * 3) * [[[1.1]], [[1.0]], [[0.7]]]])
+
+    class Lib:
+        pixscale = ps
+        unit_images = imgs / imgs[:, 1].sum(axis=(1, 2))[:, None, None, None]
+        colour_ratios = imgs.sum(axis=(2, 3)) / imgs[:, 1:2].sum(axis=(2, 3))
+
+        def __len__(self):
+            return 2
+
+    fam = Stamps(FamilyConfig(name="s", kind="stamps", stamp_library="unused"), library=Lib())
+    p = pd.DataFrame({"stamp": [0, 1, 0, 1], "stamp_flip": [False, True, True, False], "src_phi": [0.3, 1.1, 2.5, 0.0],
+                      "beta_x": [0.2, -0.3, 0.05, 0.4], "beta_y": [-0.1, 0.25, 0.3, -0.2]})
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-0.35, 0.35, (2, 4, 40))
+    bx, by = pts[0] + p["beta_x"].to_numpy()[:, None], pts[1] + p["beta_y"].to_numpy()[:, None]
+    t = {c: torch.as_tensor(p[c].to_numpy(float)) for c in p.columns}
+    got = fam.sb(torch.as_tensor(bx)[:, None], torch.as_tensor(by)[:, None], t)[:, :, 0].numpy()   # (4, 3, 40)
+    for i, r in p.iterrows():
+        s = SourceImage(Lib.unit_images[r["stamp"]], ps, r["beta_x"], r["beta_y"], angle=r["src_phi"],
+                        flip=bool(r["stamp_flip"]))
+        np.testing.assert_allclose(got[i], s.sample(bx[i], by[i]), rtol=1e-9, atol=1e-9 * got.max(), err_msg=str(i))
+    np.testing.assert_allclose(fam.source_flux(t).numpy(), Lib.colour_ratios[p["stamp"]], rtol=1e-12)
+    assert fam.source_flux({k: v.float() for k, v in t.items()}).dtype == torch.float32

@@ -904,3 +904,16 @@ def test_host_noise_cache_is_reused_only_for_the_same_hosts_and_store_and_never_
                  store=np.str_("b"))
     fresh = _host_stats(pd.DataFrame({"id": ["h0", "h1", "h3"]}), Store("b"), rd)
     assert calls == [3, 3, 3, 3] and (fresh[0] > 0).all()
+
+
+def test_jeffreys_interval_refuses_bad_levels_and_counts_and_is_undefined_without_trials():
+    from lensaudit.selection.intervals import jeffreys_interval
+
+    for level in (0.0, 1.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match="outside"):
+            jeffreys_interval(1, 2, level)
+    for k, n in ((-1, 3), (4, 3)):
+        with pytest.raises(ValueError, match="0 <= k <= n"):
+            jeffreys_interval(k, n)
+    lo, hi = jeffreys_interval(np.array([0, 0, 2]), np.array([0, 3, 3]))
+    assert np.isnan(lo[0]) and np.isnan(hi[0]) and lo[1] == 0.0 and 0 < hi[1] < 1 and 0 < lo[2] < hi[2] < 1
