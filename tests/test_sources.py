@@ -637,7 +637,7 @@ def test_negative_excess_rules_by_hand():
             assert why.startswith("has a r-band pixel of -12")
     # the border median: the standard error of 384 border pixels is sigma / sqrt(192)
     for shift_se, flagged in ((-5.6, True), (-4.4, False), (4.4, False)):
-        v = _stamp_with(seed=3)
+        v = _stamp_with(border_noise=3.0, seed=3)
         sig = 1.4826 * np.median(np.abs(np.concatenate([v[0, :3].ravel(), v[0, -3:].ravel(), v[0, :, :3].ravel(),
                                                          v[0, :, -3:].ravel()])))
         border = np.ones((32, 32), bool)
@@ -758,3 +758,26 @@ def test_curve_of_growth_centroid_of_positive_light_empty_images_and_file_round_
         h.writeto(tmp_path / "dark.fits")
     with pytest.raises(StampLibraryError, match=rf"^stamp library {tmp_path / 'dark.fits'}: stamp 's001' has no positive"):
         StampLibrary.read(tmp_path / "dark.fits")
+
+
+def test_negative_excess_near_its_thresholds_at_stamp_flux_levels():
+    """Stamps at a library's flux level (0.1 nanomaggies in all): noise 2e-5 in the border, a clean plateau, a hole
+    of 16 pixels at -10.5 sigma. The negative light is 7 percent of the positive (flagged) or 4.85 percent (not
+    flagged: a fraction of the positive light, not of the net light); a hole at -9.5 sigma is not flagged."""
+    from lensaudit.sources.library import negative_excess
+
+    def stamp(plateau, hole_sigma):
+        v = np.random.default_rng(0).normal(0, 2e-5, (3, 32, 32))
+        v[:, 3:-3, 3:-3] = plateau + np.random.default_rng(1).normal(0, 5e-7, (3, 26, 26))
+        w = v[1]
+        border = np.concatenate([w[:3].ravel(), w[-3:].ravel(), w[:, :3].ravel(), w[:, -3:].ravel()])
+        sig = 1.4826 * np.median(np.abs(border - np.median(border)))
+        w[10:14, 10:14] = hole_sigma * sig
+        return v, -np.clip(w, None, 0).sum() / np.clip(w, 0, None).sum()
+
+    v, frac = stamp(1.3092e-7 * 1000, -10.5)
+    assert frac == pytest.approx(0.07, abs=2e-4) and v.sum(axis=(1, 2))[1] < 1.0
+    assert negative_excess(v).startswith("has a r-band pixel of")
+    v, frac = stamp(1.9083e-7 * 1000, -10.5)
+    assert frac == pytest.approx(0.0485, abs=2e-4) and negative_excess(v) is None
+    assert negative_excess(stamp(1.3092e-7 * 1000, -9.5)[0]) is None
