@@ -1002,6 +1002,15 @@ def test_probe_edge_cases_ties_defaults_and_error_names():
                                                                                  pc.n_permutations, pc.seed)
     m = {k: v.default for k, v in inspect.signature(brightness_match).parameters.items()}
     assert (m["bin_width"], m["max_ratio"], m["seed"]) == (rc.match_bin_mag, rc.match_max_ratio, pc.seed)
+    # called with its defaults, each function does what the gate's configuration asks for
+    xr, xi = g.normal(0.3, 1, (14, 6)), g.normal(0, 1, (16, 6))
+    dflt, conf = probe_auc(xr, xi), probe_auc(xr, xi, pc.folds, pc.C, pc.n_boot, pc.n_permutations, pc.seed)
+    np.testing.assert_array_equal(dflt["null_values"], conf["null_values"])
+    assert dflt["interval"] == conf["interval"] and dflt["auc"] == conf["auc"] and dflt["folds"] == pc.folds
+    mr, mi = g.uniform(20, 23, 30), g.uniform(20, 23, 400)
+    for a, b in zip(brightness_match(mr, mi), brightness_match(mr, mi, rc.match_bin_mag, rc.match_max_ratio, pc.seed),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="^cv_auc: need"):
         cv_auc(real[:1], inj)
     with pytest.raises(ValueError, match="^probe_auc: need"):

@@ -143,6 +143,12 @@ def test_selection_function_at_top_edges_last_half_bins_centres_next_to_nan_and_
     sf2 = SelectionFunction(t, sf.meta)
     at = sf2.completeness(cen["theta_e"][1], cen["psf_fwhm"][0], 23.5, cen["arc_mag"][0])
     assert float(at["completeness"]) == pytest.approx(f[1, 0, 0, 0], abs=1e-12) and np.isfinite(at["hi95"])
+    # the NaN cell as the upper corner of zero weight (the point sits on the centre below it)
+    t2 = sf.table.copy()
+    up = int(np.ravel_multi_index((2, 0, 0, 0), sf.grid.shape))
+    t2.loc[t2["cell"] == up, ["completeness", "lo68", "hi68", "lo95", "hi95"]] = np.nan
+    at2 = SelectionFunction(t2, sf.meta).completeness(cen["theta_e"][1], cen["psf_fwhm"][0], 23.5, cen["arc_mag"][0])
+    assert float(at2["completeness"]) == pytest.approx(f[1, 0, 0, 0], abs=1e-12) and np.isfinite(at2["lo68"])
     # cubes: completeness by default, float whatever the column
     np.testing.assert_array_equal(sf.cube("p>=0.5"), sf.cube("p>=0.5", "completeness"))
     np.testing.assert_allclose(sf.cube("p>=0.5"), f, atol=1e-3)
