@@ -161,12 +161,33 @@ def equivalent(name: str, lines: list[str], rules: dict) -> str | None:
     return None
 
 
+def markdown_table(report: dict, prefixes: list[str]) -> str:
+    """The README's table of module scores from a mutation report (modules whose dotted name after ``lensaudit.``
+    starts with one of ``prefixes``; all when none is given)."""
+    rows = ["| module | killed | equivalent | survived / no tests | score |", "|---|---|---|---|---|"]
+    for mod, m in report["modules"].items():
+        short = mod.removeprefix("lensaudit.")
+        if prefixes and not short.startswith(tuple(prefixes)):
+            continue
+        score = "not measured" if m.get("score") is None else f"{m['score']:.3f}"
+        if m.get("not_checked"):
+            score += f" ({m['not_checked']} not checked)"
+        rows.append(f"| `{short.replace('.', '/')}` | {m.get('killed', 0)} | {m.get('equivalent', 0)} | "
+                    f"{m.get('survived', 0) + m.get('no_tests', 0)} | {score} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("patterns", nargs="*", help="mutant name patterns (fnmatch), e.g. 'lensaudit.survey.*'")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--max-children", type=int, default=None)
+    ap.add_argument("--table", nargs="*", metavar="PREFIX",
+                    help="print mutation.json's scores as a Markdown table (modules starting with PREFIX) and exit")
     a = ap.parse_args()
+    if a.table is not None:
+        print(markdown_table(json.loads(OUT.read_text()), a.table))
+        return 0
     env = dict(os.environ)
     t0 = time.monotonic()
     if not a.report_only:

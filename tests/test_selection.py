@@ -923,3 +923,16 @@ def test_jeffreys_interval_refuses_bad_levels_and_counts_and_is_undefined_withou
             jeffreys_interval(k, n)
     lo, hi = jeffreys_interval(np.array([0, 0, 2]), np.array([0, 3, 3]))
     assert np.isnan(lo[0]) and np.isnan(hi[0]) and lo[1] == 0.0 and 0 < hi[1] < 1 and 0 < lo[2] < hi[2] < 1
+
+
+def test_completeness_table_of_no_records_at_all_and_overall_of_a_single_injection():
+    from lensaudit.selection.function import completeness_table
+
+    grid = Grid(GridConfig(theta_e=AxisSpec(edges=(0.5, 1.0, 2.0)), psf_fwhm=AxisSpec(edges=(0.9, 1.8)),
+                           depth=AxisSpec(edges=(23.0, 24.0)), arc_mag=AxisSpec(edges=(19.0, 23.0))))
+    ops = [OperatingPoint.fixed(0.5)]
+    t = completeness_table(pd.DataFrame(), grid, ops, 1)             # a family without a single injection
+    assert t["n"].tolist() == [0, 0] and t["k"].tolist() == [0, 0]
+    one = completeness_table(pd.DataFrame({"cell": [1], "probability": [0.9]}), grid, ops, 1)
+    meta = {"edges": {a: e.tolist() for a, e in grid.edges.items()}, "thresholds": [op.to_dict() for op in ops]}
+    assert SelectionFunction(one, meta).overall()["p>=0.5"]["completeness"] == 1.0
