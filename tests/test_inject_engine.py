@@ -710,3 +710,25 @@ def test_arc_shot_noise_is_keyed_by_seed_family_and_injection():
     assert not np.allclose(noise(p.assign(seed=5)), base)
     assert not np.allclose(noise(p, "sersic-b"), base)
     assert not np.allclose(base[0], base[1])
+
+
+def test_source_brightness_scales_the_unlensed_source_and_a_faint_box_still_hits_its_target():
+    """Brightness "source": the unlensed source has the drawn r magnitude and the arc is brighter by the
+    magnification; brightness "lensed" hits the target also when the box holds less than the unit source's flux;
+    the Moffat beta of the configuration is the one used."""
+    hosts, fw = np.zeros((3, 3, 101, 101), np.float32), np.full((3, 3), 1.1)
+    p = draw_parameters(Priors(brightness="source"), SERSIC, 3, np.arange(3))
+    _, rec = InjectionEngine(build_family(SERSIC), EngineConfig(shot_noise=False, dtype="float64")).inject(hosts, fw, p)
+    np.testing.assert_allclose(rec["src_mag_r_rendered"], p["src_mag_r"], atol=1e-6)
+    np.testing.assert_allclose(rec["arc_mag_r"], p["src_mag_r"] - 2.5 * np.log10(rec["mu_r"]), atol=1e-4)
+    wide = _one(src_re=2.0, beta_x=3.0, beta_y=3.0)                     # a source far off the box
+    eng = InjectionEngine(build_family(SERSIC), EngineConfig(shot_noise=False, dtype="float64", render_box_pix=21))
+    from lensaudit.inject.families import params_to_tensors
+    unit = eng.render_unit(params_to_tensors(wide, torch.float64, torch.device("cpu")))[:, 1].sum().item()
+    assert unit < 0.5                                                     # the box holds under half the unit flux
+    img, rec = eng.inject(hosts[:1], fw[:1], wide)
+    assert rec["arc_mag_r"].iat[0] == pytest.approx(21.0, abs=2e-3)
+    b35 = InjectionEngine(build_family(SERSIC), EngineConfig(shot_noise=False, dtype="float64")).inject(hosts[:1], fw[:1], _one())[0]
+    b25 = InjectionEngine(build_family(SERSIC), EngineConfig(shot_noise=False, dtype="float64", moffat_beta=2.5)).inject(
+        hosts[:1], fw[:1], _one())[0]
+    assert np.abs(b35 - b25).max() > 1e-3 * b35.max()
