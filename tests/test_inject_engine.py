@@ -732,3 +732,261 @@ def test_source_brightness_scales_the_unlensed_source_and_a_faint_box_still_hits
     b25 = InjectionEngine(build_family(SERSIC), EngineConfig(shot_noise=False, dtype="float64", moffat_beta=2.5)).inject(
         hosts[:1], fw[:1], _one())[0]
     assert np.abs(b35 - b25).max() > 1e-3 * b35.max()
+
+
+# ---------------------------------------------------------------- pinned by hand (mutation testing, issue 32)
+def _host_noise_by_hand(img: np.ndarray, w: int = 12) -> tuple[float, float]:
+    """One band of one cutout, written out: the four edge strips, their checkerboard median and 1.4826 MAD, then the
+    mean product of horizontally and vertically adjacent pixels over all strips divided by the mean of the strips'
+    own mean square, every pixel clipped at 5 sigma about the median."""
+    n = img.shape[-1]
+    strips = [img[:w, :], img[n - w:, :], img[w:n - w, :w], img[w:n - w, n - w:]]
+    pix = np.concatenate([s.ravel()[::2] for s in strips])
+    med = np.median(pix)
+    sig = 1.4826 * np.median(np.abs(pix - med))
+    prods, msq = [], []
+    for s in strips:
+        d = np.clip(s - med, -5 * sig, 5 * sig)
+        prods += [(d[:, 1:] * d[:, :-1]).ravel(), (d[1:, :] * d[:-1, :]).ravel()]
+        msq.append(np.mean(d * d))
+    return sig, np.concatenate(prods).mean() / np.mean(msq)
+
+
+def test_host_noise_is_the_clipped_strip_correlation_written_out_by_hand():
+    """sigma and rho of :func:`host_noise` against a by-hand computation on hosts with a sky offset, correlated noise
+    and outliers at 5.5 and 20 sigma of both signs (the clip at 5 sigma matters); one cutout (3, N, N) and one image
+    (N, N) give their rows of the batch; a constant host has rho 0 and no warning."""
+    import warnings
+    rng = np.random.default_rng(11)
+    z = correlate_like(rng.normal(size=(2, 3, 61, 61)), three_tap(np.array([[0.1, 0.3, 0.5], [0.2, 0.0, 0.4]])))
+    hosts = 0.01 * z + 0.5                                               # a sky offset: the median is subtracted
+    hosts[0, 0, 3, 7] += 0.055
+    hosts[0, 1, 58, 20] -= 0.055
+    hosts[1, 2, 30, 2] += 0.2
+    hosts[1, 0, 40, 59] -= 0.2
+    hosts[1, 1, 30, 30] += 50.0                                          # the centre is not in any strip
+    sig, rho = host_noise(hosts)
+    for i in range(2):
+        for b in range(3):
+            s, r = _host_noise_by_hand(hosts[i, b])
+            assert sig[i, b] == pytest.approx(s, rel=1e-9) and rho[i, b] == pytest.approx(r, rel=1e-9, abs=1e-12)
+    s1, r1 = host_noise(hosts[1])
+    np.testing.assert_allclose(s1, sig[1], rtol=1e-12)
+    np.testing.assert_allclose(r1, rho[1], rtol=1e-12)
+    s2, r2 = host_noise(hosts[0, 2])
+    assert float(s2) == pytest.approx(sig[0, 2], rel=1e-12) and float(r2) == pytest.approx(rho[0, 2], rel=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sc, rc = host_noise(np.full((1, 3, 61, 61), 0.25))
+    np.testing.assert_array_equal(sc, 0.0)
+    np.testing.assert_array_equal(rc, 0.0)
+
+
+def test_noise_autocorrelation_is_the_kernels_own_and_three_tap_clips_rho():
+    """The per-axis autocorrelation of noise correlated by k = [a, 1 - 2a, a] is correlate(k, k) / (k . k)
+    (numpy's own correlation as the oracle); three_tap clips rho to [0, 0.6]."""
+    from lensaudit.inject.engine import noise_autocorrelation_1d
+    rho = np.array([0.05, 0.2, 0.35, 0.5, 0.6])
+    got = noise_autocorrelation_1d(rho)
+    for r, row in zip(rho, got, strict=True):
+        a = three_tap(r)
+        k = np.array([a, 1 - 2 * a, a])
+        np.testing.assert_allclose(row, np.correlate(k, k, "full") / (k @ k), rtol=1e-12)
+        assert row[1] == pytest.approx(r, rel=1e-9)                   # lag 1 is the rho it was built for
+    assert three_tap(-0.3) == 0.0 and three_tap(0.0) == 0.0
+    assert three_tap(0.9) == three_tap(0.6) > three_tap(0.5)
+    np.testing.assert_allclose(noise_autocorrelation_1d(0.95)[1], 0.6, rtol=1e-9)
+
+
+def test_matched_filter_snr_of_faint_rectangular_arcs_and_of_noiseless_bands():
+    """S/N is linear in the arc's amplitude down to faint arcs (1e-4 nanomaggies per pixel), holds for a rectangular
+    arc against the explicit covariance, and is 0 without a warning where the band's sigma is 0 or the arc is 0."""
+    import warnings
+
+    from scipy.signal import fftconvolve
+
+    from lensaudit.inject.engine import matched_filter_snr, noise_autocorrelation_1d
+    rng = np.random.default_rng(4)
+    arc = np.zeros((1, 3, 19, 27))
+    arc[0, :, 6:13, 5:20] = rng.uniform(0.5, 1.0, (3, 7, 15))
+    sigma, rho = np.array([[0.1, 0.2, 0.3]]), np.array([[0.15, 0.3, 0.5]])
+    got = matched_filter_snr(arc, sigma, rho)[0]
+    for b in range(3):
+        ac1 = noise_autocorrelation_1d(rho[0, b])
+        a = arc[0, b]
+        want = (a * a).sum() / np.sqrt((a * fftconvolve(a, np.outer(ac1, ac1) * sigma[0, b] ** 2, mode="same")).sum())
+        assert got[b] == pytest.approx(want, rel=1e-9)
+    np.testing.assert_allclose(matched_filter_snr(arc * 1e-4, sigma, rho)[0], got * 1e-4, rtol=1e-9)
+    arc[0, 2] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = matched_filter_snr(arc, np.array([[0.0, 0.2, 0.0]]), rho)[0]
+    assert out[0] == 0.0 and out[2] == 0.0 and out[1] == pytest.approx(got[1], rel=1e-9)
+
+
+def test_check_hosts_refuses_each_bad_shape_and_psf_and_names_the_host():
+    from lensaudit.inject.engine import check_hosts
+    ok, fw = _hosts(3, size=21), np.full((3, 3), 1.2)
+    check_hosts(ok, fw, 3)
+    with pytest.raises(ValueError, match=r"hosts: expected \(3, 3, N, N\)"):
+        check_hosts(np.zeros((3, 3, 21, 20), np.float32), fw, 3)              # not square
+    with pytest.raises(ValueError, match=r"hosts: expected \(4, 3, N, N\)"):
+        check_hosts(ok, np.full((4, 3), 1.2), 4)                              # 3 hosts for 4 injections
+    with pytest.raises(ValueError, match="hosts: expected"):
+        check_hosts(ok[0], fw, 3)
+    for bad, host in ((-1.0, 2), (0.0, 1), (None, 2), (np.inf, 0)):
+        f = fw.tolist()
+        f[host][1] = bad
+        with pytest.raises(ValueError, match=rf"psf_fwhm: host {host} has PSF FWHM"):
+            check_hosts(ok, f, 3)
+    with pytest.raises(ValueError, match=r"psf_fwhm: expected \(3, 3\) arcsec"):
+        check_hosts(ok, fw[:, :2], 3)
+
+
+def test_paste_adds_a_centred_arc_and_clips_it_at_the_edges():
+    from lensaudit.inject.engine import paste
+    arc = np.arange(1, 3 * 25 + 1, dtype=float).reshape(1, 3, 5, 5)
+    for centre, n in ((4, 9), (2, 9), (1, 9), (7, 9), (5, 11)):
+        got = np.zeros((1, 3, n, n))
+        paste(got, arc, centre)
+        want = np.zeros((1, 3, n + 8, n + 8))                            # a frame wide enough for any position
+        want[..., centre + 2:centre + 7, centre + 2:centre + 7] = arc
+        np.testing.assert_array_equal(got, want[..., 4:n + 4, 4:n + 4], err_msg=f"centre {centre}, n {n}")
+
+
+def test_engine_device_dtype_and_its_sub_pixel_grid():
+    """device 'auto' is the CPU here; dtype float32/float64 is the dtype of the arcs; construction warns of nothing;
+    the float64 grid is exactly the sub-pixel centres ((i + 1/2)/s - 1/2 - (L - 1)/2) x 0.262 arcsec, so a float64
+    render equals the family's surface brightness evaluated on a numpy grid, block-summed."""
+    import warnings
+
+    from lensaudit.inject.families import params_to_tensors
+    from lensaudit.lensing.mass import ray_trace
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        auto = InjectionEngine(build_family(SERSIC), EngineConfig(device="auto"))
+    if not torch.cuda.is_available():
+        assert auto.device == torch.device("cpu")
+    row = _one()
+    for dt, tdt in (("float32", torch.float32), ("float64", torch.float64)):
+        eng = InjectionEngine(build_family(SERSIC), EngineConfig(dtype=dt, render_box_pix=11, oversample=3))
+        assert eng.device == torch.device("cpu") and eng.dtype == tdt
+        arc, _ = eng.arcs(row, np.full((1, 3), 1.2))
+        assert arc.dtype == tdt and eng.render_unit(params_to_tensors(row, tdt, eng.device)).dtype == tdt
+    L, s = 11, 3
+    sub = ((np.arange(L * s) + 0.5) / s - 0.5 - (L - 1) / 2) * PS
+    yy, xx = np.meshgrid(sub, sub, indexing="ij")
+    p = params_to_tensors(row, torch.float64, torch.device("cpu"))
+    fam = build_family(SERSIC)
+    bx, by = ray_trace(torch.as_tensor(xx)[None], torch.as_tensor(yy)[None], p["theta_e"], p["q_lens"], p["phi_lens"],
+                       p["gamma1"], p["gamma2"], p["x0"], p["y0"])
+    sb = fam.sb(bx, by, p).numpy()
+    want = sb.reshape(1, 1, L, s, L, s).mean((3, 5)) * PS**2 * fam.source_flux(p).numpy()[..., None, None]
+    got = eng.render_unit(p).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-15)
+    one = InjectionEngine(fam, EngineConfig(dtype="float64", render_box_pix=11, oversample=1))
+    grid1 = (np.arange(L) - (L - 1) / 2) * PS
+    y1, x1 = np.meshgrid(grid1, grid1, indexing="ij")
+    b1x, b1y = ray_trace(torch.as_tensor(x1)[None], torch.as_tensor(y1)[None], p["theta_e"], p["q_lens"], p["phi_lens"],
+                         p["gamma1"], p["gamma2"], p["x0"], p["y0"])
+    want1 = fam.sb(b1x, b1y, p).numpy() * PS**2 * fam.source_flux(p).numpy()[..., None, None]
+    np.testing.assert_allclose(one.render_unit(p).numpy(), want1, rtol=1e-11, atol=1e-15)
+
+
+def _noise_by_hand(eng: InjectionEngine, hosts, fw, p) -> np.ndarray:
+    """Hosts plus the documented arc: the clean arc of :meth:`arcs` plus sqrt(max(a, 0) / gain) times the standard
+    normal stream seeded by each injection's noise key (correlated like the host if so configured), added centred
+    on pixel (N - 1) / 2."""
+    from lensaudit.inject.engine import paste
+    arc = eng.arcs(p, fw)[0].float().numpy()
+    m = arc.shape[-1]
+    z = np.stack([torch.randn((3, m, m), generator=torch.Generator().manual_seed(int(k)), dtype=torch.float32).numpy()
+                  for k in eng.noise_keys(p)])
+    if eng.cfg.noise_correlation == "host":
+        z = correlate_like(z, three_tap(host_noise(hosts)[1]).astype(np.float32))
+    gain = np.asarray(eng.cfg.gain_e_per_nmgy, np.float32)[None, :, None, None]
+    out = np.array(hosts, np.float32)
+    paste(out, arc + np.sqrt(np.clip(arc, 0, None) / gain) * z, (hosts.shape[-1] - 1) // 2)
+    return out
+
+
+@pytest.mark.parametrize("corr", ["none", "host"])
+def test_arc_noise_is_the_documented_stream_added_at_the_stamp_centre(corr):
+    """Pixel for pixel: injected = host + arc + sqrt(arc / gain) z, z the keyed normal stream, correlated like the
+    host (rho about 0.4 here) when configured; the arc lands centred on pixel 50 of a 101-pixel stamp."""
+    rng = np.random.default_rng(8)
+    hosts = (0.004 * correlate_like(rng.normal(size=(3, 3, 101, 101)), np.full((3, 3), 0.2))).astype(np.float32)
+    p = draw_parameters(Priors(), SERSIC, 6, np.arange(3))
+    p["arc_mag_r_target"] = 17.5
+    eng = InjectionEngine(build_family(SERSIC), EngineConfig(noise_correlation=corr, chunk=2))
+    got, _ = eng.inject(hosts, np.full((3, 3), 1.2), p)
+    np.testing.assert_allclose(got, _noise_by_hand(eng, hosts, np.full((3, 3), 1.2), p), rtol=1e-5, atol=1e-6)
+    if corr == "host":
+        assert (host_noise(hosts)[1] > 0.3).all()
+        plain = InjectionEngine(build_family(SERSIC), EngineConfig(noise_correlation="none")).inject(
+            hosts, np.full((3, 3), 1.2), p)[0]
+        assert np.abs(plain - got).max() > 1e-3
+    # a centred ring (lens and source on the axis, no shear) lands centred on the stamp's central pixel
+    ring = _one(x0=0.0, y0=0.0, beta_x=0.0, beta_y=0.0, beta_frac=0.0, gamma1=0.0, gamma2=0.0, q_lens=1.0, src_q=1.0)
+    quiet = InjectionEngine(build_family(SERSIC), EngineConfig(shot_noise=False))
+    img = quiet.inject(np.zeros((1, 3, 101, 101), np.float32), np.full((1, 3), 1.2), ring)[0][0, 1].astype(float)
+    yy, xx = np.mgrid[0:101, 0:101]
+    assert (img * xx).sum() / img.sum() == pytest.approx(50.0, abs=1e-3)
+    assert (img * yy).sum() / img.sum() == pytest.approx(50.0, abs=1e-3)
+
+
+def test_the_injection_record_is_measured_on_the_arc_and_the_given_host_statistics():
+    """Every derived column against its direct computation: S/N per band (matched filter under the host's sigma and
+    rho) and combined in quadrature, the peak S/N over bands (a band of sigma 0 contributes nothing), host sigma and
+    rho, planted flag; host statistics passed in are the ones used; no other columns; float32 cutouts out of float64
+    hosts; the arcs' table is indexed like the parameters; zero injections give empty outputs."""
+    from lensaudit.inject.engine import matched_filter_snr
+    rng = np.random.default_rng(2)
+    hosts = rng.normal(0, 0.004, (3, 3, 101, 101))
+    hosts[2, 0] = 0.0                                                    # a band without noise
+    fw = np.full((3, 3), 1.2)
+    p = draw_parameters(Priors(), SERSIC, 9, np.arange(3))
+    eng = InjectionEngine(build_family(SERSIC), EngineConfig(shot_noise=False, chunk=2))
+    out, rec = eng.inject(hosts, fw, p)
+    assert out.dtype == np.float32
+    arc = eng.arcs(p, fw)[0].float().numpy()
+    sig, rho = host_noise(hosts.astype(np.float32))
+    snr = matched_filter_snr(arc, sig, rho)
+    for i, b in enumerate("grz"):
+        np.testing.assert_allclose(rec[f"arc_snr_{b}"], snr[:, i], rtol=1e-5)
+        np.testing.assert_allclose(rec[f"host_sigma_{b}"], sig[:, i], rtol=1e-6)
+        np.testing.assert_allclose(rec[f"host_rho_{b}"], rho[:, i], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(rec["arc_snr"], np.sqrt((snr**2).sum(1)), rtol=1e-5)
+    peak = arc.max(axis=(2, 3)) / np.where(sig > 0, sig, np.inf)
+    np.testing.assert_allclose(rec["arc_peak_snr"], peak.max(1), rtol=1e-5)
+    assert rec["arc_snr_g"].iat[2] == 0.0 and rec["arc_peak_snr"].iat[2] == pytest.approx(peak[2, 1:].max(), rel=1e-5)
+    assert (rec["planted"] == FamilyConfig(name="sersic", kind="sersic").planted).all()
+    derived = {"src_mag_r_rendered", "src_r_half_arcsec", "src_concentration", "planted", "arc_snr", "arc_peak_snr"}
+    derived |= {f"{c}_{b}" for c in ("arc_mag", "mu", "arc_snr", "host_sigma", "host_rho") for b in "grz"}
+    assert set(rec.columns) == set(p.columns) | derived and list(rec.index) == [0, 1, 2]
+    given = (np.full((3, 3), 0.01), np.full((3, 3), 0.25))
+    _, rec2 = eng.inject(hosts, fw, p, host_stats=given)
+    np.testing.assert_allclose(rec2[["host_sigma_g", "host_sigma_r", "host_sigma_z"]], 0.01)
+    np.testing.assert_allclose(rec2[["host_rho_g", "host_rho_r", "host_rho_z"]], 0.25)
+    np.testing.assert_allclose(rec2["arc_snr_r"], matched_filter_snr(arc, *given)[:, 1], rtol=1e-5)
+    sub = p.iloc[1:3]
+    assert list(eng.arcs(sub, fw[1:3])[1].index) == list(sub.index)
+    out0, rec0 = eng.inject(hosts[:0], fw[:0], p.iloc[:0])
+    assert out0.shape == (0, 3, 101, 101) and len(rec0) == 0
+    assert {"src_r_half_arcsec", "src_concentration", "planted"} <= set(rec0.columns)
+
+
+@pytest.mark.parametrize("kind", ["sersic", "planted"])
+def test_arcs_are_box_plus_kernel_minus_one_pixels_and_centred(kind):
+    """The arcs of :meth:`arcs` are (B, 3, L + k - 1, L + k - 1) with or without a PSF (the planted family is padded
+    instead of convolved), their light centred on the middle pixel for a centred ring."""
+    ring = _one(x0=0.0, y0=0.0, beta_x=0.0, beta_y=0.0, beta_frac=0.0, gamma1=0.0, gamma2=0.0, q_lens=1.0, src_q=1.0,
+                family=kind)
+    eng = InjectionEngine(build_family(FamilyConfig(name=kind, kind=kind)), EngineConfig(render_box_pix=21, psf_kernel_pix=9))
+    arc = eng.arcs(ring, np.full((1, 3), 1.2))[0][0, 1].double().numpy()
+    assert arc.shape == (29, 29)
+    yy, xx = np.mgrid[0:29, 0:29]
+    assert (arc * xx).sum() / arc.sum() == pytest.approx(14.0, abs=1e-4)
+    assert (arc * yy).sum() / arc.sum() == pytest.approx(14.0, abs=1e-4)
+    if kind == "planted":
+        assert (arc[:4] == 0).all() and (arc[:, -4:] == 0).all() and arc[4:-4, 4:-4].sum() > 0

@@ -220,7 +220,7 @@ def noise_autocorrelation_1d(rho: np.ndarray) -> np.ndarray:
 
 
 def matched_filter_snr(arc: np.ndarray, sigma: np.ndarray, rho: np.ndarray) -> np.ndarray:
-    """S/N of arcs (B, 3, M, M) under their host's noise (pixel sd ``sigma``, lag-1 correlation ``rho``, both
+    """S/N of arcs (B, 3, M, K) under their host's noise (pixel sd ``sigma``, lag-1 correlation ``rho``, both
     (B, 3)) with the arc's own matched filter: sum(a^2) / sqrt(a^T C a), C the separable noise covariance -
     the definition the mock's truth uses for its lenses, so the two can be compared."""
     ac = noise_autocorrelation_1d(rho).astype(arc.dtype)[..., None, None, :]  # (B, 3, 1, 1, 5)
@@ -228,7 +228,7 @@ def matched_filter_snr(arc: np.ndarray, sigma: np.ndarray, rho: np.ndarray) -> n
     for axis in (-1, -2):
         pad = [(0, 0)] * (arc.ndim - 1) + [(2, 2)] if axis == -1 else [(0, 0)] * (arc.ndim - 2) + [(2, 2), (0, 0)]
         p = np.pad(ca, pad)
-        m = arc.shape[-1]
+        m = arc.shape[axis]
         taps = [p[..., :, j : j + m] if axis == -1 else p[..., j : j + m, :] for j in range(5)]
         ca = sum(ac[..., j] * taps[j] for j in range(5))
     aca = (arc * ca).sum(axis=(-2, -1))
