@@ -491,6 +491,8 @@ def test_difference_maps_show_each_cells_paired_difference_and_star_only_signifi
     assert len(axes[1].texts) == 0 and np.nanmax(np.abs(axes[1].collections[0].get_array())) == 0
     mesh = axes[0].collections[0]
     assert (mesh.norm.vmin, mesh.norm.vmax, mesh.cmap.name) == (-0.3, 0.3, "RdBu")      # a symmetric diverging scale
+    cbar = next(a for a in fig.axes if a.get_label() == "<colorbar>")._colorbar           # and its colour bar's
+    assert (cbar.norm.vmin, cbar.norm.vmax, cbar.cmap.name) == (-0.3, 0.3, "RdBu")
     assert axes[0].get_xlabel() == "r-band PSF FWHM (arcsec)" and axes[0].get_ylabel() == "theta_E (arcsec)"
     assert "fam: completeness difference" in fig._suptitle.get_text() and "McNemar p < 0.05" in fig._suptitle.get_text()
     # five maps: four columns, two rows, the three spare axes hidden; the colour bar right of the last column
@@ -719,17 +721,27 @@ def test_bundled_ensemble_configs_are_valid_and_their_domains_assign(name):
         assert set(frame[d.name].dropna()) <= set(rules[d.name]["domains"])
 
 
-def test_compare_selection_injects_once_and_tables_every_scorer_against_the_baseline(small_run, tmp_path):
-    """The selection comparison on the small fixture: one family of the selection config, fewer injections per
-    cell; every member scores the same injected cutouts; the table and a figure per family are written."""
+def test_compare_selection_injects_once_and_tables_every_scorer_against_the_baseline(small_run, tmp_path, monkeypatch):
+    """The selection comparison on the small fixture: two families of the selection config's three, fewer
+    injections per cell, no features kept; every member scores the same injected cutouts; the table (one index over
+    the families) and a figure per family are written; a baseline other than the config's checkpoint does not use
+    the config's negative scores (they belong to another model) and its injections are tagged apart."""
+    import shutil
+
+    import lensaudit.ensemble.selection as es
     from lensaudit.artifacts import EnsembleDir
     from lensaudit.ensemble.selection import compare_selection
     from lensaudit.inject.records import read_injections
+    from lensaudit.utils.display import save_figure
+
+    titles = []
+    monkeypatch.setattr(es, "save_figure", lambda fig, path: titles.append(fig._suptitle.get_text()) or save_figure(fig, path))
 
     d = small_run
     sel = {"checkpoint": str(d / "ck.pt"), "manifest": str(d / "manifest.parquet"), "store": str(d / "store"),
            "out": str(tmp_path / "unused"), "families": [{"name": "sersic", "kind": "sersic"},
-                                                         {"name": "planted", "kind": "planted"}],
+                                                         {"name": "planted", "kind": "planted"},
+                                                         {"name": "planted-b", "kind": "planted"}],
            "grid": {"theta_e": {"edges": [0.5, 1.5, 3.0]}, "psf_fwhm": {"edges": [0.9, 1.8]},
                     "depth": {"edges": [23.0, 25.0]}, "arc_mag": {"edges": [19.0, 21.0, 25.0]}},
            "n_per_cell": 6, "min_count": 2, "chunk_size": 16, "device": "cpu",
@@ -737,7 +749,8 @@ def test_compare_selection_injects_once_and_tables_every_scorer_against_the_base
     (tmp_path / "sel.yaml").write_text(yaml.safe_dump(sel))
     cfg = EnsembleConfig(manifest=str(d / "manifest.parquet"), store=str(d / "store"), train_config="train/demo.yaml",
                          domains=(DomainDef(name="seeing", column="psfsize_r", split=1.3),),
-                         selection={"config": str(tmp_path / "sel.yaml"), "families": ["sersic"], "n_per_cell": 3},
+                         selection={"config": str(tmp_path / "sel.yaml"), "families": ["sersic", "planted"],
+                                    "n_per_cell": 3},
                          combine={"gate_weight": 0.7})
     hosts = pd.read_parquet(d / "manifest.parquet").set_index("id")
     host_domains = pd.DataFrame({"seeing": np.where(hosts["psfsize_r"] < 1.3, "low", "high")}, index=hosts.index)
@@ -745,30 +758,48 @@ def test_compare_selection_injects_once_and_tables_every_scorer_against_the_base
     res = compare_selection(cfg, d / "ck.pt", {"seeing-low": d / "ck.pt", "seeing-high": d / "ck.pt"},
                             {"seeing": ["seeing-low", "seeing-high"]}, host_domains, {"seeing": cfg.domains[0]}, {},
                             out)
-    assert res["families"] == ["sersic"] and res["n_injections"] == {"sersic": 4 * 3}
+    assert res["families"] == ["sersic", "planted"] and res["n_injections"] == {"sersic": 4 * 3, "planted": 4 * 3}
     ed = EnsembleDir(out)
-    recs = read_injections(ed.selection_run.root, "sersic", res["config_tag"])
+    recs = read_injections(ed.selection_run.root, "sersic", res["config_tag"], features=True)
     assert len(recs) == 12 and {"probability_seeing-low", "probability_seeing-high"} <= set(recs.columns)
+    assert "features" not in recs.columns                            # the comparison keeps no features
     t = pd.read_csv(ed.table("selection_compare"))
     pd.testing.assert_frame_equal(t, pd.read_parquet(ed.table("selection_compare", "parquet")), check_dtype=False)
+    assert pd.read_parquet(ed.table("selection_compare", "parquet")).index.equals(pd.RangeIndex(len(t)))
     assert set(t["scorer"]) == {"seeing-low", "seeing-high", "average_seeing", "gate_seeing"}
-    assert (t["family"] == "sersic").all() and set(t["threshold"]) == {"p>=0.5"}
+    assert list(dict.fromkeys(t["family"])) == ["sersic", "planted"] and set(t["threshold"]) == {"p>=0.5"}
+    assert [x.split(":")[0] for x in titles] == ["sersic", "planted"]
+    t = t[t["family"] == "sersic"]
     row = t[(t["scorer"] == "gate_seeing") & (t["cell"] == "all")].iloc[0]
     own = np.where(hosts.loc[recs["host_id"], "psfsize_r"] < 1.3, 0, 1)
     p = recs[["probability_seeing-low", "probability_seeing-high"]].to_numpy()
     gate = combine.domain_gate(p, own, 0.7)
     assert row["n"] == 12 and row["completeness"] == pytest.approx((gate >= 0.5).mean())
     assert row["completeness_baseline"] == pytest.approx((recs["probability"] >= 0.5).mean())
-    assert res["figures"] == [ed.selection_diff_figure("sersic").name] and ed.selection_diff_figure("sersic").is_file()
+    assert res["figures"] == [ed.selection_diff_figure(f).name for f in ("sersic", "planted")]
+    assert ed.selection_diff_figure("sersic").is_file()
     # again into the same folder: resumed from the chunks, the same table (its index written nowhere)
     again = compare_selection(cfg, d / "ck.pt", {"seeing-low": d / "ck.pt", "seeing-high": d / "ck.pt"},
                               {"seeing": ["seeing-low", "seeing-high"]}, host_domains, {"seeing": cfg.domains[0]}, {},
                               out)
     assert again["config_tag"] == res["config_tag"]
     t2 = pd.read_csv(ed.table("selection_compare"))
-    pd.testing.assert_frame_equal(t2, t)
+    pd.testing.assert_frame_equal(t2[t2["family"] == "sersic"], t)
     assert list(t2.columns) == list(pd.read_parquet(ed.table("selection_compare", "parquet")).columns)
-    assert pd.read_parquet(ed.table("selection_compare", "parquet")).index.equals(pd.RangeIndex(len(t2)))
+    # the config names negative scores with unknown ids: read (and refused) while the baseline is its checkpoint,
+    # not read for another baseline, whose injections get their own tag beside the first ones in the same folder
+    pd.DataFrame({"id": ["nobody"], "probability": [0.5]}).to_parquet(tmp_path / "neg.parquet")
+    (tmp_path / "sel.yaml").write_text(yaml.safe_dump({**sel, "negatives_predictions": str(tmp_path / "neg.parquet")}))
+    with pytest.raises(InputError, match="no score for a negative"):
+        compare_selection(cfg, d / "ck.pt", {"seeing-low": d / "ck.pt"}, {"seeing": ["seeing-low"]}, host_domains,
+                          {"seeing": cfg.domains[0]}, {}, tmp_path / "e3")
+    shutil.copy(d / "ck.pt", tmp_path / "other.pt")
+    other = compare_selection(cfg, tmp_path / "other.pt", {"seeing-low": d / "ck.pt", "seeing-high": d / "ck.pt"},
+                              {"seeing": ["seeing-low", "seeing-high"]}, host_domains, {"seeing": cfg.domains[0]}, {},
+                              out)
+    assert other["config_tag"] != res["config_tag"]
+    t3 = pd.read_csv(ed.table("selection_compare"))
+    assert (t3.loc[t3["cell"] == "all", "n"] == 12).all()             # its own 12 per family, not 24
     with pytest.raises(InputError, match="none of families \\['nope'\\] is in"):
         compare_selection(cfg.model_copy(update={"selection": cfg.selection.model_copy(update={"families": ("nope",)})}),
                           d / "ck.pt", {}, {}, host_domains, {}, {}, tmp_path / "e2")

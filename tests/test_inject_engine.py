@@ -873,17 +873,18 @@ def test_engine_device_dtype_and_its_sub_pixel_grid():
         assert eng.device == torch.device("cpu") and eng.dtype == tdt
         arc, _ = eng.arcs(row, np.full((1, 3), 1.2))
         assert arc.dtype == tdt and eng.render_unit(params_to_tensors(row, tdt, eng.device)).dtype == tdt
-    L, s = 11, 3
-    sub = ((np.arange(L * s) + 0.5) / s - 0.5 - (L - 1) / 2) * PS
-    yy, xx = np.meshgrid(sub, sub, indexing="ij")
+    L = 11
     p = params_to_tensors(row, torch.float64, torch.device("cpu"))
     fam = build_family(SERSIC)
-    bx, by = ray_trace(torch.as_tensor(xx)[None], torch.as_tensor(yy)[None], p["theta_e"], p["q_lens"], p["phi_lens"],
-                       p["gamma1"], p["gamma2"], p["x0"], p["y0"])
-    sb = fam.sb(bx, by, p).numpy()
-    want = sb.reshape(1, 1, L, s, L, s).mean((3, 5)) * PS**2 * fam.source_flux(p).numpy()[..., None, None]
-    got = eng.render_unit(p).numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-15)
+    for s in (2, 3):
+        sub = ((np.arange(L * s) + 0.5) / s - 0.5 - (L - 1) / 2) * PS
+        yy, xx = np.meshgrid(sub, sub, indexing="ij")
+        bx, by = ray_trace(torch.as_tensor(xx)[None], torch.as_tensor(yy)[None], p["theta_e"], p["q_lens"],
+                           p["phi_lens"], p["gamma1"], p["gamma2"], p["x0"], p["y0"])
+        sb = fam.sb(bx, by, p).numpy()
+        want = sb.reshape(1, 1, L, s, L, s).mean((3, 5)) * PS**2 * fam.source_flux(p).numpy()[..., None, None]
+        eng = InjectionEngine(fam, EngineConfig(dtype="float64", render_box_pix=L, oversample=s))
+        np.testing.assert_allclose(eng.render_unit(p).numpy(), want, rtol=1e-11, atol=1e-15, err_msg=f"oversample {s}")
     one = InjectionEngine(fam, EngineConfig(dtype="float64", render_box_pix=11, oversample=1))
     grid1 = (np.arange(L) - (L - 1) / 2) * PS
     y1, x1 = np.meshgrid(grid1, grid1, indexing="ij")
@@ -990,3 +991,52 @@ def test_arcs_are_box_plus_kernel_minus_one_pixels_and_centred(kind):
     assert (arc * yy).sum() / arc.sum() == pytest.approx(14.0, abs=1e-4)
     if kind == "planted":
         assert (arc[:4] == 0).all() and (arc[:, -4:] == 0).all() and arc[4:-4, 4:-4].sum() > 0
+
+
+def test_sersic_sizes_are_the_profiles_own_radii_by_numerical_integration():
+    """Half-light radius and concentration 5 log10(r80 / r20) of Sersic sources against the curve of growth of
+    I(r) = exp(-b_n (r / r_e)^(1/n)) integrated numerically (scipy quad) and inverted (brentq)."""
+    from scipy.integrate import quad
+    from scipy.optimize import brentq
+
+    from lensaudit.lensing.light import sersic_b
+    p = pd.concat([_one(src_n=n, src_re=re, index=i) for i, (n, re) in enumerate([(0.6, 0.2), (1.0, 0.5), (2.5, 0.3),
+                                                                                 (4.0, 1.1)])], ignore_index=True)
+    r_half, conc = build_family(SERSIC).sizes(p)
+    np.testing.assert_allclose(r_half, p["src_re"])
+    for i, (n, re) in enumerate(zip(p["src_n"], p["src_re"], strict=True)):
+        b = float(sersic_b(np.array(n)))
+
+        def light(r, n=n, re=re, b=b):
+            return quad(lambda x: np.exp(-b * (x / re) ** (1 / n)) * 2 * np.pi * x, 0, r, limit=200)[0]
+
+        total = light(np.inf)
+        rf = {f: brentq(lambda r, f=f, t=total: light(r) - f * t, 1e-6 * re, 100 * re, xtol=1e-12) for f in (0.2, 0.5, 0.8)}
+        assert rf[0.5] == pytest.approx(re, rel=1e-5)
+        assert conc[i] == pytest.approx(5 * np.log10(rf[0.8] / rf[0.2]), rel=1e-5)
+
+
+def test_build_family_hands_an_open_library_to_stamps_only(tmp_path):
+    """``library=`` is the stamps family's open library (used instead of the file its config names) and is ignored
+    by families that draw no stamps."""
+    from lensaudit.sources.xdf import open_library
+    cfg = FamilyConfig(name="s", kind="stamps", stamp_library=str(_library(tmp_path / "a.fits", n=4)))
+    other = open_library(_library(tmp_path / "b.fits", n=6))
+    assert build_family(cfg).n_stamps() == 4
+    fam = build_family(cfg, library=other)
+    assert fam.library is other and fam.n_stamps() == 6
+    assert type(build_family(SERSIC, library=other)).__name__ == "Sersic"
+
+
+def test_valid_ranges_open_above_refuse_infinity_and_values_below():
+    """A parameter valid on [0, inf) (knot weights, stamp rows) refuses -1, inf and NaN; a source-brightness table
+    missing a profile column is refused by name; a bound on src_mag_r narrows the source-magnitude draw."""
+    from lensaudit.inject.params import Param, check_parameters
+    par = Param("w", "", (0.0, np.inf), "", None, "")
+    np.testing.assert_array_equal(par.ok(np.array([-1.0, 0.0, 2.0, np.inf, np.nan])), [False, True, True, False, False])
+    p = draw_parameters(Priors(brightness="source"), SERSIC, 1, np.arange(3))
+    check_parameters(p, "sersic")
+    with pytest.raises(ValueError, match="missing column 'src_n' of family kind 'sersic'"):
+        check_parameters(p.drop(columns="src_n"), "sersic")
+    q = draw_parameters(Priors(brightness="source"), SERSIC, 1, np.arange(50), bounds={"src_mag_r": (23.0, 23.2)})
+    assert q["src_mag_r"].between(23.0, 23.2).all()

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from scipy.special import gammaincinv
 
 from lensaudit.inject.config import FamilyConfig
-from lensaudit.inject.params import MAX_KNOTS, family_params
+from lensaudit.inject.params import MAX_KNOTS
 from lensaudit.lensing.light import gaussian_unit_flux, sersic_b, sersic_unit_flux
 from lensaudit.sources.library import curve_of_growth
 
@@ -63,8 +63,6 @@ class SourceFamily:
     def __init__(self, cfg: FamilyConfig):
         self.cfg = cfg
         self.name = cfg.name
-        #: the parameters this family draws (:mod:`lensaudit.inject.params`)
-        self.params = family_params(cfg.kind)
 
     def n_stamps(self) -> int | None:
         return None
