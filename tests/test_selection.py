@@ -774,10 +774,12 @@ def test_run_closure_wires_each_familys_selection_function_injections_and_gate_r
             {"name": "stamps", "kind": "stamps", "stamp_library": str(lib)}]
     tag = run_selection(_sel_cfg(small_run, run, families=fams))["config_tag"]
     rng = np.random.default_rng(1)
-    n = 30
-    true = pd.DataFrame({"id": [f"t{i}" for i in range(n)], "theta_e": rng.uniform(0.6, 2.9, n),
-                         "arc_mag_r": rng.uniform(19.2, 24.8, n), "psfsize_r": 1.3, "depth_r": 24.0,
-                         "probability": rng.random(n)})
+    n = 40                                     # 10 in each (theta_E, arc magnitude) bin: min_true 10 keeps them apart
+    box = [(te, m) for te in ((0.6, 1.4), (1.6, 2.9)) for m in ((19.2, 20.8), (21.2, 24.8))]
+    true = pd.DataFrame({"id": [f"t{i}" for i in range(n)],
+                         "theta_e": np.concatenate([rng.uniform(*te, 10) for te, _ in box]),
+                         "arc_mag_r": np.concatenate([rng.uniform(*m, 10) for _, m in box]), "psfsize_r": 1.3,
+                         "depth_r": 24.0, "probability": rng.random(n)})
     true.to_parquet(tmp_path / "true.parquet")
     cols = {c.name: [] for c in REALISM.columns}
     for fam, auc, p, v in (("sersic", 0.61, 0.04, "NO-GO"),):
@@ -806,6 +808,7 @@ def test_run_closure_wires_each_familys_selection_function_injections_and_gate_r
         stamps = inj["stamp"].to_numpy() if fam == "stamps" else None    # the library bootstrap: stamps only
         # the defaults: 10 true lenses per merged bin, seed 0, 1000 bootstrap replicates
         _, want = closure_test(true, inj, sf.grid, ops, 3, 10, 1000, 0, stamps)
+        assert (want["dof"] != closure_test(true, inj, sf.grid, ops, 3, 11, 1000, 0, stamps)[1]["dof"]).all()
         got = summ[summ["family"] == fam].reset_index(drop=True)
         for c in ("threshold", "c_true", "c_inj", "diff", "lo95", "hi95", "z", "chi2", "dof", "n_boot",
                   "library_bootstrap", "n_stamps"):
