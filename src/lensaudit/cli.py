@@ -54,6 +54,18 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config_reference(a: argparse.Namespace) -> int:
+    from lensaudit.config_reference import reference_markdown
+    from lensaudit.utils.io import atomic_write_text
+
+    text = reference_markdown()
+    if a.out:
+        atomic_write_text(a.out, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lensaudit",
@@ -77,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d.add_argument("--config", default=None, help="demo YAML (default: the bundled configs/demo/demo.yaml)")
     d.set_defaults(fn=_cmd_demo)
+    c = sub.add_parser("config-reference", help="every key of every YAML configuration: type, default, constraint, "
+                                                 "meaning (Markdown; docs/configuration.md is its output)")
+    c.add_argument("--out", default=None, help="write the reference to this file (default: standard output)")
+    c.set_defaults(fn=_cmd_config_reference)
 
     from lensaudit.catalog.cli import add_catalog_commands
     from lensaudit.cutouts.cli import add_cutouts_commands

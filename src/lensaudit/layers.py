@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline",),                  # resumable stages (skipped when their recorded inputs are unchanged)
     ("demo",),                      # the demo: every stage on the embedded mock survey
     ("validation",),                # the instrument's validation: universes x families x seeds (demo's stages)
+    ("config_reference",),          # every configuration's keys, written from the typed models of every stage
     ("cli",),                       # the command line
     ("__main__",),                  # `python -m lensaudit`
 )
