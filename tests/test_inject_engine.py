@@ -1040,3 +1040,17 @@ def test_valid_ranges_open_above_refuse_infinity_and_values_below():
         check_parameters(p.drop(columns="src_n"), "sersic")
     q = draw_parameters(Priors(brightness="source"), SERSIC, 1, np.arange(50), bounds={"src_mag_r": (23.0, 23.2)})
     assert q["src_mag_r"].between(23.0, 23.2).all()
+
+
+def test_an_arc_that_lands_outside_the_box_is_recorded_as_no_light_not_as_its_target():
+    """A source so far off that no light reaches the rendered box (its Gaussian-like profile underflows): nothing is
+    added to the host, and the record says so with finite numbers - a magnitude of 22.5 - 2.5 log10(1e-30) = 97.5 in
+    every band and magnification 0 - instead of the target or an infinity."""
+    far = _one(src_n=0.5, src_re=0.05, beta_x=9.0, beta_y=0.0, theta_e=0.5)
+    eng = InjectionEngine(build_family(SERSIC), EngineConfig(shot_noise=False, render_box_pix=21))
+    hosts = _hosts(1)
+    img, rec = eng.inject(hosts, np.full((1, 3), 1.2), far)
+    np.testing.assert_array_equal(img, hosts)
+    for b in "grz":
+        assert rec[f"arc_mag_{b}"].iat[0] == pytest.approx(97.5) and rec[f"mu_{b}"].iat[0] == 0.0
+    assert np.isfinite(rec.select_dtypes("number").to_numpy()).all()
