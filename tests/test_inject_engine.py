@@ -683,6 +683,7 @@ def test_correlated_noise_is_reflected_at_the_stamp_edges():
     z = np.random.default_rng(3).normal(size=(6000, 1, 9, 9)).astype(np.float32)
     out = correlate_like(z, np.full((6000, 1), 0.2, np.float32))
     assert out.dtype == np.float32
+    assert correlate_like(z[:2], np.full((2, 1), 0.2)).dtype == np.float32          # float64 weights: z's dtype kept
     a = 0.2
     edge = ((1 - 2 * a) ** 2 + 4 * a * a) / ((1 - 2 * a) ** 2 + 2 * a * a)
     assert out[:, 0, 4, 4].var() == pytest.approx(1.0, rel=0.06)
