@@ -771,6 +771,9 @@ def test_host_noise_is_the_clipped_strip_correlation_written_out_by_hand():
         for b in range(3):
             s, r = _host_noise_by_hand(hosts[i, b])
             assert sig[i, b] == pytest.approx(s, rel=1e-9) and rho[i, b] == pytest.approx(r, rel=1e-9, abs=1e-12)
+    s8, r8 = host_noise(hosts, 8)                                       # another strip width
+    assert (s8[1, 1], r8[1, 1]) == pytest.approx(_host_noise_by_hand(hosts[1, 1], 8), rel=1e-9)
+    assert not np.isclose(r8[1, 1], rho[1, 1], rtol=1e-6)
     s1, r1 = host_noise(hosts[1])
     np.testing.assert_allclose(s1, sig[1], rtol=1e-12)
     np.testing.assert_allclose(r1, rho[1], rtol=1e-12)
@@ -1055,3 +1058,14 @@ def test_an_arc_that_lands_outside_the_box_is_recorded_as_no_light_not_as_its_ta
     for b in "grz":
         assert rec[f"arc_mag_{b}"].iat[0] == pytest.approx(97.5) and rec[f"mu_{b}"].iat[0] == 0.0
     assert np.isfinite(rec.select_dtypes("number").to_numpy()).all()
+
+
+@pytest.mark.parametrize("kind", ["sersic", "clumpy", "stamps", "planted"])
+def test_zero_injections_give_empty_cutouts_and_an_empty_record_in_every_family(kind, tmp_path):
+    lib = str(_library(tmp_path / "lib.fits")) if kind == "stamps" else None
+    cfg = FamilyConfig(name=kind, kind=kind, stamp_library=lib)
+    fam = build_family(cfg)
+    p = draw_parameters(Priors(), cfg, 1, np.arange(0), n_stamps=fam.n_stamps())
+    out, rec = InjectionEngine(fam).inject(_hosts(0), np.zeros((0, 3)), p)
+    assert out.shape == (0, 3, 101, 101) and out.dtype == np.float32 and len(rec) == 0
+    assert {"src_r_half_arcsec", "src_concentration", "planted"} <= set(rec.columns)

@@ -162,7 +162,7 @@ class InjectionEngine:
             out[sl] = img
             recs.append(rec)
         rec = pd.concat(recs) if recs else pd.DataFrame()
-        r_half, conc = self.family.sizes(params) if n else (np.zeros(0), np.zeros(0))
+        r_half, conc = self.family.sizes(params)             # every family sizes an empty table as empty arrays
         record = params.copy()
         for c in rec.columns:
             record[c] = rec[c].to_numpy()
