@@ -710,6 +710,9 @@ def test_plan_family_indexes_cells_in_c_order_and_draws_hosts_per_psf_and_depth_
     low = plan["i_psf_fwhm"] == 0
     np.testing.assert_array_equal(plan.loc[low, "host_row"], pick_hosts(np.array([4, 7, 9]), plan.loc[low, "index"], 5))
     assert set(plan.loc[low, "host_row"]) == {4, 7, 9} and (plan.loc[~low, "host_row"] == -1).all()
+    # a (PSF, depth) cell missing from the host cells altogether: no host either
+    only = plan_family(cfg, grid, pd.DataFrame(), {(0, 0): np.array([4, 7, 9])})
+    assert (only.loc[~low, "host_row"] == -1).all() and only.loc[low, "host_row"].tolist() == plan.loc[low, "host_row"].tolist()
 
 
 def test_plan_memory_is_the_records_and_a_chunk_of_cutouts_and_refuses_what_cannot_fit(monkeypatch):
@@ -748,6 +751,18 @@ def test_marginals_against_hand_counts_with_grid_edges_data_ranges_and_quantile_
     # quantile bins: edges at the 0, 50 and 100th percentiles (0.1, 0.3, 0.5); the largest value is in the last bin
     q = m[(m["quantity"] == "src_r_half_arcsec") & (m["threshold"] == "p>=0.5")]
     assert q[["lo", "hi", "n", "k"]].to_numpy().tolist() == [[0.1, 0.3, 2, 1], [0.3, 0.5, 3, 2]]
+    # every quantity, each from its own column: PSF and depth bins from the hosts' columns, beta_frac in quantiles
+    # (five by default)
+    full = recs.assign(i_psf_fwhm=[0, 1, 1, 1, 0], host_psfsize_r=[1.0, 1.4, 1.5, 1.6, 1.1], i_depth=0,
+                       host_depth_r=[23.1, 23.2, 23.3, 23.4, 23.5], src_concentration=[2.0, 2.5, 3.0, 3.5, 4.0],
+                       beta_frac=[0.1, 0.15, 0.2, 0.3, 0.4])
+    mf = marginals(full, ops[:1], min_count=1)
+    assert mf["quantity"].unique().tolist() == ["theta_e", "psf_fwhm", "depth", "arc_mag", "src_r_half_arcsec",
+                                                "src_concentration", "beta_frac"]
+    kf = mf.set_index(["quantity", "bin"])
+    assert kf.loc[("psf_fwhm", 1), ["lo", "hi", "n", "k"]].tolist() == [1.4, 1.6, 3, 2]
+    assert kf.loc[("depth", 0), ["lo", "hi", "median", "n"]].tolist() == [23.1, 23.5, 23.3, 5]
+    assert len(kf.loc["beta_frac"]) == 5 and kf.loc[("beta_frac", 4), "median"] == 0.4
     # without edges: the range of the values in the bin
     ne = marginals(recs, ops[:1], min_count=2).set_index(["quantity", "bin"])
     assert ne.loc[("theta_e", 1), ["lo", "hi"]].tolist() == [1.2, 1.9]
