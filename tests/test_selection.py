@@ -767,6 +767,10 @@ def test_marginals_against_hand_counts_with_grid_edges_data_ranges_and_quantile_
     ne = marginals(recs, ops[:1], min_count=2).set_index(["quantity", "bin"])
     assert ne.loc[("theta_e", 1), ["lo", "hi"]].tolist() == [1.2, 1.9]
     assert ne.loc[("theta_e", 0), "status"] == "ok" and marginals(recs, ops[:1], 3).iloc[0]["status"] == "insufficient"
+    # a family with a single injection: one bin per grid axis, no quantile bins (one value has no spread)
+    one = marginals(recs.iloc[[2]], ops[:1], min_count=1)
+    assert one[["family", "quantity", "bin", "n", "k"]].to_numpy().tolist() == [["f", "theta_e", 1, 1, 1],
+                                                                              ["f", "arc_mag", 2, 1, 1]]
 
 
 def test_run_closure_wires_each_familys_selection_function_injections_and_gate_row(small_run, tmp_path, monkeypatch):
@@ -954,3 +958,92 @@ def test_completeness_table_of_no_records_at_all_and_overall_of_a_single_injecti
     one = completeness_table(pd.DataFrame({"cell": [1], "probability": [0.9]}), grid, ops, 1)
     meta = {"edges": {a: e.tolist() for a, e in grid.edges.items()}, "thresholds": [op.to_dict() for op in ops]}
     assert SelectionFunction(one, meta).overall()["p>=0.5"]["completeness"] == 1.0
+
+
+# ---------------------------------------------------------------- the FPR negatives and the run's input keys
+class _FakeStore:
+    """A store whose cutout ``k`` is filled with the float k (the id's number), without files: what
+    ``_negative_scores`` and ``input_fingerprints`` read of a store."""
+
+    def __init__(self, ids):
+        self._ids = np.asarray(ids, dtype=object)
+        self.asked = []
+
+    def ids(self):
+        return self._ids
+
+    def get(self, ids):
+        self.asked.append(len(ids))
+        return np.stack([np.full((3, 2, 2), float(str(i)[1:]), np.float32) for i in ids])
+
+    def fingerprint(self):
+        return "store-fingerprint-123"
+
+
+def _fpr_manifest(n_neg: int) -> pd.DataFrame:
+    rows = [{"id": f"n{k}", "split": "val" if k % 2 else "test", "label": 0} for k in range(n_neg)]
+    rows += [{"id": f"n{100000 + k}", "split": "train", "label": 0} for k in range(7)]        # not audited
+    rows += [{"id": f"n{200000 + k}", "split": "val", "label": 1} for k in range(5)]          # lenses
+    return pd.DataFrame(rows)
+
+
+def test_fpr_negatives_are_the_audited_splits_negatives_scored_in_batches_of_4096_and_read_from_a_scores_file(
+        tmp_path):
+    from lensaudit.selection.run import _negative_scores
+
+    n = 5000                                            # two batches: 4096 and 904
+    man = _fpr_manifest(n)
+    store = _FakeStore([f"n{k}" for k in range(n) if k != 17] + ["n100001", "n200002"])  # n17 has no cutout
+    flags = []
+
+    def scorer(x, features):
+        flags.append(features)
+        return (x[:, 0, 0, 0].astype(np.float64) / 1000.0 - 2.5, None)
+
+    cfg = SelectionConfig(checkpoint="c", manifest="m", store="s", out="o")
+    got = _negative_scores(cfg, man, store, scorer)
+    want_ids = [k for k in range(n) if k != 17]
+    lg = np.array(want_ids, float) / 1000.0 - 2.5
+    np.testing.assert_allclose(got, 1.0 / (1.0 + np.exp(-lg)), rtol=1e-12)   # sigmoid, in manifest order
+    assert store.asked == [4096, n - 1 - 4096] and flags == [False, False]    # no features asked for
+    with pytest.raises(InputError, match="no negative of splits"):
+        _negative_scores(cfg, man, _FakeStore(["n100001", "n200002"]), scorer)
+
+    # a scores file: merged on id; lenses, training negatives and rows of other objects ignored; only id and
+    # probability read (a logit that overflowed to inf beside probability 1 is not this stage's business)
+    ids = [f"n{k}" for k in range(0, n, 3)] + ["n100002", "n200001", "x9"]
+    prob = np.linspace(0.0, 1.0, len(ids)).astype(np.float32)
+    logit = np.where(prob >= 1.0, np.inf, 0.0)
+    pd.DataFrame({"id": ids, "probability": prob, "logit": logit}).to_parquet(tmp_path / "neg.parquet")
+    cfg = SelectionConfig(checkpoint="c", manifest="m", store="s", out="o",
+                          negatives_predictions=str(tmp_path / "neg.parquet"))
+    got = _negative_scores(cfg, man, store, scorer)
+    keep = [i for i, s in enumerate(ids) if s.startswith("n") and int(s[1:]) < n]
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, prob[keep].astype(np.float64))
+    pd.DataFrame({"id": ["n100002", "n200001"], "probability": [0.1, 0.2]}).to_parquet(tmp_path / "none.parquet")
+    with pytest.raises(InputError, match="none.parquet: no score for a negative of splits"):
+        _negative_scores(cfg.model_copy(update={"negatives_predictions": str(tmp_path / "none.parquet")}),
+                         man, store, scorer)
+
+
+def test_input_fingerprints_key_every_file_by_contents_and_each_stamp_family_by_library_and_half(tmp_path):
+    from lensaudit.selection.run import input_fingerprints
+    from lensaudit.utils.io import sha256_file
+
+    files = {}
+    for name in ("ck.pt", "man.parquet", "neg.parquet", "twin.pt", "libA.fits", "libB.fits"):
+        files[name] = tmp_path / name
+        files[name].write_bytes(name.encode() * 3)
+    cfg = SelectionConfig(checkpoint=str(files["ck.pt"]), manifest=str(files["man.parquet"]), store="s", out="o",
+                          negatives_predictions=str(files["neg.parquet"]),
+                          extra_checkpoints={"twin": str(files["twin.pt"])},
+                          families=[{"name": "half", "kind": "stamps", "stamp_library": f"{files['libA.fits']}:B"},
+                                    {"name": "whole", "kind": "stamps", "stamp_library": str(files["libB.fits"])},
+                                    {"name": "sersic", "kind": "sersic"}])
+    got = input_fingerprints(cfg, _FakeStore([]))
+    sha = {k: sha256_file(v) for k, v in files.items()}
+    assert got == {"checkpoint": sha["ck.pt"], "manifest": sha["man.parquet"], "negatives_predictions": sha["neg.parquet"],
+                   "extra:twin": sha["twin.pt"], "stamp_library:half": sha["libA.fits"],
+                   "stamp_library:whole": sha["libB.fits"], "stamp_half:half": "B", "stamp_half:whole": "all",
+                   "store": "store-fingerprint-123"}

@@ -50,6 +50,15 @@ def test_halves_are_disjoint_deterministic_and_independent_of_order(tmp_path):
     assert split_spec("C:/win/lib.fits") == ("C:/win/lib.fits", None)
 
 
+def test_ids_of_exactly_eight_characters_round_trip(tmp_path):
+    """Eight characters is the size of an object pointer: astropy once took the id array for bytes."""
+    imgs, meta = _lib(n=6)
+    ids = [f"xdf_{k:04d}" for k in range(6)]
+    write_stamp_library(tmp_path / "l.fits", imgs, 0.05, meta.assign(ID=ids))
+    lib = StampLibrary.read(tmp_path / "l.fits")
+    assert lib.meta["ID"].tolist() == ids and lib.meta["HALF"].tolist() == library_half(ids).tolist()
+
+
 @pytest.mark.parametrize("edit,match", [
     (lambda i, m: (i, m.drop(columns="MAG_Z")), r"lacks column\(s\) \['MAG_Z'\]"),
     (lambda i, m: (np.where(np.arange(i.size).reshape(i.shape) == 5, np.nan, i), m), r"stamp 0 holds NaN"),

@@ -229,8 +229,10 @@ def write_stamp_library(path: str | os.PathLike, images_nmgy: np.ndarray, pixsca
         hdu.header[k] = v
     hdu.header.add_comment("HALF: A or B by SHA-256 of 'lensaudit-half:' + ID (lensaudit.sources.library_half)")
     cols = [fits.Column(name="ID", format=f"{max(1, int(lib.meta['ID'].astype(str).str.len().max()))}A",
-                        array=lib.meta["ID"].astype(str).to_numpy())]
-    cols += [fits.Column(name="HALF", format="1A", array=lib.meta["HALF"].astype(str).to_numpy())]
+                        array=lib.meta["ID"].to_numpy(str))]
+    # unicode arrays, not objects: astropy reinterprets an object array whose item size (8 bytes) equals the
+    # column's (ids of exactly 8 characters) instead of converting it, and fails
+    cols += [fits.Column(name="HALF", format="1A", array=lib.meta["HALF"].to_numpy(str))]
     cols += [fits.Column(name=c, format="D", array=lib.meta[c].to_numpy(float)) for c in lib.meta.columns
              if c not in ("ID", "HALF")]
     hdul = fits.HDUList([fits.PrimaryHDU(), hdu, fits.BinTableHDU.from_columns(cols, name="META")])

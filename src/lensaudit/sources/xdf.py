@@ -292,9 +292,8 @@ def build_xdf_library(out: str | os.PathLike, settings: XdfSettings = XdfSetting
     flux = cat.segment_flux
     noise = np.median(rms)
     snr = flux / (noise * np.sqrt(area))
-    bbox = [(b.iymin, b.iymax, b.ixmin, b.ixmax) for b in cat.bbox]
+    bbox = np.array([(b.iymin, b.iymax, b.ixmin, b.ixmax) for b in cat.bbox]).reshape(-1, 4)
     cy, cx = cat.y_centroid, cat.x_centroid
-    H, W = d.shape
     size = cat.semimajor_axis.value
     locus = np.isin(labels, _compact_sources(d, seg, fraction=0.1))
     size_locus = float(np.median(size[locus]))
@@ -302,44 +301,14 @@ def build_xdf_library(out: str | os.PathLike, settings: XdfSettings = XdfSetting
     fwhm_arcsec = fwhm_pix * PIXSCALE_ARCSEC
     counts = counts_slope(flux[flux > 0])
     # 3. the cuts, in order, each counted
-    reasons = {}
-    keep = np.ones(len(labels), bool)
-
-    def cut(name: str, bad: np.ndarray) -> None:
-        nonlocal keep
-        reasons[name] = int((keep & bad).sum())
-        keep &= ~bad
-
     saturated = np.array([(display[seg.data == lab] == 255).any() for lab in labels])
-    cut("smaller than the minimum area", area < s.min_area_pix)
-    cut("touching the image edge", np.array([y0 < s.edge_margin_pix or x0 < s.edge_margin_pix or
-                                             y1 >= H - s.edge_margin_pix or x1 >= W - s.edge_margin_pix
-                                             for y0, y1, x0, x1 in bbox]))
-    cut("saturated (display value 255)", saturated)
-    cut("S/N below the minimum", snr < s.min_snr)
-    cut("star-like (size within 1.3x the compact locus)", size < s.star_rhalf_factor * size_locus)
-    cut("larger than the stamp", np.array([(y1 - y0) > s.stamp_pix - 2 * s.grow_pix - 2 or
-                                           (x1 - x0) > s.stamp_pix - 2 * s.grow_pix - 2 for y0, y1, x0, x1 in bbox]))
-    blended = np.zeros(len(labels), bool)
-    seg_flux = dict(zip(labels.tolist(), flux.tolist(), strict=True))
-    for i, lab in enumerate(labels):
-        if not keep[i]:
-            continue
-        sb = _cut(seg.data.astype(float), cy[i], cx[i], s.stamp_pix).astype(int)
-        ring = binary_dilation(sb == lab, iterations=1) & (sb != lab) & (sb > 0)
-        touching = set(np.unique(sb[ring]).tolist())
-        blended[i] = sum(seg_flux.get(t, 0.0) for t in touching) > flux[i]
-    cut("blended beyond repair (touching neighbours brighter than the galaxy)", blended)
-    # 4. stamps: own segment grown by grow_pix, the rest zero; g <- blue, r <- (blue + green) / 2, z <- green
+    keep, reasons = cut_flow(detection_cuts(area, bbox, saturated, snr, size, size_locus, d.shape, s))
+    keep, more = cut_flow([("blended beyond repair (touching neighbours brighter than the galaxy)",
+                            blended(seg.data, labels, flux, cy, cx, keep, s.stamp_pix))], keep)
+    reasons.update(more)
+    # 4. stamps: own segment grown by grow_pix, the rest zero
     chosen = np.flatnonzero(keep)
-    stamps = np.empty((len(chosen), 3, s.stamp_pix, s.stamp_pix))
-    for k, i in enumerate(chosen):
-        lab = labels[i]
-        sb = _cut(seg.data.astype(float), cy[i], cx[i], s.stamp_pix).astype(int)
-        mask = binary_dilation(sb == lab, iterations=s.grow_pix) & ((sb == lab) | (sb == 0))
-        ch = [_cut(lin[..., c], cy[i], cx[i], s.stamp_pix) for c in range(3)]
-        blue, green = ch[2], ch[1]          # display channels are R, G, B in that order
-        stamps[k] = np.stack([blue, 0.5 * (blue + green), green]) * mask[None]
+    stamps = cut_stamps(lin, seg.data, labels[chosen], cy[chosen], cx[chosen], s)
     sums = stamps.sum(axis=(2, 3))
     ok = (sums > 0).all(axis=1)
     reasons["no positive light in a band"] = int((~ok).sum())
@@ -347,16 +316,11 @@ def build_xdf_library(out: str | os.PathLike, settings: XdfSettings = XdfSetting
     reasons["negative light beyond noise (background)"] = int(neg.sum())
     ok &= ~neg
     stamps, chosen, sums = stamps[ok], chosen[ok], sums[ok]
-    # colour zero points: the library's median colours set to the stated prior
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gr = -2.5 * np.log10(sums[:, 0] / sums[:, 1])
-        rz = -2.5 * np.log10(sums[:, 1] / sums[:, 2])
-    kg = 10 ** (-0.4 * (s.colour_prior_g_r - np.median(gr)))
-    kz = 10 ** (0.4 * (s.colour_prior_r_z - np.median(rz)))
+    # colour zero points: the library's median colours set to the stated prior; then r = mag_r
+    kg, kz = colour_scales(sums, s.colour_prior_g_r, s.colour_prior_r_z)
     stamps[:, 0] *= kg
     stamps[:, 2] *= kz
-    f_r = 10 ** (-0.4 * (s.mag_r - MAG_ZEROPOINT))
-    stamps *= (f_r / stamps[:, 1].sum(axis=(1, 2)))[:, None, None, None]
+    stamps = normalised_to_r(stamps, s.mag_r)
     flux3 = stamps.sum(axis=(2, 3))
     ids = [f"xdf_{int(round(cx[i])):04d}_{int(round(cy[i])):04d}_{int(labels[i])}" for i in chosen]
     meta = pd.DataFrame({"ID": ids, "Z": np.nan, **{f"MAG_{b}": MAG_ZEROPOINT - 2.5 * np.log10(flux3[:, j])
@@ -384,6 +348,83 @@ def build_xdf_library(out: str | os.PathLike, settings: XdfSettings = XdfSetting
     log.info("XDF library: %d stamps (A %d, B %d) of %d detections; gamma %.2f; %s", len(stamps),
              report["halves"]["A"], report["halves"]["B"], len(labels), gamma, json.dumps(reasons))
     return report
+
+
+def cut_flow(criteria: list[tuple[str, np.ndarray]], keep: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Apply cuts in order: (what is kept, and per cut how many it removed of what the earlier cuts kept).
+    ``criteria``: (name, rejected mask) pairs; ``keep``: what was kept before them (all when None)."""
+    keep = np.ones(len(criteria[0][1]), bool) if keep is None else np.array(keep, bool)
+    reasons = {}
+    for name, bad in criteria:
+        reasons[name] = int((keep & bad).sum())
+        keep &= ~bad
+    return keep, reasons
+
+
+def detection_cuts(area: np.ndarray, bbox: np.ndarray, saturated: np.ndarray, snr: np.ndarray, size: np.ndarray,
+                   size_locus: float, shape: tuple[int, int], s: XdfSettings) -> list[tuple[str, np.ndarray]]:
+    """The per-detection cuts, in the order applied (:func:`cut_flow`): ``area`` in pixels, ``bbox`` (N, 4)
+    inclusive (y0, y1, x0, x1) pixel limits, ``saturated`` a display value of 255 inside, ``snr`` of the
+    segment flux, ``size`` the second-moment semimajor axis (pixels) against ``size_locus``, the compact
+    sources' median; ``shape`` the image's."""
+    H, W = shape
+    y0, y1, x0, x1 = np.asarray(bbox, int).reshape(-1, 4).T
+    m, span = s.edge_margin_pix, s.stamp_pix - 2 * s.grow_pix - 2
+    return [("smaller than the minimum area", area < s.min_area_pix),
+            ("touching the image edge", (y0 < m) | (x0 < m) | (y1 >= H - m) | (x1 >= W - m)),
+            ("saturated (display value 255)", np.asarray(saturated, bool)),
+            ("S/N below the minimum", snr < s.min_snr),
+            ("star-like (size within 1.3x the compact locus)", size < s.star_rhalf_factor * size_locus),
+            ("larger than the stamp", ((y1 - y0) > span) | ((x1 - x0) > span))]
+
+
+def blended(seg_data: np.ndarray, labels: np.ndarray, flux: np.ndarray, cy: np.ndarray, cx: np.ndarray,
+            keep: np.ndarray, stamp_pix: int) -> np.ndarray:
+    """Per detection (only those kept are examined): whether the segments touching its own, within its stamp,
+    hold more flux than it ("blended beyond repair")."""
+    from scipy.ndimage import binary_dilation
+
+    out = np.zeros(len(labels), bool)
+    seg_flux = dict(zip(np.asarray(labels).tolist(), np.asarray(flux, float).tolist(), strict=True))
+    for i, lab in enumerate(labels):
+        if not keep[i]:
+            continue
+        sb = _cut(seg_data.astype(float), cy[i], cx[i], stamp_pix).astype(int)
+        ring = binary_dilation(sb == lab, iterations=1) & (sb != lab) & (sb > 0)
+        out[i] = sum(seg_flux.get(t, 0.0) for t in np.unique(sb[ring]).tolist()) > flux[i]
+    return out
+
+
+def cut_stamps(lin: np.ndarray, seg_data: np.ndarray, labels: np.ndarray, cy: np.ndarray, cx: np.ndarray,
+               s: XdfSettings) -> np.ndarray:
+    """Stamps (N, 3, stamp_pix, stamp_pix) of linear display channels ``lin`` (H, W, 3: R, G, B) centred on
+    (cy, cx): the galaxy's own segment grown by ``grow_pix`` into the sky (never into a neighbour), every other
+    pixel zero; g from blue, r the mean of blue and green, z from green."""
+    from scipy.ndimage import binary_dilation
+
+    stamps = np.empty((len(labels), 3, s.stamp_pix, s.stamp_pix))
+    for k, lab in enumerate(labels):
+        sb = _cut(seg_data.astype(float), cy[k], cx[k], s.stamp_pix).astype(int)
+        mask = binary_dilation(sb == lab, iterations=s.grow_pix) & ((sb == lab) | (sb == 0))
+        ch = [_cut(lin[..., c], cy[k], cx[k], s.stamp_pix) for c in range(3)]
+        blue, green = ch[2], ch[1]          # display channels are R, G, B in that order
+        stamps[k] = np.stack([blue, 0.5 * (blue + green), green]) * mask[None]
+    return stamps
+
+
+def colour_scales(sums: np.ndarray, g_r: float, r_z: float) -> tuple[float, float]:
+    """(g, z) flux scales that move the median g - r and r - z (AB) of band totals ``sums`` (N, 3) to the
+    stated ``g_r`` and ``r_z``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gr = -2.5 * np.log10(sums[:, 0] / sums[:, 1])
+        rz = -2.5 * np.log10(sums[:, 1] / sums[:, 2])
+    return float(10 ** (-0.4 * (g_r - np.median(gr)))), float(10 ** (0.4 * (r_z - np.median(rz))))
+
+
+def normalised_to_r(stamps: np.ndarray, mag_r: float) -> np.ndarray:
+    """Stamps (N, 3, S, S) in nanomaggies scaled so that each one's r band totals ``mag_r`` (AB)."""
+    f_r = 10 ** (-0.4 * (mag_r - MAG_ZEROPOINT))
+    return stamps * (f_r / stamps[:, 1].sum(axis=(1, 2)))[:, None, None, None]
 
 
 def _cut(a: np.ndarray, cy: float, cx: float, n: int) -> np.ndarray:
@@ -451,5 +492,6 @@ def open_library(spec: str) -> StampLibrary:
 
 
 __all__ = ["CACHE_ENV", "open_library", "COUNTS_SLOPE", "PIXSCALE_ARCSEC", "XdfError", "default_library", "XdfSettings",
-           "build_xdf_library", "calibrated_gamma", "check_provenance", "counts_slope", "destretch", "gamma_calibration",
+           "blended", "build_xdf_library", "calibrated_gamma", "colour_scales", "cut_flow",
+           "cut_stamps", "detection_cuts", "normalised_to_r", "check_provenance", "counts_slope", "destretch", "gamma_calibration",
            "load_xdf", "measure_gamma", "raw_gamma", "segment_fluxes", "sky_levels", "stretch_slope", "synthetic_field"]
