@@ -301,7 +301,8 @@ def build_xdf_library(out: str | os.PathLike, settings: XdfSettings = XdfSetting
     fwhm_arcsec = fwhm_pix * PIXSCALE_ARCSEC
     counts = counts_slope(flux[flux > 0])
     # 3. the cuts, in order, each counted
-    saturated = np.array([(display[seg.data == lab] == 255).any() for lab in labels])
+    saturated = np.bincount(seg.data.ravel(), weights=(display == 255).any(axis=2).ravel(),
+                            minlength=int(labels.max()) + 1)[labels] > 0
     keep, reasons = cut_flow(detection_cuts(area, bbox, saturated, snr, size, size_locus, d.shape, s))
     keep, more = cut_flow([("blended beyond repair (touching neighbours brighter than the galaxy)",
                             blended(seg.data, labels, flux, cy, cx, keep, s.stamp_pix))], keep)
