@@ -1097,10 +1097,12 @@ def crop_build(tmp_path_factory):
     img, prov = X.load_xdf()
     crop = np.ascontiguousarray(img[220:580, 320:680])
     mp.setattr(X, "load_xdf", lambda: (crop, dict(prov)))
-    mp.setattr(X, "gamma_calibration", lambda s: CAL)
+    mp.setattr(X, "gamma_calibration", lambda s: CAL if s == X.XdfSettings() else None)
     out = tmp_path_factory.mktemp("xdf_crop")
     rep = X.build_xdf_library(out)
-    low = X.build_xdf_library(out / "other", X.XdfSettings(mag_r=24.0, colour_prior_g_r=0.6, min_snr=60.0))
+    mp.setattr(X, "gamma_calibration", lambda s: CAL if s.mask_grow_pix == 1 else None)
+    low = X.build_xdf_library(out / "other" / "nested", X.XdfSettings(mag_r=24.0, colour_prior_g_r=0.6, min_snr=60.0,
+                                                                      mask_grow_pix=1))
     mp.undo()
     return crop, prov, out, rep, low
 
@@ -1167,10 +1169,63 @@ def test_the_build_counts_every_cut_and_writes_stamps_at_the_stated_magnitude_an
             "lensaudit sources build-xdf", prov["sha256"], round(rep["gamma"], 6),
             round(rep["effective_fwhm_arcsec"], 6), 0.1)
         assert hd["SKIMAGE"] == prov["scikit_image"] and hd["PHOTUTIL"] == rep["provenance"]["photutils"]
+    import photutils
+
+    assert rep["provenance"]["photutils"] == photutils.__version__
     assert json.loads((out / "xdf_report.json").read_text())["n_stamps"] == rep["n_stamps"]
     # other settings: another magnitude, colour prior and S/N floor, each honoured
-    other = StampLibrary.read(out / "other" / "xdf_stamps.fits")
+    other = StampLibrary.read(out / "other" / "nested" / "xdf_stamps.fits")
     np.testing.assert_allclose(other.meta["MAG_R"], 24.0, atol=1e-4)
     assert np.median(other.meta["MAG_G"] - other.meta["MAG_R"]) == pytest.approx(0.6, abs=1e-4)
     assert (other.meta["SNR"] >= 60.0).all() and len(other) < len(lib)
     assert low["rejected"]["S/N below the minimum"] > rep["rejected"]["S/N below the minimum"]
+    # the first pass's sources grown by 1 pixel, not 3, before they are masked: another background, other detections
+    assert low["n_detected"] != rep["n_detected"] and low["settings"]["mask_grow_pix"] == 1
+
+
+def test_linear_channels_raise_the_dark_artefacts_to_the_sky_floor_and_subtract_a_masked_background():
+    from photutils.background import Background2D, MedianBackground
+    from scipy.ndimage import binary_dilation
+
+    s = X.XdfSettings(box_pix=16, mask_grow_pix=2)
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:64, 0:64]
+    blob = 120 * np.exp(-((xx - 30) ** 2 + (yy - 34) ** 2) / 18.0)
+    display = np.clip(rng.normal(20, 3, (64, 64, 3)) + blob[..., None] * [1.0, 0.8, 0.6] + 0.1 * xx[..., None],
+                      0, 255).astype(np.uint8)
+    display[5, 5] = 0                                              # a dark ringing artefact
+    first = ((xx - 30) ** 2 + (yy - 34) ** 2 <= 25).astype(int) * 3
+    sky = np.array([20.0, 20.0, 20.0])
+    lin, n_floor, mask = X.linear_channels(display, sky, 2.0, first, s)
+    raw = X.destretch(display, sky, 2.0)
+    floor = [np.percentile(raw[..., c][first == 0], 0.5) for c in range(3)]
+    assert n_floor == sum(int((raw[..., c] < floor[c]).sum()) for c in range(3)) and n_floor >= 3
+    np.testing.assert_array_equal(mask, binary_dilation(first > 0, iterations=2))
+    assert mask.sum() > (first > 0).sum()
+    for c in range(3):
+        clipped = np.maximum(raw[..., c], floor[c])
+        bkg = Background2D(clipped, (16, 16), filter_size=(3, 3), bkg_estimator=MedianBackground(), mask=mask,
+                           exclude_percentile=80.0).background
+        np.testing.assert_allclose(lin[..., c], clipped - bkg, rtol=1e-12, atol=1e-9)
+    assert lin[..., 0][first > 0].mean() > lin[..., 2][first > 0].mean() > 10 * abs(lin[..., 0][mask == 0].mean())
+
+
+def test_the_build_detects_on_the_linear_channels_and_measures_the_compact_locus(crop_build):
+    from photutils.segmentation import SourceCatalog
+
+    crop, prov, out, rep, _ = crop_build
+    s = X.XdfSettings()
+    sky = np.asarray(rep["sky_display"])
+    _, (d0, seg0) = X.raw_gamma((crop.astype(float) - sky).sum(axis=2), s)
+    lin, n_floor, mask = X.linear_channels(crop, sky, rep["gamma"], seg0.data, s)
+    assert n_floor == rep["pixels_raised_to_the_sky_floor"]
+    d, _, seg = X._segment(lin.sum(axis=2), s, mask=mask)
+    cat = SourceCatalog(d, seg)
+    assert rep["n_detected"] == seg.n_labels
+    locus = np.isin(seg.labels, X._compact_sources(d, seg, fraction=0.1))
+    assert rep["compact_fwhm_pix"] == float(np.median(cat.fwhm.value[locus]))
+    assert rep["counts_slope_dlogN_dm"] == X.counts_slope(cat.segment_flux)
+    # detection on the sum of the three channels, the first pass's sources out of its background
+    d1, _, seg1 = X._segment(lin[..., 1] * 3, s, mask=mask)
+    d2, _, seg2 = X._segment(lin.sum(axis=2), s)
+    assert seg1.n_labels != rep["n_detected"] and seg2.n_labels != rep["n_detected"]

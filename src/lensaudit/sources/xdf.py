@@ -26,7 +26,7 @@ calibrated data. What each step assumes, and how it is measured or stated:
   r - z equal those of faint star-forming galaxies at r ~ 24-26 (0.45 and 0.35 AB; the procedural population's
   blue sources draw from the same means). Colour *differences* between and within galaxies come from the image.
 * **Detection and deblending**: photutils on the sum of the three linear channels, each after its local
-  background (``Background2D``, sources masked), a 2-pixel Gaussian filter, 2.5 sigma over 10 connected pixels, multi-threshold
+  background (``Background2D``, the first pass's sources masked, grown by 3 pixels), a 2-pixel Gaussian filter, 2.5 sigma over 10 connected pixels, multi-threshold
   deblending (32 levels, contrast 0.005).
 * **Cutting**: each galaxy centred in a square stamp; its own segment (grown by 2 pixels) kept, every other
   pixel zero, so neighbours are masked, never cut through.
@@ -86,6 +86,7 @@ class XdfSettings:
     min_area_pix: int = 20
     edge_margin_pix: int = 2
     grow_pix: int = 2
+    mask_grow_pix: int = 3           # first-pass sources, grown by this, are left out of the channels' background
     min_snr: float = 30.0
     star_rhalf_factor: float = 1.3   # star-like: semimajor sigma below this x the compact locus
     mag_r: float = 25.0
@@ -259,7 +260,6 @@ def build_xdf_library(out: str | os.PathLike, settings: XdfSettings = XdfSetting
     report (provenance, the measured stretch and resolution, and how many galaxies each cut removed)."""
     import photutils
     from photutils.segmentation import SourceCatalog
-    from scipy.ndimage import binary_dilation
 
     s = settings
     xd = XdfDir(out)
@@ -277,14 +277,8 @@ def build_xdf_library(out: str | os.PathLike, settings: XdfSettings = XdfSetting
                    for t in (COUNTS_SLOPE[0] + COUNTS_SLOPE[1], COUNTS_SLOPE[0] - COUNTS_SLOPE[1])]
     compact = np.sort(_compact_sources(d0, seg0))
     check_slope = stretch_slope(d0, seg0.data, compact, gamma)
-    # 2. linear channels (pixels darker than 99.5 percent of the sky, the JPEG's ringing and colour-balance
-    # artefacts beside bright sources, raised to that level: no source has negative light), detection on their sum
-    lin = destretch(display, sky, gamma)
-    floor = np.asarray([np.percentile(lin[..., c][seg0.data == 0], 0.5) for c in range(3)])
-    n_floor = int((lin < floor).sum())
-    lin = np.maximum(lin, floor)
-    src_mask = binary_dilation(seg0.data > 0, iterations=3)
-    lin = np.stack([lin[..., c] - _background(lin[..., c], s, src_mask) for c in range(3)], axis=-1)
+    # 2. linear channels, detection on their sum
+    lin, n_floor, src_mask = linear_channels(display, sky, gamma, seg0.data, s)
     d, rms, seg = _segment(lin.sum(axis=2), s, mask=src_mask)
     cat = SourceCatalog(d, seg)
     labels = np.asarray(seg.labels)
@@ -292,14 +286,14 @@ def build_xdf_library(out: str | os.PathLike, settings: XdfSettings = XdfSetting
     flux = cat.segment_flux
     noise = np.median(rms)
     snr = flux / (noise * np.sqrt(area))
-    bbox = np.array([(b.iymin, b.iymax, b.ixmin, b.ixmax) for b in cat.bbox]).reshape(-1, 4)
+    bbox = np.array([(b.iymin, b.iymax, b.ixmin, b.ixmax) for b in cat.bbox])
     cy, cx = cat.y_centroid, cat.x_centroid
     size = cat.semimajor_axis.value
     locus = np.isin(labels, _compact_sources(d, seg, fraction=0.1))
     size_locus = float(np.median(size[locus]))
     fwhm_pix = float(np.median(cat.fwhm.value[locus]))
     fwhm_arcsec = fwhm_pix * PIXSCALE_ARCSEC
-    counts = counts_slope(flux[flux > 0])
+    counts = counts_slope(flux)
     # 3. the cuts, in order, each counted
     saturated = np.bincount(seg.data.ravel(), weights=(display == 255).any(axis=2).ravel(),
                             minlength=int(labels.max()) + 1)[labels] > 0
@@ -349,6 +343,24 @@ def build_xdf_library(out: str | os.PathLike, settings: XdfSettings = XdfSetting
     log.info("XDF library: %d stamps (A %d, B %d) of %d detections; gamma %.2f; %s", len(stamps),
              report["halves"]["A"], report["halves"]["B"], len(labels), gamma, json.dumps(reasons))
     return report
+
+
+def linear_channels(display: np.ndarray, sky: np.ndarray, gamma: float, first_pass: np.ndarray,
+                    s: XdfSettings) -> tuple[np.ndarray, int, np.ndarray]:
+    """(linear channels (H, W, 3), how many pixel values were raised to the floor, the source mask) of a display
+    image: :func:`destretch` with ``gamma`` about the channels' ``sky``; values darker than the 0.5th percentile
+    of each channel's sky pixels (``first_pass`` == 0: the first pass's segmentation) - the JPEG's ringing and
+    colour-balance artefacts beside bright sources - raised to it (no source has negative light); then each
+    channel's local background (:func:`_background`) subtracted with the first pass's sources, grown by
+    ``mask_grow_pix``, masked."""
+    from scipy.ndimage import binary_dilation
+
+    lin = destretch(display, sky, gamma)
+    floor = np.asarray([np.percentile(lin[..., c][first_pass == 0], 0.5) for c in range(3)])
+    n_floor = int((lin < floor).sum())
+    lin = np.maximum(lin, floor)
+    mask = binary_dilation(first_pass > 0, iterations=s.mask_grow_pix)
+    return np.stack([lin[..., c] - _background(lin[..., c], s, mask) for c in range(3)], axis=-1), n_floor, mask
 
 
 def cut_flow(criteria: list[tuple[str, np.ndarray]], keep: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
@@ -494,5 +506,5 @@ def open_library(spec: str) -> StampLibrary:
 
 __all__ = ["CACHE_ENV", "open_library", "COUNTS_SLOPE", "PIXSCALE_ARCSEC", "XdfError", "default_library", "XdfSettings",
            "blended", "build_xdf_library", "calibrated_gamma", "colour_scales", "cut_flow",
-           "cut_stamps", "detection_cuts", "normalised_to_r", "check_provenance", "counts_slope", "destretch", "gamma_calibration",
+           "cut_stamps", "detection_cuts", "linear_channels", "normalised_to_r", "check_provenance", "counts_slope", "destretch", "gamma_calibration",
            "load_xdf", "measure_gamma", "raw_gamma", "segment_fluxes", "sky_levels", "stretch_slope", "synthetic_field"]
