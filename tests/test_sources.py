@@ -1187,14 +1187,15 @@ def test_linear_channels_raise_the_dark_artefacts_to_the_sky_floor_and_subtract_
     from photutils.background import Background2D, MedianBackground
     from scipy.ndimage import binary_dilation
 
-    s = X.XdfSettings(box_pix=16, mask_grow_pix=2)
+    s = X.XdfSettings(box_pix=8, mask_grow_pix=2)
     rng = np.random.default_rng(4)
     yy, xx = np.mgrid[0:64, 0:64]
-    blob = 120 * np.exp(-((xx - 30) ** 2 + (yy - 34) ** 2) / 18.0)
+    blob = 120 * np.exp(-((xx - 30) ** 2 + (yy - 34) ** 2) / 128.0)
     display = np.clip(rng.normal(20, 3, (64, 64, 3)) + blob[..., None] * [1.0, 0.8, 0.6] + 0.1 * xx[..., None],
                       0, 255).astype(np.uint8)
     display[5, 5] = 0                                              # a dark ringing artefact
-    first = ((xx - 30) ** 2 + (yy - 34) ** 2 <= 25).astype(int) * 3
+    first = ((xx - 30) ** 2 + (yy - 34) ** 2 <= 196).astype(int)  # label 1, and label 2 a faint one
+    first[((xx - 50) ** 2 + (yy - 12) ** 2 <= 4)] = 2
     sky = np.array([20.0, 20.0, 20.0])
     lin, n_floor, mask = X.linear_channels(display, sky, 2.0, first, s)
     raw = X.destretch(display, sky, 2.0)
@@ -1204,9 +1205,12 @@ def test_linear_channels_raise_the_dark_artefacts_to_the_sky_floor_and_subtract_
     assert mask.sum() > (first > 0).sum()
     for c in range(3):
         clipped = np.maximum(raw[..., c], floor[c])
-        bkg = Background2D(clipped, (16, 16), filter_size=(3, 3), bkg_estimator=MedianBackground(), mask=mask,
+        bkg = Background2D(clipped, (8, 8), filter_size=(3, 3), bkg_estimator=MedianBackground(), mask=mask,
                            exclude_percentile=80.0).background
         np.testing.assert_allclose(lin[..., c], clipped - bkg, rtol=1e-12, atol=1e-9)
+        unmasked = Background2D(clipped, (8, 8), filter_size=(3, 3), bkg_estimator=MedianBackground(),
+                                exclude_percentile=80.0).background
+        assert np.abs(unmasked - bkg).max() > 1.0                  # the mask matters here
     assert lin[..., 0][first > 0].mean() > lin[..., 2][first > 0].mean() > 10 * abs(lin[..., 0][mask == 0].mean())
 
 
@@ -1229,3 +1233,14 @@ def test_the_build_detects_on_the_linear_channels_and_measures_the_compact_locus
     d1, _, seg1 = X._segment(lin[..., 1] * 3, s, mask=mask)
     d2, _, seg2 = X._segment(lin.sum(axis=2), s)
     assert seg1.n_labels != rep["n_detected"] and seg2.n_labels != rep["n_detected"]
+
+
+def test_a_segment_is_saturated_when_any_of_its_pixels_reaches_255_in_any_channel():
+    display = np.full((4, 6, 3), 100, np.uint8)
+    seg = np.array([[1, 1, 0, 2, 2, 0], [1, 1, 0, 2, 2, 0], [0, 0, 0, 0, 0, 0], [4, 4, 0, 5, 5, 5]])
+    display[0, 0, 2] = 255                                          # one pixel of 1, in blue only
+    display[2, 2] = 255                                             # the sky: no segment
+    display[3, 3:5, 1] = 255                                        # two pixels of 5
+    display[1, 4, 0] = 254                                          # 2 stays below
+    assert X.saturated_segments(display, seg, np.array([1, 2, 4, 5])).tolist() == [True, False, False, True]
+    assert X.saturated_segments(display, seg, np.array([5, 1])).tolist() == [True, True]

@@ -295,8 +295,7 @@ def build_xdf_library(out: str | os.PathLike, settings: XdfSettings = XdfSetting
     fwhm_arcsec = fwhm_pix * PIXSCALE_ARCSEC
     counts = counts_slope(flux)
     # 3. the cuts, in order, each counted
-    saturated = np.bincount(seg.data.ravel(), weights=(display == 255).any(axis=2).ravel(),
-                            minlength=int(labels.max()) + 1)[labels] > 0
+    saturated = saturated_segments(display, seg.data, labels)
     keep, reasons = cut_flow(detection_cuts(area, bbox, saturated, snr, size, size_locus, d.shape, s))
     keep, more = cut_flow([("blended beyond repair (touching neighbours brighter than the galaxy)",
                             blended(seg.data, labels, flux, cy, cx, keep, s.stamp_pix))], keep)
@@ -361,6 +360,11 @@ def linear_channels(display: np.ndarray, sky: np.ndarray, gamma: float, first_pa
     lin = np.maximum(lin, floor)
     mask = binary_dilation(first_pass > 0, iterations=s.mask_grow_pix)
     return np.stack([lin[..., c] - _background(lin[..., c], s, mask) for c in range(3)], axis=-1), n_floor, mask
+
+
+def saturated_segments(display: np.ndarray, seg_data: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per label: whether any pixel of its segment has a display value of 255 in any channel."""
+    return np.bincount(seg_data.ravel(), weights=(display == 255).any(axis=2).ravel())[labels] > 0
 
 
 def cut_flow(criteria: list[tuple[str, np.ndarray]], keep: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
@@ -506,5 +510,5 @@ def open_library(spec: str) -> StampLibrary:
 
 __all__ = ["CACHE_ENV", "open_library", "COUNTS_SLOPE", "PIXSCALE_ARCSEC", "XdfError", "default_library", "XdfSettings",
            "blended", "build_xdf_library", "calibrated_gamma", "colour_scales", "cut_flow",
-           "cut_stamps", "detection_cuts", "linear_channels", "normalised_to_r", "check_provenance", "counts_slope", "destretch", "gamma_calibration",
+           "cut_stamps", "detection_cuts", "linear_channels", "normalised_to_r", "saturated_segments", "check_provenance", "counts_slope", "destretch", "gamma_calibration",
            "load_xdf", "measure_gamma", "raw_gamma", "segment_fluxes", "sky_levels", "stretch_slope", "synthetic_field"]
