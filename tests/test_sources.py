@@ -1244,3 +1244,42 @@ def test_a_segment_is_saturated_when_any_of_its_pixels_reaches_255_in_any_channe
     display[1, 4, 0] = 254                                          # 2 stays below
     assert X.saturated_segments(display, seg, np.array([1, 2, 4, 5])).tolist() == [True, False, False, True]
     assert X.saturated_segments(display, seg, np.array([5, 1])).tolist() == [True, True]
+
+
+def test_synthetic_sources_follow_the_stated_counts_positions_and_sizes():
+    flux, x, y, sig = X.synthetic_sources(np.random.default_rng(1), 0.27, 20000, 300)
+    assert flux.min() >= 30.0 and flux.max() == 3e4 and (flux == 3e4).mean() < 0.02
+    # N(>F) / N = (F / 30)^-(0.27 / 0.4): a tenfold flux holds 10^-0.675 = 0.211 of the sources (sd 0.003)
+    assert (flux > 300).mean() == pytest.approx(10 ** -0.675, abs=0.012)
+    assert (flux > 3000).mean() == pytest.approx(10 ** -1.35, abs=0.006)
+    for v in (x, y):
+        assert v.min() >= 5.0 and v.max() <= 295.0 and v.mean() == pytest.approx(150.0, abs=2.0)
+    assert sig.min() >= 1.0 and sig.max() <= 2.5 and sig.mean() == pytest.approx(1.75, abs=0.01)
+    assert not np.array_equal(x, y)
+
+
+def test_a_synthetic_field_shows_its_sources_and_noise_through_the_stated_stretch():
+    # pure noise: sky + 8 sign(N) |N|^(1 / gamma), rounded and clipped to 8 bits
+    flat = X.synthetic_field(1.0, n=0, size=300, sky=100.0).astype(float)
+    assert flat.mean() == pytest.approx(100.0, abs=0.1) and flat.std() == pytest.approx(8.0, abs=0.1)
+    sq = X.synthetic_field(2.0, n=0, size=300, sky=100.0).astype(float)
+    assert np.abs(sq - 100).mean() == pytest.approx(8 * 2**0.25 * 1.2254167 / np.sqrt(np.pi), abs=0.1)
+    assert X.synthetic_field(1.0, n=0, size=50, sky=250.0).max() == 255
+    assert X.synthetic_field(1.0, n=0, size=50, sky=2.0).min() == 0
+    assert X.synthetic_field(1.0, n=0, size=50, seed=1).dtype == np.uint8
+    # sources: each isolated bright one's light, destretched, is its drawn flux at its drawn place
+    img = X.synthetic_field(3.0, n=200, size=700, seed=5).astype(float)
+    flux, x, y, sig = X.synthetic_sources(np.random.default_rng(5), 0.27, 200, 700)
+    lin = np.sign(img - 12.0) * np.abs((img - 12.0) / 8.0) ** 3
+    checked = 0
+    for k in range(200):
+        others = np.hypot(x - x[k], y - y[k])
+        if flux[k] < 500 or np.sort(others)[1] < 30 or min(x[k], y[k]) < 13 or max(x[k], y[k]) > 687:
+            continue
+        cy, cx = int(y[k]), int(x[k])
+        box = lin[cy - 12 : cy + 13, cx - 12 : cx + 13]
+        assert box.sum() == pytest.approx(flux[k], rel=0.08, abs=60.0)
+        py, px = np.unravel_index(np.argmax(box), box.shape)
+        assert abs(cy - 12 + py - y[k]) <= 1.0 and abs(cx - 12 + px - x[k]) <= 1.0
+        checked += 1
+    assert checked >= 8

@@ -183,15 +183,21 @@ def segment_fluxes(d: np.ndarray, seg_data: np.ndarray, gamma: float) -> np.ndar
     return f[1:][np.bincount(seg_data.ravel())[1:] > 0]
 
 
+def synthetic_sources(rng: np.random.Generator, slope: float, n: int, size: int) -> tuple[np.ndarray, ...]:
+    """(flux, x, y, sigma) of :func:`synthetic_field`'s ``n`` sources, drawn from ``rng``: linear fluxes from 30 up
+    (capped at 3e4) with integral counts N(>F) ~ F^-(slope / 0.4), positions (pixels) at least 5 pixels inside a
+    ``size`` square, Gaussian sigma 1-2.5 pixels."""
+    flux = np.minimum(30 * (1 - rng.random(n)) ** (-0.4 / slope), 3e4)
+    return flux, rng.uniform(5, size - 5, n), rng.uniform(5, size - 5, n), rng.uniform(1.0, 2.5, n)
+
+
 def synthetic_field(gamma: float, slope: float = COUNTS_SLOPE[0], n: int = 1500, size: int = 700, seed: int = 0,
                     display_scale: float = 8.0, sky: float = 12.0) -> np.ndarray:
     """An 8-bit display image of a field of known stretch: ``n`` Gaussian sources (1-2.5 pixel sigma) whose linear
     fluxes follow counts of slope ``slope`` (d log N / dm), unit Gaussian noise, shown as
     sky + display_scale x sign(L) |L|^(1 / gamma) (noise about as the XDF's, 5-8 display units)."""
     rng = np.random.default_rng(seed)
-    a = slope / 0.4
-    flux = np.minimum(30 * (1 - rng.random(n)) ** (-1 / a), 3e4)
-    x, y, sig = rng.uniform(5, size - 5, n), rng.uniform(5, size - 5, n), rng.uniform(1.0, 2.5, n)
+    flux, x, y, sig = synthetic_sources(rng, slope, n, size)
     lin = np.zeros((size, size))
     for f, cx, cy, s in zip(flux, x, y, sig, strict=True):
         y0, y1, x0, x1 = max(int(cy) - 12, 0), min(int(cy) + 13, size), max(int(cx) - 12, 0), min(int(cx) + 13, size)
@@ -511,4 +517,5 @@ def open_library(spec: str) -> StampLibrary:
 __all__ = ["CACHE_ENV", "open_library", "COUNTS_SLOPE", "PIXSCALE_ARCSEC", "XdfError", "default_library", "XdfSettings",
            "blended", "build_xdf_library", "calibrated_gamma", "colour_scales", "cut_flow",
            "cut_stamps", "detection_cuts", "linear_channels", "normalised_to_r", "saturated_segments", "check_provenance", "counts_slope", "destretch", "gamma_calibration",
-           "load_xdf", "measure_gamma", "raw_gamma", "segment_fluxes", "sky_levels", "stretch_slope", "synthetic_field"]
+           "load_xdf", "measure_gamma", "raw_gamma", "segment_fluxes", "sky_levels", "stretch_slope", "synthetic_field",
+           "synthetic_sources"]
