@@ -816,6 +816,12 @@ def test_sky_levels_are_each_channels_clipped_median_and_noise_in_channel_order(
     for c in range(3):                                              # the stated estimator: 3 sigma, 10 iterations
         _, med, s = sigma_clipped_stats(img[..., c], sigma=3.0, maxiters=10)
         assert (level[c], sd[c]) == (med, s)
+    # an exponential tail clips a little at every pass: the tenth pass's values, not the fifth's or the last's
+    tail = rng.exponential(5.0, (200, 200, 3))
+    level, sd = X.sky_levels(tail)
+    for c in range(3):
+        assert level[c] == sigma_clipped_stats(tail[..., c], sigma=3.0, maxiters=10)[1]
+        assert level[c] != sigma_clipped_stats(tail[..., c], sigma=3.0, maxiters=11)[1]
 
 
 def test_segment_fluxes_sum_the_linearised_pixels_of_each_present_label_in_label_order():
@@ -833,6 +839,8 @@ def test_counts_slope_is_the_maximum_likelihood_power_law_of_the_brightest_third
     top = np.sort(many)[::-1][:200]
     assert X.counts_slope(many) == pytest.approx(0.4 * 200 / np.log(top / top[-1]).sum(), rel=1e-12)
     assert X.counts_slope(many, complete_fraction=0.5) != X.counts_slope(many)
+    few = np.array([8.0, 4.0, 2.0, 1.0, 0.0, -1.0])                 # four positive: all kept, the zero never
+    assert X.counts_slope(few) == pytest.approx(0.4 * 4 / np.log(few[:4] / 1.0).sum(), rel=1e-12)
     a = 0.7                                                          # N(>F) ~ F^-a exactly: slope 0.4 a
     pareto = (1 - (np.arange(30000) + 0.5) / 30000) ** (-1 / a)
     assert X.counts_slope(pareto) == pytest.approx(0.4 * a, rel=0.03)
@@ -852,6 +860,15 @@ def test_measure_gamma_finds_the_stretch_whose_counts_have_the_target_slope_and_
     assert X.measure_gamma(fluxes_of, target=s0 / 10) == 6.0       # would need gamma 10: the upper end
     assert X.measure_gamma(fluxes_of, target=s0 / 3, lo=2.0, hi=2.5) == 2.5
     assert X.measure_gamma(fluxes_of, target=s0 / 3, lo=3.5, hi=5.0) == 3.5
+    # a target met exactly at an end is that end
+    assert X.measure_gamma(fluxes_of, target=X.counts_slope(fluxes_of(1.0))) == 1.0
+    assert X.measure_gamma(fluxes_of, target=X.counts_slope(fluxes_of(6.0))) == 6.0
+    # bisection stops once the bracket is tol wide and answers its middle: an odd multiple of tol / 2 from lo
+    k = (X.measure_gamma(fluxes_of, target=0.27, tol=5 / 2**12) - 1.0) / (5 / 2**13)
+    assert k == round(k) and round(k) % 2 == 1
+    # a slope equal to the target inside the bracket moves its upper end: the lowest gamma that reaches it
+    steps = lambda g: base ** float(np.floor(g))                      # noqa: E731
+    assert X.measure_gamma(steps, target=X.counts_slope(base**2.0)) == pytest.approx(2.0, abs=2e-3)
 
 
 def test_calibrated_gamma_reads_the_true_stretch_off_the_calibration_linearly_and_clamps():
@@ -902,6 +919,15 @@ def test_stretch_slope_fits_log_peak_over_total_against_log_total_of_the_listed_
     want = np.polyfit(np.log10(tot), np.log10(pk / tot), 1)[0]
     assert X.stretch_slope(d, seg, labels, 2.0) == pytest.approx(want, rel=1e-9) and abs(want + 0.1) > 0.05
     assert X.stretch_slope(d, seg, labels[3:], 1.0) == pytest.approx(-0.1, abs=1e-9)   # a list not from 1
+    # a listed label without pixels (the last one, 30) is skipped; a faint source (total 0.55) counts
+    assert X.stretch_slope(d, seg, np.append(labels, [20, 30]), 1.0) == pytest.approx(-0.1, abs=1e-9)
+    d[1:4, 61:64] = [[0.05, 0.05, 0.05], [0.05, 0.2, 0.05], [0.05, 0.05, 0.0]]   # label 13 made faint
+    faint = np.append(labels, 13)
+    tot = np.array([d[seg == k].sum() for k in faint])
+    pk = np.array([d[seg == k].max() for k in faint])
+    assert tot[-1] == pytest.approx(0.55)
+    want = np.polyfit(np.log10(tot), np.log10(pk / tot), 1)[0]
+    assert X.stretch_slope(d, seg, faint, 1.0) == pytest.approx(want, rel=1e-9) and abs(want + 0.1) > 0.01
 
 
 def test_cut_is_a_box_centred_on_the_nearest_pixel_with_zeros_outside_the_image():
@@ -911,6 +937,7 @@ def test_cut_is_a_box_centred_on_the_nearest_pixel_with_zeros_outside_the_image(
     edge = X._cut(a, 0.0, 5.0, 3)
     np.testing.assert_array_equal(edge, [[0, 0, 0], [a[0, 4], a[0, 5], 0], [a[1, 4], a[1, 5], 0]])
     assert not X._cut(a, 20.0, 20.0, 3).any() and X._cut(a, 20.0, 20.0, 3).shape == (3, 3)
+    assert not X._cut(a, 20.0, 2.0, 3).any() and not X._cut(a, 2.0, 20.0, 3).any()   # outside along one axis
     np.testing.assert_array_equal(X._cut(a, -1.0, -1.0, 3)[2:, 2:], a[:1, :1])
     np.testing.assert_array_equal(X._cut(a, 4.0, 0.0, 5)[:3, 2:], a[2:, :3])
 
@@ -947,7 +974,7 @@ def _fake_folder(folder, sha_report: str, sha_header: str):
 
 def test_check_provenance_compares_the_report_and_the_library_header_with_this_machines_image(tmp_path):
     _, prov = X.load_xdf()
-    assert len(prov["sha256"]) == 64 and prov["shape"][2] == 3
+    assert len(prov["sha256"]) == 64 and prov["shape"][2] == 3 and prov["image"] == "skimage.data.hubble_deep_field()"
     _fake_folder(tmp_path / "ok", prov["sha256"], prov["sha256"])
     assert X.check_provenance(tmp_path / "ok")["n_stamps"] == 12
     _fake_folder(tmp_path / "report", "0" * 64, prov["sha256"])
@@ -998,6 +1025,8 @@ def test_cut_flow_counts_each_cut_on_what_the_earlier_ones_kept():
     keep, reasons = X.cut_flow([("c", np.array([False, True, False, True]))], before)
     assert keep.tolist() == [True, False, True, False] and reasons == {"c": 1}
     assert before.tolist() == [True, True, True, False]              # the caller's mask is not changed
+    keep, _ = X.cut_flow([("c", np.array([False, True, False, True]))], [1, 1, 1, 0])   # 0/1 read as a mask
+    assert keep.dtype == bool and keep.tolist() == [True, False, True, False]
 
 
 def test_detection_cuts_at_their_boundaries():
@@ -1011,9 +1040,10 @@ def test_detection_cuts_at_their_boundaries():
             {**ok, "bbox": (100, 120, W - 20, W - 3)}, {**ok, "sat": True}, {**ok, "snr": 29.9}, {**ok, "snr": 30.0},
             {**ok, "size": 1.3 * 2.0 - 1e-9}, {**ok, "size": 1.3 * 2.0},
             {**ok, "bbox": (100, 159, 100, 120)}, {**ok, "bbox": (100, 158, 100, 120)},
-            {**ok, "bbox": (100, 120, 100, 159)}]
+            {**ok, "bbox": (100, 120, 100, 159)}, {**ok, "bbox": (100, 120, 2, 20)},
+            {**ok, "bbox": (100, 120, 100, 158)}]
     cuts = X.detection_cuts(np.array([r["area"] for r in rows]), np.array([r["bbox"] for r in rows]),
-                            np.array([r["sat"] for r in rows]), np.array([r["snr"] for r in rows]),
+                            np.array([int(r["sat"]) for r in rows]), np.array([r["snr"] for r in rows]),  # 0/1: a mask
                             np.array([r["size"] for r in rows]), 2.0, (H, W), s)
     assert [name for name, _ in cuts] == ["smaller than the minimum area", "touching the image edge",
                                           "saturated (display value 255)", "S/N below the minimum",
@@ -1022,6 +1052,8 @@ def test_detection_cuts_at_their_boundaries():
     assert got == {"smaller than the minimum area": [1], "touching the image edge": [3, 5, 7, 8],
                    "saturated (display value 255)": [10], "S/N below the minimum": [11],
                    "star-like (size within 1.3x the compact locus)": [13], "larger than the stamp": [15, 17]}
+    keep, reasons = X.cut_flow(cuts)
+    assert np.flatnonzero(~keep).tolist() == [1, 3, 5, 7, 8, 10, 11, 13, 15, 17] and sum(reasons.values()) == 10
 
 
 def test_a_galaxy_is_blended_when_the_segments_touching_it_in_its_stamp_outshine_it():
@@ -1046,10 +1078,21 @@ def test_a_galaxy_is_blended_when_the_segments_touching_it_in_its_stamp_outshine
     flux2 = flux.copy()
     flux2[1] = 9.0
     assert not X.blended(seg2, labels, flux2, cy, cx, np.ones(11, bool), 3)[0]
+    # label 1 outshining its neighbour; a touching segment not among the detections holds no flux
+    pair = np.zeros((6, 6), int)
+    pair[1:3, 1:4], pair[3:5, 1:4] = 1, 2
+    c_y, c_x = np.array([1.5, 3.5]), np.array([2.0, 2.0])
+    assert X.blended(pair, np.array([1, 2]), np.array([20.0, 5.0]), c_y, c_x, np.ones(2, bool), 5).tolist() == [
+        False, True]
+    assert X.blended(pair, np.array([2]), np.array([0.5]), c_y[1:], c_x[1:], np.ones(1, bool), 5).tolist() == [False]
+    tie = X.blended(pair, np.array([1, 2]), np.array([5.0, 5.0]), c_y, c_x, np.ones(2, bool), 5)
+    assert tie.tolist() == [False, False]                        # as bright as the galaxy: not beyond repair
 
 
 def test_a_stamp_is_the_galaxys_grown_segment_in_g_r_z_from_blue_mean_and_green():
-    s = X.XdfSettings(stamp_pix=7, grow_pix=1)
+    from scipy.ndimage import binary_dilation
+
+    s = X.XdfSettings(stamp_pix=7, grow_pix=2)
     H, W = 12, 12
     rng = np.random.default_rng(2)
     lin = rng.random((H, W, 3)) + np.array([10.0, 20.0, 40.0])     # R, G, B
@@ -1061,15 +1104,13 @@ def test_a_stamp_is_the_galaxys_grown_segment_in_g_r_z_from_blue_mean_and_green(
     y0, x0 = 6 - 3, 5 - 3                                           # centred on the nearest pixel (6, 5)
     own = np.zeros((H, W), bool)
     own[5:7, 5:7] = True
-    grown = own.copy()
-    grown[4, 5:7] = grown[7, 5:7] = grown[5:7, 4] = True            # one pixel of 4-connected growth, not corners
-    grown[5:7, 7] = False                                            # never into the neighbour
-    m = grown[y0 : y0 + 7, x0 : x0 + 7]
+    grown = binary_dilation(own, iterations=2) & (seg != 2)          # two steps of 4-connected growth, never
+    m = grown[y0 : y0 + 7, x0 : x0 + 7]                              # into the neighbour
     blue, green = lin[y0 : y0 + 7, x0 : x0 + 7, 2], lin[y0 : y0 + 7, x0 : x0 + 7, 1]
     np.testing.assert_allclose(st[0, 0], blue * m)
     np.testing.assert_allclose(st[0, 1], 0.5 * (blue + green) * m)
     np.testing.assert_allclose(st[0, 2], green * m)
-    assert m.sum() == 4 + 6 and (st[0][:, ~m] == 0).all()
+    assert m.sum() > 4 + 8 and (st[0][:, ~m] == 0).all()
 
 
 def test_colour_scales_move_the_median_colours_to_the_prior_and_r_is_normalised_per_stamp():
@@ -1149,6 +1190,11 @@ def test_the_build_counts_every_cut_and_writes_stamps_at_the_stated_magnitude_an
               "brighter than the galaxy)"):
         assert rep["rejected"][k] > 0, k                        # each cut has work to do on this part of the sky
     assert rep["settings"] == {**X.XdfSettings().__dict__} and rep["pixscale_arcsec"] == X.PIXSCALE_ARCSEC
+    assert rep["pixscale_rel_uncertainty"] == 0.1
+    # the colour zero points: a redder g - r prior (0.6 against 0.45) dims g by 10^(-0.4 x 0.15) on a similar sample
+    cz, cz_low = rep["colour_zero_points"], low["colour_zero_points"]
+    assert set(cz) == {"g_scale", "z_scale"} and cz["z_scale"] == pytest.approx(cz_low["z_scale"], rel=0.05)
+    assert cz_low["g_scale"] / cz["g_scale"] == pytest.approx(10 ** (-0.4 * 0.15), rel=0.05)
     lib = StampLibrary.read(out / "xdf_stamps.fits")
     assert len(lib) == rep["n_stamps"] and rep["library"] == str(out / "xdf_stamps.fits")
     assert rep["halves"] == {h: int((lib.meta["HALF"] == h).sum()) for h in "AB"} and min(rep["halves"].values())
@@ -1248,12 +1294,12 @@ def test_a_segment_is_saturated_when_any_of_its_pixels_reaches_255_in_any_channe
 
 def test_synthetic_sources_follow_the_stated_counts_positions_and_sizes():
     flux, x, y, sig = X.synthetic_sources(np.random.default_rng(1), 0.27, 20000, 300)
-    assert flux.min() >= 30.0 and flux.max() == 3e4 and (flux == 3e4).mean() < 0.02
+    assert 30.0 <= flux.min() < 30.05 and flux.max() == 3e4 and (flux == 3e4).mean() < 0.02
     # N(>F) / N = (F / 30)^-(0.27 / 0.4): a tenfold flux holds 10^-0.675 = 0.211 of the sources (sd 0.003)
     assert (flux > 300).mean() == pytest.approx(10 ** -0.675, abs=0.012)
     assert (flux > 3000).mean() == pytest.approx(10 ** -1.35, abs=0.006)
     for v in (x, y):
-        assert v.min() >= 5.0 and v.max() <= 295.0 and v.mean() == pytest.approx(150.0, abs=2.0)
+        assert 5.0 <= v.min() < 5.1 and 294.9 < v.max() <= 295.0 and v.mean() == pytest.approx(150.0, abs=2.0)
     assert sig.min() >= 1.0 and sig.max() <= 2.5 and sig.mean() == pytest.approx(1.75, abs=0.01)
     assert not np.array_equal(x, y)
 
@@ -1283,3 +1329,21 @@ def test_a_synthetic_field_shows_its_sources_and_noise_through_the_stated_stretc
         assert abs(cy - 12 + py - y[k]) <= 1.0 and abs(cx - 12 + px - x[k]) <= 1.0
         checked += 1
     assert checked >= 8
+
+
+@pytest.mark.parametrize("image", [np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 3), np.float32),
+                                   np.zeros((8, 8), np.uint8)], ids=["four channels", "floats", "grey"])
+def test_an_xdf_image_other_than_8_bit_rgb_is_refused(monkeypatch, image):
+    from skimage import data
+
+    monkeypatch.setattr(data, "hubble_deep_field", lambda: image)
+    with pytest.raises(X.XdfError, match="expected an 8-bit RGB image"):
+        X.load_xdf()
+
+
+def test_the_raw_stretch_solves_for_the_counts_slope_it_is_given():
+    img = X.synthetic_field(2.0, n=600, size=400, seed=3).astype(float)
+    s = X.XdfSettings()
+    g, _ = X.raw_gamma(img - np.median(img), s)
+    steeper, _ = X.raw_gamma(img - np.median(img), s, target=0.32)
+    assert g == X.raw_gamma(img - np.median(img), s, target=0.27)[0] and steeper < g      # steeper counts: gentler
