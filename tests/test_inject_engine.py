@@ -1069,3 +1069,18 @@ def test_zero_injections_give_empty_cutouts_and_an_empty_record_in_every_family(
     out, rec = InjectionEngine(fam).inject(_hosts(0), np.zeros((0, 3)), p)
     assert out.shape == (0, 3, 101, 101) and out.dtype == np.float32 and len(rec) == 0
     assert {"src_r_half_arcsec", "src_concentration", "planted"} <= set(rec.columns)
+
+
+def test_prior_intervals_may_be_points_and_are_checked_against_each_physical_limit_alone():
+    from lensaudit.inject.config import Priors, _ordered
+
+    assert _ordered("x", (2, 2), 0.0, 5.0) == (2.0, 2.0)                 # a point is an interval
+    assert _ordered("x", (1, 2), None, 5.0) == (1.0, 2.0) and _ordered("x", (1, 2), 0.0, None) == (1.0, 2.0)
+    assert _ordered("x", (-9, 9)) == (-9.0, 9.0)
+    with pytest.raises(ValueError, match=r"x: \(-1.0, 2.0\) outside the physical range \[0.0, 5.0\]"):
+        _ordered("x", (-1, 2), 0.0, 5.0)                                   # below only
+    with pytest.raises(ValueError, match="outside the physical range"):
+        _ordered("x", (1, 6), 0.0, 5.0)                                    # above only
+    with pytest.raises(ValueError, match="x: lower bound 3.0 above upper bound 2.0"):
+        _ordered("x", (3, 2))
+    assert Priors(q_lens=(0.7, 0.7)).q_lens == (0.7, 0.7)
