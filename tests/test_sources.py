@@ -825,10 +825,10 @@ def test_sky_levels_are_each_channels_clipped_median_and_noise_in_channel_order(
 
 
 def test_segment_fluxes_sum_the_linearised_pixels_of_each_present_label_in_label_order():
-    d = np.array([[1.0, -2.0, 3.0], [4.0, 0.5, 2.0]])
-    seg = np.array([[1, 1, 4], [0, 4, 4]])                          # labels 2 and 3 absent, 0 the sky
+    d = np.array([[1.0, -2.0, 3.0, 7.0], [4.0, 0.5, 2.0, 1.0]])
+    seg = np.array([[1, 1, 4, 0], [2, 4, 4, 0]])                    # label 3 absent, 2 one pixel, 0 the sky
     got = X.segment_fluxes(d, seg, 2.0)
-    np.testing.assert_allclose(got, [1.0 - 4.0, 9.0 + 0.25 + 4.0])
+    np.testing.assert_allclose(got, [1.0 - 4.0, 16.0, 9.0 + 0.25 + 4.0])
 
 
 def test_counts_slope_is_the_maximum_likelihood_power_law_of_the_brightest_third():
@@ -938,6 +938,7 @@ def test_cut_is_a_box_centred_on_the_nearest_pixel_with_zeros_outside_the_image(
     np.testing.assert_array_equal(edge, [[0, 0, 0], [a[0, 4], a[0, 5], 0], [a[1, 4], a[1, 5], 0]])
     assert not X._cut(a, 20.0, 20.0, 3).any() and X._cut(a, 20.0, 20.0, 3).shape == (3, 3)
     assert not X._cut(a, 20.0, 2.0, 3).any() and not X._cut(a, 2.0, 20.0, 3).any()   # outside along one axis
+    assert not X._cut(a, 8.0, 2.0, 5).any() and not X._cut(a, 2.0, 9.0, 5).any()       # just beyond the last row
     np.testing.assert_array_equal(X._cut(a, -1.0, -1.0, 3)[2:, 2:], a[:1, :1])
     np.testing.assert_array_equal(X._cut(a, 4.0, 0.0, 5)[:3, 2:], a[2:, :3])
 
@@ -1347,3 +1348,37 @@ def test_the_raw_stretch_solves_for_the_counts_slope_it_is_given():
     g, _ = X.raw_gamma(img - np.median(img), s)
     steeper, _ = X.raw_gamma(img - np.median(img), s, target=0.32)
     assert g == X.raw_gamma(img - np.median(img), s, target=0.27)[0] and steeper < g      # steeper counts: gentler
+
+
+def test_segment_is_photutils_detection_and_deblending_with_the_stated_settings():
+    from astropy.convolution import convolve
+    from photutils.background import Background2D, MedianBackground
+    from photutils.segmentation import deblend_sources, detect_sources, make_2dgaussian_kernel
+
+    rng = np.random.default_rng(6)
+    yy, xx = np.mgrid[0:128, 0:128]
+    img = 0.02 * xx + rng.normal(0, 1.0, (128, 128))                  # a gradient under unit noise
+    for cy, cx, f, sg in ((20, 20, 400, 2), (60, 30, 900, 3), (64, 37, 500, 2), (100, 100, 300, 1.5),
+                          (30, 90, 2000, 4), (90, 40, 150, 1.5), (110, 20, 700, 2.5)):
+        img += f / (2 * np.pi * sg * sg) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sg * sg))
+    s = X.XdfSettings(box_pix=32)
+    mask = np.zeros(img.shape, bool)
+    mask[50:75, 20:50] = True
+    d, rms, seg = X._segment(img, s, mask=mask)
+    bkg = Background2D(img, (32, 32), filter_size=(3, 3), bkg_estimator=MedianBackground(), mask=mask,
+                       exclude_percentile=80.0)
+    np.testing.assert_allclose(d, img - bkg.background, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(rms, bkg.background_rms, rtol=0, atol=1e-12)
+    conv = convolve(d, make_2dgaussian_kernel(2.0, size=5))
+    want = deblend_sources(conv, detect_sources(conv, 2.5 * bkg.background_rms, n_pixels=10), n_pixels=10,
+                           n_levels=32, contrast=0.005, progress_bar=False)
+    np.testing.assert_array_equal(seg.data, want.data)
+    assert seg.n_labels >= 7                                           # the blended pair at (60, 30), (64, 37) split
+    coarse = X.XdfSettings(box_pix=32, deblend_levels=2, deblend_contrast=0.5)   # the deblending settings honoured
+    want2 = deblend_sources(conv, detect_sources(conv, 2.5 * bkg.background_rms, n_pixels=10), n_pixels=10,
+                            n_levels=2, contrast=0.5, progress_bar=False)
+    got2 = X._segment(img, coarse, mask=mask)[2]
+    np.testing.assert_array_equal(got2.data, want2.data)
+    assert got2.n_labels < seg.n_labels
+    with pytest.raises(X.XdfError, match="no source detected"):
+        X._segment(rng.normal(0, 1.0, (64, 64)), X.XdfSettings(box_pix=32, detect_sigma=50.0))
