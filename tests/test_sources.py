@@ -1374,11 +1374,12 @@ def test_segment_is_photutils_detection_and_deblending_with_the_stated_settings(
                            n_levels=32, contrast=0.005, progress_bar=False)
     np.testing.assert_array_equal(seg.data, want.data)
     assert seg.n_labels >= 7                                           # the blended pair at (60, 30), (64, 37) split
-    coarse = X.XdfSettings(box_pix=32, deblend_levels=2, deblend_contrast=0.5)   # the deblending settings honoured
-    want2 = deblend_sources(conv, detect_sources(conv, 2.5 * bkg.background_rms, n_pixels=10), n_pixels=10,
-                            n_levels=2, contrast=0.5, progress_bar=False)
-    got2 = X._segment(img, coarse, mask=mask)[2]
-    np.testing.assert_array_equal(got2.data, want2.data)
-    assert got2.n_labels < seg.n_labels
+    for levels, contrast in ((1, 0.005), (32, 0.5)):                  # the deblending settings honoured
+        want2 = deblend_sources(conv, detect_sources(conv, 2.5 * bkg.background_rms, n_pixels=10), n_pixels=10,
+                                n_levels=levels, contrast=contrast, progress_bar=False)
+        got2 = X._segment(img, X.XdfSettings(box_pix=32, deblend_levels=levels, deblend_contrast=contrast),
+                          mask=mask)[2]
+        np.testing.assert_array_equal(got2.data, want2.data)
+        assert got2.n_labels < seg.n_labels, (levels, contrast)
     with pytest.raises(X.XdfError, match="no source detected"):
         X._segment(rng.normal(0, 1.0, (64, 64)), X.XdfSettings(box_pix=32, detect_sigma=50.0))
