@@ -1047,3 +1047,17 @@ def test_input_fingerprints_key_every_file_by_contents_and_each_stamp_family_by_
                    "extra:twin": sha["twin.pt"], "stamp_library:half": sha["libA.fits"],
                    "stamp_library:whole": sha["libB.fits"], "stamp_half:half": "B", "stamp_half:whole": "all",
                    "store": "store-fingerprint-123"}
+
+
+def test_a_selection_run_injects_with_its_engine_settings(small_run, tmp_path):
+    from lensaudit.inject.records import read_injections
+    from lensaudit.selection.run import run_selection
+
+    fam = [{"name": "sersic", "kind": "sersic"}]
+    run_selection(_sel_cfg(small_run, tmp_path / "a", families=fam))
+    run_selection(_sel_cfg(small_run, tmp_path / "b", families=fam, engine={"shot_noise": False,
+                                                                            "noise_correlation": "none"}))
+    a = read_injections(tmp_path / "a", "sersic").sort_values("index")
+    b = read_injections(tmp_path / "b", "sersic").sort_values("index")
+    np.testing.assert_array_equal(a["theta_e"], b["theta_e"])              # the same draws ...
+    assert not np.allclose(a["probability"], b["probability"], rtol=0, atol=1e-7)   # ... injected without arc noise
