@@ -1061,3 +1061,42 @@ def test_a_selection_run_injects_with_its_engine_settings(small_run, tmp_path):
     b = read_injections(tmp_path / "b", "sersic").sort_values("index")
     np.testing.assert_array_equal(a["theta_e"], b["theta_e"])              # the same draws ...
     assert not np.allclose(a["probability"], b["probability"], rtol=0, atol=1e-7)   # ... injected without arc noise
+
+
+def test_a_selection_run_keeps_injections_on_host_row_0_and_passes_each_hosts_own_noise(small_run, tmp_path,
+                                                                                        monkeypatch):
+    """A cell whose only host is the first row of the host table gets all its injections (none dropped as
+    'no host'), and the engine receives each host's measured (sigma, rho), in that order."""
+    import lensaudit.selection.run as sr
+    from lensaudit.inject.engine import InjectionEngine, host_noise
+    from lensaudit.inject.records import read_injections
+    from lensaudit.selection.hosts import select_hosts
+
+    d = small_run
+    m = pd.read_parquet(d / "manifest.parquet")
+    from lensaudit.cutouts import CutoutStore
+    hosts = select_hosts(m, ("val", "test"), CutoutStore(d / "store").ids())
+    p0 = float(hosts["host_psfsize_r"].iat[0])
+    others = hosts["host_psfsize_r"].to_numpy()[1:]
+    lo = max([p for p in others if p < p0], default=p0 - 0.1)
+    assert not np.any((others > (lo + p0) / 2) & (others <= p0))                 # row 0 alone in its PSF bin
+    edges = [(lo + p0) / 2, float(np.nextafter(p0, np.inf))]
+    seen = []
+    real = InjectionEngine.inject
+
+    def spy(self, cut, fw, params, host_stats=None):
+        seen.append((cut.copy(), host_stats))
+        return real(self, cut, fw, params, host_stats=host_stats)
+
+    monkeypatch.setattr(InjectionEngine, "inject", spy)
+    cfg = _sel_cfg(d, tmp_path / "one", families=[{"name": "sersic", "kind": "sersic"}],
+                   grid={"theta_e": {"edges": [0.5, 1.5, 3.0]}, "psf_fwhm": {"edges": edges},
+                         "depth": {"edges": [23.0, 25.0]}, "arc_mag": {"edges": [19.0, 25.0]}}, n_per_cell=3)
+    sr.run_selection(cfg)
+    recs = read_injections(tmp_path / "one", "sersic")
+    assert len(recs) == 2 * 3 and set(recs["host_id"]) == {hosts["id"].iat[0]}   # 2 cells x 3, all on row 0
+    assert seen
+    for cut, (sig, rho) in seen:
+        s, r = host_noise(cut)
+        np.testing.assert_allclose(sig, s, rtol=1e-6)
+        np.testing.assert_allclose(rho, r, rtol=1e-6, atol=1e-9)
