@@ -1383,3 +1383,111 @@ def test_segment_is_photutils_detection_and_deblending_with_the_stated_settings(
         assert got2.n_labels < seg.n_labels, (levels, contrast)
     with pytest.raises(X.XdfError, match="no source detected"):
         X._segment(rng.normal(0, 1.0, (64, 64)), X.XdfSettings(box_pix=32, detect_sigma=50.0))
+
+
+def test_the_build_drops_stamps_without_positive_light_in_a_band_and_keeps_faint_positive_ones(crop_build, tmp_path,
+                                                                                             monkeypatch):
+    """A stamp whose g band sums to zero is dropped and counted; one whose g band sums to 0.5 (linear units) is
+    kept; the others are untouched."""
+    crop, prov, out, rep, _ = crop_build
+    real = X.cut_stamps
+    hit = {}
+
+    def doctored(lin, seg_data, labels, cy, cx, s):
+        st = real(lin, seg_data, labels, cy, cx, s)
+        g = st[:, 0].sum(axis=(1, 2))
+        clean = np.array([X.negative_excess(t) is None for t in st])
+        i, j = np.flatnonzero((g > 2.0) & clean)[:2]
+        st[i, 0] = 0.0                                              # no light in g
+        st[j, 0] = np.clip(st[j, 0], 0, None) * 0.5 / np.clip(st[j, 0], 0, None).sum()   # faint light in g
+        hit.update(zero=f"{int(round(cx[i])):04d}_{int(round(cy[i])):04d}_{int(labels[i])}",
+                   faint=f"{int(round(cx[j])):04d}_{int(round(cy[j])):04d}_{int(labels[j])}")
+        return st
+
+    monkeypatch.setattr(X, "load_xdf", lambda: (crop, dict(prov)))
+    monkeypatch.setattr(X, "gamma_calibration", lambda s: CAL)
+    monkeypatch.setattr(X, "cut_stamps", doctored)
+    got = X.build_xdf_library(tmp_path / "lib")
+    key = "no positive light in a band"
+    assert got["rejected"][key] == rep["rejected"][key] + 1
+    assert got["n_stamps"] == rep["n_stamps"] - 1
+    ids = set(StampLibrary.read(tmp_path / "lib" / "xdf_stamps.fits").meta["ID"])
+    before = set(StampLibrary.read(out / "xdf_stamps.fits").meta["ID"])
+    assert before - ids == {f"xdf_{hit['zero']}"} and f"xdf_{hit['faint']}" in ids
+
+
+def _square_sources(specs, bg_shape=(150, 150)):
+    """A field of flat rectangular sources on a +-1 background (1.4826 x median |background| = 1.4826):
+    ``specs`` (height, width, S/N), each source at S/N = flux / (1.4826 sqrt(area)) exactly as stated."""
+    d = np.ones(bg_shape)
+    d[::2, ::2] = d[1::2, 1::2] = -1.0
+    seg = np.zeros(bg_shape, int)
+    for k, (h, w, snr) in enumerate(specs):
+        y, x = 6 + 26 * (k // 5), 6 + 26 * (k % 5)
+        d[y : y + h, x : x + w] = snr * 1.4826 * np.sqrt(h * w) / (h * w)
+        seg[y : y + h, x : x + w] = k + 1
+    return d, seg
+
+
+def test_compact_sources_thresholds_by_hand():
+    """Twenty sources above S/N 20 (19 at S/N 40 of growing size, one just above 20 at S/N 20.5), one at S/N
+    exactly 20 (not above: left out), one at S/N 10 over four pixels: the bright ones and their size cut."""
+    from photutils.segmentation import SegmentationImage, SourceCatalog
+
+    specs = [(1, 1, 20.0), (2, 2, 10.0)] + [(1, k, 40.0) for k in range(2, 21)] + [(1, 21, 20.5)]
+    d, seg = _square_sources(specs)
+    s = SegmentationImage(seg)
+    snr = SourceCatalog(d, s).segment_flux / (1.4826 * np.median(np.abs(d[seg == 0])) * np.sqrt(SourceCatalog(d, s)
+                                                                                               .area.value))
+    assert snr[0] == 20.0 and snr[-1] > 20.0                    # the stated S/N, to the last bit
+    size = SourceCatalog(d, s).semimajor_axis.value
+    order = np.argsort(size[2:]) + 3                            # the 20 bright labels, smallest first
+    assert list(order) == list(range(3, 23))
+    np.testing.assert_array_equal(X._compact_sources(d, s), order[:6])                   # 30th percentile: 5.7 of 19
+    np.testing.assert_array_equal(X._compact_sources(d, s, fraction=0.0), [3])           # the smallest, included
+    np.testing.assert_array_equal(X._compact_sources(d, s, fraction=0.525), order[:10])  # 9.975 of 19: not the 11th
+    np.testing.assert_array_equal(X._compact_sources(d, s, fraction=1.0), order)
+    with pytest.raises(X.XdfError, match=r"too few bright sources \(19\)"):              # S/N 20.5 no longer bright
+        X._compact_sources(d, s, snr_min=20.6)
+
+
+def test_a_background_box_more_than_80_percent_masked_is_left_out():
+    """photutils' exclude_percentile: a 32-pixel box with 80.5 percent of its pixels masked takes its background
+    from its neighbours (not from its own 200 unmasked pixels); the detection image is subtracted the same way."""
+    from photutils.background import Background2D, MedianBackground
+
+    img = np.random.default_rng(3).normal(0, 0.1, (128, 128))
+    img[100:106, 110:116] += 50.0                               # a source to detect
+    box = np.zeros((32, 32), bool)
+    box.ravel()[:824] = True                                    # 824 of 1024 pixels: 80.5 percent
+    mask = np.zeros((128, 128), bool)
+    mask[:, :96] = np.tile(box, (4, 3))                         # three of four columns of boxes
+    img[:, :96][~mask[:, :96]] += 10.0                          # their unmasked pixels are bright
+    s = X.XdfSettings(box_pix=32)
+    bkg = X._background(img, s, mask)
+    assert np.abs(bkg).max() < 1.0                              # from the fourth column
+    looser = Background2D(img, (32, 32), filter_size=(3, 3), bkg_estimator=MedianBackground(), mask=mask,
+                          exclude_percentile=81.0).background
+    assert looser[:, :32].min() > 5.0                           # the test can tell the difference
+    d, _, _ = X._segment(img, s, mask=mask)
+    np.testing.assert_allclose(d, img - bkg)
+
+
+def test_a_synthetic_field_draws_each_source_over_25_pixels_and_adds_overlaps(monkeypatch):
+    """Each source is drawn over the 25 x 25 pixels about its pixel (12 before, 12 after), clipped at the edges,
+    and overlapping sources add; the defaults are 1,500 sources on 700 x 700 pixels."""
+    def one(*srcs):
+        arr = np.array(srcs, float).T
+        monkeypatch.setattr(X, "synthetic_sources", lambda rng, slope, n, size: tuple(arr))
+        return X.synthetic_field(4.0, display_scale=0.5, seed=1).astype(float)
+
+    img = one((1e12, 350.4, 350.6, 2.5), (1e12, 5.0, 5.0, 2.5))
+    lit = img > 16                                               # noise alone: 12 +- 0.5 |N|^(1/4), under 14
+    rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+    np.testing.assert_array_equal(rows, np.r_[0:18, 338:363])    # rows 0-17 (edge source), 338-362
+    np.testing.assert_array_equal(cols, np.r_[0:18, 338:363])
+    assert img.shape == (700, 700)
+    two = one((5e11, 350.4, 350.6, 2.5), (5e11, 350.4, 350.6, 2.5))
+    np.testing.assert_array_equal(two, one((1e12, 350.4, 350.6, 2.5)))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(X.synthetic_field(2.0, seed=3), X.synthetic_field(2.0, n=1500, size=700, seed=3))
