@@ -60,6 +60,18 @@ def bench_engine(n: int, chunk: int, device: str = "cpu", repeat: int = 2, host_
             "injections_per_s": round(n / best, 1)}
 
 
+def profile_engine(n: int, chunk: int) -> dict:
+    """Where one engine pass over ``n`` injections spends its time: torch operators and Python functions."""
+    from hotpaths import python_profile, torch_profile
+    from lensaudit.inject import EngineConfig, InjectionEngine, build_family
+
+    fam, p, hosts, fwhm = _setup(n)
+    eng = InjectionEngine(build_family(fam), EngineConfig(chunk=chunk, device="cpu", oversample=3))
+    eng.inject(hosts[:chunk], fwhm[:chunk], p.iloc[:chunk])        # warm-up
+    return {"n": n, "chunk": chunk, "operators": torch_profile(lambda: eng.inject(hosts, fwhm, p)),
+            "python": python_profile(lambda: eng.inject(hosts, fwhm, p))}
+
+
 def bench_lenstronomy(n: int) -> dict:
     import torch
     from lenstronomy.Data.imaging_data import ImageData
@@ -165,6 +177,7 @@ def main() -> None:
            "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_")}
     res["engine_cpu"] = [bench_engine(a.n, chunk) for chunk in (16, 64)]
     res["engine_cpu"] += [bench_engine(a.n, 64, host_stats=True)]
+    res["profile_engine_cpu"] = profile_engine(a.n, 64)
     res["lenstronomy_cpu"] = bench_lenstronomy(a.n_lenstronomy)
     res["lenstronomy_cpu_conventional"] = bench_lenstronomy_full(max(a.n_lenstronomy // 4, 20))
     per_inj = max(r["injections_per_s"] for r in res["engine_cpu"] if not r["host_stats_precomputed"])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hotpaths import python_profile
 from lensaudit.mock.config import MockConfig
 from lensaudit.mock.render import load_renderer
 from lensaudit.mock.server import CutoutRequest
@@ -64,15 +65,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=600)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--area-deg2", type=float, default=1.0)
-    ap.add_argument("--shared-data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     a = ap.parse_args()
     res: dict = {"workers": a.workers, "n": a.n, "area_deg2": a.area_deg2, "target_cutouts_per_s": 200,
                  "before_v1": BEFORE_V1}
     for family in ("rich", "simple"):
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
-            summary = build_survey(MockConfig(area_deg2=a.area_deg2, seed=1, lenses={"family": family}), d,
-                                   Path(a.shared_data))
+            summary = build_survey(MockConfig(area_deg2=a.area_deg2, seed=1, lenses={"family": family}), d)
             build_s = time.perf_counter() - t0
             _init(d)
             src = _R.src
@@ -85,6 +84,10 @@ def main() -> None:
             res[family] = {"build_s": round(build_s, 2), "build_s_per_deg2": round(build_s / summary["area_deg2"], 2),
                            "n_sources": summary["n_sources"], "n_lenses": summary["n_lenses"],
                            "galaxy_centred": _rates(d, gal, a.workers), "lens_centred": _rates(d, lc, a.workers)}
+            if family == "rich":           # where one process spends its time (cProfile, own time)
+                _init(d)
+                res[family]["profile"] = {"galaxy_centred": python_profile(lambda g=gal: _render_many(g[:200])),
+                                          "lens_centred": python_profile(lambda c=lc: _render_many(c[:100]))}
     rich = res["rich"]["galaxy_centred"]["cutouts_per_s_pool"]
     res["ratio_rich_over_simple_pool"] = round(rich / res["simple"]["galaxy_centred"]["cutouts_per_s_pool"], 3)
     res["ratio_rich_over_before_v1_pool"] = round(rich / BEFORE_V1["cutouts_per_s_pool"], 3)

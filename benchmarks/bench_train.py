@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from hotpaths import python_profile, torch_profile
 from lensaudit.data.dataset import CutoutDataset
 from lensaudit.data.preprocess import PreprocessConfig
 from lensaudit.data.synthetic import make_tiny_store
@@ -63,6 +64,8 @@ def bench_arch(arch: str, store, manifest, dev: torch.device, batch: int, steps:
             model(xb)
 
     model.train()
+    train_step()                                         # warm-up, then where a step's time goes
+    profile = {"train_step": torch_profile(train_step), "score_step": torch_profile(score_step)}
     train_off = _rate(lambda: [train_step() for _ in range(steps)], batch * steps, 1)
     model.eval()
     score_off = _rate(lambda: [score_step() for _ in range(steps)], batch * steps, 1)
@@ -95,7 +98,8 @@ def bench_arch(arch: str, store, manifest, dev: torch.device, batch: int, steps:
     return {"params": count_parameters(model), "batch": batch, "steps": steps,
             "train_samples_per_s_loader_off": round(train_off, 1), "train_samples_per_s_loader_on": round(train_on, 1),
             "score_samples_per_s_loader_off": round(score_off, 1), "score_samples_per_s_loader_on": round(score_on, 1),
-            "loader_only_samples_per_s": round(loader_only, 1)}
+            "loader_only_samples_per_s": round(loader_only, 1), "profile": profile,
+            "profile_loader": python_profile(lambda: loop(ls, lambda xb: None, 10))}
 
 
 def main() -> None:
