@@ -69,6 +69,25 @@ def bench_arch(arch: str, store, manifest, dev: torch.device, batch: int, steps:
     train_off = _rate(lambda: [train_step() for _ in range(steps)], batch * steps, 1)
     model.eval()
     score_off = _rate(lambda: [score_step() for _ in range(steps)], batch * steps, 1)
+    bf16 = {}
+    if dev.type == "cpu":       # the training config's amp: bf16 on the CPU (autocast), loader off
+        amp = torch.autocast("cpu", dtype=torch.bfloat16)
+        model.train()
+        train_step()
+        bf16 = {"train_samples_per_s_loader_off_bf16": round(_rate(lambda: [train_step() for _ in range(steps)],
+                                                                   batch * steps, 1), 1)}
+        model.eval()
+        bf16["score_samples_per_s_loader_off_bf16"] = round(_rate(lambda: [score_step() for _ in range(steps)],
+                                                                  batch * steps, 1), 1)
+        amp = torch.autocast("cpu", enabled=False)
+    if arch == "bottleneck_resnet":        # the demo's protocol crops to the central 40 x 40 pixels (configs/train)
+        xc = x[..., 30:70, 30:70].contiguous(memory_format=torch.channels_last)
+        model.train()
+        bf16["train_samples_per_s_loader_off_crop40"] = round(
+            _rate(lambda: [train_step(xc) for _ in range(steps)], batch * steps, 1), 1)
+        model.eval()
+        bf16["score_samples_per_s_loader_off_crop40"] = round(
+            _rate(lambda: [score_step(xc) for _ in range(steps)], batch * steps, 1), 1)
     pre = PreprocessConfig()
     kw = {"num_workers": workers, "persistent_workers": True, "prefetch_factor": 4} if workers else {}
     ds_train = CutoutDataset(manifest, store, pre, augment_seed=1, cache=False)
@@ -98,7 +117,7 @@ def bench_arch(arch: str, store, manifest, dev: torch.device, batch: int, steps:
     return {"params": count_parameters(model), "batch": batch, "steps": steps,
             "train_samples_per_s_loader_off": round(train_off, 1), "train_samples_per_s_loader_on": round(train_on, 1),
             "score_samples_per_s_loader_off": round(score_off, 1), "score_samples_per_s_loader_on": round(score_on, 1),
-            "loader_only_samples_per_s": round(loader_only, 1), "profile": profile,
+            "loader_only_samples_per_s": round(loader_only, 1), **bf16, "profile": profile,
             "profile_loader": python_profile(lambda: loop(ls, lambda xb: None, 10))}
 
 
