@@ -1100,3 +1100,45 @@ def test_a_selection_run_keeps_injections_on_host_row_0_and_passes_each_hosts_ow
         s, r = host_noise(cut)
         np.testing.assert_allclose(sig, s, rtol=1e-6)
         np.testing.assert_allclose(rho, r, rtol=1e-6, atol=1e-9)
+
+
+def test_a_selection_run_records_its_summary_provenance_and_selection_function_metadata(small_run, tmp_path):
+    """What a reader of a run finds besides the tables: the summary (hosts, cells, hosts left out, per family
+    injections, seconds and marginal completeness), each selection function's metadata (config tag, priors and
+    engine as JSON, the checkpoint, n per cell), the FITS copy, run_info.json (config, tag, seed, config path)
+    and marginals binned on the grid's own edges."""
+    import json
+
+    from lensaudit.artifacts.layout import SelectionRunDir
+    from lensaudit.inject.records import read_injections
+    from lensaudit.selection.run import run_selection
+
+    cfg = _sel_cfg(small_run, tmp_path / "s", families=[{"name": "sersic", "kind": "sersic"}],
+                   grid={"theta_e": {"edges": [0.5, 1.5, 3.0]}, "psf_fwhm": {"edges": [0.9, 1.8]},
+                         "depth": {"edges": [23.0, 25.0]}, "arc_mag": {"edges": [19.0, 21.0, 25.0]}})
+    s = run_selection(cfg, config_path="given.yaml")
+    out = tmp_path / "s"
+    rd = SelectionRunDir(out)
+    assert s["out"] == str(out) and s["cells"] == 4 and s["cells_without_hosts"] == 0 and s["n_hosts"] > 0
+    assert all(set(v) == {"n", "ids"} and v["n"] >= len(v["ids"]) for v in s["hosts_left_out"].values())
+    fam = s["families"]["sersic"]
+    assert fam["n_injections"] == 24 and fam["seconds"] > 0 and set(fam) == {"n_injections", "seconds", "marginal"}
+    sf = SelectionFunction.load(rd.selection_function("sersic"))
+    assert fam["marginal"] == sf.overall()
+    assert s["figures"] and all((rd.figures / f).exists() for f in s["figures"])
+    assert json.loads(rd.summary.read_text())["config_tag"] == s["config_tag"]
+    m = sf.meta
+    assert m["family"] == "sersic" and m["kind"] == "sersic" and m["n_per_cell"] == 6
+    assert m["checkpoint"] == cfg.checkpoint and m["config_tag"] == s["config_tag"]
+    assert m["priors"] == json.loads(cfg.priors.model_dump_json()) and m["engine"] == json.loads(
+        cfg.engine.model_dump_json())
+    assert rd.selection_fits("sersic").exists()
+    ri = json.loads(rd.run_info.read_text())
+    assert ri["config"] == json.loads(cfg.model_dump_json()) and ri["config_sha256"] == s["config_tag"]
+    assert ri["seeds"] == {"selection": cfg.seed} and ri["config_path"] == "given.yaml"
+    marg = pd.read_parquet(rd.marginals)
+    te = marg[(marg["quantity"] == "theta_e")]
+    assert sorted(set(zip(te["lo"], te["hi"], strict=True))) == [(0.5, 1.5), (1.5, 3.0)]   # the grid's edges
+    recs = read_injections(out, "sersic")
+    assert recs["arc_mag_r"].between(19.0, 25.0).all() and recs["host_id"].notna().all()
+    assert {"host_psfsize_g", "host_psfsize_r", "host_psfsize_z"} <= set(recs.columns)
