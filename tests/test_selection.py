@@ -1142,3 +1142,19 @@ def test_a_selection_run_records_its_summary_provenance_and_selection_function_m
     recs = read_injections(out, "sersic")
     assert recs["arc_mag_r"].between(19.0, 25.0).all() and recs["host_id"].notna().all()
     assert {"host_psfsize_g", "host_psfsize_r", "host_psfsize_z"} <= set(recs.columns)
+
+
+def test_a_selection_run_scales_arcs_to_the_grids_lensed_magnitude_whatever_the_priors_brightness(small_run, tmp_path):
+    """The grid's arc_mag axis is the lensed magnitude: a config whose priors say brightness 'source' still
+    gets arcs scaled to a lensed magnitude inside their cell (the run overrides it), the same draws as 'lensed'."""
+    from lensaudit.inject.records import read_injections
+    from lensaudit.selection.run import run_selection
+
+    fam = [{"name": "sersic", "kind": "sersic"}]
+    run_selection(_sel_cfg(small_run, tmp_path / "a", families=fam))
+    run_selection(_sel_cfg(small_run, tmp_path / "b", families=fam, priors={"brightness": "source"}))
+    a = read_injections(tmp_path / "a", "sersic").sort_values("index").reset_index(drop=True)
+    b = read_injections(tmp_path / "b", "sersic").sort_values("index").reset_index(drop=True)
+    np.testing.assert_allclose(b["arc_mag_r"], a["arc_mag_r"], rtol=0, atol=1e-9)
+    edges = np.array([19.0, 21.0, 25.0])
+    assert (np.searchsorted(edges, b["arc_mag_r"], side="right") - 1 == b["i_arc_mag"]).all()
