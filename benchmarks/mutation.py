@@ -208,11 +208,16 @@ def main() -> int:
     if not a.report_only:
         cmd = [*MUTMUT, "run", *a.patterns]
         if a.max_children:
-            cmd[3:3] = ["--max-children", str(a.max_children)]
-        subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=False)
+            cmd[len(MUTMUT) + 1:len(MUTMUT) + 1] = ["--max-children", str(a.max_children)]
+        run = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=False)
+        if run.returncode == 2:   # click's usage error (its message is on stderr): keep the report as it was
+            return 2
     rules = yaml.safe_load(EQUIV.read_text()) if EQUIV.exists() else {}
     ledger = json.loads(LEDGER.read_text()) if LEDGER.is_file() else {}
     res, new_ledger = with_ledger(results(), function_hashes(), ledger)
+    if not res:
+        sys.stderr.write("mutmut reports no mutants (no mutants/ folder?): mutation.json left as it was\n")
+        return 2
     per = defaultdict(Counter)
     per_fn = defaultdict(Counter)          # module -> "function: status" counts (a partly measured module's detail)
     survivors, equivalents = [], []

@@ -261,3 +261,35 @@ def test_mock_writes_a_stamp_library_of_its_own_sources_never_its_lenses(survey_
     ratio = lib.r_half / lib.meta["RE_INTRINSIC"].to_numpy()
     assert 0.7 < np.median(ratio) < 2.0
     assert lib.meta["MAG_R"].between(19.5, 23.5).all()
+
+
+def test_compiled_pixel_kernels_equal_the_numpy_definitions(renderer):
+    """The renderer's fast paths (numba noise and brick/cell map, PSF spectrum on the layer's FFT grid) give the
+    numbers of the reference functions they replace."""
+    from scipy.signal import fftconvolve
+
+    from lensaudit.mock.kernels import normal_grid, pixel_map_grid
+    from lensaudit.mock.layout import CELLS, brick_cell
+    from lensaudit.mock.render import PSF_HALF, hashed_normal3
+    from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC
+
+    x0, y0, h, w = -1730, 2405, 57, 83                 # negative pixel indices too (hash of int64 -> uint64)
+    yy, xx = np.mgrid[y0 : y0 + h, x0 : x0 + w]
+    np.testing.assert_allclose(normal_grid(x0, y0, h, w, 12345), hashed_normal3(xx, yy, 12345), rtol=1e-13,
+                               atol=1e-13)
+    assert not np.allclose(normal_grid(x0, y0, h, w, 12346), hashed_normal3(xx, yy, 12345))
+    r = renderer
+    for gx0, gy0 in ((x0, y0), (int(r._gx[0]) - 60, int(r._gy[0]) - 30), (-10**5, 10**5)):   # in, at and off the edge
+        yy, xx = np.mgrid[gy0 : gy0 + h, gx0 : gx0 + w]
+        ref = brick_cell(*tan_deproject(xx.ravel(), yy.ravel(), r.ra0, r.dec0), r.fp, r._nside, CELLS)
+        got = pixel_map_grid(gx0, gy0, h, w, r.ra0, r.dec0, r.fp, r._nside, CELLS, PIXEL_SCALE_ARCSEC, BRICK_SIZE_DEG)
+        for a, b in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(a, b.reshape(h, w))
+    assert (got[0] == -1).all()
+    e = PSF_HALF
+    layer = np.random.default_rng(2).exponential(1.0, (3, 2 * e + 71, 2 * e + 64))
+    for brick in (0, 3):
+        ref = fftconvolve(layer, r.psf3(brick), mode="same", axes=(1, 2))[:, e:-e, e:-e]
+        np.testing.assert_allclose(r.convolve_psf(layer, brick), ref, rtol=1e-12, atol=1e-12 * ref.max())
+    assert not np.allclose(r.convolve_psf(layer, 0), fftconvolve(layer[:, ::-1], r.psf3(0), mode="same",
+                                                                  axes=(1, 2))[:, e:-e, e:-e])

@@ -84,17 +84,16 @@ class CoaddReader:
             mask = (pra >= row.ra1) & (pra < row.ra2) & (pdec >= row.dec1) & (pdec < row.dec2)
             if not mask.any():
                 continue
-            taps, taps_wcs, taps_shape = None, None, None
+            pos, pos_wcs = None, None
             for k, band in enumerate(bands):
                 got = self._image(row.brickname, band)
                 if got is None:
                     continue
                 img, bw = got
-                # the bands of a brick share their WCS (spec 4.3): the taps are computed once per brick
-                if taps is None or not bw.wcs.compare(taps_wcs.wcs) or img.shape != taps_shape:
-                    x, y = bw.wcs_world2pix(pra[mask], pdec[mask], 0)
-                    taps, taps_wcs, taps_shape = lanczos3_weights(x, y, img.shape), bw, img.shape
-                out[k, mask] = lanczos3_apply(img, taps)
+                # the bands of a brick share their WCS (spec 4.3): positions are computed once per brick
+                if pos is None or not bw.wcs.compare(pos_wcs.wcs):
+                    pos, pos_wcs = bw.wcs_world2pix(pra[mask], pdec[mask], 0), bw
+                out[k, mask] = lanczos3_at(img, *pos)
                 if row.brickname not in used:
                     used.append(row.brickname)
         cube = out.reshape(len(bands), size, size)

@@ -31,19 +31,20 @@ from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy.ndimage import correlate1d
-from scipy.signal import fftconvolve
 
 from lensaudit.artifacts import MockSurveyDir
 from lensaudit.lensing import light
 from lensaudit.mock import morphology as mo
+from lensaudit.mock.kernels import normal_grid, pixel_map_grid
 from lensaudit.mock.layout import CELLS, MockSurvey, brick_cell, tan_deproject, tan_project
 from lensaudit.mock.lensmodel import arc_box_radius_pix, arc_image
 from lensaudit.mock.psf import CORR_KERNEL, psf_image
 from lensaudit.mock.request import CutoutRequest, NoOverlapError
 from lensaudit.sources.procedural import SourceImage, colour_weights, render_rich, render_simple, stamp_source
 from lensaudit.survey.constants import BRICK_SIZE_DEG, MAG_ZEROPOINT, PIXEL_SCALE_ARCSEC
-from lensaudit.survey.resample import lanczos3_apply, lanczos3_weights
+from lensaudit.survey.resample import lanczos3_at
 from lensaudit.utils.hashing import splitmix64
 from lensaudit.utils.seeds import derive_seed
 from lensaudit.utils.seeds import rng as seed_stream
@@ -112,6 +113,7 @@ class Renderer:
         self._brick_idx = s["brick_idx"].to_numpy()
         self.lenses = {r["id"]: r for r in survey.lenses.to_dict("records")}
         self._sources: OrderedDict[str, SourceImage] = OrderedDict()
+        self._psf_spectra: OrderedDict[tuple, np.ndarray] = OrderedDict()
         #: the stamp library half of the true lenses' sources (None: procedural sources)
         self.library = None
         if (cfg.get("lenses") or {}).get("sources", "procedural") != "procedural":
@@ -144,6 +146,11 @@ class Renderer:
         ra, dec = tan_deproject(xx.ravel(), yy.ravel(), self.ra0, self.dec0)
         return tuple(a.reshape(xx.shape) for a in self.brick_cell_of(ra, dec))
 
+    def pixel_map_region(self, x0: int, y0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`pixel_map` of the global pixels ``[y0, y0 + h) x [x0, x0 + w)`` (one compiled pass)."""
+        return pixel_map_grid(x0, y0, h, w, self.ra0, self.dec0, self.fp, self._nside, CELLS, PIXEL_SCALE_ARCSEC,
+                              BRICK_SIZE_DEG)
+
     def nobs_map(self, bidx: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
         """(3, ...) exposure count per band at pixels with brick/cell indices (1 outside the footprint)."""
         bs = np.where(bidx >= 0, bidx, 0)
@@ -161,6 +168,30 @@ class Renderer:
     def psf3(self, brick: int) -> np.ndarray:
         """(3, 41, 41) true g, r, z PSF images of a brick (not the catalog's PSFSIZE)."""
         return np.stack([psf_image(*map(float, self._psfp[brick, k])) for k in range(3)])
+
+    def psf3_spectrum(self, brick: int, shape: tuple[int, int]) -> np.ndarray:
+        """(3, ny, nx // 2 + 1) real FFT of :meth:`psf3` on a (ny, nx) grid, its centre at pixel (0, 0) (cached)."""
+        key = (int(brick), tuple(shape))
+        got = self._psf_spectra.get(key)
+        if got is None:
+            pad = np.zeros((3, *shape))
+            pad[:, : 2 * PSF_HALF + 1, : 2 * PSF_HALF + 1] = self.psf3(brick)
+            got = sp_fft.rfft2(np.roll(pad, (-PSF_HALF, -PSF_HALF), axis=(1, 2)))
+            self._psf_spectra[key] = got
+            if len(self._psf_spectra) > 256:
+                self._psf_spectra.popitem(last=False)
+        return got
+
+    def convolve_psf(self, layer: np.ndarray, brick: int) -> np.ndarray:
+        """(3, H - 2 e, W - 2 e) interior of ``layer`` (3, H, W) convolved with brick's PSF (e = PSF_HALF):
+        ``fftconvolve(layer, psf3(brick), mode="same", axes=(1, 2))[:, e:-e, e:-e]`` with the PSF's spectrum
+        cached. A circular convolution on any grid at least the layer's size wraps only within e pixels of its
+        edges, which are cut off, so the grid is the next fast FFT size of the layer, not of layer + PSF."""
+        e = PSF_HALF
+        h, w = layer.shape[1] - 2 * e, layer.shape[2] - 2 * e
+        shape = (sp_fft.next_fast_len(layer.shape[1], real=True), sp_fft.next_fast_len(layer.shape[2], real=True))
+        conv = sp_fft.irfft2(sp_fft.rfft2(layer, s=shape) * self.psf3_spectrum(brick, shape), s=shape)
+        return conv[:, e : e + h, e : e + w]
 
     def source_image(self, cid: str) -> SourceImage:
         """The source-plane image of lens ``cid`` (drawn from its own seed stream; cached)."""
@@ -318,7 +349,7 @@ class Renderer:
         if not trails:
             return
         yy, xx = np.mgrid[y0 - e : y0 + h + e, x0 - e : x0 + w + e]
-        pad_bricks = self.pixel_map(xx, yy)[0]
+        pad_bricks = self.pixel_map_region(x0 - e, y0 - e, h + 2 * e, w + 2 * e)[0]
         for t in trails:
             d = np.abs(-(xx - t["gx"]) * np.sin(t["angle"]) + (yy - t["gy"]) * np.cos(t["angle"]))
             line = np.clip(1.0 - d / t["width_pix"], 0, None) * (pad_bricks == int(t["brick_idx"]))
@@ -370,7 +401,7 @@ class Renderer:
     def render_region(self, x0: int, y0: int, w: int, h: int, noise: bool = True) -> np.ndarray | None:
         """Image (3, h, w) on the global grid with [0, 0] at global pixel (x0, y0); None if off-footprint."""
         yy, xx = np.mgrid[y0 : y0 + h, x0 : x0 + w]
-        bidx, cx, cy = self.pixel_map(xx, yy)
+        bidx, cx, cy = self.pixel_map_region(x0, y0, h, w)
         if (bidx < 0).all():
             return None
         lo = np.searchsorted(self._gx, x0 - MARGIN)
@@ -388,14 +419,14 @@ class Renderer:
         self._paint_trails(layers, x0, y0, h, w, e, bidx)
         img = np.zeros((3, h, w))
         for brick, layer in layers.items():
-            img += fftconvolve(layer, self.psf3(brick), mode="same", axes=(1, 2))[:, e:-e, e:-e]
+            img += self.convolve_psf(layer, brick)
         valid = bidx >= 0
         sig = self.sigma_map(bidx, cx, cy)
         self._paint_after_psf(img, x0, y0, xx, yy, bidx, cx, cy, sig)
         if noise:
             sky = np.array([SKY_NMGY_PER_PIX[b] for b in BANDS])[:, None, None]
             var = sig**2 * (1.0 + np.clip(img, 0, None) / sky)
-            img = img + np.sqrt(var) * hashed_normal3(xx, yy, self.noise_key)
+            img = img + np.sqrt(var) * normal_grid(x0, y0, h, w, self.noise_key)   # = hashed_normal3(xx, yy, key)
         return np.where(valid[None], img, 0.0)
 
     def __call__(self, req: CutoutRequest, noise: bool = True):
@@ -418,9 +449,8 @@ class Renderer:
         gx, gy = tan_to_tan((xx - (req.width - 1) / 2).ravel(), (yy - (req.height - 1) / 2).ravel(), req.ra, req.dec,
                             self.ra0, self.dec0)
         lx, ly = gx - x0, gy - y0
-        taps = lanczos3_weights(lx, ly, coadd.shape[1:])
-        planes_last = np.moveaxis(coadd, 0, -1).astype(np.float32)     # (H, W, 3): one gather for 3 bands
-        cube = lanczos3_apply(planes_last, taps).T.reshape(3, req.height, req.width)
+        planes_last = np.ascontiguousarray(np.moveaxis(coadd, 0, -1), np.float32)  # (H, W, 3): 3 bands per gather
+        cube = lanczos3_at(planes_last, lx, ly).T.reshape(3, req.height, req.width)
         # off-footprint pixels stay exactly 0.0 (those whose nearest grid pixel is off the footprint)
         near = region[:, np.clip(np.rint(ly), 0, H - 1).astype(int), np.clip(np.rint(lx), 0, W - 1).astype(int)]
         cube = np.where(near.reshape(3, req.height, req.width) == 0.0, 0.0, cube)

@@ -5,10 +5,16 @@ The cutout service resamples coadd pixels onto a requested WCS with a Lanczos-3 
 these functions, so a stamp cut from coadd files and the mock service's cutout are the same numbers.
 Written by hand because no maintained library offers Lanczos interpolation at arbitrary positions
 (scipy's ``map_coordinates`` offers splines; ``reproject`` offers interpolation orders 0-3, not Lanczos).
+
+Two implementations of the same arithmetic: :func:`lanczos3_weights` + :func:`lanczos3_apply` in numpy (the
+reference, whose taps can be reused across images of one shape) and :func:`lanczos3_at`, one compiled pass
+(numba) that gathers and weighs the 36 taps per position without materialising them, about 13 times faster on a
+101 x 101 x 3 stamp (``benchmarks/bench_mock.py``); tests hold the two within 1e-12 of each other.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 #: Tap offsets from floor(position): six per axis, the whole support of Lanczos-3 (|t| < 3).
@@ -85,9 +91,66 @@ def lanczos3_apply(image: np.ndarray, taps) -> np.ndarray:
     return np.einsum("nijc,ni,nj->nc", vals, wy, wx, optimize=True)
 
 
+@numba.njit(cache=True, nogil=True)
+def _lanczos3_kernel(img, x, y, table, steps, out):  # pragma: no cover - compiled; tested against the reference
+    """``out[i, c]``: :func:`lanczos3_apply` of planes-last ``img`` (h, w, C) at (x[i], y[i]), the same taps,
+    table interpolation, edge renormalisation and clipped indices, summed tap by tap."""
+    h, w, nc = img.shape
+    wx = np.empty(6)
+    wy = np.empty(6)
+    for i in range(x.shape[0]):
+        if not (np.isfinite(x[i]) and np.isfinite(y[i])):
+            out[i, :] = 0.0
+            continue
+        fx, fy = np.floor(x[i]), np.floor(y[i])
+        ix, iy = int(fx), int(fy)
+        for axis in range(2):
+            pos = (x[i] - fx if axis == 0 else y[i] - fy) * steps
+            k = min(max(int(np.floor(pos)), 0), steps - 1)
+            a = pos - k
+            wgt = wx if axis == 0 else wy
+            first = ix - 2 if axis == 0 else iy - 2
+            size = w if axis == 0 else h
+            tot = 0.0
+            for t in range(6):
+                v = table[k, t] * (1.0 - a) + table[k + 1, t] * a
+                if first + t < 0 or first + t >= size:
+                    v = 0.0
+                wgt[t] = v
+                tot += v
+            if tot != 0.0:
+                for t in range(6):
+                    wgt[t] /= tot
+        for c in range(nc):
+            acc = 0.0
+            for p in range(6):
+                r = min(max(iy - 2 + p, 0), h - 1)
+                row = 0.0
+                for q in range(6):
+                    row += img[r, min(max(ix - 2 + q, 0), w - 1), c] * wx[q]
+                acc += row * wy[p]
+            out[i, c] = acc
+    return out
+
+
 def lanczos3_at(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Lanczos-3 interpolation of ``image`` at 0-based pixel positions (see :func:`lanczos3_weights`)."""
-    return lanczos3_apply(image, lanczos3_weights(x, y, np.shape(image)))
+    """Lanczos-3 interpolation of ``image`` ((H, W), or (H, W, C) for C planes at once) at 0-based pixel
+    positions: (n,) or (n, C) float64, the values of :func:`lanczos3_weights` + :func:`lanczos3_apply` (to
+    floating-point round-off) in one compiled pass. A non-finite position gives 0."""
+    global _TABLE
+    if _TABLE is None:
+        lanczos3_kernel_table(np.zeros(1))
+    img = np.asarray(image)
+    if not img.dtype.isnative:                     # FITS data arrive big-endian; the compiled kernel wants native
+        img = img.astype(img.dtype.newbyteorder("="))
+    if img.ndim not in (2, 3) or img.dtype.kind != "f":
+        raise ValueError(f"lanczos3_at: image must be a 2-D or 3-D float array, not {img.ndim}-D {img.dtype}")
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"lanczos3_at: x and y differ in size ({x.size} and {y.size})")
+    planes = img[:, :, None] if img.ndim == 2 else img
+    out = _lanczos3_kernel(planes, x, y, _TABLE, TABLE_STEPS, np.empty((x.size, planes.shape[2])))
+    return out[:, 0] if img.ndim == 2 else out
 
 
 __all__ = ["OFFSETS", "TABLE_STEPS", "lanczos3_apply", "lanczos3_at", "lanczos3_kernel_1d", "lanczos3_kernel_table",
