@@ -104,9 +104,11 @@ def epl_deflection(x: np.ndarray, y: np.ndarray, theta_e: float, gamma: float, q
     term = z / r                                                  # Omega_0 = e^{i varphi}
     omega = term.copy()
     n_max = 1 if f == 0 else int(np.ceil(np.log(tol) / np.log(f))) + 2
-    for n in range(1, max(n_max, 1)):
-        term = term * (-f * e2iphi) * (2 * n - (2 - t)) / (2 * n + (2 - t))
-        omega = omega + term
+    ratio = -f * e2iphi
+    for n in range(1, max(n_max, 1)):                             # in place: no temporary array per term
+        np.multiply(term, ratio, out=term)
+        np.multiply(term, (2 * n - (2 - t)) / (2 * n + (2 - t)), out=term)
+        np.add(omega, term, out=omega)
     alpha = 2.0 * b / (1.0 + q) * (b / r) ** (t - 1.0) * omega
     return _unrotate(alpha.real, alpha.imag, phi)
 
@@ -119,10 +121,16 @@ def multipole_deflection(x: np.ndarray, y: np.ndarray, m: int, a_m: float, phi_m
     if int(m) != m or m < 2:
         raise ValueError(f"multipole_deflection: order m={m} must be an integer >= 2")
     dx, dy = np.asarray(x, float) - x0, np.asarray(y, float) - y0
-    th = np.arctan2(dy, dx)
-    c, s = np.cos(th), np.sin(th)
+    # e^{i theta} and e^{i m (theta - phi_m)} without trigonometric calls per point (theta = 0 at the centre,
+    # as arctan2(0, 0))
+    r = np.hypot(dx, dy)
+    u = np.where(r > 0, (dx + 1j * dy) / np.where(r > 0, r, 1.0), 1.0 + 0j)
+    um = u.copy()
+    for _ in range(int(m) - 1):
+        um *= u
+    um *= np.exp(-1j * m * phi_m)
+    c, s, cm, sm = u.real, u.imag, um.real, um.imag
     k = a_m / (1.0 - m * m)
-    cm, sm = np.cos(m * (th - phi_m)), np.sin(m * (th - phi_m))
     return k * (c * cm + m * s * sm), k * (s * cm - m * c * sm)
 
 
