@@ -268,7 +268,7 @@ def test_compiled_pixel_kernels_equal_the_numpy_definitions(renderer):
     numbers of the reference functions they replace."""
     from scipy.signal import fftconvolve
 
-    from lensaudit.mock.kernels import normal_grid, pixel_map_grid
+    from lensaudit.mock.kernels import deposit, deposit_reference, normal_grid, pixel_map_grid
     from lensaudit.mock.layout import CELLS, brick_cell
     from lensaudit.mock.render import PSF_HALF, hashed_normal3
     from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC
@@ -286,6 +286,14 @@ def test_compiled_pixel_kernels_equal_the_numpy_definitions(renderer):
         for a, b in zip(got, ref, strict=True):
             np.testing.assert_array_equal(a, b.reshape(h, w))
     assert (got[0] == -1).all()
+    rng = np.random.default_rng(4)
+    x, y, f = rng.uniform(-2, 32, 500), rng.uniform(-2, 22, 500), rng.exponential(1.0, (3, 500))
+    a, b = np.zeros((3, 20, 30)), np.zeros((3, 20, 30))
+    deposit(a, x, y, f)
+    deposit_reference(b, x, y, f)
+    assert np.array_equal(a, b) and a.sum() > 0.5 * f.sum()       # the same sums in the same order
+    deposit(a, np.array([3.25]), np.array([4.5]), np.ones((3, 1)))
+    assert not np.array_equal(a, b)
     e = PSF_HALF
     layer = np.random.default_rng(2).exponential(1.0, (3, 2 * e + 71, 2 * e + 64))
     for brick in (0, 3):

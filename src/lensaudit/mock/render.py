@@ -37,7 +37,7 @@ from scipy.ndimage import correlate1d
 from lensaudit.artifacts import MockSurveyDir
 from lensaudit.lensing import light
 from lensaudit.mock import morphology as mo
-from lensaudit.mock.kernels import normal_grid, pixel_map_grid
+from lensaudit.mock.kernels import deposit, normal_grid, pixel_map_grid
 from lensaudit.mock.layout import CELLS, MockSurvey, brick_cell, tan_deproject, tan_project
 from lensaudit.mock.lensmodel import arc_box_radius_pix, arc_image
 from lensaudit.mock.psf import CORR_KERNEL, psf_image
@@ -234,7 +234,7 @@ class Renderer:
         flux = self._flux[k]
         kind = s["kind"]
         if s["type"] == "PSF":
-            _deposit(img, np.array([gx]), np.array([gy]), flux[:, None])
+            deposit(img, np.array([gx]), np.array([gy]), flux[:, None])
             if kind == "star_artefact":
                 self._paint_artefact(img, gx, gy, flux, s)
             return
@@ -337,7 +337,7 @@ class Renderer:
                 for brick in np.unique(br[br >= 0]):
                     sel = br == brick
                     layer = layers.setdefault(int(brick), np.zeros((3, h + 2 * e, w + 2 * e)))
-                    _deposit(layer, fx[keep][sel] - (x0 - e), fy[keep][sel] - (y0 - e), flux[:, keep][:, sel])
+                    deposit(layer, fx[keep][sel] - (x0 - e), fy[keep][sel] - (y0 - e), flux[:, keep][:, sel])
 
     def _paint_trails(self, layers: dict, x0: int, y0: int, h: int, w: int, e: int, bidx: np.ndarray) -> None:
         """Residual satellite trails (one band each): a line of constant surface brightness before the PSF,
@@ -478,18 +478,6 @@ def tan_to_tan(x, y, ra_c: float, dec_c: float, ra0: float, dec0: float, pixscal
     d1 = m[1, 0] * xi + m[1, 1] * eta + m[1, 2]
     d2 = m[2, 0] * xi + m[2, 1] * eta + m[2, 2]
     return -d0 / d2 * k, d1 / d2 * k
-
-
-def _deposit(img: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray) -> None:
-    """Add point fluxes (3, n) at fractional pixel positions with bilinear weights (what falls outside is dropped)."""
-    H, W = img.shape[1:]
-    ix, iy = np.floor(x).astype(int), np.floor(y).astype(int)
-    fx, fy = x - ix, y - iy
-    for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        jx, jy = ix + dx, iy + dy
-        ok = (jx >= 0) & (jx < W) & (jy >= 0) & (jy < H)
-        for b in range(img.shape[0]):
-            np.add.at(img[b], (jy[ok], jx[ok]), flux[b][ok] * wgt[ok])
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
