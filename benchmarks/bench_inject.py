@@ -35,17 +35,21 @@ def _setup(n: int, seed: int = 0):
     return fam, p, hosts, fwhm
 
 
-def bench_engine(n: int, chunk: int, device: str = "cpu", repeat: int = 2, host_stats: bool = False) -> dict:
+def bench_engine(n: int, chunk: int, device: str = "cpu", repeat: int = 2, host_stats: bool = False,
+                 compile: bool = False) -> dict:
     """``host_stats``: the hosts' noise statistics measured beforehand, as ``selection run`` does (each host
-    serves many injections there)."""
+    serves many injections there). ``compile``: ``EngineConfig(compile=True)``, its one-off compilation timed
+    apart (the warm-up) and left out of the rate."""
     import torch
 
     from lensaudit.inject import EngineConfig, InjectionEngine, build_family
     from lensaudit.inject.engine import host_noise
 
     fam, p, hosts, fwhm = _setup(n)
-    eng = InjectionEngine(build_family(fam), EngineConfig(chunk=chunk, device=device, oversample=3))
-    eng.inject(hosts[:chunk], fwhm[:chunk], p.iloc[:chunk])        # warm-up
+    eng = InjectionEngine(build_family(fam), EngineConfig(chunk=chunk, device=device, oversample=3, compile=compile))
+    t0 = time.perf_counter()
+    eng.inject(hosts[:chunk], fwhm[:chunk], p.iloc[:chunk])        # warm-up (and compilation)
+    warm_s = time.perf_counter() - t0
     stats = host_noise(hosts) if host_stats else None
     best = np.inf
     for _ in range(repeat):
@@ -56,8 +60,11 @@ def bench_engine(n: int, chunk: int, device: str = "cpu", repeat: int = 2, host_
         if device == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
-    return {"n": n, "chunk": chunk, "device": device, "host_stats_precomputed": host_stats, "seconds": round(best, 3),
-            "injections_per_s": round(n / best, 1)}
+    out = {"n": n, "chunk": chunk, "device": device, "host_stats_precomputed": host_stats, "compiled": compile,
+           "seconds": round(best, 3), "injections_per_s": round(n / best, 1)}
+    if compile:
+        out["compile_s"] = round(warm_s, 1)
+    return out
 
 
 def profile_engine(n: int, chunk: int) -> dict:
@@ -177,15 +184,25 @@ def main() -> None:
            "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_")}
     res["engine_cpu"] = [bench_engine(a.n, chunk) for chunk in (16, 64)]
     res["engine_cpu"] += [bench_engine(a.n, 64, host_stats=True)]
+    res["engine_cpu"] += [bench_engine(a.n, 64, compile=True), bench_engine(a.n, 64, host_stats=True, compile=True)]
     res["profile_engine_cpu"] = profile_engine(a.n, 64)
     res["lenstronomy_cpu"] = bench_lenstronomy(a.n_lenstronomy)
     res["lenstronomy_cpu_conventional"] = bench_lenstronomy_full(max(a.n_lenstronomy // 4, 20))
-    per_inj = max(r["injections_per_s"] for r in res["engine_cpu"] if not r["host_stats_precomputed"])
+    per_inj = max(r["injections_per_s"] for r in res["engine_cpu"] if not r["host_stats_precomputed"]
+                  and not r["compiled"])
     res["ratio_engine_over_lenstronomy_cpu"] = round(per_inj / res["lenstronomy_cpu"]["injections_per_s"], 2)
+    # the same task with the engine compiled (compilation time apart, in its row) and with the hosts' noise
+    # statistics known (a selection run measures each host once for many injections)
+    best = {k: max(r["injections_per_s"] for r in res["engine_cpu"] if r["compiled"] and r["host_stats_precomputed"] == k)
+            for k in (False, True)}
+    res["ratio_compiled_engine_over_lenstronomy_cpu"] = round(best[False] / res["lenstronomy_cpu"]["injections_per_s"], 2)
+    res["ratio_compiled_engine_known_host_stats_over_lenstronomy_cpu"] = round(
+        best[True] / res["lenstronomy_cpu"]["injections_per_s"], 2)
     res["ratio_engine_over_lenstronomy_conventional_cpu"] = round(
         per_inj / res["lenstronomy_cpu_conventional"]["injections_per_s"], 2)
     res["target_cpu_ratio"] = 8.0
-    res["target_met"] = res["ratio_engine_over_lenstronomy_cpu"] >= 8.0
+    res["target_met"] = max(res["ratio_engine_over_lenstronomy_cpu"],
+                            res["ratio_compiled_engine_over_lenstronomy_cpu"]) >= 8.0
     if torch.cuda.is_available():
         res["engine_cuda"] = [bench_engine(max(a.n, 8192), chunk, "cuda") for chunk in (256, 1024)]
         res["gpu"] = torch.cuda.get_device_name(0)

@@ -113,6 +113,10 @@ class EngineConfig(_Strict):
     chunk: int = Field(16, ge=1, description="injections rendered together (memory; results do not depend on it)")
     device: str = Field("cpu", description="cpu, cuda or auto")
     dtype: Literal["float32", "float64"] = "float32"
+    compile: bool = Field(False, description="torch.compile the ray tracing and source light (about 2.5x faster on "
+                                             "CPU after a compilation of tens of seconds: pays from about 10^4 "
+                                             "injections); arcs equal the eager ones to float32 round-off, not bit "
+                                             "for bit")
 
     @field_validator("render_box_pix", "psf_kernel_pix")
     @classmethod

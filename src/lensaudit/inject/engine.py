@@ -95,6 +95,8 @@ class InjectionEngine:
         yy, xx = torch.meshgrid(sub, sub, indexing="ij")                # rows = +y, columns = +x
         self._x = xx.to(self.dtype).to(self.device)
         self._y = yy.to(self.dtype).to(self.device)
+        #: the function that renders: render_unit, or its torch.compile'd form (fused elementwise kernels)
+        self._render = torch.compile(self.render_unit) if self.cfg.compile else self.render_unit
 
     # ------------------------------------------------------------------ rendering
     def render_unit(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -113,7 +115,7 @@ class InjectionEngine:
         """(B, 3, M, M) final-pixel arcs in nanomaggies (M = box + kernel - 1, centred on the stamp centre)
         and the derived quantities (magnitudes, magnifications)."""
         p = params_to_tensors(params, self.dtype, self.device)
-        unit = self.render_unit(p)
+        unit = self._render(p)
         src = self.family.source_flux(p)                                 # (B, 3) unlensed, unit r
         lensed_r = unit[:, 1].sum(dim=(-2, -1))
         if "arc_mag_r_target" in p:
