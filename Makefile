@@ -31,12 +31,14 @@ bench: install
 	$(BIN)/python benchmarks/bench_mock.py
 	$(BIN)/python benchmarks/bench_catalog.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_demo.py
 	$(BIN)/python benchmarks/bench_evaluate.py
 	$(BIN)/python benchmarks/bench_inject.py
 	$(BIN)/python benchmarks/bench_score_spark.py
 	$(BIN)/python benchmarks/bench_coadd.py
 	$(BIN)/python benchmarks/bench_survey_dryrun.py
 	$(BIN)/python benchmarks/project_dr10.py
+	$(BIN)/python benchmarks/perf_table.py
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
