@@ -950,6 +950,15 @@ def test_probe_auc_against_scikit_learn_cross_validation_permutations_and_bootst
     assert r["interval"] == percentile_interval(boot)
     assert (r["n_real"], r["n_injected"], r["folds"], r["n_permutations"]) == (14, 25, 3, 9)
     assert cv_auc(real, inj, folds=3, c=0.5, seed=5) == pytest.approx(auc, abs=1e-12)
+    # the refits shared out over processes: the same null, value for value, in the same order
+    par = probe_auc(real, inj, folds=3, c=0.5, n_boot=60, n_permutations=9, seed=5, n_jobs=2)
+    assert par["null_values"].tolist() == r["null_values"].tolist() and par["permutation_p"] == r["permutation_p"]
+    from lensaudit.realism import ProbeConfig
+
+    assert ProbeConfig().n_jobs == 1 and ProbeConfig(n_jobs=-1).n_jobs == -1 and ProbeConfig(n_jobs=1).n_jobs == 1
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match="every core"):
+            ProbeConfig(n_jobs=bad)
     # defaults: 5 folds, C = 1, seed 0
     assert cv_auc(real, inj) == pytest.approx(roc_auc_score(y, oof(y, 0, 5, 1.0)), abs=1e-12)
     # folds are capped by the smaller class; no permutations: the null is undefined, not an error

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy.stats import ks_2samp
 
 from lensaudit.artifacts import (
@@ -71,6 +71,15 @@ class ProbeConfig(BaseModel):
     n_boot: int = Field(1000, ge=0)
     n_permutations: int = Field(200, ge=1, description="refits on permuted labels: the test's null distribution")
     seed: int = Field(0, ge=0)
+    n_jobs: int = Field(1, description="processes for the permutation refits (-1: every core); the null "
+                                       "distribution does not depend on it")
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _jobs(cls, v: int) -> int:
+        if v == 0 or v < -1:
+            raise ValueError(f"must be -1 (every core) or a positive count, got {v}")
+        return v
 
 
 class RealismConfig(BaseModel):
@@ -205,7 +214,7 @@ def _gate_family(cfg: RealismConfig, fam: str, tag: str, real: pd.DataFrame) -> 
         return None
     xr, xi = _features(r["features"]), _features(i["features"])
     pc = cfg.probe
-    pr = probe_auc(xr, xi, pc.folds, pc.C, pc.n_boot, pc.n_permutations, pc.seed)
+    pr = probe_auc(xr, xi, pc.folds, pc.C, pc.n_boot, pc.n_permutations, pc.seed, pc.n_jobs)
     crit = float(np.quantile(pr["null_values"], 1 - cfg.alpha))
     verdict = verdict_of(pr["permutation_p"], cfg.alpha)
     floors = _floors(xr, xi, pc)
