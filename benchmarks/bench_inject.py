@@ -172,6 +172,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--n-lenstronomy", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cuda-only", action="store_true",
+                    help="only the engine on the GPU, into inject_cuda.json (benchmarks/gpu.sh on a lent GPU machine: "
+                         "its CPU figures would not be comparable with the project's 2-core ones)")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
     import torch
@@ -180,6 +183,16 @@ def main() -> None:
     from lensaudit.utils.provenance import run_info
 
     torch.set_num_threads(a.threads)
+    if a.cuda_only:
+        if not torch.cuda.is_available():
+            raise SystemExit("bench_inject --cuda-only: no CUDA device here")
+        res = {"task": __doc__.split("\n\n")[1].replace("\n", " "), "gpu": torch.cuda.get_device_name(0),
+               "engine_cuda": [bench_engine(max(a.n, 8192), chunk, "cuda") for chunk in (256, 1024)]
+               + [bench_engine(max(a.n, 8192), 1024, "cuda", compile=True)],
+               "target_gpu_injections_per_s": 20000, "run_info": run_info()}
+        atomic_write_json(OUT.with_name("inject_cuda.json"), res)
+        print({k: v for k, v in res.items() if k not in ("run_info", "task")})
+        return
     res = {"task": __doc__.split("\n\n")[1].replace("\n", " "), "threads": a.threads, "cpu_count": os.cpu_count(),
            "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_")}
     res["engine_cpu"] = [bench_engine(a.n, chunk) for chunk in (16, 64)]

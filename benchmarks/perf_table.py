@@ -60,10 +60,11 @@ def rows() -> list[tuple[str, str, str, str, str, str]]:
             v = best.get((comp, known))
             out.append((f"injection engine ({label}), injections/s", _fmt(v), f"lenstronomy {lt}/s, same run",
                         f"{v / lt:.1f}x" if v and lt else "", ">= 8x", _where(i)))
-        cuda = i.get("engine_cuda")
-        out.append(("injection engine on a GPU, injections/s",
-                    _fmt(max(r["injections_per_s"] for r in cuda)) if isinstance(cuda, list) else "not measured",
-                    "", "", ">= 20,000", _where(i) if isinstance(cuda, list) else "no GPU lent"))
+    ic = _load("inject_cuda.json")
+    cuda = (ic or {}).get("engine_cuda")
+    out.append(("injection engine on a GPU, injections/s",
+                _fmt(max(r["injections_per_s"] for r in cuda)) if isinstance(cuda, list) else "not measured",
+                "", "", ">= 20,000", f"{_where(ic)}, {ic.get('gpu')}" if isinstance(cuda, list) else "no GPU lent"))
     t = _load("train_cpu.json")
     if t:
         b = t.get("archs", {}).get("bottleneck_resnet", {})
