@@ -1139,9 +1139,13 @@ def test_a_selection_run_records_its_summary_provenance_and_selection_function_m
     marg = pd.read_parquet(rd.marginals)
     te = marg[(marg["quantity"] == "theta_e")]
     assert sorted(set(zip(te["lo"], te["hi"], strict=True))) == [(0.5, 1.5), (1.5, 3.0)]   # the grid's edges
-    recs = read_injections(out, "sersic")
+    recs = read_injections(out, "sersic", features=True)
     assert recs["arc_mag_r"].between(19.0, 25.0).all() and recs["host_id"].notna().all()
     assert {"host_psfsize_g", "host_psfsize_r", "host_psfsize_z"} <= set(recs.columns)
+    # the score as the model gave it (logit) beside its probability; the gate's features stored as float32
+    np.testing.assert_allclose(recs["probability"], 1.0 / (1.0 + np.exp(-recs["logit"].to_numpy(float))), rtol=1e-6)
+    assert recs["logit"].abs().max() > 0
+    assert all(np.asarray(f).dtype == np.float32 and np.asarray(f).size > 0 for f in recs["features"])
 
 
 def test_a_selection_run_scales_arcs_to_the_grids_lensed_magnitude_whatever_the_priors_brightness(small_run, tmp_path):
