@@ -187,6 +187,12 @@ def test_multipole_matches_lenstronomy(m):
     bx, by = multipole_deflection(X, Y, m, 0.02, 0.4, 0.1, -0.3)
     np.testing.assert_allclose(bx, ax, atol=1e-12)
     np.testing.assert_allclose(by, ay, atol=1e-12)
+    # at the centre itself the angle is arctan2(0, 0) = 0 for both (the deflection is discontinuous there)
+    cx, cy = LensModel(["MULTIPOLE"]).alpha(0.1, -0.3, [{"m": m, "a_m": 0.02, "phi_m": 0.4, "center_x": 0.1,
+                                                         "center_y": -0.3}])
+    dx, dy = multipole_deflection(np.array([0.1]), np.array([-0.3]), m, 0.02, 0.4, 0.1, -0.3)
+    assert abs(float(cy)) > 1e-3
+    np.testing.assert_allclose([dx[0], dy[0]], [float(cx), float(cy)], atol=1e-12)
     with pytest.raises(ValueError, match="integer >= 2"):
         multipole_deflection(X, Y, 1, 0.02, 0.0)
 
