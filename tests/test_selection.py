@@ -1162,3 +1162,60 @@ def test_a_selection_run_scales_arcs_to_the_grids_lensed_magnitude_whatever_the_
     np.testing.assert_allclose(b["arc_mag_r"], a["arc_mag_r"], rtol=0, atol=1e-9)
     edges = np.array([19.0, 21.0, 25.0])
     assert (np.searchsorted(edges, b["arc_mag_r"], side="right") - 1 == b["i_arc_mag"]).all()
+
+
+def test_a_selection_run_tags_extra_checkpoints_and_requires_its_manifest_columns(small_run, tmp_path, monkeypatch):
+    """The tag's config part names extra checkpoints only when there are some (their paths join the tag beside
+    their contents); a manifest without split or label is refused by name before any host is read."""
+    import lensaudit.selection.run as sr
+    from lensaudit.artifacts.manifest import ManifestError
+
+    class _Stop(Exception):
+        pass
+
+    seen = []
+    real_sha = sr.sha256_json
+    monkeypatch.setattr(sr, "sha256_json", lambda d: seen.append(d) or real_sha(d))
+    monkeypatch.setattr(sr, "read_manifest", lambda *a, **k: (_ for _ in ()).throw(_Stop()))   # right after the tag
+    ck = str(small_run / "ck.pt")
+    for extra in ({}, {"twin": ck}):
+        with pytest.raises(_Stop):
+            sr.run_selection(_sel_cfg(small_run, tmp_path / f"t{len(extra)}", extra_checkpoints=extra))
+    assert "extra_checkpoints" not in seen[0]["config"] and seen[1]["config"]["extra_checkpoints"] == {"twin": ck}
+    assert "out" not in seen[0]["config"] and "device" not in seen[0]["config"] and "n_per_cell" in seen[0]["config"]
+    monkeypatch.undo()
+    m = pd.read_parquet(small_run / "manifest.parquet")
+    for col in ("label", "split"):
+        bad = tmp_path / f"no_{col}.parquet"
+        m.drop(columns=col).to_parquet(bad)
+        with pytest.raises(ManifestError, match=rf"missing required column\(s\) \['{col}'\]"):
+            sr.run_selection(_sel_cfg(small_run, tmp_path / f"m_{col}", manifest=str(bad)))
+
+
+def test_a_selection_run_summary_counts_empty_cells_caps_left_out_ids_and_times_each_family(small_run, tmp_path,
+                                                                                            monkeypatch):
+    """cells_without_hosts counts the grid's cells no host falls in; hosts left out list their first 20 ids beside
+    the full count; each family's seconds is its own wall time (t_end - t_start) to 0.1 s."""
+    import types
+
+    import lensaudit.selection.run as sr
+
+    real_screen = sr.screen_hosts
+
+    def screen(hosts, cubes_of):
+        kept, excluded = real_screen(hosts, cubes_of)
+        return kept, {**excluded, "made_up": [f"x{k}" for k in range(30)]}
+
+    clock = iter([100.0, 101.13])
+    monkeypatch.setattr(sr, "screen_hosts", screen)
+    monkeypatch.setattr(sr, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    m = pd.read_parquet(small_run / "manifest.parquet")
+    lo = float(m["psfsize_r"].min()) if "psfsize_r" in m else 0.9
+    cfg = _sel_cfg(small_run, tmp_path / "e", families=[{"name": "sersic", "kind": "sersic"}], n_per_cell=3,
+                   grid={"theta_e": {"edges": [0.5, 1.5, 3.0]}, "psf_fwhm": {"edges": [0.1, 0.2, 3.0]},
+                         "depth": {"edges": [20.0, 30.0]}, "arc_mag": {"edges": [19.0, 25.0]}})
+    assert lo > 0.2
+    s = sr.run_selection(cfg)
+    assert s["cells"] == 4 and s["cells_without_hosts"] == 1       # hosts fill PSF x depth cells: 0.1-0.2 arcsec is empty
+    assert s["hosts_left_out"]["made_up"] == {"n": 30, "ids": [f"x{k}" for k in range(20)]}
+    assert s["families"]["sersic"]["seconds"] == 1.1 and s["families"]["sersic"]["n_injections"] == 6
