@@ -1089,6 +1089,8 @@ def test_prior_intervals_may_be_points_and_are_checked_against_each_physical_lim
 
 
 @pytest.mark.slow
+# torch's tracer notes that it traces through array_api_compat's lru_cache'd type checks: what this test compares
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`:UserWarning")
 def test_compiled_engine_gives_the_eager_injections():
     """``engine.compile``: the torch.compile'd ray tracing and source light give the eager path's injections and
     records to float32 round-off (a fast path, not another model): flux within 1e-4 of the arc's peak."""
