@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,spark,train]"
+	$(BIN)/python -m pip install --quiet -e ".[test,spark,train,onnx]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,7 +26,7 @@ test: install
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/python -m pip install --quiet -e ".[test,spark,train,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[test,spark,train,onnx,bench]"
 	$(BIN)/python benchmarks/bench_cutouts.py
 	$(BIN)/python benchmarks/bench_mock.py
 	$(BIN)/python benchmarks/bench_catalog.py
@@ -46,7 +46,7 @@ lint: install
 # mutation testing of the science and integrity modules (not part of `make test`: about 2 hours on 2 cores);
 # writes benchmarks/results/mutation.json. MUTANTS='lensaudit.survey.*' limits it to some modules.
 mutation: install
-	$(BIN)/python -m pip install --quiet -e ".[test,spark,train,mutation]"
+	$(BIN)/python -m pip install --quiet -e ".[test,spark,train,onnx,mutation]"
 	rm -rf mutants
 	$(BIN)/python benchmarks/mutation.py $(MUTANTS)
 

@@ -791,7 +791,7 @@ def test_score_mock_true_lenses_fetches_what_is_missing_scores_and_counts_exclus
     """The fetch and the scorer are stand-ins (the loopback service and a CNN are tested elsewhere): the fetch
     cannot deliver lens b0_2; the scorer's logit is a known function of the id. A second call fetches nothing."""
     import lensaudit.cutouts.mockfetch as mockfetch
-    import lensaudit.train.score as score
+    import lensaudit.scoring as score
     from lensaudit.artifacts import TrueLensesDir, read_artifact_meta, read_artifact_table
     from lensaudit.artifacts.kinds import TRUE_LENSES
     from lensaudit.artifacts.manifest import MANIFEST_META_KEY

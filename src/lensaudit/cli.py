@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         from lensaudit.ensemble.cli import add_ensemble_commands
         from lensaudit.realism.cli import add_realism_commands
         from lensaudit.report.cli import add_report_commands
+        from lensaudit.scoring.cli import add_scoring_commands
         from lensaudit.selection.cli import add_selection_commands
         from lensaudit.train.cli import add_train_commands
         from lensaudit.validation.cli import add_validate_commands
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         log.debug("train, selection and realism commands unavailable: %s", exc)
     else:
         add_train_commands(sub)
+        add_scoring_commands(sub)
         add_selection_commands(sub)
         add_realism_commands(sub)
         add_ensemble_commands(sub)

@@ -251,13 +251,14 @@ def mock_true_lenses(survey_dir, rule: SplitRule, splits=("val", "test")) -> pd.
 
 def score_mock_true_lenses(survey_dir, manifest, checkpoint, out, splits=("val", "test")) -> pd.DataFrame:
     """Mock only: :func:`mock_true_lenses` (split by ``manifest``'s split rule), their cutouts fetched from the
-    loopback mock into the output's store (resumable) and scored with ``checkpoint``; writes the true-lens table.
+    loopback mock into the output's store (resumable) and scored with ``checkpoint`` (any model
+    :func:`lensaudit.scoring.load_scorer` reads); writes the true-lens table.
     A lens whose cutout cannot be fetched or scored is an exclusion counted in the table's metadata."""
     from lensaudit.artifacts import TrueLensesDir, read_manifest_metadata, write_artifact_table
     from lensaudit.artifacts.kinds import TRUE_LENSES
     from lensaudit.cutouts import CutoutStore
     from lensaudit.cutouts.mockfetch import fetch_from_mock
-    from lensaudit.train.score import score_manifest
+    from lensaudit.scoring import score_manifest
 
     td = TrueLensesDir(out)
     with td.lock("true-lens scoring"):

@@ -26,7 +26,8 @@ class Thresholds(BaseModel):
 
 class SelectionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    checkpoint: str = Field(..., description="the frozen model (its preprocessing travels with it)")
+    checkpoint: str = Field(..., description="the frozen model: a lensaudit checkpoint (its preprocessing travels with "
+                                             "it), an ONNX model or a TorchScript file (each with <model>.spec.yaml)")
     manifest: str = Field(..., description="manifest with split, label, psfsize_g/r/z, psfdepth_r")
     store: str = Field(..., description="cutout store holding the host cutouts")
     out: str

@@ -77,40 +77,27 @@ def plan_family(cfg: SelectionConfig, grid: Grid, hosts: pd.DataFrame, cells: di
 
 
 class _Scorer:
-    """The frozen checkpoint, loaded once, scoring arrays with its own preprocessing; and the other models
+    """The frozen model, loaded once (a lensaudit checkpoint, an ONNX model or a TorchScript file: see
+    :func:`lensaudit.scoring.load_scorer`), scoring raw arrays with its own preprocessing; and the other models
     (``extra_checkpoints``) that score the same injected cutouts."""
 
     def __init__(self, checkpoint: str, device: str, batch_size: int, extra: dict[str, str] | None = None):
-        from lensaudit.train.checkpoint import load_model
-        from lensaudit.train.loop import pick_device
+        from lensaudit.scoring import load_scorer
 
-        self.model, self.pre, self.ck = load_model(checkpoint)
-        self.device = pick_device(device)
-        self.batch_size = batch_size
-        self.extra = {n: load_model(p)[:2] for n, p in (extra or {}).items()}
+        self.main = load_scorer(checkpoint, device, batch_size)
+        self.extra = {n: load_scorer(p, device, batch_size) for n, p in (extra or {}).items()}
 
     def __call__(self, cutouts: np.ndarray, features: bool):
-        from lensaudit.train.score import score_arrays
-
-        return score_arrays(self.model, self.pre, cutouts, self.device, self.batch_size, features)
+        if features and not self.main.has_features:
+            raise InputError(f"{self.main.path}: features: true in the selection config, but the model's spec "
+                             f"declares no features output")
+        return self.main.score(cutouts, features)
 
     def extras(self, cutouts: np.ndarray) -> dict[str, np.ndarray]:
         """Logits of every extra model for ``cutouts``, each with its own preprocessing; models that share a
         preprocessing (ensemble members trained with one config) share one preprocessed copy."""
-        import torch
-
-        from lensaudit.data.preprocess import preprocess
-        from lensaudit.train.score import forward
-
-        done: dict = {}
-        out = {}
-        for n, (m, pre) in self.extra.items():
-            if pre not in done:
-                done[pre] = preprocess(cutouts, pre)
-            x, bs = done[pre], self.batch_size
-            m.to(self.device).eval()
-            out[n] = forward(m, (torch.from_numpy(x[lo : lo + bs]) for lo in range(0, len(x), bs)), self.device)[0]
-        return out
+        cache: dict = {}
+        return {n: sc.score(cutouts, cache=cache)[0] for n, sc in self.extra.items()}
 
 
 def _negative_scores(cfg: SelectionConfig, manifest: pd.DataFrame, store: CutoutStore, scorer: _Scorer) -> np.ndarray:
@@ -146,11 +133,15 @@ def plan_memory(cfg: SelectionConfig) -> float:
 
 
 def input_fingerprints(cfg: SelectionConfig, store: CutoutStore) -> dict[str, str]:
-    """SHA-256 of the contents of every input a selection run reads (checkpoints, manifest, the store's index,
-    stamp libraries, negatives' scores): what its reuse is keyed on."""
+    """SHA-256 of the contents of every input a selection run reads (models and their spec files, manifest, the store's
+    index, stamp libraries, negatives' scores): what its reuse is keyed on."""
     files = {"checkpoint": cfg.checkpoint, "manifest": cfg.manifest, "negatives_predictions": cfg.negatives_predictions,
              **{f"extra:{n}": p for n, p in (cfg.extra_checkpoints or {}).items()},
              **{f"stamp_library:{f.name}": split_spec(f.stamp_library)[0] for f in cfg.families if f.stamp_library}}
+    from lensaudit.scoring import spec_path
+
+    models = {k: v for k, v in files.items() if v and (k == "checkpoint" or k.startswith("extra:"))}
+    files.update({f"spec:{k}": spec_path(v) for k, v in models.items() if spec_path(v).is_file()})  # ONNX, TorchScript
     out = {k: sha256_file(v) for k, v in files.items() if v}
     out.update({f"stamp_half:{f.name}": split_spec(f.stamp_library)[1] or "all" for f in cfg.families if f.stamp_library})
     out["store"] = store.fingerprint()

@@ -22,7 +22,8 @@ def _train(a: argparse.Namespace) -> int:
 def _score(a: argparse.Namespace) -> int:
     from lensaudit.artifacts import read_manifest
     from lensaudit.cutouts import CutoutStore
-    from lensaudit.train.score import score_manifest, write_predictions
+    from lensaudit.scoring import score_manifest
+    from lensaudit.train.score import write_predictions
 
     m = read_manifest(a.manifest, require=("id",))
     if a.engine == "spark":
@@ -36,7 +37,7 @@ def _score(a: argparse.Namespace) -> int:
         print(json.dumps(rep))
         return 0
     df = score_manifest(a.checkpoint, m, CutoutStore(a.store), features=a.features, batch_size=a.batch_size,
-                        device=a.device, split=a.split, num_workers=a.workers, on_missing=a.on_missing)
+                        device=a.device, split=a.split, num_workers=a.workers, on_missing=a.on_missing, spec=a.spec)
     write_predictions(df, a.out, a.checkpoint)
     print(json.dumps({"out": a.out, "n_scored": len(df), "n_missing": len(df.attrs.get("missing", []))}))
     return 0
@@ -100,10 +101,13 @@ def add_train_commands(sub) -> None:
     t.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     t.set_defaults(fn=_train)
 
-    s = sub.add_parser("score", help="score a manifest's cutouts with a checkpoint",
-                       description="Batch inference with the checkpoint's own preprocessing; one row per cutout "
+    s = sub.add_parser("score", help="score a manifest's cutouts with a checkpoint, an ONNX model or a TorchScript file",
+                       description="Batch inference with the model's own preprocessing (a checkpoint's stored one, or "
+                                   "<model>.spec.yaml beside an ONNX or TorchScript file); one row per cutout "
                                    "(id, logit, probability[, features]).")
-    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--model", "--checkpoint", dest="checkpoint", required=True,
+                   help="a lensaudit checkpoint (.pt), an ONNX model (.onnx) or a TorchScript file (.ts)")
+    s.add_argument("--spec", default=None, help="the spec of an ONNX or TorchScript model (default: <model>.spec.yaml)")
     s.add_argument("--manifest", required=True, help="Parquet or CSV with an id column")
     s.add_argument("--store", required=True)
     s.add_argument("--out", required=True, help="predictions Parquet")
