@@ -100,29 +100,125 @@ def test_score_command_takes_onnx_and_torchscript_models(small_run, exported, tm
         np.testing.assert_allclose(np.stack(got[f]["features"]), np.stack(got["ck.pt"]["features"]), atol=1e-4)
 
 
-def test_one_selection_function_through_checkpoint_onnx_and_torchscript(small_run, exported, tmp_path):
+def _user_pipeline(exchange_dir, run_id, model, features=True):
+    """What a user with their own pipeline does: read every shard (npz, no pickle), score, write run_id, id,
+    probability and features as CSV. Here the 'own pipeline' is the exported ONNX model."""
+    import json
+
+    man = json.loads((exchange_dir / "exchange.json").read_text())
+    sc = load_scorer(model, "cpu")
+    rows = []
+    for sh in man["shards"]:
+        with np.load(exchange_dir / sh["file"], allow_pickle=False) as z:
+            lg, ft = sc.score(z["cutouts"], features=features)
+            d = pd.DataFrame({"run_id": run_id, "id": z["ids"], "probability": 1 / (1 + np.exp(-lg))})
+            if features:
+                d = pd.concat([d, pd.DataFrame(ft, columns=[f"feature_{i}" for i in range(ft.shape[1])])], axis=1)
+            rows.append(d)
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def routes(small_run, exported, tmp_path_factory):
+    """One selection config through the four routes: the checkpoint, ONNX, TorchScript, and the offline exchange
+    (export, scored by a 'user pipeline' from the npz shards, import-scores)."""
+    from lensaudit.cli import main
     from lensaudit.inject.records import read_injections
     from lensaudit.selection.function import SelectionFunction
     from lensaudit.selection.run import run_selection
     from test_selection import _sel_cfg
 
+    tmp = tmp_path_factory.mktemp("routes")
     out, _ = exported
+    fam = [{"name": "sersic", "kind": "sersic"}]
     # fixed thresholds at the checkpoint's own median and quartile of injection scores, so detection splits the cells
     # (an untrained model scores everything near 0.46) and a 1e-5 difference could show in the tables
-    run_selection(_sel_cfg(small_run, tmp_path / "probe", families=[{"name": "sersic", "kind": "sersic"}]))
-    q = np.quantile(read_injections(tmp_path / "probe", "sersic")["probability"], [0.5, 0.75]).round(6).tolist()
+    run_selection(_sel_cfg(small_run, tmp / "probe", families=fam))
+    q = np.quantile(read_injections(tmp / "probe", "sersic")["probability"], [0.5, 0.75]).round(6).tolist()
     tabs, recs = {}, {}
     for name, model in (("ck", small_run / "ck.pt"), ("onnx", out / "model.onnx"), ("ts", out / "model.ts")):
-        cfg = _sel_cfg(small_run, tmp_path / name, checkpoint=str(model), families=[{"name": "sersic", "kind": "sersic"}],
-                       thresholds={"probability": q, "fpr": [0.1]})
-        run_selection(cfg)
-        tabs[name] = SelectionFunction.load(tmp_path / name / "selection_sersic.parquet").table
-        recs[name] = read_injections(tmp_path / name, "sersic")
+        run_selection(_sel_cfg(small_run, tmp / name, checkpoint=str(model), families=fam,
+                               thresholds={"probability": q, "fpr": [0.1]}))
+        tabs[name] = SelectionFunction.load(tmp / name / "selection_sersic.parquet").table
+        recs[name] = read_injections(tmp / name, "sersic", features=True)
+    cfg = _sel_cfg(small_run, tmp / "exchange", checkpoint=None, families=fam, thresholds={"probability": q, "fpr": [0.1]})
+    (tmp / "sel.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    assert main(["selection", "export", "--config", str(tmp / "sel.yaml")]) == 0
+    import json
+
+    run_id = json.loads((tmp / "exchange" / "exchange" / "exchange.json").read_text())["run_id"]
+    scores = _user_pipeline(tmp / "exchange" / "exchange", run_id, out / "model.onnx")
+    scores.to_csv(tmp / "scores.csv", index=False)
+    assert main(["selection", "import-scores", str(tmp / "scores.csv"), "--config", str(tmp / "sel.yaml")]) == 0
+    tabs["exchange"] = SelectionFunction.load(tmp / "exchange" / "selection_sersic.parquet").table
+    recs["exchange"] = read_injections(tmp / "exchange", "sersic", features=True)
+    return {"q": q, "tabs": tabs, "recs": recs, "tmp": tmp, "scores": scores, "run_id": run_id, "small_run": small_run}
+
+
+def test_one_selection_function_through_checkpoint_onnx_torchscript_and_the_exchange(routes):
+    tabs, recs, q = routes["tabs"], routes["recs"], routes["q"]
     p = recs["ck"]["probability"].to_numpy()
     assert 0.3 < (p >= q[0]).mean() < 0.7 and tabs["ck"]["k"].between(1, tabs["ck"]["n"] - 1).any()
-    for name in ("onnx", "ts"):
+    for name in ("onnx", "ts", "exchange"):
+        assert list(recs[name]["index"]) == list(recs["ck"]["index"])
         np.testing.assert_allclose(recs[name]["probability"], p, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(np.stack(recs[name]["features"]), np.stack(recs["ck"]["features"]), atol=1e-4)
         pd.testing.assert_frame_equal(tabs[name], tabs["ck"])
+    # the same injections everywhere: every record but the scores (arc photometry measured from the pixels included)
+    scores = ["logit", "probability", "features"]
+    pd.testing.assert_frame_equal(recs["exchange"].drop(columns=scores), recs["ck"].drop(columns=scores))
+    m = pd.read_parquet(routes["small_run"] / "manifest.parquet")
+    n_neg = int((m["split"].isin(["val", "test"]) & (m["label"] == 0)).sum())
+    assert n_neg == 54 and len(routes["scores"]) == len(recs["ck"]) + n_neg   # every injection, every audited negative
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda d: d.drop(index=3), r"1 exported id\(s\) have no score"),
+    (lambda d: pd.concat([d, d.iloc[[5]]], ignore_index=True), r"line \d+: id '.*' is scored twice"),
+    (lambda d: d.assign(id=d["id"].where(d.index != 4, "injection:sersic:999999999")),
+     r"line 6: id 'injection:sersic:999999999' is not in the export"),
+    (lambda d: d.assign(probability=d["probability"].where(d.index != 7, np.nan)), r"line 9: probability .* not a number"),
+    (lambda d: d.assign(probability=d["probability"].where(d.index != 2, 1.5)), r"line 4: probability 1.5 of id"),
+    (lambda d: d.assign(run_id=d["run_id"].where(d.index != 0, "0123456789abcdef")), r"line 2: run_id '0123456789abcdef'"),
+    (lambda d: d.drop(columns=["probability"]), r"no column\(s\) \['probability'\]"),
+    (lambda d: d.assign(feature_3=d["feature_3"].where(d.index != 1, np.inf)), r"line 3: a feature of id"),
+    (lambda d: d.drop(columns=["feature_2"]), r"feature columns must be feature_0"),
+])
+def test_a_bad_scores_file_is_refused_naming_the_line_before_anything_is_written(routes, damage, match):
+    from lensaudit.cli import main
+
+    tmp = routes["tmp"]
+    before = {p: p.stat().st_mtime_ns for p in (tmp / "exchange").rglob("*") if p.is_file()}
+    damage(routes["scores"]).to_csv(tmp / "bad.csv", index=False)
+    from lensaudit.errors import InputError as E
+
+    with pytest.raises(E, match=match):
+        from lensaudit.config import load_config
+        from lensaudit.selection.config import SelectionConfig
+        from lensaudit.selection.run import run_selection
+
+        cfg = load_config(tmp / "sel.yaml", SelectionConfig).model_copy(update={"scores": str(tmp / "bad.csv")})
+        run_selection(cfg)
+    assert main(["selection", "import-scores", str(tmp / "bad.csv"), "--config", str(tmp / "sel.yaml")]) == 2
+    after = {p: p.stat().st_mtime_ns for p in (tmp / "exchange").rglob("*") if p.is_file()}
+    assert after == before                                   # nothing written, nothing touched
+
+
+def test_scores_of_another_config_are_refused(routes, small_run):
+    from lensaudit.config import load_config
+    from lensaudit.selection.config import SelectionConfig
+    from lensaudit.selection.run import run_selection
+
+    tmp = routes["tmp"]
+    cfg = load_config(tmp / "sel.yaml", SelectionConfig).model_copy(update={"scores": str(tmp / "scores.csv"),
+                                                                           "seed": 1})
+    with pytest.raises(InputError, match=r"exchange.json: the export is run .* but this config and its inputs give"):
+        run_selection(cfg)
+    # without features in the file, features: true is refused before anything runs
+    routes["scores"][["run_id", "id", "probability"]].to_csv(tmp / "nofeat.csv", index=False)
+    cfg = load_config(tmp / "sel.yaml", SelectionConfig).model_copy(update={"scores": str(tmp / "nofeat.csv")})
+    with pytest.raises(InputError, match="no feature_\\* columns"):
+        run_selection(cfg)
 
 
 def test_a_model_built_outside_pytorch_runs_through_the_same_path(small_run, tmp_path):

@@ -656,7 +656,7 @@ def test_extra_models_score_the_same_injections_without_changing_them(small_run,
     inputs = input_fingerprints(cfg, CutoutStore(cfg.store))
     assert set(inputs) == {"checkpoint", "manifest", "store"}          # contents, not paths, key the reuse
     assert tag == sha256_json({"config": cfg.model_dump(mode="json", exclude={"out", "device", "batch_size",
-                                                                              "extra_checkpoints"}),
+                                                                              "extra_checkpoints", "scores"}),
                                "inputs": inputs, "records": RECORDS_VERSION})[:12]
     assert run_selection(cfg)["config_tag"] == tag                     # the same inputs: the same chunks
     with pytest.raises(ValueError, match="extra_checkpoints"):
@@ -994,10 +994,11 @@ def test_fpr_negatives_are_the_audited_splits_negatives_scored_in_batches_of_409
     n = 5000                                            # two batches: 4096 and 904
     man = _fpr_manifest(n)
     store = _FakeStore([f"n{k}" for k in range(n) if k != 17] + ["n100001", "n200002"])  # n17 has no cutout
-    flags = []
+    flags, seen = [], []
 
-    def scorer(x, features):
+    def scorer(x, features, ids):
         flags.append(features)
+        seen.extend(ids)
         return (x[:, 0, 0, 0].astype(np.float64) / 1000.0 - 2.5, None)
 
     cfg = SelectionConfig(checkpoint="c", manifest="m", store="s", out="o")
@@ -1006,6 +1007,7 @@ def test_fpr_negatives_are_the_audited_splits_negatives_scored_in_batches_of_409
     lg = np.array(want_ids, float) / 1000.0 - 2.5
     np.testing.assert_allclose(got, 1.0 / (1.0 + np.exp(-lg)), rtol=1e-12)   # sigmoid, in manifest order
     assert store.asked == [4096, n - 1 - 4096] and flags == [False, False]    # no features asked for
+    assert seen == [f"negative:n{k}" for k in want_ids]                      # the exchange's ids, in the same order
     with pytest.raises(InputError, match="no negative of splits"):
         _negative_scores(cfg, man, _FakeStore(["n100001", "n200002"]), scorer)
 

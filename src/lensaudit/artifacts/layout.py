@@ -190,6 +190,17 @@ class SelectionRunDir(_Dir):
 
     marginals_figure = property(lambda self: self.figures / "marginals.png")
 
+    # the offline exchange (``lensaudit selection export``): cutouts for a model that runs elsewhere
+    exchange = property(lambda self: self.root / "exchange")
+    exchange_manifest = property(lambda self: self.exchange / "exchange.json")
+    exchange_ids = property(lambda self: self.exchange / "ids.csv")
+    exchange_readme = property(lambda self: self.exchange / "README.md")
+
+    def exchange_shard(self, family: str | None, k: int) -> Path:
+        """``negatives/shard_<k>.npz`` (``family`` None) or ``injections/<family>/shard_<k>.npz`` of the exchange."""
+        sub = self.exchange / "negatives" if family is None else self.exchange / "injections" / family
+        return sub / f"shard_{k:05d}.npz"
+
 
 class InjectExamplesDir(_Dir):
     """``lensaudit inject``: a handful of injections to look at (cubes, their hosts, records, a gallery)."""

@@ -21,6 +21,29 @@ def _run(a: argparse.Namespace) -> int:
     return 0
 
 
+def _export(a: argparse.Namespace) -> int:
+    from lensaudit.config import load_config
+    from lensaudit.selection.config import SelectionConfig
+    from lensaudit.selection.exchange import export_exchange
+
+    cfg = load_config(a.config, SelectionConfig, {"out": a.out})
+    print(json.dumps(export_exchange(cfg), indent=2))
+    return 0
+
+
+def _import_scores(a: argparse.Namespace) -> int:
+    from lensaudit.config import load_config
+    from lensaudit.selection.config import SelectionConfig
+    from lensaudit.selection.run import run_selection
+
+    cfg = load_config(a.config, SelectionConfig, {"out": a.out})
+    cfg = cfg.model_copy(update={"checkpoint": None, "scores": a.scores,
+                                 **({"features": False} if a.no_features else {})})
+    s = run_selection(SelectionConfig(**cfg.model_dump()), config_path=a.config)
+    print(json.dumps(s, indent=2))
+    return 0
+
+
 def _mock_true_lenses(a: argparse.Namespace) -> int:
     from lensaudit.artifacts import TrueLensesDir
     from lensaudit.selection.closure import score_mock_true_lenses
@@ -63,6 +86,25 @@ def add_selection_commands(sub) -> None:
     r.add_argument("--out", default=None, help="override the config's out")
     r.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
     r.set_defaults(fn=_run)
+    e = ss.add_parser("export", help="offline exchange: write every cutout the run would score, for a model that "
+                                     "runs elsewhere",
+                      description="Writes OUT/exchange/: the audited negatives and every injection as npz shards "
+                                  "(ids, float32 cutouts in nanomaggies, g r z), ids.csv, exchange.json (with the run "
+                                  "id the scores file must carry) and a README of the layout. The config's checkpoint, "
+                                  "if any, is not used.")
+    e.add_argument("--config", required=True, help="selection YAML (the run to export)")
+    e.add_argument("--out", default=None, help="override the config's out")
+    e.set_defaults(fn=_export)
+    m = ss.add_parser("import-scores", help="offline exchange: complete the run with scores from your own pipeline",
+                      description="SCORES: CSV (or Parquet) of run_id, id, probability[, feature_0 ...] for every "
+                                  "exported id. The whole file is checked before anything is written; then the run "
+                                  "renders its injections again (each checked against the exported pixels) and "
+                                  "writes its tables as `selection run` does.")
+    m.add_argument("scores", help="the scores file")
+    m.add_argument("--config", required=True, help="the selection YAML the export was made with")
+    m.add_argument("--out", default=None, help="override the config's out (the folder holding exchange/)")
+    m.add_argument("--no-features", action="store_true", help="keep no features (when the file has none)")
+    m.set_defaults(fn=_import_scores)
     t = ss.add_parser("mock-true-lenses", help="mock only: the true lenses of the audited splits, fetched and scored")
     t.add_argument("--survey", required=True, help="mock survey folder")
     t.add_argument("--manifest", required=True)

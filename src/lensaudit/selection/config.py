@@ -26,8 +26,12 @@ class Thresholds(BaseModel):
 
 class SelectionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    checkpoint: str = Field(..., description="the frozen model: a lensaudit checkpoint (its preprocessing travels with "
-                                             "it), an ONNX model or a TorchScript file (each with <model>.spec.yaml)")
+    checkpoint: str | None = Field(None, description="the frozen model: a lensaudit checkpoint (its preprocessing "
+                                                      "travels with it), an ONNX model or a TorchScript file (each "
+                                                      "with <model>.spec.yaml); or give scores")
+    scores: str | None = Field(None, description="the offline exchange, instead of checkpoint: a CSV of run_id, id, "
+                                                 "probability[, feature_0 ...] for every cutout `lensaudit selection "
+                                                 "export` wrote with this config, scored by the user's own pipeline")
     manifest: str = Field(..., description="manifest with split, label, psfsize_g/r/z, psfdepth_r")
     store: str = Field(..., description="cutout store holding the host cutouts")
     out: str
@@ -61,6 +65,8 @@ class SelectionConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> SelectionConfig:
+        if self.checkpoint and self.scores:
+            raise ValueError("checkpoint and scores: give one (a model scored here, or the offline exchange's scores)")
         if "train" in self.splits:
             raise ValueError("splits: hosts must never come from the training split")
         names = [f.name for f in self.families]

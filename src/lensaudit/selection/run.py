@@ -78,26 +78,52 @@ def plan_family(cfg: SelectionConfig, grid: Grid, hosts: pd.DataFrame, cells: di
 
 class _Scorer:
     """The frozen model, loaded once (a lensaudit checkpoint, an ONNX model or a TorchScript file: see
-    :func:`lensaudit.scoring.load_scorer`), scoring raw arrays with its own preprocessing; and the other models
-    (``extra_checkpoints``) that score the same injected cutouts."""
+    :func:`lensaudit.scoring.load_scorer`), scoring raw arrays with its own preprocessing, or the offline exchange's
+    scores looked up by id; and the other models (``extra_checkpoints``) that score the same injected cutouts."""
 
-    def __init__(self, checkpoint: str, device: str, batch_size: int, extra: dict[str, str] | None = None):
+    def __init__(self, checkpoint: str | None, device: str, batch_size: int, extra: dict[str, str] | None = None,
+                 exchanged=None):
         from lensaudit.scoring import load_scorer
 
-        self.main = load_scorer(checkpoint, device, batch_size)
+        self.main = exchanged if exchanged is not None else load_scorer(checkpoint, device, batch_size)
         self.extra = {n: load_scorer(p, device, batch_size) for n, p in (extra or {}).items()}
 
-    def __call__(self, cutouts: np.ndarray, features: bool):
+    def __call__(self, cutouts: np.ndarray, features: bool, ids: list[str]):
         if features and not self.main.has_features:
-            raise InputError(f"{self.main.path}: features: true in the selection config, but the model's spec "
-                             f"declares no features output")
+            raise InputError(f"{self.main.path}: features: true in the selection config, but the model gives no "
+                             f"features (its spec, or the scores file's feature_* columns); set features: false")
+        if self.main.kind == "exchange":
+            return self.main.score(cutouts, features, ids=ids)
         return self.main.score(cutouts, features)
+
+    def identity(self) -> dict:
+        return self.main.identity()
 
     def extras(self, cutouts: np.ndarray) -> dict[str, np.ndarray]:
         """Logits of every extra model for ``cutouts``, each with its own preprocessing; models that share a
         preprocessing (ensemble members trained with one config) share one preprocessed copy."""
         cache: dict = {}
         return {n: sc.score(cutouts, cache=cache)[0] for n, sc in self.extra.items()}
+
+
+def negative_ids(ids) -> list[str]:
+    """Exchange ids of the audited splits' negatives (their manifest ids, prefixed)."""
+    return [f"negative:{i}" for i in ids]
+
+
+def injection_ids(family: str, index) -> list[str]:
+    """Exchange ids of a family's injections (``injection:<family>:<index>``, the index zero-padded to 9 digits)."""
+    return [f"injection:{family}:{int(i):09d}" for i in index]
+
+
+def audited_negatives(cfg: SelectionConfig, manifest: pd.DataFrame, store: CutoutStore) -> list[str]:
+    """Ids of the audited splits' stored negatives: the FPR thresholds are set on their scores."""
+    neg = manifest[manifest["split"].isin(list(cfg.splits)) & (manifest["label"] == 0)]
+    have = set(store.ids().astype(str))
+    ids = [i for i in neg["id"].astype(str) if i in have]
+    if not ids:
+        raise InputError(f"{cfg.store}: no negative of splits {list(cfg.splits)} to set the FPR thresholds on")
+    return ids
 
 
 def _negative_scores(cfg: SelectionConfig, manifest: pd.DataFrame, store: CutoutStore, scorer: _Scorer) -> np.ndarray:
@@ -108,11 +134,9 @@ def _negative_scores(cfg: SelectionConfig, manifest: pd.DataFrame, store: Cutout
         if not len(got):
             raise InputError(f"{cfg.negatives_predictions}: no score for a negative of splits {list(cfg.splits)}")
         return got["probability"].to_numpy(float)
-    have = set(store.ids().astype(str))
-    ids = [i for i in neg["id"].astype(str) if i in have]
-    if not ids:
-        raise InputError(f"{cfg.store}: no negative of splits {list(cfg.splits)} to set the FPR thresholds on")
-    lg = np.concatenate([scorer(store.get(ids[lo : lo + 4096]), False)[0] for lo in range(0, len(ids), 4096)])
+    ids = audited_negatives(cfg, manifest, store)
+    lg = np.concatenate([scorer(store.get(ids[lo : lo + 4096]), False, negative_ids(ids[lo : lo + 4096]))[0]
+                         for lo in range(0, len(ids), 4096)])
     return 1 / (1 + np.exp(-lg))
 
 
@@ -148,46 +172,77 @@ def input_fingerprints(cfg: SelectionConfig, store: CutoutStore) -> dict[str, st
     return out
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """What every family of a run shares, read once: the store, the inputs' fingerprints, the grid, the screened hosts
+    (written to ``hosts.parquet``) with their cells and noise statistics, and the manifest."""
+
+    store: CutoutStore
+    inputs: dict
+    grid: Grid
+    manifest: pd.DataFrame
+    hosts: pd.DataFrame
+    excluded: dict
+    cells: dict
+    stats: tuple[np.ndarray, np.ndarray]
+
+
+def _setup(cfg: SelectionConfig, rd: SelectionRunDir, store: CutoutStore, inputs: dict) -> _Setup:
+    grid = Grid(cfg.grid)
+    manifest = read_manifest(cfg.manifest, require=("id", "split", "label"))
+    hosts, excluded = screen_hosts(select_hosts(manifest, cfg.splits, store.ids()), store.get)
+    write_artifact_table(hosts, rd.hosts, HOSTS)
+    return _Setup(store, inputs, grid, manifest, hosts, excluded, host_cells(hosts, grid), _host_stats(hosts, store, rd))
+
+
 def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
-    """Run (or resume) the grid for every family; returns a summary."""
+    """Run (or resume) the grid for every family; returns a summary. The model is ``cfg.checkpoint`` (any model
+    :func:`lensaudit.scoring.load_scorer` reads) or, for the offline exchange, ``cfg.scores`` (checked against the
+    export in ``<out>/exchange`` before anything is written: :mod:`lensaudit.selection.exchange`)."""
     from lensaudit.config import write_resolved
     from lensaudit.utils.provenance import run_info
 
+    if not (cfg.checkpoint or cfg.scores):
+        raise InputError("selection run: give checkpoint (a model scored here) or scores (the offline exchange's "
+                         "file for the cutouts `lensaudit selection export` wrote)")
     plan_memory(cfg)                                                 # before anything is read or written
     families = {f.name: build_family(f) for f in cfg.families}      # reads stamp libraries: bad ones fail here
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     rd = SelectionRunDir(out)
+    store = CutoutStore(cfg.store)
+    inputs = input_fingerprints(cfg, store)
+    exchanged = None
+    if cfg.scores:
+        from lensaudit.selection.exchange import ExchangeScores
+
+        exchanged = ExchangeScores(cfg, rd, inputs)                   # the whole file checked: nothing written yet
+    out.mkdir(parents=True, exist_ok=True)
     with rd.lock("selection run"):
-        store = CutoutStore(cfg.store)
-        inputs = input_fingerprints(cfg, store)
         # the tag names the injections: the config *and the contents* of every input (a checkpoint replaced at the
         # same path, a changed manifest, store or library gives a new tag: its chunks are recomputed, never mixed)
         tag = sha256_json({"config": cfg.model_dump(mode="json", exclude={"out", "device", "batch_size"} |
-                                                    (set() if cfg.extra_checkpoints else {"extra_checkpoints"})),
+                                                    (set() if cfg.extra_checkpoints else {"extra_checkpoints"}) |
+                                                    (set() if cfg.scores else {"scores"})),
                            "inputs": inputs, "records": RECORDS_VERSION})[:12]
-        grid = Grid(cfg.grid)
-        manifest = read_manifest(cfg.manifest, require=("id", "split", "label"))
-        hosts, excluded = screen_hosts(select_hosts(manifest, cfg.splits, store.ids()), store.get)
-        write_artifact_table(hosts, rd.hosts, HOSTS)
-        cells = host_cells(hosts, grid)
-        scorer = _Scorer(cfg.checkpoint, cfg.device, cfg.batch_size, cfg.extra_checkpoints)
-        ops = operating_points(_negative_scores(cfg, manifest, store, scorer), cfg)
+        st = _setup(cfg, rd, store, inputs)
+        grid, hosts, cells = st.grid, st.hosts, st.cells
+        scorer = _Scorer(cfg.checkpoint, cfg.device, cfg.batch_size, cfg.extra_checkpoints, exchanged)
+        ops = operating_points(_negative_scores(cfg, st.manifest, store, scorer), cfg)
         write_doc(rd.operating_points, OPERATING_POINTS, {"points": [op.to_dict() for op in ops]})
         summary = {"out": str(out), "config_tag": tag, "inputs": inputs, "n_hosts": len(hosts), "families": {},
-                   "hosts_left_out": {k: {"n": len(v), "ids": v[:20]} for k, v in excluded.items()},
-                   "cells": grid.n_cells, "cells_without_hosts": int(sum(1 for v in cells.values() if not len(v)))}
-        stats = _host_stats(hosts, store, rd)
+                   "hosts_left_out": {k: {"n": len(v), "ids": v[:20]} for k, v in st.excluded.items()},
+                   "cells": grid.n_cells, "cells_without_hosts": int(sum(1 for v in cells.values() if not len(v))),
+                   "model": scorer.identity()}
         all_recs = {}
         for fam_cfg in cfg.families:
             t0 = time.perf_counter()
-            recs = _run_family(cfg, fam_cfg, families[fam_cfg.name], grid, hosts, cells, store, scorer, rd, tag, stats)
+            recs = _run_family(cfg, fam_cfg, families[fam_cfg.name], st, scorer, rd, tag)
             all_recs[fam_cfg.name] = recs
             tab = completeness_table(recs, grid, ops, cfg.min_count)
             meta = {"family": fam_cfg.name, "kind": fam_cfg.kind, "planted": fam_cfg.planted,
                     "edges": {a: grid.edges[a].tolist() for a in AXES}, "thresholds": [op.to_dict() for op in ops],
                     "min_count": cfg.min_count,
-                    "n_per_cell": cfg.n_per_cell, "checkpoint": cfg.checkpoint, "config_tag": tag,
+                    "n_per_cell": cfg.n_per_cell, "checkpoint": cfg.checkpoint or cfg.scores, "config_tag": tag,
                     "priors": cfg.priors.model_dump(mode="json"), "engine": cfg.engine.model_dump(mode="json")}
             sf = SelectionFunction(tab, meta)
             sf.save(rd.selection_function(fam_cfg.name))
@@ -257,11 +312,14 @@ class _FamilyJob:
         return (len(self.plan) + self.cfg.chunk_size - 1) // self.cfg.chunk_size
 
 
-def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, rd: SelectionRunDir, tag: str,
-                stats) -> pd.DataFrame:
-    plan = plan_family(cfg, grid, hosts, cells)
-    job = _FamilyJob(cfg, fam_cfg, InjectionEngine(fam, cfg.engine), grid, plan[plan["host_row"] >= 0].reset_index(
-        drop=True), hosts, stats[0], stats[1], store, scorer, rd, tag)
+def _family_job(cfg, fam_cfg, fam, st: _Setup, scorer, rd: SelectionRunDir, tag: str) -> _FamilyJob:
+    plan = plan_family(cfg, st.grid, st.hosts, st.cells)
+    return _FamilyJob(cfg, fam_cfg, InjectionEngine(fam, cfg.engine), st.grid, plan[plan["host_row"] >= 0].reset_index(
+        drop=True), st.hosts, st.stats[0], st.stats[1], st.store, scorer, rd, tag)
+
+
+def _run_family(cfg, fam_cfg, fam, st: _Setup, scorer, rd: SelectionRunDir, tag: str) -> pd.DataFrame:
+    job = _family_job(cfg, fam_cfg, fam, st, scorer, rd, tag)
     d = rd.family_injections(fam_cfg.name)
     d.mkdir(parents=True, exist_ok=True)
     stale = [p for p in d.glob("*.parquet") if not p.name.startswith(tag)]
@@ -279,10 +337,9 @@ def _run_family(cfg, fam_cfg, fam, grid, hosts, cells, store, scorer, rd: Select
     return read_injections(rd, fam_cfg.name, tag, features=False)
 
 
-def _run_chunk(job: _FamilyJob, k: int) -> None:
-    """Draw, inject, score and write chunk ``k`` of a family's plan (atomically)."""
+def _inject_chunk(job: _FamilyJob, k: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """The injected cutouts of chunk ``k`` of a family's plan and their records (everything but the scores)."""
     cfg, grid = job.cfg, job.grid
-    path = chunk_path(job.rd, job.family.name, job.tag, k)
     p = job.plan.iloc[k * cfg.chunk_size : (k + 1) * cfg.chunk_size]
     lo_te = grid.edges["theta_e"][p["i_theta_e"]]
     hi_te = grid.edges["theta_e"][p["i_theta_e"] + 1]
@@ -296,11 +353,18 @@ def _run_chunk(job: _FamilyJob, k: int) -> None:
     cut = job.store.get(list(h["id"]))
     fw = h[["host_psfsize_g", "host_psfsize_r", "host_psfsize_z"]].to_numpy(float)
     img, rec = job.engine.inject(cut, fw, params, host_stats=(job.sigma[rows], job.rho[rows]))
-    lg, feats = job.scorer(img, cfg.features)
     rec = rec.assign(**measure_arcs(img),           # measured from the pixels as on real lenses (the realism gate)
                      cell=p["cell"].to_numpy(), **{f"i_{a}": p[f"i_{a}"].to_numpy() for a in AXES},
-                     host_id=h["id"].to_numpy(), **{c: h[c].to_numpy() for c in h.columns if c.startswith("host_")},
-                     logit=lg, probability=1 / (1 + np.exp(-lg)))
+                     host_id=h["id"].to_numpy(), **{c: h[c].to_numpy() for c in h.columns if c.startswith("host_")})
+    return img, rec
+
+
+def _run_chunk(job: _FamilyJob, k: int) -> None:
+    """Draw, inject, score and write chunk ``k`` of a family's plan (atomically)."""
+    path = chunk_path(job.rd, job.family.name, job.tag, k)
+    img, rec = _inject_chunk(job, k)
+    lg, feats = job.scorer(img, job.cfg.features, injection_ids(job.family.name, rec["index"]))
+    rec = rec.assign(logit=lg, probability=1 / (1 + np.exp(-lg)))
     for n, lg2 in job.scorer.extras(img).items():
         rec[f"logit_{n}"], rec[f"probability_{n}"] = lg2, 1 / (1 + np.exp(-lg2))
     if feats is not None:
