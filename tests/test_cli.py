@@ -144,6 +144,9 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, reference, in
         assert auc.value == pytest.approx(roc_auc_score(val.label, val.logit), abs=1e-12)
     else:   # the quick demo's few validation lenses: an interval would be meaningless, so none is given
         assert auc.value is None and auc.status == "insufficient"
+    # issue 30: the demo's trained model through four routes (the checkpoint, its ONNX and TorchScript exports, the
+    # offline exchange scored by a stand-in 'user pipeline' from the npz shards) gives one selection function
+    _four_routes_one_selection_function(d, tmp_path / "routes")
     # the report: every section present, rendered in a real browser without errors or broken images
     report = d / "report" / "index.html"
     assert s["report"]["report"] == str(Path("demo") / "report" / "index.html") and report.stat().st_size > 100_000
@@ -157,6 +160,44 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, reference, in
         assert "ensemble" in res["missing"]  # `lensaudit ensemble run` is a separate command after the demo
     again = run_demo(tmp_path / "demo", quick=True, reference=reference)
     assert list(again) == order and all(v["skipped"] for v in again.values())
+
+
+def _four_routes_one_selection_function(d: Path, tmp: Path) -> None:
+    import yaml
+
+    from lensaudit.artifacts import Run
+    from lensaudit.cli import main
+    from lensaudit.config import load_config
+    from lensaudit.inject.records import read_injections
+    from lensaudit.selection import SelectionConfig
+    from lensaudit.selection.function import SelectionFunction
+    from test_scoring import _user_pipeline
+
+    r = Run(d)
+    best = r.train.best
+    assert main(["export-model", str(best), "--out", str(tmp / "exp"), "--check-store", str(r.store)]) == 0
+    rep = json.loads((tmp / "exp" / "model.export.json").read_text())
+    assert rep["n_checked"] > 4 and all(f["max_abs_probability_difference"] < 1e-5 for f in rep["files"].values())
+    base = load_config(r.selection.config, SelectionConfig).model_dump(mode="json")
+    base.update(families=[f for f in base["families"] if f["name"] == "sersic"], negatives_predictions=None,
+                device="cpu")
+    tabs, recs = {}, {}
+    for name, model in (("ck", best), ("onnx", tmp / "exp" / "model.onnx"), ("ts", tmp / "exp" / "model.ts")):
+        (tmp / f"{name}.yaml").write_text(yaml.safe_dump({**base, "checkpoint": str(model), "out": str(tmp / name)}))
+        assert main(["selection", "run", "--config", str(tmp / f"{name}.yaml")]) == 0
+    (tmp / "x.yaml").write_text(yaml.safe_dump({**base, "checkpoint": None, "out": str(tmp / "x")}))
+    assert main(["selection", "export", "--config", str(tmp / "x.yaml")]) == 0
+    run_id = json.loads((tmp / "x" / "exchange" / "exchange.json").read_text())["run_id"]
+    _user_pipeline(tmp / "x" / "exchange", run_id, tmp / "exp" / "model.onnx").to_csv(tmp / "scores.csv", index=False)
+    assert main(["selection", "import-scores", str(tmp / "scores.csv"), "--config", str(tmp / "x.yaml")]) == 0
+    for name in ("ck", "onnx", "ts", "x"):
+        tabs[name] = SelectionFunction.load(tmp / name / "selection_sersic.parquet").table
+        recs[name] = read_injections(tmp / name, "sersic")
+    p = recs["ck"]["probability"].to_numpy()
+    assert len(p) > 100 and 0 < (p >= 0.5).mean() < 1                    # a trained model: detections and misses
+    for name in ("onnx", "ts", "x"):
+        np.testing.assert_allclose(recs[name]["probability"], p, rtol=0, atol=1e-5)
+        pd.testing.assert_frame_equal(tabs[name], tabs["ck"])
 
 
 def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, capsys, monkeypatch):

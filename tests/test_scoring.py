@@ -346,3 +346,48 @@ def test_export_refuses_a_model_with_work_after_its_final_linear_layer(small_run
     with pytest.raises(InputError, match="after its final Linear"):
         ex.export_model(small_run / "ck.pt", tmp_path / "x")
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_a_model_without_features_is_gated_in_a_stated_reference_networks_features(small_run, exported, routes,
+                                                                                     tmp_path):
+    import shutil
+
+    from lensaudit.inject.records import read_injections
+    from lensaudit.realism.gate import RealismConfig, run_realism
+    from lensaudit.selection.run import run_selection
+    from lensaudit.train.score import write_predictions
+    from test_selection import _sel_cfg
+
+    out, _ = exported
+    shutil.copy(out / "model.onnx", tmp_path / "nofeat.onnx")
+    spec = read_spec(out / "model.spec.yaml").model_copy(update={"features": False})
+    write_spec(spec, tmp_path / "nofeat.spec.yaml")
+    model = tmp_path / "nofeat.onnx"
+    assert not load_scorer(model, "cpu").has_features
+    with pytest.raises(InputError, match="gives no features .* set gate_reference"):
+        run_selection(_sel_cfg(small_run, tmp_path / "none", checkpoint=str(model)))
+    s = run_selection(_sel_cfg(small_run, tmp_path / "run", checkpoint=str(model), gate_reference=str(small_run / "ck.pt"),
+                               thresholds={"probability": routes["q"], "fpr": [0.1]}))
+    assert s["features_from"]["source"] == "reference" and s["features_from"]["arch"] == "bottleneck_resnet"
+    rec = read_injections(tmp_path / "run", "sersic", features=True)
+    ck = routes["recs"]["ck"]
+    np.testing.assert_allclose(rec["probability"], ck["probability"], atol=1e-5)       # the audited model's scores
+    np.testing.assert_allclose(np.stack(rec["features"]), np.stack(ck["features"]), atol=1e-5)   # the reference's
+    # the gate: probabilities from the model, the real lenses' features from the same reference checkpoint
+    m = pd.read_parquet(small_run / "manifest.parquet")
+    aud = m[m["split"].isin(["val", "test"])]
+    st = CutoutStore(small_run / "store")
+    write_predictions(score_manifest(model, aud, st), tmp_path / "p.parquet", model)
+    write_predictions(score_manifest(small_run / "ck.pt", aud, st, features=True), tmp_path / "ref.parquet",
+                      small_run / "ck.pt")
+    base = {"selection_run": str(tmp_path / "run"), "predictions": str(tmp_path / "p.parquet"),
+            "manifest": str(small_run / "manifest.parquet"), "out": str(tmp_path / "real"), "store": str(small_run / "store"),
+            "n_subsamples": 2, "match_bin_mag": 6.0, "probe": {"folds": 2, "n_boot": 20, "n_permutations": 5}}
+    with pytest.raises(InputError, match="give reference_predictions"):
+        run_realism(RealismConfig(**base))
+    write_predictions(score_manifest(small_run / "ck.pt", aud, st, features=True), tmp_path / "other.parquet", model)
+    with pytest.raises(InputError, match="were not scored with the selection run's reference network"):
+        run_realism(RealismConfig(**base, reference_predictions=str(tmp_path / "other.parquet")))
+    t = run_realism(RealismConfig(**base, reference_predictions=str(tmp_path / "ref.parquet")))
+    assert t["features_from"].str.contains("reference network's \\(bottleneck_resnet, ck.pt").all()
+    assert t["probe_auc"].between(0, 1).all() and len(t) == 2

@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data",),                      # preprocessing, augmentation, datasets
     ("models",),                    # architecture registry
     ("train",),                     # training, checkpoints, scoring, meta-learner
+    ("scoring",),                   # any lens finder: checkpoints, ONNX, TorchScript behind one scorer; export
     ("evaluate",),                  # metrics with intervals, strata, calibration, gates
     ("inject",),                    # injection engine
     ("selection", "realism"),       # selection function; realism gate and closure test

@@ -86,6 +86,10 @@ class RealismConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     selection_run: str = Field(..., description="output folder of `lensaudit selection run` (features kept)")
     predictions: str = Field(..., description="scores with features of the audited splits (`score --features`)")
+    reference_predictions: str | None = Field(None, description=(
+        "when the selection run's model gave no features (its gate_reference embedded the injections): the real "
+        "lenses' features from that reference checkpoint (`score --features --model <gate_reference>`); "
+        "probabilities still come from predictions"))
     manifest: str
     store: str = Field(..., description="cutout store holding the real lenses (their arcs are measured here)")
     out: str
@@ -126,16 +130,51 @@ def _ks(a, b) -> dict:
             "median_real": float(np.median(a)), "median_injected": float(np.median(b))}
 
 
-def real_lenses(cfg: RealismConfig) -> pd.DataFrame:
-    """The catalogued lenses of ``cfg.tiers`` in ``cfg.splits`` with scores, features, measured arcs
+def reference_features(cfg: RealismConfig, features_from: dict) -> pd.DataFrame:
+    """The real lenses' features from the reference network the selection run embedded its injections with; the
+    file must come from that very checkpoint (its SHA-256 in the predictions' metadata)."""
+    from lensaudit.artifacts.kinds import PREDICTIONS
+    from lensaudit.artifacts.schema import read_artifact_meta
+
+    if not cfg.reference_predictions:
+        raise InputError(f"realism: selection run {cfg.selection_run} embedded its injections with the reference "
+                         f"network {features_from['path']} (the model gives no features): give reference_predictions, "
+                         f"the real lenses scored with it (`lensaudit score --features --model {features_from['path']}`)")
+    sha = read_artifact_meta(cfg.reference_predictions, PREDICTIONS, external_ok=True).get("checkpoint_sha256")
+    if sha != features_from["sha256"]:
+        raise InputError(f"realism: reference_predictions {cfg.reference_predictions} were not scored with the "
+                         f"selection run's reference network {features_from['path']} (SHA-256 {str(sha)[:12]} vs "
+                         f"{features_from['sha256'][:12]}): the real lenses and the injections must share one network")
+    return read_predictions(cfg.reference_predictions, require=("id", "features"))
+
+
+def features_note(features_from: dict | None) -> str:
+    """Whose features the gate compares, in words (the table's ``features_from`` column and the report)."""
+    if not features_from or features_from.get("source") != "reference":
+        return "the audited model's own penultimate features"
+    return (f"the reference network's ({features_from['arch']}, {Path(features_from['path']).name}, "
+            f"SHA-256 {features_from['sha256'][:12]}): the audited model gives no features")
+
+
+def real_lenses(cfg: RealismConfig, features_from: dict | None = None) -> pd.DataFrame:
+    """The catalogued lenses of ``cfg.tiers`` in ``cfg.splits`` with scores, features (the model's, or with
+    ``features_from`` a reference network's: the selection run's summary says which), measured arcs
     (:data:`~lensaudit.survey.arcphot.ARC_COLUMNS`) and sky noise (``sky_sigma_r``, nanomaggies)."""
     from lensaudit.cutouts import CutoutStore
     from lensaudit.survey.arcphot import edge_noise
 
     m = read_manifest(cfg.manifest, require=("id", "split", "label", "tier"))
     pos = m[m["split"].isin(list(cfg.splits)) & (m["label"] == 1) & m["tier"].isin(list(cfg.tiers))][["id"]]
-    p = read_predictions(cfg.predictions, require=("id", "probability", "features"))   # finite, one width
-    r = pos.astype(str).merge(p[["id", "probability", "features"]], on="id")
+    if features_from is not None and features_from.get("source") == "reference":
+        p = read_predictions(cfg.predictions, require=("id", "probability"))
+        f = reference_features(cfg, features_from)
+        r = pos.astype(str).merge(p[["id", "probability"]], on="id").merge(f[["id", "features"]], on="id")
+    else:
+        if cfg.reference_predictions:
+            raise InputError(f"realism: reference_predictions given, but selection run {cfg.selection_run} kept the "
+                             f"model's own features: remove the key")
+        p = read_predictions(cfg.predictions, require=("id", "probability", "features"))   # finite, one width
+        r = pos.astype(str).merge(p[["id", "probability", "features"]], on="id")
     store = CutoutStore(cfg.store)
     have = set(store.ids().astype(str))
     missing = int((~r["id"].isin(have)).sum())
@@ -157,8 +196,8 @@ def run_realism(cfg: RealismConfig) -> pd.DataFrame:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     with RealismDir(out).lock("realism gate"):
-        real = real_lenses(cfg)
         summary = read_doc(SelectionRunDir(cfg.selection_run).summary, SELECTION_SUMMARY)
+        real = real_lenses(cfg, summary.get("features_from"))
         fams = cfg.families or tuple(summary["families"])
         unknown = sorted(set(fams) - set(summary["families"]))
         if unknown:
@@ -176,7 +215,7 @@ def run_realism(cfg: RealismConfig) -> pd.DataFrame:
             raise InputError(f"realism: no family of {cfg.selection_run} has enough injections matched to the "
                              f"{len(real)} real lenses in measured arc magnitude (at least {2 * cfg.probe.folds} each "
                              f"side); widen match_bin_mag or add injections")
-        table = pd.DataFrame(rows)
+        table = pd.DataFrame(rows).assign(features_from=features_note(summary.get("features_from")))
         rd = RealismDir(out)
         write_artifact_table(table, rd.table, REALISM)
         write_artifact_table(real.drop(columns=["features"]), rd.real_lenses, REALISM_LENSES)
@@ -184,7 +223,9 @@ def run_realism(cfg: RealismConfig) -> pd.DataFrame:
         write_doc(rd.report, REALISM_DOC, {"config": cfg.model_dump(mode="json"), "families": rows,
                                            "details": details, "n_real_lenses": int(len(real)),
                                            "n_real_without_cutout": real.attrs.get("n_without_cutout", 0),
-                                           "real_measured_fraction": float(np.isfinite(real["meas_arc_mag_r"]).mean())})
+                                           "real_measured_fraction": float(np.isfinite(real["meas_arc_mag_r"]).mean()),
+                                           "features_from": {**(summary.get("features_from") or {"source": "model"}),
+                                                             "note": features_note(summary.get("features_from"))}})
         return table
 
 

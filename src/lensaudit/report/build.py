@@ -524,8 +524,9 @@ def section_realism(run: Run, figs: Path, tables: dict) -> Section:
     cols = [R.family, R.planted, "probe AUC [95%]", R.permutation_p, R.null_q95, R.auc_mde80, "floors inj / real",
             R.verdict_stability, R.score_shift, R.n_real, R.n_injected, R.verdict]
     tables["realism"] = t[[c for c in t.columns if c != R.rule]]
-    s.add(table(v[cols], "The test, stated before it is run: a logistic probe on the detector's penultimate features "
-                         "tries to tell real Tier-A lenses from injections matched to them in arc r magnitude "
+    feats = (f"Features compared: {esc(t['features_from'].iat[0])}. " if "features_from" in t.columns else "")
+    s.add(table(v[cols], feats + "The test, stated before it is run: a logistic probe on the detector's penultimate "
+                         "features tries to tell real Tier-A lenses from injections matched to them in arc r magnitude "
                          "<i>measured from the pixels</i> (the same estimator on both; no truth is read). Its null: the "
                          f"probe refitted on permuted labels. {esc(t[R.rule].iat[0])}. null q95: the null's 95th "
                          "percentile; MDE80: the smallest AUC this test detects with 80 percent power. Floors: the probe "

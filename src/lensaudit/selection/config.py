@@ -50,6 +50,11 @@ class SelectionConfig(BaseModel):
     features: bool = Field(True, description="keep penultimate features of every injection (the realism gate reads them)")
     device: str = "auto"
     batch_size: int = Field(512, ge=1)
+    gate_reference: str | None = Field(None, description=(
+        "a lensaudit checkpoint whose penultimate features stand in for the model's when the model gives none (an ONNX "
+        "or TorchScript file without a features output, or exchanged scores without feature_* columns): the "
+        "realism gate then compares real lenses and injections in this reference network's features, and its table "
+        "and the report say so"))
     extra_checkpoints: dict[str, str] = Field(default_factory=dict, description=(
         "more models scored on the same injected cutouts (e.g. ensemble members): columns logit_<name> and "
         "probability_<name> in the injection records"))

@@ -82,22 +82,42 @@ class _Scorer:
     scores looked up by id; and the other models (``extra_checkpoints``) that score the same injected cutouts."""
 
     def __init__(self, checkpoint: str | None, device: str, batch_size: int, extra: dict[str, str] | None = None,
-                 exchanged=None):
-        from lensaudit.scoring import load_scorer
+                 exchanged=None, reference: str | None = None, features: bool = False):
+        from lensaudit.scoring import CheckpointScorer, load_scorer
 
         self.main = exchanged if exchanged is not None else load_scorer(checkpoint, device, batch_size)
         self.extra = {n: load_scorer(p, device, batch_size) for n, p in (extra or {}).items()}
+        self.reference = None
+        if features and not self.main.has_features and not reference:
+            raise InputError(f"{self.main.path}: features: true in the selection config, but the model gives no "
+                             f"features (its spec, or the scores file's feature_* columns); set gate_reference (a "
+                             f"checkpoint whose features the realism gate then uses) or features: false")
+        if features and reference and not self.main.has_features:
+            self.reference = load_scorer(reference, device, batch_size)
+            if not isinstance(self.reference, CheckpointScorer):
+                raise InputError(f"gate_reference {reference}: must be a lensaudit checkpoint (the stated reference "
+                                 f"network of the realism gate)")
 
     def __call__(self, cutouts: np.ndarray, features: bool, ids: list[str]):
-        if features and not self.main.has_features:
-            raise InputError(f"{self.main.path}: features: true in the selection config, but the model gives no "
-                             f"features (its spec, or the scores file's feature_* columns); set features: false")
-        if self.main.kind == "exchange":
-            return self.main.score(cutouts, features, ids=ids)
-        return self.main.score(cutouts, features)
+        if features and not self.main.has_features and self.reference is None:
+            raise InputError(f"{self.main.path}: features asked for, but the model gives none and no gate_reference "
+                             f"is set")
+        own = features and self.reference is None
+        lg, ft = (self.main.score(cutouts, own, ids=ids) if self.main.kind == "exchange"
+                  else self.main.score(cutouts, own))
+        if features and self.reference is not None:
+            ft = self.reference.score(cutouts, True)[1]
+        return lg, ft
 
     def identity(self) -> dict:
         return self.main.identity()
+
+    def features_from(self) -> dict:
+        """Whose penultimate features the records keep: the model's own, or the stated reference network's."""
+        if self.reference is None:
+            return {"source": "model"}
+        return {"source": "reference", "path": str(self.reference.path), "arch": self.reference.ck["arch"],
+                "sha256": self.reference.identity()["sha256"]}
 
     def extras(self, cutouts: np.ndarray) -> dict[str, np.ndarray]:
         """Logits of every extra model for ``cutouts``, each with its own preprocessing; models that share a
@@ -159,7 +179,8 @@ def plan_memory(cfg: SelectionConfig) -> float:
 def input_fingerprints(cfg: SelectionConfig, store: CutoutStore) -> dict[str, str]:
     """SHA-256 of the contents of every input a selection run reads (models and their spec files, manifest, the store's
     index, stamp libraries, negatives' scores): what its reuse is keyed on."""
-    files = {"checkpoint": cfg.checkpoint, "manifest": cfg.manifest, "negatives_predictions": cfg.negatives_predictions,
+    files = {"checkpoint": cfg.checkpoint, "scores": cfg.scores, "gate_reference": cfg.gate_reference,
+             "manifest": cfg.manifest, "negatives_predictions": cfg.negatives_predictions,
              **{f"extra:{n}": p for n, p in (cfg.extra_checkpoints or {}).items()},
              **{f"stamp_library:{f.name}": split_spec(f.stamp_library)[0] for f in cfg.families if f.stamp_library}}
     from lensaudit.scoring import spec_path
@@ -213,7 +234,7 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
     inputs = input_fingerprints(cfg, store)
     exchanged = None
     if cfg.scores:
-        from lensaudit.selection.exchange import ExchangeScores
+        from lensaudit.selection.scores_file import ExchangeScores
 
         exchanged = ExchangeScores(cfg, rd, inputs)                   # the whole file checked: nothing written yet
     out.mkdir(parents=True, exist_ok=True)
@@ -222,17 +243,19 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
         # same path, a changed manifest, store or library gives a new tag: its chunks are recomputed, never mixed)
         tag = sha256_json({"config": cfg.model_dump(mode="json", exclude={"out", "device", "batch_size"} |
                                                     (set() if cfg.extra_checkpoints else {"extra_checkpoints"}) |
-                                                    (set() if cfg.scores else {"scores"})),
+                                                    (set() if cfg.scores else {"scores"}) |
+                                                    (set() if cfg.gate_reference else {"gate_reference"})),
                            "inputs": inputs, "records": RECORDS_VERSION})[:12]
         st = _setup(cfg, rd, store, inputs)
         grid, hosts, cells = st.grid, st.hosts, st.cells
-        scorer = _Scorer(cfg.checkpoint, cfg.device, cfg.batch_size, cfg.extra_checkpoints, exchanged)
+        scorer = _Scorer(cfg.checkpoint, cfg.device, cfg.batch_size, cfg.extra_checkpoints, exchanged,
+                         cfg.gate_reference, cfg.features)
         ops = operating_points(_negative_scores(cfg, st.manifest, store, scorer), cfg)
         write_doc(rd.operating_points, OPERATING_POINTS, {"points": [op.to_dict() for op in ops]})
         summary = {"out": str(out), "config_tag": tag, "inputs": inputs, "n_hosts": len(hosts), "families": {},
                    "hosts_left_out": {k: {"n": len(v), "ids": v[:20]} for k, v in st.excluded.items()},
                    "cells": grid.n_cells, "cells_without_hosts": int(sum(1 for v in cells.values() if not len(v))),
-                   "model": scorer.identity()}
+                   "model": scorer.identity(), "features_from": scorer.features_from()}
         all_recs = {}
         for fam_cfg in cfg.families:
             t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""``lensaudit train | score | meta | clean-negatives`` (thin layer over :mod:`lensaudit.train`)."""
+"""``lensaudit train | meta | clean-negatives`` (thin layer over :mod:`lensaudit.train`)."""
 
 from __future__ import annotations
 
@@ -16,30 +16,6 @@ def _train(a: argparse.Namespace) -> int:
     cfg = load_config(a.config, TrainConfig, over)
     s = train(cfg, resume=a.resume, config_path=a.config, force=a.force)
     print(json.dumps({k: v for k, v in s.items() if k != "history"}, indent=2))
-    return 0
-
-
-def _score(a: argparse.Namespace) -> int:
-    from lensaudit.artifacts import read_manifest
-    from lensaudit.cutouts import CutoutStore
-    from lensaudit.scoring import score_manifest
-    from lensaudit.train.score import write_predictions
-
-    m = read_manifest(a.manifest, require=("id",))
-    if a.engine == "spark":
-        from lensaudit.train.spark_score import score_spark
-
-        if a.split:
-            m = m[m["split"] == a.split].reset_index(drop=True)
-        rep = score_spark(a.checkpoint, m, a.store, a.out, master=None if a.master == "none" else a.master, batch_size=a.batch_size,
-                          partition_rows=a.partition_rows, rows_per_arrow_batch=a.arrow_batch, features=a.features,
-                          device=a.device)
-        print(json.dumps(rep))
-        return 0
-    df = score_manifest(a.checkpoint, m, CutoutStore(a.store), features=a.features, batch_size=a.batch_size,
-                        device=a.device, split=a.split, num_workers=a.workers, on_missing=a.on_missing, spec=a.spec)
-    write_predictions(df, a.out, a.checkpoint)
-    print(json.dumps({"out": a.out, "n_scored": len(df), "n_missing": len(df.attrs.get("missing", []))}))
     return 0
 
 
@@ -100,31 +76,6 @@ def add_train_commands(sub) -> None:
         t.add_argument(f"--{k}", default=None, help=f"override the config's {k}")
     t.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     t.set_defaults(fn=_train)
-
-    s = sub.add_parser("score", help="score a manifest's cutouts with a checkpoint, an ONNX model or a TorchScript file",
-                       description="Batch inference with the model's own preprocessing (a checkpoint's stored one, or "
-                                   "<model>.spec.yaml beside an ONNX or TorchScript file); one row per cutout "
-                                   "(id, logit, probability[, features]).")
-    s.add_argument("--model", "--checkpoint", dest="checkpoint", required=True,
-                   help="a lensaudit checkpoint (.pt), an ONNX model (.onnx) or a TorchScript file (.ts)")
-    s.add_argument("--spec", default=None, help="the spec of an ONNX or TorchScript model (default: <model>.spec.yaml)")
-    s.add_argument("--manifest", required=True, help="Parquet or CSV with an id column")
-    s.add_argument("--store", required=True)
-    s.add_argument("--out", required=True, help="predictions Parquet")
-    s.add_argument("--split", default=None, help="score only this split")
-    s.add_argument("--features", action="store_true", help="also write penultimate-layer features")
-    s.add_argument("--batch-size", type=int, default=512)
-    s.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
-    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    s.add_argument("--on-missing", default="error", choices=("error", "skip"))
-    s.add_argument("--engine", default="local", choices=("local", "spark"),
-                   help="spark: score on Spark executors into --out/part=<k>/ (a folder; resumable by partition), "
-                        "scores bit-identical to the local engine with the same --batch-size on the CPU")
-    s.add_argument("--master", default="local[*]", help="spark: the master (leave to spark-submit with 'none')")
-    s.add_argument("--partition-rows", type=int, default=None, help="spark: manifest rows per partition (a multiple "
-                                                                     "of --batch-size; default about 20,000)")
-    s.add_argument("--arrow-batch", type=int, default=256, help="spark: rows per Arrow batch (cutouts are 122 KB)")
-    s.set_defaults(fn=_score)
 
     m = sub.add_parser("meta", help="stack two or more models' validation scores with a meta-learner",
                        description="One-hidden-layer (300 units) stacking network with k-fold cross-validation "
