@@ -49,6 +49,9 @@ NOT_MUTATED = {
     "lensaudit.*.figures": "matplotlib drawing of tables already computed (and tested) elsewhere; the report's "
                            "render test looks at them",
     "lensaudit.selection.examples": "picks example cutouts for the report's figures",
+    "lensaudit.selection.exchange": "the offline exchange's export: writes the cutouts a run would score (the "
+                                    "injections come from selection.run's functions, mutated; the scores file's "
+                                    "checks are selection.scores_file, mutated); run end to end by tests/test_scoring",
     "lensaudit.validation.run": "orchestration of whole universes (mock, training, selection run, closure: minutes "
                                 "per mutant); its numbers come from validation.matrix and selection.closure, mutated",
     "lensaudit.ensemble.run": "orchestration of member training and scoring (minutes per mutant); its numbers come "

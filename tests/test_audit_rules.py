@@ -545,7 +545,7 @@ def test_the_gate_over_a_selection_run_writes_its_table_lenses_and_report(monkey
     real, inj = _gate_frames()
     real.loc[[0, 5], "meas_arc_mag_r"] = np.nan                       # two arcs not measured
     real.attrs["n_without_cutout"] = 2
-    monkeypatch.setattr(gate, "real_lenses", lambda cfg: real.copy())
+    monkeypatch.setattr(gate, "real_lenses", lambda cfg, features_from=None: real.copy())
     calls = _fake_injections(monkeypatch, {"a": inj, "b": inj.assign(planted=True), "tiny": inj.iloc[:1]})
     write_doc(SelectionRunDir(tmp_path / "sel").summary, SELECTION_SUMMARY,
               {"families": ["a", "b", "tiny"], "n_hosts": 0, "cells": [], "config_tag": "tagX"})

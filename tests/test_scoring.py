@@ -168,8 +168,18 @@ def test_one_selection_function_through_checkpoint_onnx_torchscript_and_the_exch
     scores = ["logit", "probability", "features"]
     pd.testing.assert_frame_equal(recs["exchange"].drop(columns=scores), recs["ck"].drop(columns=scores))
     m = pd.read_parquet(routes["small_run"] / "manifest.parquet")
-    n_neg = int((m["split"].isin(["val", "test"]) & (m["label"] == 0)).sum())
-    assert n_neg == 54 and len(routes["scores"]) == len(recs["ck"]) + n_neg   # every injection, every audited negative
+    aud = m[m["split"].isin(["val", "test"])]
+    assert len(aud) == 60 and len(routes["scores"]) == len(recs["ck"]) + 60   # every injection, every audited cutout
+    # the import writes the audited splits' scores and features under their manifest ids (for realism, evaluate),
+    # equal to the model's own scores of those cutouts
+    from lensaudit.artifacts import read_predictions
+
+    got = read_predictions(routes["tmp"] / "exchange" / "exchange" / "predictions.parquet",
+                           require=("id", "probability", "features")).set_index("id").loc[aud["id"]]
+    want = score_manifest(routes["small_run"] / "ck.pt", aud, CutoutStore(routes["small_run"] / "store"),
+                          features=True).set_index("id").loc[aud["id"]]
+    np.testing.assert_allclose(got["probability"], want["probability"], atol=1e-5)
+    np.testing.assert_allclose(np.stack(got["features"]), np.stack(want["features"]), atol=1e-4)
 
 
 @pytest.mark.parametrize("damage, match", [
@@ -391,3 +401,12 @@ def test_a_model_without_features_is_gated_in_a_stated_reference_networks_featur
     t = run_realism(RealismConfig(**base, reference_predictions=str(tmp_path / "ref.parquet")))
     assert t["features_from"].str.contains("reference network's \\(bottleneck_resnet, ck.pt").all()
     assert t["probe_auc"].between(0, 1).all() and len(t) == 2
+
+
+def test_the_report_names_the_model_that_scored_the_run():
+    from lensaudit.report.build import _model_note
+
+    note = _model_note({"model": {"kind": "onnx", "path": "/x/finder.onnx", "sha256": "ab" * 32}})
+    assert "ONNX model" in note and "<code>finder.onnx</code>" in note and "abababababab)" in note
+    assert "offline exchange" in _model_note({"model": {"kind": "exchange", "path": "s.csv", "sha256": "0" * 64}})
+    assert _model_note({}) == ""                       # runs from before the scorer interface: no line

@@ -196,9 +196,12 @@ class SelectionRunDir(_Dir):
     exchange_ids = property(lambda self: self.exchange / "ids.csv")
     exchange_readme = property(lambda self: self.exchange / "README.md")
 
-    def exchange_shard(self, family: str | None, k: int) -> Path:
-        """``negatives/shard_<k>.npz`` (``family`` None) or ``injections/<family>/shard_<k>.npz`` of the exchange."""
-        sub = self.exchange / "negatives" if family is None else self.exchange / "injections" / family
+    exchange_predictions = property(lambda self: self.exchange / "predictions.parquet")
+
+    def exchange_shard(self, group: str, k: int, family: str | None = None) -> Path:
+        """``<group>/shard_<k>.npz`` of the exchange: group ``negatives``, ``positives`` or ``injections`` (then
+        ``injections/<family>/shard_<k>.npz``)."""
+        sub = self.exchange / group if family is None else self.exchange / group / family
         return sub / f"shard_{k:05d}.npz"
 
 

@@ -392,6 +392,16 @@ def section_performance(run: Run, figs: Path, tables: dict) -> Section:
 
 
 # ------------------------------------------------------------------ selection function
+def _model_note(summ: dict) -> str:
+    """Which model scored the run (a checkpoint, an ONNX or TorchScript file, or the offline exchange's scores)."""
+    m = summ.get("model")
+    if not m:
+        return ""
+    what = {"checkpoint": "lensaudit checkpoint", "onnx": "ONNX model", "torchscript": "TorchScript model",
+            "exchange": "scores from the offline exchange"}.get(m.get("kind"), str(m.get("kind")))
+    return f" Scored by: {esc(what)} <code>{esc(Path(str(m.get('path'))).name)}</code> (SHA-256 {esc(str(m.get('sha256'))[:12])})."
+
+
 def section_selection(run: Run, figs: Path, tables: dict) -> Section:
     s = Section("selection", "Selection function")
     d = run.selection
@@ -411,7 +421,7 @@ def section_selection(run: Run, figs: Path, tables: dict) -> Section:
     sel = pd.DataFrame(rows)
     tables["selection_marginal"] = sel
     s.add(f"<p class=\"note\">{summ['n_hosts']:,} hosts (negatives of the audited splits, undiscovered lenses "
-          f"among them as on the sky: no truth is read), {summ['cells']} grid cells per family.</p>")
+          f"among them as on the sky: no truth is read), {summ['cells']} grid cells per family.{_model_note(summ)}</p>")
     s.add("<h3>Completeness over the whole grid</h3>" + table(
         sel, "Pooled over every injection of the grid (uniform in theta_E and lensed magnitude inside the grid): "
              "compare families, not absolute values; a survey's completeness weights cells by its lens population. "

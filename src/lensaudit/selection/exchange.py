@@ -1,24 +1,28 @@
 """The offline exchange: a selection run scored by a lens finder that cannot run here.
 
 ``lensaudit selection export --config sel.yaml`` writes, under ``<out>/exchange/``, every cutout the run would score
-(the audited splits' negatives, which set the FPR thresholds, and every injection), and
+(the audited splits' negatives, which set the FPR thresholds, and every injection) and the audited splits' lenses
+(whose scores and features the realism gate and the evaluation need), and
 ``lensaudit selection import-scores --config sel.yaml scores.csv`` completes the run with the user's scores. The
 layout (also written as ``exchange/README.md``)::
 
     exchange.json                       format, run_id, counts, shards (file, n, SHA-256), the config
-    ids.csv                             id, kind (negative | injection), family, shard, row, cutout_sha256
+    ids.csv                             id, kind (negative | positive | injection), family, shard, row, cutout_sha256
     negatives/shard_00000.npz           ids (str, n), cutouts (float32, n x 3 x 101 x 101, nanomaggies, bands g, r, z)
-    injections/<family>/shard_00000.npz
+    positives/shard_00000.npz           the audited splits' lenses (label 1), the same arrays
+    injections/<family>/shard_00000.npz every injection of the family, the same arrays
 
-Read a shard with ``numpy.load(path, allow_pickle=False)``. Ids are ``negative:<manifest id>`` and
-``injection:<family>:<index>``. The scores file is CSV (or Parquet) with the columns ``run_id`` (the export's, every
-row), ``id``, ``probability`` (in [0, 1]) and optionally ``feature_0 ... feature_<F-1>`` (the model's penultimate
-features, for the realism gate). It is checked whole before anything is written: every exported id exactly once, no
-other id, probabilities finite in [0, 1], features finite, the run id the export's; a failure names the file and
-its first offending line. The run id is a hash of what decides the cutouts (the config but its model, thresholds and
-output settings; the manifest, store, stamp libraries), so a changed config or input is refused, not mixed. On import
-the cutouts are rendered again and each one's SHA-256 is compared with the export's: the scores are tied to the
-pixels the user scored.
+Read a shard with ``numpy.load(path, allow_pickle=False)``. Ids are ``negative:<manifest id>``,
+``positive:<manifest id>`` and ``injection:<family>:<index>``. The scores file is CSV (or Parquet) with the columns
+``run_id`` (the export's, every row), ``id``, ``probability`` (in [0, 1]) and optionally
+``feature_0 ... feature_<F-1>`` (the model's penultimate features, for the realism gate). It is checked whole before
+anything is written: every exported id exactly once, no other id, probabilities finite in [0, 1], features finite,
+the run id the export's; a failure names the file and its first offending line. The run id is a hash of what
+decides the cutouts (the config but its model, thresholds and output settings; the manifest, store, stamp
+libraries), so a changed config or input is refused, not mixed. On import the cutouts are rendered again and each
+one's SHA-256 is compared with the export's: the scores are tied to the pixels the user scored. The import also
+writes ``exchange/predictions.parquet``: the negatives' and lenses' scores (and features) under their manifest ids,
+a predictions file like ``lensaudit score``'s, for ``lensaudit realism`` and ``lensaudit evaluate``.
 """
 
 from __future__ import annotations
@@ -54,10 +58,10 @@ def export_exchange(cfg: SelectionConfig) -> dict:
         _family_job,
         _inject_chunk,
         _setup,
+        audited_lenses,
         audited_negatives,
         injection_ids,
         input_fingerprints,
-        negative_ids,
         plan_memory,
     )
 
@@ -73,19 +77,22 @@ def export_exchange(cfg: SelectionConfig) -> dict:
         if rd.exchange.exists():
             shutil.rmtree(rd.exchange)
         shards, rows = [], []
-        neg = audited_negatives(cfg, st.manifest, store)
-        for k, lo in enumerate(range(0, len(neg), cfg.chunk_size)):
-            ids, cut = negative_ids(neg[lo : lo + cfg.chunk_size]), store.get(neg[lo : lo + cfg.chunk_size])
-            shards.append(_write_shard(rd.exchange, rd.exchange_shard(None, k), ids, cut))
-            rows += [("negative", "", shards[-1]["file"], r, i, h) for r, (i, h) in enumerate(zip(ids, cutout_hashes(cut),
-                                                                                                   strict=True))]
-        counts = {"negatives": len(neg)}
+        counts = {}
+        for group, kind, ids_all in (("negatives", "negative", audited_negatives(cfg, st.manifest, store)),
+                                     ("positives", "positive", audited_lenses(cfg, st.manifest, store))):
+            for k, lo in enumerate(range(0, len(ids_all), cfg.chunk_size)):
+                part = ids_all[lo : lo + cfg.chunk_size]
+                ids, cut = [f"{kind}:{i}" for i in part], store.get(part)
+                shards.append(_write_shard(rd.exchange, rd.exchange_shard(group, k), ids, cut))
+                rows += [(kind, "", shards[-1]["file"], r, i, h)
+                         for r, (i, h) in enumerate(zip(ids, cutout_hashes(cut), strict=True))]
+            counts[group] = len(ids_all)
         for fam_cfg in cfg.families:
             job = _family_job(cfg, fam_cfg, families[fam_cfg.name], st, None, rd, xid)
             for k in range(job.n_chunks):
                 img, rec = _inject_chunk(job, k)
                 ids = injection_ids(fam_cfg.name, rec["index"])
-                shards.append(_write_shard(rd.exchange, rd.exchange_shard(fam_cfg.name, k), ids, img))
+                shards.append(_write_shard(rd.exchange, rd.exchange_shard("injections", k, fam_cfg.name), ids, img))
                 rows += [("injection", fam_cfg.name, shards[-1]["file"], r, i, h)
                          for r, (i, h) in enumerate(zip(ids, cutout_hashes(img), strict=True))]
             counts[f"injections:{fam_cfg.name}"] = len(job.plan)

@@ -32,7 +32,7 @@ from lensaudit.artifacts import (
     write_doc,
     write_table,
 )
-from lensaudit.artifacts.kinds import HOSTS, MARGINALS, OPERATING_POINTS, SELECTION_SUMMARY
+from lensaudit.artifacts.kinds import HOSTS, MARGINALS, OPERATING_POINTS, PREDICTIONS, SELECTION_SUMMARY
 from lensaudit.cutouts import CutoutStore
 from lensaudit.errors import InputError
 from lensaudit.inject import FamilyConfig, InjectionEngine, build_family, draw_parameters
@@ -134,6 +134,14 @@ def negative_ids(ids) -> list[str]:
 def injection_ids(family: str, index) -> list[str]:
     """Exchange ids of a family's injections (``injection:<family>:<index>``, the index zero-padded to 9 digits)."""
     return [f"injection:{family}:{int(i):09d}" for i in index]
+
+
+def audited_lenses(cfg: SelectionConfig, manifest: pd.DataFrame, store: CutoutStore) -> list[str]:
+    """Ids of the audited splits' stored lenses (label 1): the offline exchange exports them too, so the model's
+    scores and features of the real lenses (the realism gate's, the evaluation's) come back with the rest."""
+    pos = manifest[manifest["split"].isin(list(cfg.splits)) & (manifest["label"] == 1)]
+    have = set(store.ids().astype(str))
+    return [i for i in pos["id"].astype(str) if i in have]
 
 
 def audited_negatives(cfg: SelectionConfig, manifest: pd.DataFrame, store: CutoutStore) -> list[str]:
@@ -279,6 +287,11 @@ def run_selection(cfg: SelectionConfig, config_path: str | None = None) -> dict:
         from lensaudit.selection.figures import selection_figures
 
         summary["figures"] = selection_figures(rd, [f.name for f in cfg.families], marg)
+        if exchanged is not None:   # the audited splits' scores under their manifest ids (for realism, evaluate)
+            write_artifact_table(exchanged.audited_predictions(), rd.exchange_predictions, PREDICTIONS,
+                                 {"checkpoint": str(exchanged.path), "checkpoint_sha256": exchanged.identity()["sha256"],
+                                  "arch": "exchange", "n_missing": 0})
+            summary["exchange_predictions"] = str(rd.exchange_predictions)
         write_resolved(cfg, rd.config)
         atomic_write_json(rd.run_info, run_info(cfg.model_dump(mode="json"), tag, {"selection": cfg.seed},
                                                 extra={"config_path": config_path}))

@@ -130,6 +130,17 @@ class ExchangeScores:
         return {"kind": self.kind, "path": str(self.path), "sha256": sha256_file(self.path), "run_id": self.run_id,
                 "features": self.has_features}
 
+    def audited_predictions(self) -> pd.DataFrame:
+        """The negatives' and lenses' scores under their manifest ids: ``id, logit, probability[, features]``."""
+        ids = self.table.index.to_series()
+        keep = ids.str.startswith(("negative:", "positive:")).to_numpy()
+        t = self.table[keep]
+        lg = t["logit"].to_numpy(np.float64)
+        out = pd.DataFrame({"id": [i.split(":", 1)[1] for i in t.index], "logit": lg, "probability": 1 / (1 + np.exp(-lg))})
+        if self.features is not None:
+            out["features"] = list(self.features[t["row"].to_numpy()])
+        return out
+
     def score(self, cutouts: np.ndarray, features: bool = False, ids: list[str] | None = None):
         """Logits (and features) of ``ids``; ``cutouts`` must be the exported pixels of those ids, bit for bit."""
         got = cutout_hashes(cutouts)
