@@ -410,3 +410,13 @@ def test_the_report_names_the_model_that_scored_the_run():
     assert "ONNX model" in note and "<code>finder.onnx</code>" in note and "abababababab)" in note
     assert "offline exchange" in _model_note({"model": {"kind": "exchange", "path": "s.csv", "sha256": "0" * 64}})
     assert _model_note({}) == ""                       # runs from before the scorer interface: no line
+
+
+def test_the_spark_engine_refuses_a_model_it_cannot_run(exported, small_run, tmp_path, capsys):
+    from lensaudit.cli import main
+
+    out, _ = exported
+    assert main(["score", "--model", str(out / "model.onnx"), "--manifest", str(small_run / "manifest.parquet"),
+                 "--store", str(small_run / "store"), "--out", str(tmp_path / "p"), "--engine", "spark"]) == 2
+    assert "model.onnx is not a lensaudit checkpoint; the Spark engine scores checkpoints only" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

@@ -14,7 +14,14 @@ def _score(a: argparse.Namespace) -> int:
 
     m = read_manifest(a.manifest, require=("id",))
     if a.engine == "spark":
+        from lensaudit.scoring.scorers import CheckpointScorer, load_scorer
         from lensaudit.train.spark_score import score_spark
+
+        if not isinstance(load_scorer(a.checkpoint, "cpu", spec=a.spec), CheckpointScorer):
+            from lensaudit.errors import InputError
+
+            raise InputError(f"score --engine spark: {a.checkpoint} is not a lensaudit checkpoint; the Spark engine "
+                             f"scores checkpoints only (ONNX and TorchScript models: --engine local)")
 
         if a.split:
             m = m[m["split"] == a.split].reset_index(drop=True)
