@@ -180,7 +180,7 @@ def _four_routes_one_selection_function(d: Path, tmp: Path) -> None:
     assert rep["n_checked"] > 4 and all(f["max_abs_probability_difference"] < 1e-5 for f in rep["files"].values())
     base = load_config(r.selection.config, SelectionConfig).model_dump(mode="json")
     base.update(families=[f for f in base["families"] if f["name"] == "sersic"], negatives_predictions=None,
-                device="cpu")
+                device="cpu", **{k: str(d.parent / base[k]) for k in ("manifest", "store")})  # the demo's own are relative
     tabs, recs = {}, {}
     for name, model in (("ck", best), ("onnx", tmp / "exp" / "model.onnx"), ("ts", tmp / "exp" / "model.ts")):
         (tmp / f"{name}.yaml").write_text(yaml.safe_dump({**base, "checkpoint": str(model), "out": str(tmp / name)}))

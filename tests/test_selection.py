@@ -656,7 +656,8 @@ def test_extra_models_score_the_same_injections_without_changing_them(small_run,
     inputs = input_fingerprints(cfg, CutoutStore(cfg.store))
     assert set(inputs) == {"checkpoint", "manifest", "store"}          # contents, not paths, key the reuse
     assert tag == sha256_json({"config": cfg.model_dump(mode="json", exclude={"out", "device", "batch_size",
-                                                                              "extra_checkpoints", "scores"}),
+                                                                              "extra_checkpoints", "scores",
+                                                                              "gate_reference"}),
                                "inputs": inputs, "records": RECORDS_VERSION})[:12]
     assert run_selection(cfg)["config_tag"] == tag                     # the same inputs: the same chunks
     with pytest.raises(ValueError, match="extra_checkpoints"):
