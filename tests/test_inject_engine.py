@@ -1104,3 +1104,12 @@ def test_compiled_engine_gives_the_eager_injections():
     for col in ("arc_mag_r", "mu_r", "arc_snr"):
         np.testing.assert_allclose(rec_fast[col], rec[col], rtol=1e-4)
     assert not np.allclose(fast[:, :, 40:61, 40:61], hosts[:, :, 40:61, 40:61], atol=1e-3)
+
+
+def test_the_engine_compiles_its_render_step_only_when_asked():
+    """compile: false renders with the eager method itself; compile: true wraps it with torch.compile (compiled on
+    the first call; its injections equal the eager ones to float32 round-off: the slow test above)."""
+    eager = InjectionEngine(build_family(SERSIC), EngineConfig(chunk=4))
+    assert eager._render == eager.render_unit
+    fast = InjectionEngine(build_family(SERSIC), EngineConfig(chunk=4, compile=True))
+    assert fast._render != fast.render_unit and fast._render.__wrapped__ == fast.render_unit   # torch.compile's wrapper

@@ -83,6 +83,13 @@ def test_ray_trace_is_sie_plus_shear_like_lenstronomy():
     rx, ry = ray_trace(X, Y, te, q, phi, g1, g2)
     np.testing.assert_allclose(rx, bx, atol=1e-6)
     np.testing.assert_allclose(ry, by, atol=1e-6)
+    # off-centre (x0 != y0): the SIE and the shear both about the lens centre
+    x0, y0 = 0.3, -0.15
+    bx, by = lm.ray_shooting(X, Y, [{"theta_E": te, "e1": e1, "e2": e2, "center_x": x0, "center_y": y0},
+                                   {"gamma1": g1, "gamma2": g2, "ra_0": x0, "dec_0": y0}])
+    rx, ry = ray_trace(X, Y, te, q, phi, g1, g2, x0, y0)
+    np.testing.assert_allclose(rx, bx, atol=1e-6)
+    np.testing.assert_allclose(ry, by, atol=1e-6)
 
 
 def test_bad_axis_ratio_is_an_error():

@@ -129,3 +129,14 @@ def test_array_dispatch_helpers():
     out = to_numpy(torch.tensor([1.0, 2.0], requires_grad=True))
     assert out.dtype == np.float64 and out.tolist() == [1.0, 2.0]
     assert to_numpy([1, 2]).dtype == np.float64
+
+
+def test_batched_shear_keeps_per_lens_parameters_in_torch():
+    """Per-lens shear parameters (B,) stay torch tensors through the broadcasting (no round trip through NumPy): the
+    deflection is differentiable in them, as on a GPU it must stay on the device."""
+    x = torch.linspace(0.5, 2.5, 5, dtype=torch.float64).repeat(3, 1)
+    g1 = torch.tensor([0.01, 0.02, 0.03], dtype=torch.float64, requires_grad=True)
+    g2 = torch.tensor([0.0, -0.01, 0.02], dtype=torch.float64, requires_grad=True)
+    ax, ay = shear_deflection(x, 0.5 * x, g1, g2)
+    (ax.sum() + ay.sum()).backward()
+    assert (g1.grad.abs() > 0).all() and (g2.grad.abs() > 0).all()
