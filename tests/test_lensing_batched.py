@@ -140,3 +140,21 @@ def test_batched_shear_keeps_per_lens_parameters_in_torch():
     ax, ay = shear_deflection(x, 0.5 * x, g1, g2)
     (ax.sum() + ay.sum()).backward()
     assert (g1.grad.abs() > 0).all() and (g2.grad.abs() > 0).all()
+
+
+def test_batched_sie_gradients_stay_finite_in_a_batch_mixing_spherical_and_elliptical_lenses():
+    """A batch with a q = 1 lens and an elliptical one takes both branches and picks per lens; the elliptical formula
+    divides by e = sqrt(1 - q^2), so the spherical lens's unused elliptical branch must be evaluated at a finite stand-in
+    q: otherwise its inf/NaN reaches every gradient through torch.where (0 * inf), and a differentiable fit or a
+    GPU engine that back-propagates through the ray trace gets NaN."""
+    x = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64).repeat(2, 1)
+    te = torch.tensor([1.2, 1.5], dtype=torch.float64, requires_grad=True)
+    q = torch.tensor([1.0, 0.6], dtype=torch.float64, requires_grad=True)
+    ax, ay = sie_deflection(x, 0.3 * x + 0.1, te, q, torch.tensor([0.2, 0.7], dtype=torch.float64))
+    (ax.sum() + ay.sum()).backward()
+    assert torch.isfinite(te.grad).all() and torch.isfinite(q.grad).all()
+    assert (te.grad.abs() > 0).all()
+    # and the spherical lens's gradient is the SIS's: d(alpha)/d(theta_e) = x / r summed over the positions
+    xs, ys = x[0], 0.3 * x[0] + 0.1
+    r = torch.hypot(xs, ys)
+    assert te.grad[0].item() == pytest.approx(((xs + ys) / r).sum().item(), rel=1e-9)
