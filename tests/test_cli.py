@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +233,35 @@ def test_help_states_the_exit_codes(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "exit codes: 0 ok, 1 a verification or check failed, 2 user error" in out
     assert "3 partial success" in out
+
+
+def test_building_the_command_line_imports_no_heavy_library():
+    """``lensaudit --help`` (and any command's parsing) loads no torch, pandas, scipy or astropy: the packages load
+    their submodules on first use (lensaudit.utils.lazy), so a light command does not wait seconds for them."""
+    code = ("import sys; from lensaudit.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'torchvision', 'pandas', 'scipy', 'astropy', 'sklearn', 'pyspark', "
+            "'matplotlib', 'numba', 'httpx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_lazy_packages_give_the_same_objects_as_their_submodules():
+    import lensaudit.cutouts as cutouts
+    import lensaudit.inject as inject
+    from lensaudit.artifacts.manifest import read_manifest
+    from lensaudit.sources.library import StampLibrary
+
+    assert cutouts.read_manifest is read_manifest and inject.StampLibrary is StampLibrary
+    assert "read_manifest" in dir(cutouts) and "InjectionEngine" in inject.__all__
+    with pytest.raises(AttributeError):
+        _ = inject.no_such_name
+
+
+@pytest.mark.parametrize("package", ["artifacts", "catalog", "cutouts", "evaluate", "inject", "mock", "realism",
+                                     "report", "scoring", "selection", "sources", "train", "validation"])
+def test_every_name_a_lazy_package_lists_exists(package):
+    import importlib
+
+    mod = importlib.import_module(f"lensaudit.{package}")
+    missing = [n for n in mod.__all__ if not hasattr(mod, n)]
+    assert not missing and len(mod.__all__) > 0

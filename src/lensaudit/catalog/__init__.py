@@ -6,14 +6,15 @@ Public API::
     summary = build_catalog(CatalogConfig(sweeps="mock/sweeps", candidates="mock/candidates.csv"))
 """
 
-from lensaudit.catalog.build import build_catalog, cutflow_table
-from lensaudit.catalog.candidates import CatalogInputError, read_candidates
-from lensaudit.catalog.config import CatalogConfig, SplitScheme
-from lensaudit.catalog.engines import LocalEngine, SparkEngine, spark_session
-from lensaudit.catalog.ingest import ingest_sweep
-from lensaudit.catalog.spatial import assign_split, healpix_nested, pixel_fraction
-from lensaudit.catalog.verify import format_report, verify_manifest
+from lensaudit.utils.lazy import attach
 
-__all__ = ["CatalogConfig", "SplitScheme", "build_catalog", "cutflow_table", "CatalogInputError", "read_candidates",
-           "LocalEngine", "SparkEngine", "spark_session", "ingest_sweep", "assign_split", "healpix_nested",
-           "pixel_fraction", "verify_manifest", "format_report"]
+# submodules load on first use (a command's --help does not import torch or pandas)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "build": ["build_catalog", "cutflow_table"],
+    "candidates": ["CatalogInputError", "read_candidates"],
+    "config": ["CatalogConfig", "SplitScheme"],
+    "engines": ["LocalEngine", "SparkEngine", "spark_session"],
+    "ingest": ["ingest_sweep"],
+    "spatial": ["assign_split", "healpix_nested", "pixel_fraction"],
+    "verify": ["format_report", "verify_manifest"],
+})

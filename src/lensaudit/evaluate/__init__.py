@@ -7,31 +7,18 @@ tables), :mod:`.truth` (mock survey only), :mod:`.leakage`, :mod:`.detectability
 behind ``metrics.json``) and :mod:`.run` (orchestration).
 """
 
-from lensaudit.evaluate.bootstrap import (
-    bootstrap_auc,
-    bootstrap_auc_blocks,
-    bootstrap_recall_at_fpr,
-    percentile_interval,
-    weighted_auc,
-)
-from lensaudit.evaluate.config import EvalConfig
-from lensaudit.evaluate.inputs import EvaluationInputError, join_predictions
-from lensaudit.evaluate.leakage import LeakageError, shortcut_gates, split_leakage
-from lensaudit.evaluate.metrics import (
-    MetricError,
-    calibration,
-    confusion_at,
-    pr_auc,
-    precision_at_prevalence,
-    roc_auc,
-    threshold_at_fpr,
-    wilson_interval,
-)
-from lensaudit.evaluate.result import EvaluationResult, load_result
-from lensaudit.evaluate.run import evaluate
-from lensaudit.evaluate.summary import summary_lines
+from lensaudit.utils.lazy import attach
 
-__all__ = ["bootstrap_auc", "bootstrap_recall_at_fpr", "bootstrap_auc_blocks", "percentile_interval", "weighted_auc",
-           "EvalConfig", "LeakageError", "shortcut_gates", "split_leakage", "MetricError", "calibration",
-           "confusion_at", "pr_auc", "precision_at_prevalence", "roc_auc", "threshold_at_fpr", "wilson_interval",
-           "EvaluationInputError", "EvaluationResult", "evaluate", "join_predictions", "load_result", "summary_lines"]
+# submodules load on first use (a command's --help does not import torch or pandas)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "bootstrap": ["bootstrap_auc", "bootstrap_auc_blocks", "bootstrap_recall_at_fpr", "percentile_interval",
+              "weighted_auc"],
+    "config": ["EvalConfig"],
+    "inputs": ["EvaluationInputError", "join_predictions"],
+    "leakage": ["LeakageError", "shortcut_gates", "split_leakage"],
+    "metrics": ["MetricError", "calibration", "confusion_at", "pr_auc", "precision_at_prevalence", "roc_auc",
+              "threshold_at_fpr", "wilson_interval"],
+    "result": ["EvaluationResult", "load_result"],
+    "run": ["evaluate"],
+    "summary": ["summary_lines"],
+})

@@ -5,13 +5,13 @@
 them to host cutouts and records what it rendered. Needs torch.
 """
 
-from lensaudit.inject.config import EngineConfig, FamilyConfig, Priors
-from lensaudit.inject.draws import draw_parameters
-from lensaudit.inject.engine import InjectionEngine
-from lensaudit.inject.families import FAMILIES, SourceFamily, build_family
-from lensaudit.inject.params import check_parameters, family_params, parameter_table
-from lensaudit.sources.library import StampLibrary, StampLibraryError, write_stamp_library
+from lensaudit.utils.lazy import attach
 
-__all__ = ["EngineConfig", "FAMILIES", "FamilyConfig", "InjectionEngine", "Priors", "SourceFamily", "StampLibrary",
-           "StampLibraryError", "build_family", "check_parameters", "draw_parameters", "family_params",
-           "parameter_table", "write_stamp_library"]
+# submodules load on first use (a command's --help does not import torch)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "config": ["EngineConfig", "FamilyConfig", "Priors"],
+    "draws": ["draw_parameters"],
+    "engine": ["InjectionEngine"],
+    "families": ["FAMILIES", "SourceFamily", "build_family"],
+    "params": ["check_parameters", "family_params", "parameter_table"],
+}, reexports={"lensaudit.sources.library": ["StampLibrary", "StampLibraryError", "write_stamp_library"]})

@@ -1,6 +1,9 @@
 """The mock DR10 survey: sweeps, truth, a renderer, and a loopback copy of the cutout service."""
 
-from lensaudit.mock.request import CutoutRequest, NoOverlapError
-from lensaudit.mock.server import CutoutHTTPServer, Fault, serve_in_thread
+from lensaudit.utils.lazy import attach
 
-__all__ = ["CutoutHTTPServer", "CutoutRequest", "Fault", "NoOverlapError", "serve_in_thread"]
+# submodules load on first use (a command's --help does not import torch or pandas)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "request": ["CutoutRequest", "NoOverlapError"],
+    "server": ["CutoutHTTPServer", "Fault", "serve_in_thread"],
+})

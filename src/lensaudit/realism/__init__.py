@@ -4,8 +4,10 @@
 arrays; :func:`run_realism` applies them per family of a selection run.
 """
 
-from lensaudit.realism.gate import ProbeConfig, RealismConfig, format_realism, run_realism
-from lensaudit.realism.probe import brightness_match, frechet_distance, probe_auc
+from lensaudit.utils.lazy import attach
 
-__all__ = ["ProbeConfig", "RealismConfig", "brightness_match", "format_realism", "frechet_distance", "probe_auc",
-           "run_realism"]
+# submodules load on first use (a command's --help does not import torch or pandas)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "gate": ["ProbeConfig", "RealismConfig", "format_realism", "run_realism"],
+    "probe": ["brightness_match", "frechet_distance", "probe_auc"],
+})

@@ -1,5 +1,8 @@
 """Stage 6: the audit report (one self-contained HTML page, key tables as CSV and LaTeX)."""
 
-from lensaudit.report.build import build_report
+from lensaudit.utils.lazy import attach
 
-__all__ = ["build_report"]
+# submodules load on first use (a command's --help does not import torch or pandas)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "build": ["build_report"],
+})

@@ -2,17 +2,12 @@
 behind one interface (:func:`load_scorer`), each with a preprocessing spec checked before any scoring; and the
 export of a project checkpoint to ONNX and TorchScript (:func:`export_model`)."""
 
-from lensaudit.scoring.manifest import score_manifest
-from lensaudit.scoring.scorers import (
-    CheckpointScorer,
-    OnnxScorer,
-    Scorer,
-    ScorerError,
-    TorchScriptScorer,
-    load_scorer,
-    probe_cutouts,
-)
-from lensaudit.scoring.spec import ScorerSpec, read_spec, spec_path, write_spec
+from lensaudit.utils.lazy import attach
 
-__all__ = ["CheckpointScorer", "OnnxScorer", "Scorer", "ScorerError", "ScorerSpec", "TorchScriptScorer", "load_scorer",
-           "probe_cutouts", "read_spec", "score_manifest", "spec_path", "write_spec"]
+# submodules load on first use (a command's --help does not import torch or pandas)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "manifest": ["score_manifest"],
+    "scorers": ["CheckpointScorer", "OnnxScorer", "Scorer", "ScorerError", "TorchScriptScorer", "load_scorer",
+              "probe_cutouts"],
+    "spec": ["ScorerSpec", "read_spec", "spec_path", "write_spec"],
+})

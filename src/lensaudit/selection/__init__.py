@@ -6,10 +6,12 @@ scores them with the frozen checkpoint and writes per-cell completeness tables; 
 the mock's truth is in :mod:`lensaudit.selection.closure`.
 """
 
-from lensaudit.selection.config import SelectionConfig, Thresholds
-from lensaudit.selection.function import SelectionFunction, completeness_table
-from lensaudit.selection.grid import AXES, AxisSpec, Grid, GridConfig
-from lensaudit.selection.intervals import completeness_columns, jeffreys_interval
+from lensaudit.utils.lazy import attach
 
-__all__ = ["AXES", "AxisSpec", "Grid", "GridConfig", "SelectionConfig", "SelectionFunction", "Thresholds",
-           "completeness_columns", "completeness_table", "jeffreys_interval"]
+# submodules load on first use (a command's --help does not import torch or pandas)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "config": ["SelectionConfig", "Thresholds"],
+    "function": ["SelectionFunction", "completeness_table"],
+    "grid": ["AXES", "AxisSpec", "Grid", "GridConfig"],
+    "intervals": ["completeness_columns", "jeffreys_interval"],
+})

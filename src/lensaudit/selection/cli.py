@@ -7,8 +7,6 @@ import argparse
 import json
 from pathlib import Path
 
-from lensaudit.artifacts.operating import HEADLINE
-
 
 def _run(a: argparse.Namespace) -> int:
     from lensaudit.config import load_config
@@ -55,17 +53,19 @@ def _mock_true_lenses(a: argparse.Namespace) -> int:
 
 
 def _closure(a: argparse.Namespace) -> int:
+    from lensaudit.artifacts.operating import HEADLINE
     from lensaudit.selection.closure import format_closure, run_closure
 
+    threshold = a.threshold or HEADLINE
     per_bin, summary = run_closure(a.run, a.true_lenses, a.out, realism=a.realism, min_true=a.min_true,
                                    n_boot=a.n_boot)
     names = list(dict.fromkeys(summary["threshold"]))
-    if a.threshold not in names:
+    if threshold not in names:
         from lensaudit.errors import InputError
 
-        raise InputError(f"closure: no operating point {a.threshold!r} to print; there are {names} (a detection is "
+        raise InputError(f"closure: no operating point {threshold!r} to print; there are {names} (a detection is "
                          f"p >= t); every one is written to {a.out}")
-    print(format_closure(summary, a.threshold))
+    print(format_closure(summary, threshold))
     return 0
 
 
@@ -119,8 +119,8 @@ def add_selection_commands(sub) -> None:
     c.add_argument("--min-true", type=int, default=10, help="theta_E x magnitude bins are merged until each holds "
                                                             "this many true lenses")
     c.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the closure interval")
-    c.add_argument("--threshold", default=HEADLINE, help="operating point to print, e.g. p>=0.5 or fpr=0.001 (all are "
-                                                         "written)")
+    c.add_argument("--threshold", default=None, help="operating point to print, e.g. p>=0.5 or fpr=0.001 (default: the "
+                                                      "headline operating point; all are written)")
     c.add_argument("--out", required=True)
     c.set_defaults(fn=_closure)
 

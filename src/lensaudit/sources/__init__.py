@@ -11,17 +11,12 @@ Neither the mock nor the injection engine owns the other's sources: a universe t
 from one population and an injection family from another.
 """
 
-from lensaudit.sources.library import (
-    HALVES,
-    StampLibrary,
-    StampLibraryError,
-    curve_of_growth,
-    library_half,
-    split_spec,
-    write_stamp_library,
-)
-from lensaudit.sources.procedural import SourceImage, colour_weights
-from lensaudit.sources.xdf import open_library
+from lensaudit.utils.lazy import attach
 
-__all__ = ["HALVES", "SourceImage", "StampLibrary", "StampLibraryError", "colour_weights", "curve_of_growth", "open_library",
-           "library_half", "split_spec", "write_stamp_library"]
+# submodules load on first use (a command's --help does not import torch or pandas)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "library": ["HALVES", "StampLibrary", "StampLibraryError", "curve_of_growth", "library_half", "split_spec",
+              "write_stamp_library"],
+    "procedural": ["SourceImage", "colour_weights"],
+    "xdf": ["open_library"],
+})

@@ -1,9 +1,11 @@
 """Training, scoring, stacking and negative cleaning (needs the ``train`` extra: torch, torchvision)."""
 
-from lensaudit.train.checkpoint import CheckpointError, load_model, read_checkpoint
-from lensaudit.train.config import ScheduleConfig, TrainConfig
-from lensaudit.train.loop import TrainingError, train, weighted_bce
-from lensaudit.train.score import score_manifest, write_predictions
+from lensaudit.utils.lazy import attach
 
-__all__ = ["CheckpointError", "load_model", "read_checkpoint", "ScheduleConfig", "TrainConfig", "TrainingError",
-           "train", "weighted_bce", "score_manifest", "write_predictions"]
+# submodules load on first use (a command's --help does not import torch or pandas)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "checkpoint": ["CheckpointError", "load_model", "read_checkpoint"],
+    "config": ["ScheduleConfig", "TrainConfig"],
+    "loop": ["TrainingError", "train", "weighted_bce"],
+    "score": ["score_manifest", "write_predictions"],
+})

@@ -5,9 +5,11 @@ hand, does the realism gate (which reads no truth) predict whether closure holds
 holds the pre-registered rules as pure functions over tables.
 """
 
-from lensaudit.validation.config import ValidationConfig, ValidationFamily, ValidationRules
-from lensaudit.validation.matrix import cell_rows, format_matrix, outcome, summarize
-from lensaudit.validation.run import check_config, run_validation
+from lensaudit.utils.lazy import attach
 
-__all__ = ["ValidationConfig", "ValidationFamily", "ValidationRules", "cell_rows", "check_config", "format_matrix",
-           "outcome", "run_validation", "summarize"]
+# submodules load on first use (a command's --help does not import torch or pandas)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "config": ["ValidationConfig", "ValidationFamily", "ValidationRules"],
+    "matrix": ["cell_rows", "format_matrix", "outcome", "summarize"],
+    "run": ["check_config", "run_validation"],
+})
