@@ -63,6 +63,86 @@ def _spec(path, **kw):
     return path
 
 
+def _scores_csv(path, run_id="r1", ids=("negative:dr10:south:1", "injection:sersic:0", "positive:lens:7"),
+                p=(0.2, 1.0, 0.0), features=True):
+    df = pd.DataFrame({"run_id": run_id, "id": list(ids), "probability": list(p)})
+    if features:
+        for j in range(2):
+            df[f"feature_{j}"] = np.arange(len(ids)) * 10.0 + j
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_read_scores_gives_logits_rows_and_features_of_a_checked_file(tmp_path):
+    """The scores file read back: logits of the probabilities (0 and 1 clipped to finite logits that give them back),
+    each id's row in the file, features (N, F) float32 in that order; run ids are compared without surrounding blanks."""
+    from lensaudit.scoring.scorers import PROB_EPS
+    from lensaudit.selection.scores_file import read_scores
+
+    ids = ["negative:dr10:south:1", "injection:sersic:0", "positive:lens:7"]
+    f = _scores_csv(tmp_path / "s.csv", run_id=" r1 ")
+    got = read_scores(f, "r1", pd.Index(ids[::-1]))
+    assert list(got.index) == ids and got.index.name == "id" and list(got["row"]) == [0, 1, 2]
+    lg = got["logit"].to_numpy()
+    assert lg[0] == pytest.approx(np.log(0.2 / 0.8), rel=1e-12)
+    assert np.isfinite(lg).all() and 30 < lg[1] < 40 and -40 < lg[2] < -30       # clipped PROB_EPS from 0 and 1
+    np.testing.assert_allclose(1 / (1 + np.exp(-lg)), [0.2, 1.0, 0.0], rtol=0, atol=2 * PROB_EPS)
+    feats = got.attrs["features"]
+    assert feats.dtype == np.float32 and feats.tolist() == [[0, 1], [10, 11], [20, 21]]
+    assert read_scores(_scores_csv(tmp_path / "n.csv", features=False), "r1", pd.Index(ids)).attrs["features"] is None
+    # the same file as Parquet
+    pd.read_csv(f, dtype={"run_id": str}).to_parquet(tmp_path / "s.parquet")
+    pd.testing.assert_frame_equal(read_scores(tmp_path / "s.parquet", "r1", pd.Index(ids)), got)
+    with pytest.raises(InputError, match="line 2: run_id"):
+        read_scores(f, "r2", pd.Index(ids))
+    with pytest.raises(InputError, match="file not found"):
+        read_scores(tmp_path / "none.csv", "r1", pd.Index(ids))
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(InputError, match="not a readable CSV or Parquet"):
+        read_scores(tmp_path / "junk.parquet", "r1", pd.Index(ids))
+
+
+def _exchange_scores(tmp_path, cutouts):
+    """An ExchangeScores over a scores file and the export's cutout hashes, without a selection run around it."""
+    from lensaudit.selection.scores_file import ExchangeScores, cutout_hashes, read_scores
+
+    ids = ["negative:dr10:south:1", "injection:sersic:0", "positive:lens:7"]
+    ex = object.__new__(ExchangeScores)
+    ex.path = _scores_csv(tmp_path / "s.csv")
+    ex.hash = pd.Series(cutout_hashes(cutouts), index=pd.Index(ids))
+    ex.table = read_scores(ex.path, "r1", ex.hash.index)
+    ex.features, ex.run_id = ex.table.attrs["features"], "r1"
+    return ex, ids
+
+
+def test_exchange_scores_look_up_by_id_and_refuse_a_cutout_that_is_not_the_exported_one(tmp_path):
+    rng = np.random.default_rng(0)
+    cut = rng.normal(size=(3, 3, 8, 8)).astype(np.float32)
+    ex, ids = _exchange_scores(tmp_path, cut)
+    lg, feats = ex.score(cut[[2, 0]], ids=[ids[2], ids[0]])
+    assert feats is None and lg.dtype == np.float64
+    np.testing.assert_allclose(lg, ex.table.loc[[ids[2], ids[0]], "logit"])
+    lg, feats = ex.score(cut[[1]], features=True, ids=[ids[1]])
+    assert feats.tolist() == [[10.0, 11.0]]
+    bad = cut.copy()
+    bad[0, 1, 4, 4] = np.nextafter(bad[0, 1, 4, 4], np.float32(np.inf))   # one pixel, one ulp
+    with pytest.raises(InputError, match="cutout 'negative:dr10:south:1' rendered now differs .*1 of 2"):
+        ex.score(bad[[0, 1]], ids=ids[:2])
+
+
+def test_audited_predictions_are_the_negatives_and_lenses_under_their_manifest_ids(tmp_path):
+    """Manifest ids may hold colons (only the first one, after the kind, is the exchange's): 'negative:dr10:south:1'
+    is manifest id 'dr10:south:1'; injections are left out; features follow each id's row."""
+    cut = np.zeros((3, 3, 4, 4), np.float32) + np.arange(3, dtype=np.float32)[:, None, None, None]
+    ex, _ = _exchange_scores(tmp_path, cut)
+    got = ex.audited_predictions()
+    assert list(got["id"]) == ["dr10:south:1", "lens:7"]
+    np.testing.assert_allclose(got["probability"], [0.2, 1e-15], rtol=1e-12, atol=0)
+    assert [f.tolist() for f in got["features"]] == [[0.0, 1.0], [20.0, 21.0]]
+    assert ex.identity() == {"kind": "exchange", "path": str(ex.path), "sha256": __import__("lensaudit.utils.io",
+                             fromlist=["sha256_file"]).sha256_file(ex.path), "run_id": "r1", "features": True}
+
+
 def test_exported_onnx_and_torchscript_score_like_the_checkpoint(small_run, exported):
     out, rep = exported
     assert {f.name for f in out.iterdir()} >= {"model.onnx", "model.ts", "model.spec.yaml", "model.export.json"}
@@ -420,3 +500,20 @@ def test_the_spark_engine_refuses_a_model_it_cannot_run(exported, small_run, tmp
                  "--store", str(small_run / "store"), "--out", str(tmp_path / "p"), "--engine", "spark"]) == 2
     assert "model.onnx is not a lensaudit checkpoint; the Spark engine scores checkpoints only" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_the_run_records_which_scores_file_and_export_it_used(routes):
+    """The summary of an imported run names its scores: kind exchange, the file, its SHA-256, the export's run id,
+    whether features came with it; the ONNX route names its model file and spec."""
+    import json
+
+    from lensaudit.artifacts import SelectionRunDir
+    from lensaudit.utils.io import sha256_file
+
+    tmp = routes["tmp"]
+    got = json.loads(SelectionRunDir(tmp / "exchange").summary.read_text())["model"]
+    assert got == {"kind": "exchange", "path": str(tmp / "scores.csv"), "sha256": sha256_file(tmp / "scores.csv"),
+                   "run_id": routes["run_id"], "features": True}
+    onnx_model = json.loads(SelectionRunDir(tmp / "onnx").summary.read_text())["model"]
+    assert onnx_model["kind"] == "onnx" and onnx_model["path"].endswith("model.onnx")
+    assert onnx_model["sha256"] == sha256_file(onnx_model["path"]) and onnx_model["spec"]["bands"] == ["g", "r", "z"]
