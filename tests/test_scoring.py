@@ -143,6 +143,28 @@ def test_audited_predictions_are_the_negatives_and_lenses_under_their_manifest_i
                              fromlist=["sha256_file"]).sha256_file(ex.path), "run_id": "r1", "features": True}
 
 
+def test_the_exchange_run_id_ignores_the_model_and_follows_what_decides_the_cutouts(tmp_path):
+    """An export can be scored by any model: its run id hashes the config and inputs that decide the cutouts, and
+    none of the model's (checkpoint, extra checkpoints, a spec, a scores file, negatives' predictions, the gate's
+    reference network), nor where the run writes or on which device."""
+    from lensaudit.selection.config import SelectionConfig
+    from lensaudit.selection.scores_file import exchange_id
+
+    cfg = SelectionConfig(manifest=str(tmp_path / "m.parquet"), store=str(tmp_path / "store"), out=str(tmp_path / "o"),
+                          checkpoint=str(tmp_path / "a.pt"))
+    base = {"manifest": "m1", "store": "s1", "library:stamps": "l1"}
+    rid = exchange_id(cfg, base)
+    assert len(rid) == 16 and int(rid, 16) >= 0
+    for key in ("checkpoint", "extra:b.pt", "spec:model.onnx", "scores", "negatives_predictions", "gate_reference"):
+        assert exchange_id(cfg, {**base, key: "another"}) == rid, key
+    for key in ("manifest", "store", "library:stamps"):
+        assert exchange_id(cfg, {**base, key: "changed"}) != rid, key
+    assert exchange_id(cfg.model_copy(update={"checkpoint": "b.pt", "out": "elsewhere", "device": "cuda",
+                                              "batch_size": 7}), base) == rid
+    assert exchange_id(cfg.model_copy(update={"seed": cfg.seed + 1}), base) != rid
+    assert exchange_id(cfg.model_copy(update={"n_per_cell": cfg.n_per_cell + 1}), base) != rid
+
+
 def test_exported_onnx_and_torchscript_score_like_the_checkpoint(small_run, exported):
     out, rep = exported
     assert {f.name for f in out.iterdir()} >= {"model.onnx", "model.ts", "model.spec.yaml", "model.export.json"}
