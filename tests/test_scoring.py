@@ -102,6 +102,24 @@ def test_read_scores_gives_logits_rows_and_features_of_a_checked_file(tmp_path):
         read_scores(tmp_path / "junk.parquet", "r1", pd.Index(ids))
 
 
+def test_read_scores_keeps_ids_and_run_ids_as_written(tmp_path):
+    """Ids are text: manifest ids such as "NA", "nan", "None" or "007" and a run id of decimal digits with leading
+    zeros come back as written (a CSV reader's defaults would make them missing values or numbers); an empty field
+    is a missing value."""
+    from lensaudit.selection.scores_file import read_scores
+
+    ids = ["negative:NA", "NA", "nan", "None", "007", "positive:1e5"]
+    run_id = "0012345678901234"
+    _scores_csv(tmp_path / "s.csv", run_id=run_id, ids=ids, p=[0.5] * 6, features=False)
+    got = read_scores(tmp_path / "s.csv", run_id, pd.Index(ids))
+    assert list(got.index) == ids
+    _scores_csv(tmp_path / "d.csv", run_id=run_id, ids=["007", "42"], p=[0.5, 0.5], features=False)  # all digits
+    assert list(read_scores(tmp_path / "d.csv", run_id, pd.Index(["007", "42"])).index) == ["007", "42"]
+    (tmp_path / "e.csv").write_text(f"run_id,id,probability\n{run_id},a,0.5\n{run_id},b,\n")
+    with pytest.raises(InputError, match="line 3: probability nan of id 'b' is not a number"):
+        read_scores(tmp_path / "e.csv", run_id, pd.Index(["a", "b"]))
+
+
 def _exchange_scores(tmp_path, cutouts):
     """An ExchangeScores over a scores file and the export's cutout hashes, without a selection run around it."""
     from lensaudit.selection.scores_file import ExchangeScores, cutout_hashes, read_scores
@@ -258,6 +276,7 @@ def routes(small_run, exported, tmp_path_factory):
 
 
 def test_one_selection_function_through_checkpoint_onnx_torchscript_and_the_exchange(routes):
+    _the_run_records_which_scores_file_and_export_it_used(routes)   # first: this test sets the routes up
     tabs, recs, q = routes["tabs"], routes["recs"], routes["q"]
     p = recs["ck"]["probability"].to_numpy()
     assert 0.3 < (p >= q[0]).mean() < 0.7 and tabs["ck"]["k"].between(1, tabs["ck"]["n"] - 1).any()
@@ -524,7 +543,7 @@ def test_the_spark_engine_refuses_a_model_it_cannot_run(exported, small_run, tmp
     assert not (tmp_path / "p").exists()
 
 
-def test_the_run_records_which_scores_file_and_export_it_used(routes):
+def _the_run_records_which_scores_file_and_export_it_used(routes):
     """The summary of an imported run names its scores: kind exchange, the file, its SHA-256, the export's run id,
     whether features came with it; the ONNX route names its model file and spec."""
     import json
