@@ -120,6 +120,27 @@ def test_read_scores_keeps_ids_and_run_ids_as_written(tmp_path):
         read_scores(tmp_path / "e.csv", run_id, pd.Index(["a", "b"]))
 
 
+def test_read_scores_takes_feature_columns_in_any_order_and_refuses_text_where_numbers_belong(tmp_path):
+    """feature_0 .. feature_{F-1} in any column order (feature_10 after feature_9, not after feature_1) give the
+    features in index order; a column feature_x, or text in a probability or feature, is refused naming the line."""
+    from lensaudit.selection.scores_file import read_scores
+
+    ids = ["a", "b"]
+    df = pd.DataFrame({"run_id": "r", "id": ids, "probability": [0.1, 0.9]})
+    for j in (10, 2, 0, 1, 9, 3, 4, 5, 6, 7, 8):
+        df[f"feature_{j}"] = [j, 100 + j]
+    df.to_csv(tmp_path / "f.csv", index=False)
+    feats = read_scores(tmp_path / "f.csv", "r", pd.Index(ids)).attrs["features"]
+    assert feats.tolist() == [list(range(11)), [100 + j for j in range(11)]]
+    bad = {"feature_x": (df.assign(feature_x=1.0), "feature columns must be feature_0"),
+           "text probability": (df.assign(probability=["0.1", "high"]), "line 3: probability high of id 'b'"),
+           "text feature": (df.assign(feature_3=["1", "abc"]), "line 3: a feature of id 'b' is not a finite number")}
+    for d, match in bad.values():
+        d.to_csv(tmp_path / "b.csv", index=False)
+        with pytest.raises(InputError, match=match):
+            read_scores(tmp_path / "b.csv", "r", pd.Index(ids))
+
+
 def _exchange_scores(tmp_path, cutouts):
     """An ExchangeScores over a scores file and the export's cutout hashes, without a selection run around it."""
     from lensaudit.selection.scores_file import ExchangeScores, cutout_hashes, read_scores
@@ -519,6 +540,10 @@ def test_a_model_without_features_is_gated_in_a_stated_reference_networks_featur
     write_predictions(score_manifest(small_run / "ck.pt", aud, st, features=True), tmp_path / "other.parquet", model)
     with pytest.raises(InputError, match="were not scored with the selection run's reference network"):
         run_realism(RealismConfig(**base, reference_predictions=str(tmp_path / "other.parquet")))
+    # a predictions table made outside lensaudit (no stamp, no checkpoint SHA-256) is refused for the same reason
+    pd.read_parquet(tmp_path / "ref.parquet").to_parquet(tmp_path / "external.parquet")
+    with pytest.raises(InputError, match=r"were not scored with .* \(SHA-256 None vs"):
+        run_realism(RealismConfig(**base, reference_predictions=str(tmp_path / "external.parquet")))
     t = run_realism(RealismConfig(**base, reference_predictions=str(tmp_path / "ref.parquet")))
     assert t["features_from"].str.contains("reference network's \\(bottleneck_resnet, ck.pt").all()
     assert t["probe_auc"].between(0, 1).all() and len(t) == 2
