@@ -540,6 +540,12 @@ def test_a_model_without_features_is_gated_in_a_stated_reference_networks_featur
     write_predictions(score_manifest(small_run / "ck.pt", aud, st, features=True), tmp_path / "other.parquet", model)
     with pytest.raises(InputError, match="were not scored with the selection run's reference network"):
         run_realism(RealismConfig(**base, reference_predictions=str(tmp_path / "other.parquet")))
+    # the right network's scores without its features: refused naming the column
+    write_predictions(score_manifest(small_run / "ck.pt", aud, st), tmp_path / "nofeat_ref.parquet", small_run / "ck.pt")
+    from lensaudit.errors import LensauditError
+
+    with pytest.raises(LensauditError, match=r"nofeat_ref.parquet: missing required column\(s\) \['features'\]"):
+        run_realism(RealismConfig(**base, reference_predictions=str(tmp_path / "nofeat_ref.parquet")))
     # a predictions table made outside lensaudit (no stamp, no checkpoint SHA-256) is refused for the same reason
     pd.read_parquet(tmp_path / "ref.parquet").to_parquet(tmp_path / "external.parquet")
     with pytest.raises(InputError, match=r"were not scored with .* \(SHA-256 None vs"):
