@@ -589,3 +589,12 @@ def _the_run_records_which_scores_file_and_export_it_used(routes):
     onnx_model = json.loads(SelectionRunDir(tmp / "onnx").summary.read_text())["model"]
     assert onnx_model["kind"] == "onnx" and onnx_model["path"].endswith("model.onnx")
     assert onnx_model["sha256"] == sha256_file(onnx_model["path"]) and onnx_model["spec"]["bands"] == ["g", "r", "z"]
+
+
+def test_the_gate_says_whose_features_it_compared():
+    from lensaudit.realism.gate import features_note
+
+    own = "the audited model's own penultimate features"
+    assert features_note(None) == own and features_note({"source": "model"}) == own
+    ref = features_note({"source": "reference", "arch": "resnet18", "path": "/x/ref.pt", "sha256": "ab" * 32})
+    assert ref.startswith("the reference network's (resnet18, ref.pt") and own not in ref
