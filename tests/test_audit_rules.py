@@ -564,6 +564,8 @@ def test_the_gate_over_a_selection_run_writes_its_table_lenses_and_report(monkey
     assert doc["n_real_without_cutout"] == 2 and doc["real_measured_fraction"] == pytest.approx(22 / 24)
     assert set(doc["details"]) == {"a", "b"} and doc["details"]["a"]["n_matched_real"] == table["n_real"].iat[0]
     assert [f["family"] for f in doc["families"]] == ["a", "b"]
+    own = "the audited model's own penultimate features"      # the summary names no reference network
+    assert table["features_from"].tolist() == [own, own] and doc["features_from"] == {"source": "model", "note": own}
     # again into the same folder, one family by name; an unknown family, or none with enough objects, is an error
     assert gate.run_realism(cfg.model_copy(update={"families": ("b",)}))["family"].tolist() == ["b"]
     with pytest.raises(InputError, match=r"\['zzz'\]"):

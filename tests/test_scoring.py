@@ -3,6 +3,8 @@ selection function through every route (issue 30)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -551,7 +553,13 @@ def test_a_model_without_features_is_gated_in_a_stated_reference_networks_featur
     with pytest.raises(InputError, match=r"were not scored with .* \(SHA-256 None vs"):
         run_realism(RealismConfig(**base, reference_predictions=str(tmp_path / "external.parquet")))
     t = run_realism(RealismConfig(**base, reference_predictions=str(tmp_path / "ref.parquet")))
-    assert t["features_from"].str.contains("reference network's \\(bottleneck_resnet, ck.pt").all()
+    from lensaudit.artifacts import RealismDir, SelectionRunDir
+    from lensaudit.realism.gate import features_note
+
+    ff = json.loads(SelectionRunDir(tmp_path / "run").summary.read_text())["features_from"]
+    note = features_note(ff)
+    assert note.startswith("the reference network's (bottleneck_resnet, ck.pt") and t["features_from"].tolist() == [note] * 2
+    assert json.loads(RealismDir(tmp_path / "real").report.read_text())["features_from"] == {**ff, "note": note}
     assert t["probe_auc"].between(0, 1).all() and len(t) == 2
 
 
