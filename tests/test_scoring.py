@@ -594,6 +594,8 @@ def _the_run_records_which_scores_file_and_export_it_used(routes):
     got = json.loads(SelectionRunDir(tmp / "exchange").summary.read_text())["model"]
     assert got == {"kind": "exchange", "path": str(tmp / "scores.csv"), "sha256": sha256_file(tmp / "scores.csv"),
                    "run_id": routes["run_id"], "features": True}
+    ck = json.loads(SelectionRunDir(tmp / "ck").summary.read_text())
+    assert ck["features_from"] == {"source": "model"}          # the records keep the audited model's own features
     onnx_model = json.loads(SelectionRunDir(tmp / "onnx").summary.read_text())["model"]
     assert onnx_model["kind"] == "onnx" and onnx_model["path"].endswith("model.onnx")
     assert onnx_model["sha256"] == sha256_file(onnx_model["path"]) and onnx_model["spec"]["bands"] == ["g", "r", "z"]
