@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "mutation.json"
 EQUIV = ROOT / "benchmarks" / "mutation_equivalents.yaml"
 LEDGER = ROOT / "benchmarks" / "results" / "mutation_ledger.json"
+#: modules whose unchecked mutants stand as a seeded random sample (drawn, with its test and power, before it ran)
+SAMPLES = ROOT / "benchmarks" / "mutation_samples.json"
 #: one letter per mutmut status in the ledger
 CODE = {"killed": "k", "survived": "s", "no tests": "n", "timeout": "t", "not checked": ".", "suspicious": "?",
         "skipped": "-", "caught by type check": "c", "check was interrupted by user": "i", "segfault": "x"}
@@ -106,6 +108,48 @@ def with_ledger(res: dict[str, str], hashes: dict[str, str], ledger: dict) -> tu
                                                           for i in range(1, max(by) + 1))}
            for fn, by in sorted(by_fn.items()) if any(v != "not checked" for v in by.values())}
     return out, new
+
+
+def sampled_estimate(rec: dict, statuses: dict[str, str], equivalent_names: set[str],
+                     hashes: dict[str, str], module: str) -> dict:
+    """A module's score estimated from its census (mutants outside the sample's population, each checked) and a
+    random sample of the population, with the test stated in ``rec`` (``benchmarks/mutation_samples.json``).
+
+    ``statuses``: every mutant's status in this report; ``equivalent_names``: mutants judged equivalent. The
+    sample's survivors count with their *first-pass* verdicts (``rec["first_pass"]``, kept from the first report
+    in which the whole sample was checked), so tests written afterwards for the sample's own survivors do not
+    lower the estimated survivor rate of the mutants nobody ran. Returns the figures and ``passes``."""
+    from scipy.stats import beta
+
+    stale = sorted(fn for fn, h in rec["function_hashes"].items() if hashes.get(f"{module}.{fn}") != h)
+    if stale:
+        return {"status": "stale: the source of these functions changed after the draw", "functions": stale}
+    pop, sample = set(rec["population"]), list(rec["sample"])
+    first = rec.get("first_pass") or {}
+    verdict = {m: first.get(m, statuses.get(m, "not checked")) for m in sample}
+    pending = [m for m, v in verdict.items() if v == "not checked"]
+    census = Counter()
+    for name, st in statuses.items():
+        if _module(name) != module or name in pop or st == "not checked":
+            continue
+        census["equivalent" if name in equivalent_names and st in ("survived", "no tests")
+               else "killed" if st in ("killed", "timeout") else "survived"] += 1
+    k = sum(v in ("killed", "timeout") for v in verdict.values())
+    e = sum(v in ("survived", "no tests") and m in equivalent_names for m, v in verdict.items())
+    sv = sum(v in ("survived", "no tests") and m not in equivalent_names for m, v in verdict.items())
+    n_pop, n, m = len(pop), len(sample), k + sv
+    out = {"population": n_pop, "sample": n, "seed": rec["seed"], "census_killed": census["killed"],
+           "census_survived": census["survived"], "census_equivalent": census["equivalent"],
+           "sample_killed": k, "sample_survived_first_pass": sv, "sample_equivalent": e, "sample_pending": len(pending)}
+    if pending or not m:
+        return {**out, "status": f"{len(pending)} sampled mutant(s) not checked yet", "passes": None}
+    r_up = float(beta.ppf(0.95, sv + 1, m - sv)) if sv < m else 1.0
+    n_ne = n_pop * m / n
+    kc, sc = census["killed"], census["survived"]
+    est = (kc + n_ne * k / m) / (kc + sc + n_ne)
+    low = (kc + n_ne * (1 - r_up)) / (kc + sc + n_ne)
+    return {**out, "survivor_rate_upper95": round(r_up, 4), "score_estimate": round(est, 4),
+            "score_lower95": round(low, 4), "passes": bool(low >= 0.90), "status": "complete"}
 
 
 def diff(name: str) -> list[str]:
@@ -190,6 +234,10 @@ def markdown_table(report: dict, prefixes: list[str]) -> str:
         score = "not measured" if m.get("score") is None else f"{m['score']:.3f}"
         if m.get("not_checked"):
             score += f" ({m['not_checked']} not checked)"
+        smp = m.get("sampled") or {}
+        if smp.get("status") == "complete":
+            score += (f"; {smp['sample']} of the {smp['population']} unchecked drawn at random: estimate "
+                      f"{smp['score_estimate']:.3f}, 95% lower bound {smp['score_lower95']:.3f}")
         rows.append(f"| `{short.replace('.', '/')}` | {m.get('killed', 0)} | {m.get('equivalent', 0)} | "
                     f"{m.get('survived', 0) + m.get('no_tests', 0)} | {score} |")
     return "\n".join(rows)
@@ -275,6 +323,14 @@ def main() -> int:
                     fns[fn][st] = n
                 modules[mod]["functions"] = dict(fns)
         tot.update({k: v for k, v in c.items() if k in ("killed", "survived", "no_tests", "equivalent")})
+    samples = json.loads(SAMPLES.read_text()) if SAMPLES.is_file() else {}
+    equivalent_names = {x["mutant"] for x in equivalents}
+    for mod, rec in samples.items():
+        if rec.get("first_pass") is None and all(res.get(m, "not checked") != "not checked" for m in rec["sample"]):
+            rec["first_pass"] = {m: res[m] for m in rec["sample"]}     # the whole sample checked: its first verdicts
+            SAMPLES.write_text(json.dumps(samples, indent=1, ensure_ascii=False) + "\n")
+        if mod in modules:
+            modules[mod]["sampled"] = sampled_estimate(rec, res, equivalent_names, hashes, mod)
     tested = tot["killed"] + tot["survived"] + tot["no_tests"]
     report = {
         "tool": "mutmut " + subprocess.run([*MUTMUT, "--version"], capture_output=True, text=True).stdout.strip(),
