@@ -1222,3 +1222,68 @@ def test_a_selection_run_summary_counts_empty_cells_caps_left_out_ids_and_times_
     assert s["cells"] == 4 and s["cells_without_hosts"] == 1       # hosts fill PSF x depth cells: 0.1-0.2 arcsec is empty
     assert s["hosts_left_out"]["made_up"] == {"n": 30, "ids": [f"x{k}" for k in range(20)]}
     assert s["families"]["sersic"]["seconds"] == 1.1 and s["families"]["sersic"]["n_injections"] == 6
+
+
+class _FakeScorer:
+    """A stand-in model: whether it gives features, and the cache each call of ``score`` received."""
+
+    def __init__(self, has_features: bool, path: str = "fake.onnx"):
+        self.has_features, self.path, self.kind, self.caches = has_features, path, "onnx", []
+
+    def score(self, cutouts, features=False, cache=None):
+        self.caches.append(cache)
+        return np.zeros(len(cutouts)), None
+
+
+def test_the_scorer_loads_a_gate_reference_only_when_features_are_asked_of_a_model_without_them(monkeypatch):
+    """``gate_reference`` is read only for ``features: true`` with a model that gives none: with features off, or a
+    model with its own, no reference is loaded, whether one is set or not (the records then keep no reference)."""
+    import lensaudit.scoring as scoring
+    from lensaudit.selection.run import _Scorer
+
+    loaded = []
+    monkeypatch.setattr(scoring, "load_scorer", lambda p, *a, **k: loaded.append(p) or _FakeScorer(True, str(p)))
+    for own, reference, features in [(False, None, False), (False, "ref.pt", False), (True, "ref.pt", True),
+                                     (True, None, False)]:
+        sc = _Scorer(None, "cpu", 8, exchanged=_FakeScorer(own), reference=reference, features=features)
+        assert sc.reference is None and sc.features_from() == {"source": "model"}, (own, reference, features)
+    assert loaded == []
+    with pytest.raises(InputError, match="must be a lensaudit checkpoint"):   # asked for, and then loaded
+        _Scorer(None, "cpu", 8, exchanged=_FakeScorer(False), reference="ref.pt", features=True)
+    assert loaded == ["ref.pt"]
+
+
+def test_extra_models_share_one_preprocessing_cache_per_set_of_cutouts():
+    """Every extra model of one scoring call gets the same cache (members trained with one config preprocess the
+    cutouts once), and each call starts a new one (another set of cutouts)."""
+    from lensaudit.selection.run import _Scorer
+
+    sc = object.__new__(_Scorer)
+    sc.extra = {"a": _FakeScorer(False), "b": _FakeScorer(False)}
+    cut = np.zeros((2, 3, 5, 5), np.float32)
+    sc.extras(cut)
+    sc.extras(cut)
+    a, b = sc.extra["a"].caches, sc.extra["b"].caches
+    assert all(isinstance(c, dict) for c in a + b)
+    assert a[0] is b[0] and a[1] is b[1] and a[0] is not a[1]
+
+
+def test_the_inputs_fingerprint_covers_the_spec_files_of_the_model_and_of_every_extra_model(tmp_path):
+    """An ONNX or TorchScript model's spec (its bands, preprocessing, outputs) decides its scores as much as the model
+    file: the spec beside the main model and beside each extra model keys the run's reuse."""
+    from lensaudit.selection.run import input_fingerprints
+    from lensaudit.utils.io import sha256_file
+
+    for name in ("main.onnx", "main.spec.yaml", "twin.onnx", "twin.spec.yaml", "manifest.parquet"):
+        (tmp_path / name).write_text(name)
+    cfg = _sel_cfg(tmp_path, tmp_path / "out", checkpoint=str(tmp_path / "main.onnx"),
+                   extra_checkpoints={"twin": str(tmp_path / "twin.onnx")})
+
+    class _Store:
+        @staticmethod
+        def fingerprint() -> str:
+            return "store"
+
+    out = input_fingerprints(cfg, _Store())
+    assert set(out) == {"checkpoint", "manifest", "store", "extra:twin", "spec:checkpoint", "spec:extra:twin"}
+    assert out["spec:extra:twin"] == sha256_file(tmp_path / "twin.spec.yaml") != out["spec:checkpoint"]
