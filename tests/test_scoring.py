@@ -324,6 +324,14 @@ def test_one_selection_function_through_checkpoint_onnx_torchscript_and_the_exch
                           features=True).set_index("id").loc[aud["id"]]
     np.testing.assert_allclose(got["probability"], want["probability"], atol=1e-5)
     np.testing.assert_allclose(np.stack(got["features"]), np.stack(want["features"]), atol=1e-4)
+    # and with a scored predictions table's metadata (write_predictions' keys): the scores file in the model's place
+    from lensaudit.artifacts import read_artifact_meta
+    from lensaudit.artifacts.kinds import PREDICTIONS
+    from lensaudit.utils.io import sha256_file
+
+    meta = read_artifact_meta(routes["tmp"] / "exchange" / "exchange" / "predictions.parquet", PREDICTIONS)
+    assert meta == {"checkpoint": str(routes["tmp"] / "scores.csv"), "arch": "exchange", "n_missing": 0,
+                    "checkpoint_sha256": sha256_file(routes["tmp"] / "scores.csv")}
 
 
 @pytest.mark.parametrize("damage, match", [
