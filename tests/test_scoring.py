@@ -332,6 +332,12 @@ def test_one_selection_function_through_checkpoint_onnx_torchscript_and_the_exch
     meta = read_artifact_meta(routes["tmp"] / "exchange" / "exchange" / "predictions.parquet", PREDICTIONS)
     assert meta == {"checkpoint": str(routes["tmp"] / "scores.csv"), "arch": "exchange", "n_missing": 0,
                     "checkpoint_sha256": sha256_file(routes["tmp"] / "scores.csv")}
+    from lensaudit.artifacts import SelectionRunDir, read_doc
+    from lensaudit.artifacts.kinds import SELECTION_SUMMARY
+
+    rd = SelectionRunDir(routes["tmp"] / "exchange")
+    assert read_doc(rd.summary, SELECTION_SUMMARY)["exchange_predictions"] == str(rd.exchange_predictions)
+    assert "exchange_predictions" not in read_doc(SelectionRunDir(routes["tmp"] / "ck").summary, SELECTION_SUMMARY)
 
 
 @pytest.mark.parametrize("damage, match", [
