@@ -1093,11 +1093,17 @@ def test_prior_intervals_may_be_points_and_are_checked_against_each_physical_lim
 @pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`:UserWarning")
 def test_compiled_engine_gives_the_eager_injections():
     """``engine.compile``: the torch.compile'd ray tracing and source light give the eager path's injections and
-    records to float32 round-off (a fast path, not another model): flux within 1e-4 of the arc's peak."""
+    records to float32 round-off (a fast path, not another model): flux within 1e-4 of the arc's peak. The render
+    step compiles whole: nothing in it reads a value on the host (the SIE's branch and the Sersic constants are
+    found before it), so torch's tracer breaks no graph."""
+    from torch._dynamo.utils import counters
+
     p = draw_parameters(Priors(), SERSIC, 10, np.arange(8))       # two chunks of one shape: a single compilation
     hosts, fwhm = _hosts(8, seed=3), np.full((8, 3), 1.3)
     eager, rec = InjectionEngine(build_family(SERSIC), EngineConfig(chunk=4)).inject(hosts, fwhm, p)
+    counters.clear()
     fast, rec_fast = InjectionEngine(build_family(SERSIC), EngineConfig(chunk=4, compile=True)).inject(hosts, fwhm, p)
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"], dict(counters["graph_break"])
     arc = eager - hosts
     assert np.abs(arc).max() > 0.05
     np.testing.assert_allclose(fast, eager, rtol=0, atol=1e-4 * np.abs(arc).max())
@@ -1113,3 +1119,24 @@ def test_the_engine_compiles_its_render_step_only_when_asked():
     assert eager._render == eager.render_unit
     fast = InjectionEngine(build_family(SERSIC), EngineConfig(chunk=4, compile=True))
     assert fast._render != fast.render_unit and fast._render.__wrapped__ == fast.render_unit   # torch.compile's wrapper
+
+
+def test_families_hand_the_engine_the_sersic_constants_its_profiles_would_compute():
+    """``constants``: b_n and the total flux of the Sersic body (the clumpy disc: n = 1), the values
+    ``sersic_unit_flux`` computes itself; the profiles read them from the parameters (a wrong one changes them)."""
+    from lensaudit.inject.families import params_to_tensors
+    from lensaudit.lensing.light import sersic_b, sersic_total
+
+    for fam_cfg, pre, n_col in ((SERSIC, "src", "src_n"), (FamilyConfig(name="c", kind="clumpy"), "disc", None)):
+        fam = build_family(fam_cfg)
+        p = params_to_tensors(draw_parameters(Priors(), fam_cfg, 4, np.arange(5)), torch.float32, torch.device("cpu"))
+        n = p[n_col] if n_col else torch.ones_like(p["src_re"])
+        c = fam.constants(p)
+        assert set(c) == {f"{pre}_b", f"{pre}_total"} and all(v.dtype == torch.float32 for v in c.values())
+        np.testing.assert_array_equal(c[f"{pre}_b"].numpy(), np.float32(sersic_b(n)))
+        np.testing.assert_array_equal(c[f"{pre}_total"].numpy(), np.float32(sersic_total(p["src_re"], n)))
+        g = torch.linspace(-1.5, 1.5, 21).repeat(5, 1, 1)
+        bx, by = g, g.transpose(-1, -2)
+        assert torch.equal(fam.sb(bx, by, {**p, **c}), fam.sb(bx, by, p))
+        assert not torch.equal(fam.sb(bx, by, {**p, **c, f"{pre}_b": 1.1 * c[f"{pre}_b"]}), fam.sb(bx, by, p))
+    assert build_family(FamilyConfig(name="p", kind="planted")).constants(p) != {}       # planted is a Sersic

@@ -158,3 +158,48 @@ def test_batched_sie_gradients_stay_finite_in_a_batch_mixing_spherical_and_ellip
     xs, ys = x[0], 0.3 * x[0] + 0.1
     r = torch.hypot(xs, ys)
     assert te.grad[0].item() == pytest.approx(((xs + ys) / r).sum().item(), rel=1e-9)
+
+
+def test_the_sie_branch_is_found_once_per_batch_and_given_back_gives_the_same_deflections(device):
+    """``sie_branch`` names the formulas a batch needs (checking q in (0, 1]); given to ``sie_deflection`` or
+    ``ray_trace`` it gives bit for bit what they find themselves, so a compiled caller can find it on the host."""
+    from lensaudit.lensing.mass import Q_SPHERICAL, sie_branch
+
+    p, x, y = _params()
+    X, Y = torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
+    cases = {"mixed": p["q"], "spherical": np.r_[1.0, 1 - 1e-7, 1.0, 1.0, 1.0, 1.0],
+             "elliptical": np.r_[0.3, 0.5, Q_SPHERICAL, 0.9, 0.99, 0.7]}
+    for want, q in cases.items():
+        qt = torch.as_tensor(q, device=device)
+        assert sie_branch(qt) == sie_branch(q) == want
+        a = sie_deflection(X, Y, p["theta_e"], qt, p["phi"], p["x0"], p["y0"])
+        b = sie_deflection(X, Y, p["theta_e"], qt, p["phi"], p["x0"], p["y0"], branch=want)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        r = ray_trace(X, Y, p["theta_e"], qt, p["phi"], p["g1"], p["g2"], branch=want)
+        assert all(torch.equal(u, v) for u, v in zip(r, ray_trace(X, Y, p["theta_e"], qt, p["phi"], p["g1"], p["g2"]), strict=True))
+    assert sie_branch(0.5) == "elliptical" and sie_branch(1.0) == "spherical"
+    for bad in (0.0, 1.0 + 1e-6, -0.2):
+        with pytest.raises(ValueError, match="axis ratio q outside"):
+            sie_branch(np.r_[0.5, bad])
+        with pytest.raises(ValueError, match="axis ratio q outside"):
+            sie_deflection(x[:2], y[:2], 1.0, np.r_[0.5, bad], 0.0)
+    with pytest.raises(ValueError, match="branch 'round' is not spherical, elliptical or mixed"):
+        sie_deflection(X, Y, p["theta_e"], p["q"], p["phi"], branch="round")
+    # a wrong branch is the caller's error, and it shows: the elliptical formula at q = 1 is 0/0
+    assert not torch.isfinite(sie_deflection(X[:1], Y[:1], 1.0, 1.0, 0.0, branch="elliptical")[0]).all()
+
+
+def test_sersic_constants_given_by_the_caller_are_the_ones_used():
+    """``sersic(b=)`` and ``sersic_unit_flux(b=, total=)``: the values the functions would compute give the same
+    profile bit for bit; other values change it (they are read, not ignored)."""
+    from lensaudit.lensing.light import sersic, sersic_b, sersic_total, sersic_unit_flux
+
+    x = torch.linspace(-2, 2, 41, dtype=torch.float32).repeat(3, 1)
+    y = 0.4 * x + 0.1
+    re, n = torch.tensor([0.3, 0.8, 1.5]), torch.tensor([0.7, 1.0, 4.0])
+    b, tot = sersic_b(n), sersic_total(re, n)
+    assert torch.equal(sersic(x, y, re, n, 0.6, 0.2), sersic(x, y, re, n, 0.6, 0.2, b=b))
+    assert torch.equal(sersic_unit_flux(x, y, re, n, 0.6, 0.2), sersic_unit_flux(x, y, re, n, 0.6, 0.2, b=b, total=tot))
+    assert not torch.equal(sersic(x, y, re, n, 0.6, 0.2), sersic(x, y, re, n, 0.6, 0.2, b=b * 1.01))
+    assert torch.allclose(sersic_unit_flux(x, y, re, n, 0.6, 0.2, b=b, total=2 * tot),
+                          sersic_unit_flux(x, y, re, n, 0.6, 0.2) / 2, rtol=1e-6)

@@ -29,7 +29,7 @@ from lensaudit.inject.config import EngineConfig
 from lensaudit.inject.families import SourceFamily, params_to_tensors
 from lensaudit.inject.params import check_parameters
 from lensaudit.inject.psf import fft_convolve, psf_kernels
-from lensaudit.lensing.mass import ray_trace
+from lensaudit.lensing.mass import ray_trace, sie_branch
 from lensaudit.survey.arcphot import edge_strips
 from lensaudit.survey.constants import MAG_ZEROPOINT, PIXEL_SCALE_ARCSEC
 from lensaudit.utils.alloc import keep_freed_memory
@@ -99,11 +99,14 @@ class InjectionEngine:
         self._render = torch.compile(self.render_unit) if self.cfg.compile else self.render_unit
 
     # ------------------------------------------------------------------ rendering
-    def render_unit(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, 3, L, L) lensed flux per pixel (nanomaggies) of the unit-r source, before the PSF."""
+    def render_unit(self, p: dict[str, torch.Tensor], branch: str | None = None) -> torch.Tensor:
+        """(B, 3, L, L) lensed flux per pixel (nanomaggies) of the unit-r source, before the PSF. ``branch``: the
+        batch's :func:`~lensaudit.lensing.mass.sie_branch` (found here when None); ``p`` may hold the family's
+        :meth:`~lensaudit.inject.families.SourceFamily.constants`."""
         b = p["theta_e"].shape[0]
         x, y = self._x.expand(b, -1, -1), self._y.expand(b, -1, -1)
-        bx, by = ray_trace(x, y, p["theta_e"], p["q_lens"], p["phi_lens"], p["gamma1"], p["gamma2"], p["x0"], p["y0"])
+        bx, by = ray_trace(x, y, p["theta_e"], p["q_lens"], p["phi_lens"], p["gamma1"], p["gamma2"], p["x0"], p["y0"],
+                           branch=branch)
         sb = self.family.sb(bx, by, p)                                   # nmgy / arcsec^2
         s = self.cfg.oversample
         flux = F.avg_pool2d(sb, s) * PIXEL_SCALE_ARCSEC**2 if s > 1 else sb * PIXEL_SCALE_ARCSEC**2   # block sum
@@ -115,7 +118,10 @@ class InjectionEngine:
         """(B, 3, M, M) final-pixel arcs in nanomaggies (M = box + kernel - 1, centred on the stamp centre)
         and the derived quantities (magnitudes, magnifications)."""
         p = params_to_tensors(params, self.dtype, self.device)
-        unit = self._render(p)
+        # what is read on the host (SciPy's constants, the SIE's branch) is found before the render step, so that
+        # the compiled render is one graph and a GPU does not wait on it
+        p.update(self.family.constants(p))
+        unit = self._render(p, sie_branch(p["q_lens"]))
         src = self.family.source_flux(p)                                 # (B, 3) unlensed, unit r
         lensed_r = unit[:, 1].sum(dim=(-2, -1))
         if "arc_mag_r_target" in p:

@@ -28,7 +28,7 @@ from scipy.special import gammaincinv
 
 from lensaudit.inject.config import FamilyConfig
 from lensaudit.inject.params import MAX_KNOTS
-from lensaudit.lensing.light import gaussian_unit_flux, sersic_b, sersic_unit_flux
+from lensaudit.lensing.light import gaussian_unit_flux, sersic_b, sersic_total, sersic_unit_flux
 from lensaudit.sources.library import curve_of_growth
 
 
@@ -45,6 +45,13 @@ def params_to_tensors(params: pd.DataFrame, dtype: torch.dtype, device: torch.de
 def colour_ratios(g_r: torch.Tensor, r_z: torch.Tensor) -> torch.Tensor:
     """(B, 3) flux ratios (g, r, z) / r of AB colours."""
     return torch.stack([10 ** (-0.4 * g_r), torch.ones_like(g_r), 10 ** (0.4 * r_z)], dim=-1)
+
+
+def _sersic_constants(r_e: torch.Tensor, n: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
+    """``{prefix}_b`` and ``{prefix}_total`` of Sersic profiles (the values ``sersic_unit_flux`` would compute from
+    these tensors itself), as tensors of ``r_e``'s dtype and device."""
+    as_t = lambda v: torch.as_tensor(np.asarray(v), dtype=r_e.dtype, device=r_e.device)   # noqa: E731
+    return {f"{prefix}_b": as_t(sersic_b(n)), f"{prefix}_total": as_t(sersic_total(r_e, n))}
 
 
 def _col(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -71,6 +78,11 @@ class SourceFamily:
         """(B, 3) unlensed g, r, z flux of the unit-r source (nanomaggies)."""
         return colour_ratios(p["g_r"], p["r_z"])
 
+    def constants(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-source constants that SciPy computes on the host (Sersic b_n, total flux), as tensors like ``p``'s,
+        for ``sb`` to read from ``p``: the engine adds them before its (possibly compiled) render step."""
+        return {}
+
     def sb(self, bx: torch.Tensor, by: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, 3, H, W) surface brightness (nanomaggies / arcsec^2) of the unit-r source; (B, 1, H, W) in r when
         :attr:`achromatic`."""
@@ -86,10 +98,13 @@ class Sersic(SourceFamily):
 
     achromatic = True
 
+    def constants(self, p):
+        return _sersic_constants(p["src_re"], p["src_n"], "src")
+
     def sb(self, bx, by, p):
         """(B, 1, H, W): one profile; the engine applies the colours after block-summing (3x less work)."""
         prof = sersic_unit_flux(bx - _col(p["beta_x"], bx), by - _col(p["beta_y"], by), p["src_re"], p["src_n"],
-                                p["src_q"], p["src_phi"])
+                                p["src_q"], p["src_phi"], b=p.get("src_b"), total=p.get("src_total"))
         return prof[:, None]
 
     def sizes(self, params):
@@ -125,9 +140,13 @@ class Clumpy(SourceFamily):
         has = (p["n_knots"] > 0)[:, None]
         return torch.where(has, (1 - kf) * disc + kf * knots, disc)
 
+    def constants(self, p):
+        return _sersic_constants(p["src_re"], torch.ones_like(p["src_re"]), "disc")
+
     def sb(self, bx, by, p):
         dx, dy = bx - _col(p["beta_x"], bx), by - _col(p["beta_y"], by)
-        disc = sersic_unit_flux(dx, dy, p["src_re"], torch.ones_like(p["src_re"]), p["src_q"], p["src_phi"])
+        disc = sersic_unit_flux(dx, dy, p["src_re"], torch.ones_like(p["src_re"]), p["src_q"], p["src_phi"],
+                                b=p.get("disc_b"), total=p.get("disc_total"))
         has = p["n_knots"] > 0
         kf = torch.where(has, p["knot_fraction"], torch.zeros_like(p["knot_fraction"]))
         out = disc[:, None] * ((1 - kf)[:, None] * colour_ratios(p["g_r"], p["r_z"]))[..., None, None]

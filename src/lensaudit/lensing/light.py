@@ -26,15 +26,16 @@ def sersic_b(n):
     return float(b) if np.ndim(b) == 0 else b
 
 
-def sersic(x, y, r_e, n, q=1.0, phi=0.0, soft: float = 0.0):
+def sersic(x, y, r_e, n, q=1.0, phi=0.0, soft: float = 0.0, *, b=None):
     """Elliptical Sersic profile, 1 at r = r_e (circularised half-light radius, arcsec); ``soft`` core (arcsec).
 
     NumPy or PyTorch (:mod:`lensaudit.lensing.arrays`): scalar parameters, or parameters of shape (B,)
-    for positions of shape (B, ...).
+    for positions of shape (B, ...). ``b``: :func:`sersic_b` of ``n``, when the caller has it (SciPy computes it
+    on the host: compiled code passes it in).
     """
     xp = namespace(x)
     x, y = as_positions(x, xp), as_positions(y, xp)
-    b = per_lens(sersic_b(n), x, xp)
+    b = per_lens(sersic_b(n) if b is None else b, x, xp)
     r_e, n, q, phi = (per_lens(v, x, xp) for v in (r_e, n, q, phi))
     c, s = xp.cos(phi), xp.sin(phi)
     xr = c * x + s * y
@@ -52,11 +53,12 @@ def sersic_total(r_e, n):
     return float(t) if np.ndim(t) == 0 else t
 
 
-def sersic_unit_flux(x, y, r_e, n, q=1.0, phi=0.0):
-    """Surface brightness (per arcsec^2) of an elliptical Sersic source of total flux 1 (NumPy or PyTorch)."""
-    prof = sersic(x, y, r_e, n, q, phi)
+def sersic_unit_flux(x, y, r_e, n, q=1.0, phi=0.0, *, b=None, total=None):
+    """Surface brightness (per arcsec^2) of an elliptical Sersic source of total flux 1 (NumPy or PyTorch);
+    ``b`` and ``total`` (:func:`sersic_b`, :func:`sersic_total`) when the caller has them."""
+    prof = sersic(x, y, r_e, n, q, phi, b=b)
     xp = namespace(prof)
-    return prof / per_lens(sersic_total(r_e, n), prof, xp)
+    return prof / per_lens(sersic_total(r_e, n) if total is None else total, prof, xp)
 
 
 def gaussian(x, y, sigma):

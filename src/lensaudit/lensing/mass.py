@@ -17,22 +17,38 @@ from lensaudit.lensing.arrays import as_positions, namespace, per_lens, to_numpy
 Q_SPHERICAL = 1 - 1e-6
 
 
-def sie_deflection(x, y, theta_e, q, phi, x0=0.0, y0=0.0):
+def sie_branch(q) -> str:
+    """Which of :func:`sie_deflection`'s formulas a batch of axis ratios needs: ``"spherical"`` (every q above
+    :data:`Q_SPHERICAL`), ``"elliptical"`` (none) or ``"mixed"``; checks q in (0, 1]. Reads the values on the host
+    (a GPU synchronises): call it once per batch, outside compiled code."""
+    xp = namespace(q)
+    q = as_positions(q, xp)                       # compared in its own dtype, as sie_deflection compares it
+    if bool(xp.any((q <= 0) | (q > 1))):
+        raise ValueError(f"sie_deflection: axis ratio q outside (0, 1] ({to_numpy(q).ravel()[:5]})")
+    sph = q > Q_SPHERICAL
+    return "spherical" if bool(xp.all(sph)) else "mixed" if bool(xp.any(sph)) else "elliptical"
+
+
+def sie_deflection(x, y, theta_e, q, phi, x0=0.0, y0=0.0, *, branch: str | None = None):
     """Deflection (alpha_x, alpha_y) in arcsec of an SIE at (x0, y0) for image positions (x, y).
 
     NumPy or PyTorch (:mod:`lensaudit.lensing.arrays`): scalar parameters, or for a batch of lenses
-    parameters of shape (B,) and positions of shape (B, ...). ``q`` in (0, 1].
+    parameters of shape (B,) and positions of shape (B, ...). ``q`` in (0, 1]. ``branch``: the batch's
+    :func:`sie_branch`, when the caller has it (then no parameter value is read on the host, so torch.compile
+    traces this function as one graph and a GPU does not synchronise); None: found (and q checked) here.
     """
     xp = namespace(x)
     x, y = as_positions(x, xp), as_positions(y, xp)
     te, q, phi = per_lens(theta_e, x, xp), per_lens(q, x, xp), per_lens(phi, x, xp)
-    if bool(xp.any((q <= 0) | (q > 1))):
-        raise ValueError(f"sie_deflection: axis ratio q outside (0, 1] ({to_numpy(q).ravel()[:5]})")
+    if branch is None:
+        branch = sie_branch(q)
+    elif branch not in ("spherical", "elliptical", "mixed"):
+        raise ValueError(f"sie_deflection: branch {branch!r} is not spherical, elliptical or mixed")
     dx, dy = x - per_lens(x0, x, xp), y - per_lens(y0, x, xp)
     c, s = xp.cos(phi), xp.sin(phi)
     xr, yr = c * dx + s * dy, -s * dx + c * dy
     spherical = q > Q_SPHERICAL
-    any_sph, all_sph = bool(xp.any(spherical)), bool(xp.all(spherical))
+    any_sph, all_sph = branch != "elliptical", branch == "spherical"
     if any_sph:
         r = xp.hypot(xr, yr) + 1e-12
         sis_x, sis_y = te * xr / r, te * yr / r
@@ -61,9 +77,10 @@ def shear_deflection(x, y, gamma1, gamma2, x0=0.0, y0=0.0):
     return g1 * dx + g2 * dy, g2 * dx - g1 * dy
 
 
-def ray_trace(x, y, theta_e, q, phi, gamma1=0.0, gamma2=0.0, x0=0.0, y0=0.0):
-    """Source-plane positions beta = x - alpha(x) for an SIE + shear centred at (x0, y0) (NumPy or PyTorch)."""
-    ax, ay = sie_deflection(x, y, theta_e, q, phi, x0, y0)
+def ray_trace(x, y, theta_e, q, phi, gamma1=0.0, gamma2=0.0, x0=0.0, y0=0.0, *, branch: str | None = None):
+    """Source-plane positions beta = x - alpha(x) for an SIE + shear centred at (x0, y0) (NumPy or PyTorch);
+    ``branch`` as in :func:`sie_deflection`."""
+    ax, ay = sie_deflection(x, y, theta_e, q, phi, x0, y0, branch=branch)
     sx, sy = shear_deflection(x, y, gamma1, gamma2, x0, y0)
     return x - ax - sx, y - ay - sy
 
