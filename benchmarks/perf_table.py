@@ -29,7 +29,8 @@ def _where(d: dict | None) -> str:
     if not d:
         return "not measured"
     ri = d.get("run_info", {})
-    dev = d.get("device") or d.get("gpu") or f"cpu, {d.get('workers') or d.get('cores') or d.get('threads') or '?'} cores"
+    dev = d.get("device") or d.get("gpu") or (f"{ri.get('cpu') or 'CPU model not recorded'}, "
+                                               f"{d.get('workers') or d.get('cores') or d.get('threads') or '?'} cores")
     return f"`{(ri.get('git_commit') or '?')[:7]}`, {ri.get('utc_time', '?')[:10]}, {dev}"
 
 

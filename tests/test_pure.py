@@ -342,3 +342,15 @@ def test_block_bootstraps_defaults_and_empty_replicates_are_quiet():
         w = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
         got = weighted_auc(np.array([True, True, False]), np.array([0.2, 0.9, 0.5]), w)
         assert np.isnan(got[0]) and got[1] == 0.5
+
+
+def test_run_info_names_the_cpu_model_timings_belong_to(tmp_path):
+    """Benchmarks compare only on one CPU model: provenance records it (from /proc/cpuinfo on Linux)."""
+    from lensaudit.utils.provenance import cpu_model, run_info
+
+    f = tmp_path / "cpuinfo"
+    f.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t: fpu\n")
+    assert cpu_model(f) == "Intel(R) Xeon(R) Processor"
+    f.write_text("processor\t: 0\nmodel name\t:   \n")                 # empty: fall back, never an empty name
+    assert cpu_model(f) and cpu_model(tmp_path / "absent")
+    assert run_info()["cpu"] == cpu_model()

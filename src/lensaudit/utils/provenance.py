@@ -45,6 +45,19 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; ``platform.processor()`` elsewhere, "unknown" when empty):
+    timings are comparable only on the same model."""
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def run_info(config: dict | None = None, config_sha256: str | None = None, seeds: dict | None = None,
              extra: dict | None = None) -> dict[str, Any]:
     """A provenance record for one run."""
@@ -53,6 +66,7 @@ def run_info(config: dict | None = None, config_sha256: str | None = None, seeds
         "utc_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command_line": sys.argv,
         "platform": platform.platform(),
+        "cpu": cpu_model(),
         "versions": library_versions(),
         "seeds": seeds or {},
     }
