@@ -1116,7 +1116,7 @@ def test_the_engine_compiles_its_render_step_only_when_asked():
     """compile: false renders with the eager method itself; compile: true wraps it with torch.compile (compiled on
     the first call; its injections equal the eager ones to float32 round-off: the slow test above)."""
     eager = InjectionEngine(build_family(SERSIC), EngineConfig(chunk=4))
-    assert eager._render == eager.render_unit
+    assert eager._render == eager._render_eager
     fast = InjectionEngine(build_family(SERSIC), EngineConfig(chunk=4, compile=True))
     assert fast._render != fast.render_unit and fast._render.__wrapped__ == fast.render_unit   # torch.compile's wrapper
 
@@ -1140,3 +1140,29 @@ def test_families_hand_the_engine_the_sersic_constants_its_profiles_would_comput
         assert torch.equal(fam.sb(bx, by, {**p, **c}), fam.sb(bx, by, p))
         assert not torch.equal(fam.sb(bx, by, {**p, **c, f"{pre}_b": 1.1 * c[f"{pre}_b"]}), fam.sb(bx, by, p))
     assert build_family(FamilyConfig(name="p", kind="planted")).constants(p) != {}       # planted is a Sersic
+
+
+def test_the_eager_render_in_sub_batches_gives_the_same_arcs():
+    """``render_batch``: ray tracing a chunk a few injections at a time (the CPU default, 8: its temporaries stay in
+    cache) gives the same pixels and records to float32 rounding (as the chunk size: how torch splits an elementwise
+    operation over threads and vector lanes depends on the array's length), whatever the sub-batch, for a chunk
+    mixing spherical and elliptical lenses, for every family kind with light of its own."""
+    for fam_cfg in (SERSIC, FamilyConfig(name="c", kind="clumpy")):
+        p = draw_parameters(Priors(), fam_cfg, 5, np.arange(11))
+        p.loc[p.index[[1, 6]], "q_lens"] = 1.0
+        hosts, fwhm = _hosts(11, seed=4), np.full((11, 3), 1.2)
+        ref, rec = InjectionEngine(build_family(fam_cfg), EngineConfig(chunk=11, render_batch=11)).inject(hosts, fwhm, p)
+        peak = np.abs(ref - hosts).max()
+        assert peak > 0.01
+        for rb in (1, 3, None):
+            got, rg = InjectionEngine(build_family(fam_cfg), EngineConfig(chunk=11, render_batch=rb)).inject(hosts, fwhm, p)
+            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * peak)
+            pd.testing.assert_frame_equal(rg, rec, rtol=1e-5)
+    eng = InjectionEngine(build_family(SERSIC), EngineConfig(chunk=11))
+    calls = []
+    real = eng.render_unit
+    eng.render_unit = lambda q, branch=None: calls.append((len(q["theta_e"]), branch)) or real(q, branch)
+    eng.inject(hosts, fwhm, draw_parameters(Priors(q_lens=(0.5, 0.9)), SERSIC, 5, np.arange(11)))
+    assert calls == [(8, "elliptical"), (3, "elliptical")]        # the CPU default, one branch for the chunk
+    with pytest.raises(ValueError, match="render_batch"):
+        EngineConfig(render_batch=0)

@@ -111,6 +111,11 @@ class EngineConfig(_Strict):
     keep_freed_memory: bool = Field(True, description="raise glibc's mmap/trim thresholds so freed tensors are reused "
                                                       "(about 2.5x faster on CPU; see lensaudit.utils.alloc)")
     chunk: int = Field(16, ge=1, description="injections rendered together (memory; results do not depend on it)")
+    render_batch: int | None = Field(
+        None, ge=1, description="injections ray-traced at once within a chunk, eager path (None: 8 on a CPU, whose "
+                                "temporaries of 8 x (render_box_pix x oversample)^2 floats stay in the core's cache, "
+                                "about twice as fast as 64 at once; the whole chunk on a GPU); results do not depend on "
+                                "it (to float32 rounding, as with chunk)")
     device: str = Field("cpu", description="cpu, cuda or auto")
     dtype: Literal["float32", "float64"] = "float32"
     compile: bool = Field(False, description="torch.compile the ray tracing and source light (about 2.5x faster on "

@@ -96,7 +96,7 @@ class InjectionEngine:
         self._x = xx.to(self.dtype).to(self.device)
         self._y = yy.to(self.dtype).to(self.device)
         #: the function that renders: render_unit, or its torch.compile'd form (fused elementwise kernels)
-        self._render = torch.compile(self.render_unit) if self.cfg.compile else self.render_unit
+        self._render = torch.compile(self.render_unit) if self.cfg.compile else self._render_eager
 
     # ------------------------------------------------------------------ rendering
     def render_unit(self, p: dict[str, torch.Tensor], branch: str | None = None) -> torch.Tensor:
@@ -113,6 +113,17 @@ class InjectionEngine:
         if self.family.achromatic:
             flux = flux * self.family.source_flux(p)[..., None, None]
         return flux
+
+    def _render_eager(self, p: dict[str, torch.Tensor], branch: str | None = None) -> torch.Tensor:
+        """:meth:`render_unit` over sub-batches of ``render_batch`` injections, with the temporaries in cache on a
+        CPU: the same arcs to float32 rounding (the ray tracing and the light are elementwise, the block sum is per
+        image, and ``branch``, the chunk's, gives each lens the formula it would get alone; how torch splits an
+        elementwise operation over threads and vector lanes depends on the array's length, as with ``chunk``)."""
+        b = p["theta_e"].shape[0]
+        n = self.cfg.render_batch or (8 if self.device.type == "cpu" else b)
+        if n >= b:
+            return self.render_unit(p, branch)
+        return torch.cat([self.render_unit({k: v[lo : lo + n] for k, v in p.items()}, branch) for lo in range(0, b, n)])
 
     def arcs(self, params: pd.DataFrame, psf_fwhm: np.ndarray) -> tuple[torch.Tensor, pd.DataFrame]:
         """(B, 3, M, M) final-pixel arcs in nanomaggies (M = box + kernel - 1, centred on the stamp centre)
