@@ -1139,6 +1139,8 @@ def test_families_hand_the_engine_the_sersic_constants_its_profiles_would_comput
         bx, by = g, g.transpose(-1, -2)
         assert torch.equal(fam.sb(bx, by, {**p, **c}), fam.sb(bx, by, p))
         assert not torch.equal(fam.sb(bx, by, {**p, **c, f"{pre}_b": 1.1 * c[f"{pre}_b"]}), fam.sb(bx, by, p))
+        twice = fam.sb(bx, by, {**p, **c, f"{pre}_total": 2 * c[f"{pre}_total"]})      # the total is read too
+        assert not torch.allclose(twice, fam.sb(bx, by, p), rtol=1e-3)
     assert build_family(FamilyConfig(name="p", kind="planted")).constants(p) != {}       # planted is a Sersic
 
 
