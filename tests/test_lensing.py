@@ -270,3 +270,19 @@ def test_light_and_sheet_defaults_and_offsets():
     ax, ay = convergence_deflection(x, y, 0.1, x0=0.5, y0=-0.25)
     np.testing.assert_allclose(ax, 0.1 * (x - 0.5), rtol=1e-15)
     np.testing.assert_allclose(ay, 0.1 * (y + 0.25), rtol=1e-15)
+
+
+def test_a_scalar_gaussian_width_is_used_as_given_not_rounded_to_the_positions_dtype():
+    """gaussian and gaussian_unit_flux take a scalar sigma (arcsec) as it is: on float32 positions the profile is
+    computed with the Python float, not with sigma first rounded to float32 (a per-lens array would be)."""
+    from lensaudit.lensing.light import gaussian, gaussian_unit_flux
+
+    g = np.linspace(-0.5, 0.5, 41, dtype=np.float32)
+    x, y = np.meshgrid(g, g)
+    sigma = 0.1
+    want = np.exp(-0.5 * (x * x + y * y) / (sigma * sigma))
+    assert want.dtype == np.float32
+    np.testing.assert_array_equal(gaussian(x, y, sigma), want)
+    np.testing.assert_array_equal(gaussian_unit_flux(x, y, sigma), want / (2 * np.pi * sigma * sigma))
+    s32 = np.float32(sigma)
+    assert not np.array_equal(np.exp(-0.5 * (x * x + y * y) / (s32 * s32)), want)   # the test can tell them apart
