@@ -187,6 +187,7 @@ def test_the_sie_branch_is_found_once_per_batch_and_given_back_gives_the_same_de
         sie_deflection(X, Y, p["theta_e"], p["q"], p["phi"], branch="round")
     # a wrong branch is the caller's error, and it shows: the elliptical formula at q = 1 is 0/0
     assert not torch.isfinite(sie_deflection(X[:1], Y[:1], 1.0, 1.0, 0.0, branch="elliptical")[0]).all()
+    assert not torch.isfinite(ray_trace(X[:1], Y[:1], 1.0, 1.0, 0.0, branch="elliptical")[0]).all()   # passed on
 
 
 def test_sersic_constants_given_by_the_caller_are_the_ones_used():
