@@ -273,16 +273,19 @@ def test_light_and_sheet_defaults_and_offsets():
 
 
 def test_a_scalar_gaussian_width_is_used_as_given_not_rounded_to_the_positions_dtype():
-    """gaussian and gaussian_unit_flux take a scalar sigma (arcsec) as it is: on float32 positions the profile is
-    computed with the Python float, not with sigma first rounded to float32 (a per-lens array would be)."""
+    """gaussian and gaussian_unit_flux take a scalar sigma (arcsec) as it is: on float32 positions the profile and
+    its normalisation are computed with the Python float, not with sigma first rounded to float32 (a per-lens array
+    would be). Widths 0.1 and 0.13: the rounding shows in the profile of the first and in the norm of the second."""
     from lensaudit.lensing.light import gaussian, gaussian_unit_flux
 
     g = np.linspace(-0.5, 0.5, 41, dtype=np.float32)
     x, y = np.meshgrid(g, g)
-    sigma = 0.1
-    want = np.exp(-0.5 * (x * x + y * y) / (sigma * sigma))
-    assert want.dtype == np.float32
-    np.testing.assert_array_equal(gaussian(x, y, sigma), want)
-    np.testing.assert_array_equal(gaussian_unit_flux(x, y, sigma), want / (2 * np.pi * sigma * sigma))
-    s32 = np.float32(sigma)
-    assert not np.array_equal(np.exp(-0.5 * (x * x + y * y) / (s32 * s32)), want)   # the test can tell them apart
+    for sigma, profile_shows in ((0.1, True), (0.13, False)):
+        want = np.exp(-0.5 * (x * x + y * y) / (sigma * sigma))
+        assert want.dtype == np.float32
+        np.testing.assert_array_equal(gaussian(x, y, sigma), want)
+        np.testing.assert_array_equal(gaussian_unit_flux(x, y, sigma), want / (2 * np.pi * sigma * sigma))
+        s32 = np.float32(sigma)                  # the test can tell the two apart
+        rounded = np.exp(-0.5 * (x * x + y * y) / (s32 * s32))
+        assert np.array_equal(rounded, want) is not profile_shows
+        assert not np.array_equal(rounded / (2 * np.pi * s32 * s32), want / (2 * np.pi * sigma * sigma))
