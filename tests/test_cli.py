@@ -121,6 +121,11 @@ def test_demo_quick_runs_every_stage_and_then_skips_them(tmp_path, reference, in
     assert all(0 <= c <= 1 for c in s["selection"]["completeness_p05"].values())
     assert set(s["selection"]["closure"]) == {"sersic", "clumpy", "stamps", "planted"}
     assert all(c["lo95"] <= c["diff"] <= c["hi95"] for c in s["selection"]["closure"].values())
+    # and where its time went: the selection run (each family's share of it), the realism gate, the closure
+    sec = s["selection"]["seconds"]
+    assert set(sec) == {"selection_run", "realism_gate", "closure", "family_sersic", "family_clumpy", "family_stamps",
+                        "family_planted"} and all(v >= 0 for v in sec.values())
+    assert sum(v for k, v in sec.items() if k.startswith("family_")) <= sec["selection_run"] + 0.5
     # the shortcut gates with and without host-matched negatives, on the validation split of each
     assert set(s["shortcuts"]["gates"]) == {"published", "host_matched"}
     assert s["shortcuts"]["host_matched_verified"] == {"70_30": True, "70_15_15": True}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -300,13 +301,16 @@ def _stage_selection(survey: MockSurveyDir, library: str, manifest: Path, store:
             over["n_per_cell"] = n_per_cell
             over["min_count"] = min(base.min_count, n_per_cell)
         sel = load_config(sel_path, SelectionConfig, over)
+        seconds, t0 = {}, time.perf_counter()
         s = run_selection(sel, config_path=str(sel_path))
+        seconds["selection_run"] = round(time.perf_counter() - t0, 1)
         out = {"n_hosts": s["n_hosts"], "completeness_p05": {f: v["marginal"][HEADLINE]["completeness"]
                                                             for f, v in s["families"].items()}}
         real = load_config(real_path, RealismConfig, {"selection_run": str(r.selection.root), "predictions": str(preds),
                                                        "manifest": str(manifest), "out": str(r.realism.root),
                                                        "store": str(store)})
         realism_parquet = None
+        t0 = time.perf_counter()
         try:
             table = run_realism(real)
         except InputError as exc:   # the quick demo's few real lenses: say so instead of a meaningless probe
@@ -320,10 +324,15 @@ def _stage_selection(survey: MockSurveyDir, library: str, manifest: Path, store:
             R = REALISM.c
             out["realism"] = {r[R.family]: {R.probe_auc: r[R.probe_auc], R.verdict: r[R.verdict]}
                               for r in table.to_dict("records")}
+        seconds["realism_gate"] = round(time.perf_counter() - t0, 1)
         # closure alone reads the mock's truth, after the run and the gate
+        t0 = time.perf_counter()
         score_mock_true_lenses(survey.root, manifest, checkpoint, r.true_lenses.root)
         _, summ = run_closure(r.selection.root, r.true_lenses.table, r.closure.root,
                               realism=realism_parquet)
+        seconds["closure"] = round(time.perf_counter() - t0, 1)
+        # where the stage's time goes (benchmarks/bench_demo.py records it): the run's families, the gate, the closure
+        out["seconds"] = {**seconds, **{f"family_{f}": v["seconds"] for f, v in s["families"].items()}}
         text = format_closure(summ)
         r.closure_text.write_text(text + "\n")
         log.info("\n%s", text)
