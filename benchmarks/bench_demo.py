@@ -36,7 +36,7 @@ def main() -> None:
     stages = {k: round(v.get("elapsed_s") or 0.0, 1) for k, v in summary.items()}
     res = {"what": "lensaudit demo" + (" --quick" if a.quick else "") + ", a fresh folder, every stage run",
            "cores": os.cpu_count(), "total_s": round(total, 1), "stages_s": stages,
-           "selection_stage_s": (summary.get("selection", {}).get("summary") or {}).get("seconds"),
+           "selection_stage_s": summary.get("selection", {}).get("seconds"),
            "val_auc": summary.get("evaluate", {}).get("roc_auc"), "target_s": TARGET_S,
            "meets_target": bool(total < TARGET_S) if not a.quick else None, "run_info": run_info(seeds={"demo": 42})}
     if not a.quick:
