@@ -238,6 +238,9 @@ def test_compiled_lanczos3_equals_the_numpy_reference(dtype):
     assert fast[3003].tolist() == [0.0, 0.0, 0.0]        # no tap inside the image: 0
     one = lanczos3_at(cube[:, :, 1], x[:-1], y[:-1])
     np.testing.assert_allclose(one, lanczos3_apply(cube[:, :, 1], taps), rtol=0, atol=1e-12)
+    two = lanczos3_at(cube[:, :, :2], x[:-1], y[:-1])          # the general path (any number of planes but 3)
+    np.testing.assert_allclose(two, lanczos3_apply(cube[:, :, :2], taps), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(two, fast[:-1, :2])         # the 3-plane path: the same sums in the same order
     with pytest.raises(ValueError, match="x and y differ"):
         lanczos3_at(cube, x, y[:5])
     with pytest.raises(ValueError, match="2-D or 3-D float"):

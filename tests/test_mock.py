@@ -301,3 +301,178 @@ def test_compiled_pixel_kernels_equal_the_numpy_definitions(renderer):
         np.testing.assert_allclose(r.convolve_psf(layer, brick), ref, rtol=1e-12, atol=1e-12 * ref.max())
     assert not np.allclose(r.convolve_psf(layer, 0), fftconvolve(layer[:, ::-1], r.psf3(0), mode="same",
                                                                   axes=(1, 2))[:, e:-e, e:-e])
+
+
+def test_pixel_map_runs_equal_the_per_pixel_definition_across_bricks_cells_and_the_meridian(renderer):
+    """The brick/cell map finds runs of one cell per row by bisection; it must equal the per-pixel numpy definition
+    on regions that straddle brick corners, cell edges, the projection's central meridian (x = 0, where Dec turns)
+    and the footprint's edge, with no pixel different."""
+    from lensaudit.mock.kernels import pixel_map_grid
+    from lensaudit.mock.layout import CELLS, brick_cell
+    from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC
+
+    r = renderer
+    b = r.survey.bricks
+    px, py = tan_project(b.ra1.to_numpy(), b.dec1.to_numpy(), r.ra0, r.dec0)
+    cx, cy = tan_project(b.ra1.to_numpy() + BRICK_SIZE_DEG / CELLS, b.dec1.to_numpy() + BRICK_SIZE_DEG / CELLS,
+                         r.ra0, r.dec0)
+    starts = [(int(x) - 60, int(y) - 45) for x, y in zip(np.r_[px, cx], np.r_[py, cy], strict=True)]
+    starts += [(-70, int(py[0]) - 30), (-3, -3), (-151, 0)]          # across x = 0 (and a region ending at it)
+    n_runs = 0
+    for gx0, gy0 in starts:
+        h, w = 131, 151
+        yy, xx = np.mgrid[gy0 : gy0 + h, gx0 : gx0 + w]
+        ref = brick_cell(*tan_deproject(xx.ravel(), yy.ravel(), r.ra0, r.dec0), r.fp, r._nside, CELLS)
+        got = pixel_map_grid(gx0, gy0, h, w, r.ra0, r.dec0, r.fp, r._nside, CELLS, PIXEL_SCALE_ARCSEC, BRICK_SIZE_DEG)
+        for a, c in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(a, c.reshape(h, w))
+        n_runs += int((np.diff(got[1], axis=1) != 0).sum() + (np.diff(got[2], axis=1) != 0).sum())
+    assert n_runs > 2 * len(b)             # the regions do cross cell edges along their rows
+
+
+def test_compiled_exposure_noise_and_source_sampling_equal_their_definitions(renderer):
+    """One-pass kernels against the numpy/scipy operations they replace, bit for bit: the exposure and sigma maps,
+    the pixel noise, and the source plane's bilinear sampling (scipy's map_coordinates, edges and non-finite
+    positions included)."""
+    from scipy.ndimage import map_coordinates
+
+    from lensaudit.mock.kernels import add_pixel_noise, normal_grid
+    from lensaudit.sources.kernels import bilinear_planes
+
+    r = renderer
+    x0, y0 = int(tan_project(r.survey.bricks.ra1.iloc[5], r.survey.bricks.dec1.iloc[5], r.ra0, r.dec0)[0]) - 50, 40
+    bidx, cx, cy = r.pixel_map_region(x0, y0, 97, 113)
+    bidx[:3, :7] = -1                                               # some pixels off the footprint
+    nobs, sig = r.exposure_maps(bidx, cx, cy)
+    assert np.array_equal(nobs, r.nobs_map(bidx, cx, cy)) and np.array_equal(sig, r.sigma_map(bidx, cx, cy))
+    assert len(np.unique(sig[0][bidx >= 0])) > 1                   # several cells, several sigmas
+    img = np.random.default_rng(3).normal(0.0, 0.05, (3, 97, 113)) + 0.02
+    sky = r._sky[:, None, None]
+    ref = np.where(bidx[None] >= 0, img + np.sqrt(sig**2 * (1.0 + np.clip(img, 0, None) / sky))
+                   * normal_grid(x0, y0, 97, 113, r.noise_key), 0.0)
+    assert np.array_equal(add_pixel_noise(img, sig, bidx, x0, y0, r.noise_key, r._sky), ref)
+    assert not np.array_equal(add_pixel_noise(img, sig, bidx, x0, y0, r.noise_key + 1, r._sky), ref)
+
+    rng = np.random.default_rng(0)
+    image = rng.exponential(1.0, (3, 40, 40))
+    row, col = rng.uniform(-2, 41, 20000), rng.uniform(-2, 41, 20000)
+    row[:30], col[30:60], row[60:70], col[70] = np.round(row[:30]), 39.0, 0.0, np.nan
+    ref = np.stack([map_coordinates(p, np.stack([row, col]), order=1, mode="constant", cval=0.0) for p in image])
+    got = bilinear_planes(image, row, col)
+    assert np.array_equal(got, ref) and (got[:, 70] == 0).all() and (got != 0).mean() > 0.8
+    with pytest.raises(ValueError, match="row and col differ"):
+        bilinear_planes(image, row, col[:5])
+    with pytest.raises(ValueError, match="planes, rows, columns"):
+        bilinear_planes(image[0], row, col)
+
+
+def test_faint_background_and_artefacts_equal_the_per_cell_loops(renderer):
+    """The faint background (per-cell draws, then one pass over all cells' galaxies) and the cosmic rays and bleed
+    trails (keys of shallow cells, bleeders near the stamp) give the layers and images of the plain per-cell and
+    per-star loops they replace, bit for bit, on regions with shallow cells and bleeding stars."""
+    from lensaudit.mock.kernels import deposit
+    from lensaudit.mock.layout import CELLS
+    from lensaudit.mock.render import FAINT_CELL, FAINT_NORM, FAINT_SLOPE
+    from lensaudit.sources.procedural import colour_weights
+    from lensaudit.survey.constants import BRICK_SIZE_DEG, MAG_ZEROPOINT, PIXEL_SCALE_ARCSEC
+    from lensaudit.utils.seeds import rng as seed_stream
+
+    r = renderer
+
+    def faint_reference(layers, x0, y0, h, w, e):
+        lo, hi = r.catalog_limit, r.faint_limit
+        per = FAINT_NORM / (FAINT_SLOPE * np.log(10)) * (10 ** (FAINT_SLOPE * (hi - 24)) - 10 ** (FAINT_SLOPE * (lo - 24)))
+        lam = per * (FAINT_CELL * PIXEL_SCALE_ARCSEC / 3600) ** 2
+        for cy in range(int(np.floor((y0 - e) / FAINT_CELL)), int(np.floor((y0 + h + e) / FAINT_CELL)) + 1):
+            for cx in range(int(np.floor((x0 - e) / FAINT_CELL)), int(np.floor((x0 + w + e) / FAINT_CELL)) + 1):
+                g = seed_stream(r.seed, "mock.faint", cx + 2**20, cy + 2**20)
+                n = g.poisson(lam)
+                fx, fy = cx * FAINT_CELL + g.random(n) * FAINT_CELL, cy * FAINT_CELL + g.random(n) * FAINT_CELL
+                a, b = 10 ** (FAINT_SLOPE * lo), 10 ** (FAINT_SLOPE * hi)
+                mag = np.log10(a + g.random(n) * (b - a)) / FAINT_SLOPE
+                flux = 10 ** (-0.4 * (mag - MAG_ZEROPOINT)) * colour_weights(g.normal(0.45, 0.3, n), g.normal(0.35, 0.3, n))
+                keep = (fx > x0 - e) & (fx < x0 + w + e) & (fy > y0 - e) & (fy < y0 + h + e)
+                br = r.brick_of(*tan_deproject(fx[keep], fy[keep], r.ra0, r.dec0))
+                for brick in np.unique(br[br >= 0]):
+                    sel = br == brick
+                    layer = layers.setdefault(int(brick), np.zeros((3, h + 2 * e, w + 2 * e)))
+                    deposit(layer, fx[keep][sel] - (x0 - e), fy[keep][sel] - (y0 - e), flux[:, keep][:, sel])
+
+    def after_psf_reference(img, x0, y0, bidx, cx, cy, sig):
+        h, w = img.shape[1:]
+        nobs = r.nobs_map(bidx, cx, cy)
+        keys = set(zip(bidx[nobs.min(0) <= 2].ravel().tolist(), cx[nobs.min(0) <= 2].ravel().tolist(),
+                       cy[nobs.min(0) <= 2].ravel().tolist(), strict=True))
+        for brick, ccx, ccy in keys:
+            for band in range(3):
+                if brick < 0 or r._cells[brick, band, ccy, ccx] > 2:
+                    continue
+                g = seed_stream(r.seed, "mock.cosmic_rays", int(brick), band, int(ccy * CELLS + ccx))
+                n = g.poisson(r.cr_per_deg2 * (BRICK_SIZE_DEG / CELLS) ** 2)
+                if not n:
+                    continue
+                b = r.survey.bricks.iloc[int(brick)]
+                ra = b.ra1 + (ccx + g.random(n)) * BRICK_SIZE_DEG / CELLS
+                dec = b.dec1 + (ccy + g.random(n)) * BRICK_SIZE_DEG / CELLS
+                px, py = tan_project(ra, dec, r.ra0, r.dec0)
+                for x, y, a in zip(np.round(px).astype(int) - x0, np.round(py).astype(int) - y0, g.uniform(10, 40, n),
+                                   strict=True):
+                    if 0 <= y < h and 0 <= x < w:
+                        img[band, y, x] += a * max(sig[band, y, x], 1e-6)
+        for k in r._bleeders:
+            gx, gy = r._gx[k] - x0, r._gy[k] - y0
+            length = 8.0 * 10 ** (0.4 * (r.bleed_mag - r._cols["rmag"][k]))
+            if -2 <= gx < w + 2 and -length <= gy < h + length and 0 <= int(round(gx)) < w:
+                rows = np.arange(max(0, int(gy - length)), min(h, int(gy + length) + 1))
+                img[:, rows, int(round(gx))] += r._flux[k][:, None] * 2e-3 / (1 + np.abs(rows - gy) / length)[None]
+
+    assert r.cr_per_deg2 > 0 and len(r._bleeders) > 0 and r.faint_limit > r.catalog_limit
+    shallow = np.argwhere(r._cells.min(1) <= 2)[:6]
+    b = r.survey.bricks
+    centres = [tan_project(b.ra1.iloc[i] + (c + 0.5) * BRICK_SIZE_DEG / CELLS, b.dec1.iloc[i] + (rr + 0.5) * BRICK_SIZE_DEG
+                           / CELLS, r.ra0, r.dec0) for i, rr, c in shallow]
+    centres += [(r._gx[k], r._gy[k] + 20) for k in r._bleeders[:6]]
+    hits = 0
+    for gx, gy in centres:
+        x0, y0, h, w, e = int(gx) - 55, int(gy) - 55, 111, 111, 20
+        fast, slow = {}, {}
+        r._paint_faint(fast, x0, y0, h, w, e)
+        faint_reference(slow, x0, y0, h, w, e)
+        assert fast.keys() == slow.keys() and all(np.array_equal(fast[k], slow[k]) for k in fast)
+        bidx, cx, cy = r.pixel_map_region(x0, y0, h, w)
+        nobs, sig = r.exposure_maps(bidx, cx, cy)
+        img = np.random.default_rng(1).normal(0, 0.01, (3, h, w))
+        a, c = img.copy(), img.copy()
+        r._paint_after_psf(a, x0, y0, bidx, cx, cy, nobs, sig)
+        after_psf_reference(c, x0, y0, bidx, cx, cy, sig)
+        assert np.array_equal(a, c)
+        hits += int(not np.array_equal(a, img))
+    assert hits >= 6                      # cosmic rays or bleed trails were painted in most of these regions
+
+
+def test_pixel_map_finds_a_cell_edge_a_row_crosses_twice(renderer):
+    """Dec along a row of the TAN grid peaks on the central meridian (x = 0): a cell edge placed between a row's
+    Dec at x = 0 and at its ends is crossed twice (in, then out). The bisection must split rows at the meridian
+    and compare cell rows too, or it fills the row with its ends' cell."""
+    from lensaudit.mock.kernels import pixel_map_grid
+    from lensaudit.mock.layout import CELLS, brick_cell
+    from lensaudit.survey.constants import BRICK_SIZE_DEG, PIXEL_SCALE_ARCSEC
+
+    r = renderer
+    y = 9000.0                                             # far from the tangent point: a curved row of sky
+    a_mid, d_mid = tan_deproject(np.array([0.0]), np.array([y]), r.ra0, r.dec0)
+    _, d_end = tan_deproject(np.array([80.0]), np.array([y]), r.ra0, r.dec0)
+    assert d_mid[0] > d_end[0]
+    edge = 0.5 * (d_mid[0] + d_end[0])
+    cell = BRICK_SIZE_DEG / CELLS
+    # a cell-row edge inside a brick at `edge`; the row in the middle of one cell column, so its ends share a cell
+    fp = dict(r.fp, dec_min=edge - (CELLS + 1) * cell, ra_min=a_mid[0] - (CELLS + 1.5) * cell)
+    gx0, gy0, h, w = -80, int(y) - 1, 3, 161
+    yy, xx = np.mgrid[gy0 : gy0 + h, gx0 : gx0 + w]
+    ref = brick_cell(*tan_deproject(xx.ravel(), yy.ravel(), r.ra0, r.dec0), fp, r._nside, CELLS)
+    mid = [c.reshape(h, w)[1] for c in ref]
+    assert len(np.unique(mid[2])) == 2 and len(np.unique(mid[1])) == 1 and len(np.unique(mid[0])) == 1
+    assert mid[2][0] == mid[2][-1] != mid[2][w // 2]         # in the next cell row in the middle, not at the ends
+    got = pixel_map_grid(gx0, gy0, h, w, r.ra0, r.dec0, fp, r._nside, CELLS, PIXEL_SCALE_ARCSEC, BRICK_SIZE_DEG)
+    for a, c in zip(got, ref, strict=True):
+        np.testing.assert_array_equal(a, c.reshape(h, w))

@@ -37,7 +37,7 @@ from scipy.ndimage import correlate1d
 from lensaudit.artifacts import MockSurveyDir
 from lensaudit.lensing import light
 from lensaudit.mock import morphology as mo
-from lensaudit.mock.kernels import deposit, normal_grid, pixel_map_grid
+from lensaudit.mock.kernels import add_pixel_noise, deposit, exposure_maps, pixel_map_grid
 from lensaudit.mock.layout import CELLS, MockSurvey, brick_cell, tan_deproject, tan_project
 from lensaudit.mock.lensmodel import arc_box_radius_pix, arc_image
 from lensaudit.mock.psf import CORR_KERNEL, psf_image
@@ -127,10 +127,14 @@ class Renderer:
                                   f"psf_angle_{x}"]].to_numpy() for x in BANDS], axis=1)       # (n_bricks, 3, 5)
         self._sigw = np.stack([b[f"sigma_white_{x}"].to_numpy() for x in BANDS], axis=1)     # (n_bricks, 3)
         self._nobs_mean = np.stack([b[f"nobs_mean_{x}"].to_numpy() for x in BANDS], axis=1)
+        self._ra1, self._dec1 = b["ra1"].to_numpy(), b["dec1"].to_numpy()                        # brick corners, deg
         self._cells = survey.exposure                                                         # (n_bricks, 3, 4, 4)
         tr = survey.artefacts
         self._trails = tr[tr["kind"] == "satellite_trail"].to_dict("records") if len(tr) else []
+        self._sky = np.array([SKY_NMGY_PER_PIX[b] for b in BANDS])                            # nmgy / pixel
         self._bleeders = np.flatnonzero(s["is_star"].to_numpy() & (s["rmag"].to_numpy() < self.bleed_mag))
+        # bleed-trail half-lengths (pixels), one scalar power each (an array power may round differently)
+        self._bleed_len = np.array([8.0 * 10 ** (0.4 * (self.bleed_mag - self._cols["rmag"][k])) for k in self._bleeders])
 
     # -------------------------------------------------------------- geometry
     def brick_cell_of(self, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -163,6 +167,10 @@ class Renderer:
         sig = np.moveaxis(self._sigw[bs], -1, 0) * np.sqrt(np.moveaxis(self._nobs_mean[bs], -1, 0)
                                                             / self.nobs_map(bidx, cx, cy))
         return np.where(bidx[None] >= 0, sig, 0.0)
+
+    def exposure_maps(self, bidx: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(:meth:`nobs_map`, :meth:`sigma_map`) in one compiled pass, bit-identical."""
+        return exposure_maps(bidx, cx, cy, self._cells, self._sigw, self._nobs_mean)
 
     @lru_cache(maxsize=2048)  # noqa: B019 - renderer lives as long as the survey (40 KB per brick)
     def psf3(self, brick: int) -> np.ndarray:
@@ -319,33 +327,45 @@ class Renderer:
         per_mag_deg2 = FAINT_NORM / (FAINT_SLOPE * np.log(10)) * (10 ** (FAINT_SLOPE * (hi - 24)) -
                                                                   10 ** (FAINT_SLOPE * (lo - 24)))
         lam = per_mag_deg2 * (FAINT_CELL * PIXEL_SCALE_ARCSEC / 3600) ** 2
+        a, b = 10 ** (FAINT_SLOPE * lo), 10 ** (FAINT_SLOPE * hi)
+        # each cell's draws come from its own stream, in the same order as ever; what follows the draws is
+        # elementwise, so it runs once over all cells' galaxies, and the deposits go in the order of a
+        # per-cell loop (cell by cell, bricks ascending within a cell): the same sums in the same order
+        draws, cell_of = [], []
         for cy in range(int(np.floor((y0 - e) / FAINT_CELL)), int(np.floor((y0 + h + e) / FAINT_CELL)) + 1):
             for cx in range(int(np.floor((x0 - e) / FAINT_CELL)), int(np.floor((x0 + w + e) / FAINT_CELL)) + 1):
                 rng = seed_stream(self.seed, "mock.faint", cx + 2**20, cy + 2**20)
                 n = rng.poisson(lam)
                 fx = cx * FAINT_CELL + rng.random(n) * FAINT_CELL
                 fy = cy * FAINT_CELL + rng.random(n) * FAINT_CELL
-                a, b = 10 ** (FAINT_SLOPE * lo), 10 ** (FAINT_SLOPE * hi)
-                mag = np.log10(a + rng.random(n) * (b - a)) / FAINT_SLOPE
+                u = rng.random(n)
                 gr, rz = rng.normal(0.45, 0.3, n), rng.normal(0.35, 0.3, n)
-                flux = 10 ** (-0.4 * (mag - MAG_ZEROPOINT)) * colour_weights(gr, rz)
-                keep = (fx > x0 - e) & (fx < x0 + w + e) & (fy > y0 - e) & (fy < y0 + h + e)
-                if not keep.any():
-                    continue
-                ra, dec = tan_deproject(fx[keep], fy[keep], self.ra0, self.dec0)
-                br = self.brick_of(ra, dec)
-                for brick in np.unique(br[br >= 0]):
-                    sel = br == brick
-                    layer = layers.setdefault(int(brick), np.zeros((3, h + 2 * e, w + 2 * e)))
-                    deposit(layer, fx[keep][sel] - (x0 - e), fy[keep][sel] - (y0 - e), flux[:, keep][:, sel])
+                draws.append((fx, fy, u, gr, rz))
+                cell_of.append(np.full(n, len(cell_of)))
+        fx, fy, u, gr, rz = (np.concatenate(c) for c in zip(*draws, strict=True))
+        keep = (fx > x0 - e) & (fx < x0 + w + e) & (fy > y0 - e) & (fy < y0 + h + e)
+        if not keep.any():
+            return
+        fx, fy, u, gr, rz, cell = fx[keep], fy[keep], u[keep], gr[keep], rz[keep], np.concatenate(cell_of)[keep]
+        mag = np.log10(a + u * (b - a)) / FAINT_SLOPE
+        flux = 10 ** (-0.4 * (mag - MAG_ZEROPOINT)) * colour_weights(gr, rz)
+        br = self.brick_of(*tan_deproject(fx, fy, self.ra0, self.dec0))
+        on = br >= 0
+        order = np.lexsort((br[on], cell[on]))                       # stable: each group keeps its draw order
+        idx = np.flatnonzero(on)[order]
+        groups = np.flatnonzero(np.diff(cell[idx]) | np.diff(br[idx])) + 1
+        for g in np.split(idx, groups):
+            brick = int(br[g[0]])
+            layer = layers.setdefault(brick, np.zeros((3, h + 2 * e, w + 2 * e)))
+            deposit(layer, fx[g] - (x0 - e), fy[g] - (y0 - e), flux[:, g])
 
     def _paint_trails(self, layers: dict, x0: int, y0: int, h: int, w: int, e: int, bidx: np.ndarray) -> None:
         """Residual satellite trails (one band each): a line of constant surface brightness before the PSF,
         confined to the brick whose coadd it is in."""
         if not self._trails:
             return
-        here = set(np.unique(bidx).tolist())
-        trails = [t for t in self._trails if int(t["brick_idx"]) in here]
+        lo, hi = int(bidx.min()), int(bidx.max())
+        trails = [t for t in self._trails if lo <= int(t["brick_idx"]) <= hi and (bidx == int(t["brick_idx"])).any()]
         if not trails:
             return
         yy, xx = np.mgrid[y0 - e : y0 + h + e, x0 - e : x0 + w + e]
@@ -358,15 +378,20 @@ class Renderer:
             layer = layers.setdefault(int(t["brick_idx"]), np.zeros((3, h + 2 * e, w + 2 * e)))
             layer[int(t["band"])] += t["amplitude_nmgy"] * line
 
-    def _paint_after_psf(self, img: np.ndarray, x0: int, y0: int, xx: np.ndarray, yy: np.ndarray,
-                         bidx: np.ndarray, cx: np.ndarray, cy: np.ndarray, sig: np.ndarray) -> None:
+    def _paint_after_psf(self, img: np.ndarray, x0: int, y0: int, bidx: np.ndarray, cx: np.ndarray,
+                         cy: np.ndarray, nobs: np.ndarray, sig: np.ndarray) -> None:
         """Cosmic-ray residuals (cells with <= 2 exposures in a band) and bleed trails of saturated stars."""
         h, w = img.shape[1:]
         if self.cr_per_deg2 > 0:
-            nobs = self.nobs_map(bidx, cx, cy)
             cell_area = (BRICK_SIZE_DEG / CELLS) ** 2
-            keys = set(zip(bidx[nobs.min(0) <= 2].ravel().tolist(), cx[nobs.min(0) <= 2].ravel().tolist(),
-                           cy[nobs.min(0) <= 2].ravel().tolist(), strict=True))
+            shallow = nobs.min(0) <= 2
+            # the (brick, cell) keys of shallow pixels, inserted in raster order of first appearance: the set (and
+            # its iteration order) that inserting every shallow pixel's key builds
+            code = (bidx[shallow] * CELLS + cy[shallow]) * CELLS + cx[shallow]
+            _, first = np.unique(code, return_index=True)
+            first = np.sort(first)
+            keys = set(zip(bidx[shallow][first].tolist(), cx[shallow][first].tolist(), cy[shallow][first].tolist(),
+                           strict=True))
             for brick, ccx, ccy in keys:
                 if brick < 0:
                     continue
@@ -378,19 +403,17 @@ class Renderer:
                     if not n:
                         continue
                     # positions inside the cell, as global pixels (the cell's corners projected)
-                    b = self.survey.bricks.iloc[int(brick)]
-                    ra = b.ra1 + (ccx + rng.random(n)) * BRICK_SIZE_DEG / CELLS
-                    dec = b.dec1 + (ccy + rng.random(n)) * BRICK_SIZE_DEG / CELLS
+                    ra = self._ra1[brick] + (ccx + rng.random(n)) * BRICK_SIZE_DEG / CELLS
+                    dec = self._dec1[brick] + (ccy + rng.random(n)) * BRICK_SIZE_DEG / CELLS
                     px, py = tan_project(ra, dec, self.ra0, self.dec0)
                     amp = rng.uniform(10, 40, n)
                     for x, y, a in zip(np.round(px).astype(int) - x0, np.round(py).astype(int) - y0, amp, strict=True):
                         if 0 <= y < h and 0 <= x < w:
                             img[band, y, x] += a * max(sig[band, y, x], 1e-6)
-        for k in self._bleeders:
-            gx, gy = self._gx[k] - x0, self._gy[k] - y0
-            length = 8.0 * 10 ** (0.4 * (self.bleed_mag - self._cols["rmag"][k]))
-            if not (-2 <= gx < w + 2 and -length <= gy < h + length):
-                continue
+        bgx, bgy = self._gx[self._bleeders] - x0, self._gy[self._bleeders] - y0
+        lengths = self._bleed_len
+        near = (-2 <= bgx) & (bgx < w + 2) & (-lengths <= bgy) & (bgy < h + lengths)
+        for gx, gy, length, k in zip(bgx[near], bgy[near], lengths[near], self._bleeders[near], strict=True):
             col = int(round(gx))
             if 0 <= col < w:
                 rows = np.arange(max(0, int(gy - length)), min(h, int(gy + length) + 1))
@@ -400,7 +423,6 @@ class Renderer:
     # -------------------------------------------------------------- render
     def render_region(self, x0: int, y0: int, w: int, h: int, noise: bool = True) -> np.ndarray | None:
         """Image (3, h, w) on the global grid with [0, 0] at global pixel (x0, y0); None if off-footprint."""
-        yy, xx = np.mgrid[y0 : y0 + h, x0 : x0 + w]
         bidx, cx, cy = self.pixel_map_region(x0, y0, h, w)
         if (bidx < 0).all():
             return None
@@ -421,12 +443,10 @@ class Renderer:
         for brick, layer in layers.items():
             img += self.convolve_psf(layer, brick)
         valid = bidx >= 0
-        sig = self.sigma_map(bidx, cx, cy)
-        self._paint_after_psf(img, x0, y0, xx, yy, bidx, cx, cy, sig)
-        if noise:
-            sky = np.array([SKY_NMGY_PER_PIX[b] for b in BANDS])[:, None, None]
-            var = sig**2 * (1.0 + np.clip(img, 0, None) / sky)
-            img = img + np.sqrt(var) * normal_grid(x0, y0, h, w, self.noise_key)   # = hashed_normal3(xx, yy, key)
+        nobs, sig = self.exposure_maps(bidx, cx, cy)
+        self._paint_after_psf(img, x0, y0, bidx, cx, cy, nobs, sig)
+        if noise:   # img + sqrt(sig^2 (1 + max(img, 0) / sky)) * hashed_normal3(xx, yy, key), 0 off the footprint
+            return add_pixel_noise(img, sig, bidx, x0, y0, self.noise_key, self._sky)
         return np.where(valid[None], img, 0.0)
 
     def __call__(self, req: CutoutRequest, noise: bool = True):

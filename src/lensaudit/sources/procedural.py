@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lensaudit.lensing.light import knots_profile, sersic
+from lensaudit.sources.kernels import bilinear_planes
 from lensaudit.survey.constants import MAG_ZEROPOINT
 
 #: Source-plane image side, pixels.
@@ -44,8 +45,6 @@ class SourceImage:
 
     def sample(self, bx: np.ndarray, by: np.ndarray) -> np.ndarray:
         """Surface brightness (nanomaggies per arcsec^2) at source-plane positions, bilinear; 0 outside."""
-        from scipy.ndimage import map_coordinates
-
         n = self.image.shape[-1]
         c = (n - 1) / 2
         dx, dy = np.asarray(bx, float) - self.x0, np.asarray(by, float) - self.y0
@@ -56,9 +55,7 @@ class SourceImage:
             dx = -dx
         col = dx / self.pixscale + c
         row = dy / self.pixscale + c
-        coords = np.stack([row.ravel(), col.ravel()])
-        sb = np.stack([map_coordinates(self.image[b], coords, order=1, mode="constant", cval=0.0)
-                       for b in range(self.image.shape[0])])
+        sb = bilinear_planes(self.image, row, col)               # = map_coordinates(order=1, mode="constant")
         return sb.reshape((self.image.shape[0],) + np.shape(bx)) / self.pixscale**2
 
 
