@@ -75,6 +75,62 @@ def test_group_quantile_equals_numpy_per_group(q):
         np.testing.assert_allclose(got[k], want, rtol=1e-12, equal_nan=True)
 
 
+@pytest.mark.parametrize("q", [0.5, 0.3, 0.0, 1.0])
+def test_annulus_quantiles_equal_group_quantile_bit_for_bit(q):
+    """host_model's compiled per-annulus quantiles against the numpy definition on the same (image, band, annulus)
+    groups: the same numbers, bit for bit, empty annuli (NaN) and ties included; bad shapes and bins refused."""
+    from lensaudit.survey.annuli import annulus_quantiles
+
+    rng = np.random.default_rng(1)
+    n, nb, p, nbin = 7, 3, 400, 12
+    v = np.round(rng.normal(size=(n, nb, p)), 1)                      # many ties
+    b = rng.integers(0, nbin - 2, (n, p))
+    b[0, :5] = nbin - 1                                                 # a near-empty annulus; annulus nbin - 2 empty
+    gid = (np.arange(n)[:, None, None] * nb + np.arange(nb)[None, :, None]) * nbin + b[:, None, :]
+    want = group_quantile(v, np.broadcast_to(gid, v.shape), n * nb * nbin, q).reshape(n, nb, nbin)
+    got = annulus_quantiles(v, b, nbin, q)
+    assert np.array_equal(got, want, equal_nan=True) and np.isnan(got[..., nbin - 2]).all()
+    # the profile interpolated back at elliptical radii: the numpy expression it replaced, bit for bit
+    from lensaudit.survey.annuli import profile_image
+
+    prof = np.nan_to_num(got)
+    r_ell = rng.uniform(-0.3, nbin + 2.0, (n, p))
+    t = np.clip(r_ell - 0.5, 0, nbin - 1)
+    i0 = np.minimum(np.floor(t).astype(np.int64), nbin - 2)
+    f, i1 = (t - i0)[:, None], np.minimum(i0 + 1, nbin - 1)
+    take = lambda i: np.take_along_axis(prof, np.broadcast_to(i[:, None], (n, nb, p)), 2)  # noqa: E731
+    assert np.array_equal(profile_image(prof, r_ell), take(i0) * (1 - f) + take(i1) * f)
+    with pytest.raises(ValueError, match="profile_image: prof"):
+        profile_image(prof, r_ell[:3])
+    with pytest.raises(ValueError, match="bins must lie"):
+        annulus_quantiles(v, b + 1, nbin - 1, q)
+    with pytest.raises(ValueError, match=r"values \(N, B, P\) and bins"):
+        annulus_quantiles(v, b[:, :10], nbin, q)
+
+
+def test_host_model_outer_annulus_empty_annuli_and_float32_input():
+    """Beyond ``r_max_pix`` the model is one annulus: the median of every pixel there; an empty annulus takes the
+    previous one's value (a flat host stays flat); float32 cutouts give the float64 model of the same values."""
+    rng = np.random.default_rng(4)
+    size, r_max = 31, 6.0
+    x, y = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    r = np.hypot(x, y)[None]
+    cube = (10.0 / (1.0 + r) + rng.normal(0, 0.01, (2, 3, size, size)))           # a steep host, two images
+    sigma = np.full((2, 3), 1e-9)
+    model = host_model(cube, np.broadcast_to(r, (2, size, size)), r_max, sigma, quantile=0.5)
+    beyond = model[..., r[0] >= np.ceil(r_max) + 0.5]           # past the last annulus' centre: one value
+    assert np.ptp(beyond, axis=-1).max() < 1e-12 and np.ptp(model[..., r[0] >= np.ceil(r_max) - 0.5], axis=-1).min() > 0.01
+    inside = (r[0] >= 3) & (r[0] < r_max - 0.5)                  # inside r_max it follows the host, pixel by pixel
+    assert (np.abs(model[..., inside] - cube[..., inside]) < 0.06 * cube[..., inside]).all()
+    flat = np.full((1, 3, size, size), 5.0)
+    sparse = 2.2 * r                                 # elliptical radius 2.2x the pixel radius: annulus 1 empty
+    assert not (np.floor(sparse) == 1).any()
+    np.testing.assert_allclose(host_model(flat, sparse, 20.0, np.full((1, 3), 1e-9)), flat, rtol=0, atol=1e-8)
+    f32 = cube.astype(np.float32)
+    np.testing.assert_array_equal(host_model(f32, np.broadcast_to(r, (2, size, size)), r_max, sigma),
+                                  host_model(f32.astype(np.float64), np.broadcast_to(r, (2, size, size)), r_max, sigma))
+
+
 def test_edge_noise_and_host_shape_recover_known_values():
     rng = np.random.default_rng(2)
     cube = rng.normal(0, 1, (4, 3, 101, 101)) * SIGMA[None, :, None, None]

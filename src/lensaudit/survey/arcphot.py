@@ -35,6 +35,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.stats import norm
 
+from lensaudit.survey.annuli import annulus_quantiles, profile_image
 from lensaudit.survey.constants import MAG_ZEROPOINT, PIXEL_SCALE_ARCSEC
 
 #: Columns :func:`measure_arcs` returns (units in :data:`ARC_UNITS`).
@@ -119,14 +120,8 @@ def group_quantile(values: np.ndarray, groups: np.ndarray, n_groups: int, q: flo
 def _profile_image(prof: np.ndarray, r_ell: np.ndarray) -> np.ndarray:
     """(N, bands, H, W) a radial profile (N, bands, nbin; annulus k centred at k + 0.5 pixels) linearly
     interpolated at the elliptical radius ``r_ell`` (N, H, W); beyond the outermost centre its value."""
-    n, nb, nbin = prof.shape
-    shape = (n, nb, *r_ell.shape[1:])
-    t = np.clip(r_ell - 0.5, 0, nbin - 1)
-    i0 = np.minimum(np.floor(t).astype(np.int64), max(nbin - 2, 0))
-    f = (t - i0)[:, None]
-    i1 = np.minimum(i0 + 1, nbin - 1)
-    take = lambda i: np.take_along_axis(prof, np.broadcast_to(i[:, None], shape).reshape(n, nb, -1), 2).reshape(shape)  # noqa: E731
-    return take(i0) * (1 - f) + take(i1) * f
+    n, nb = prof.shape[:2]
+    return profile_image(prof, np.reshape(r_ell, (n, -1))).reshape(n, nb, *np.shape(r_ell)[1:])
 
 
 def host_model(cutouts: np.ndarray, r_ell: np.ndarray, r_max_pix: float, sigma: np.ndarray,
@@ -146,13 +141,10 @@ def host_model(cutouts: np.ndarray, r_ell: np.ndarray, r_max_pix: float, sigma: 
     c = np.asarray(cutouts, np.float64)
     n, nb = c.shape[:2]
     nbin = int(np.ceil(r_max_pix)) + 1
-    b = np.minimum(np.floor(r_ell).astype(np.int64), nbin - 1)                     # (N, H, W)
-    gid = (np.arange(n)[:, None, None, None] * nb + np.arange(nb)[None, :, None, None]) * nbin + b[:, None]
-    ng = n * nb * nbin
-    gid = np.broadcast_to(gid, c.shape)
+    b = np.minimum(np.floor(r_ell).astype(np.int64), nbin - 1).reshape(n, -1)       # (N, H * W)
 
-    def profile(values, q):
-        prof = group_quantile(values, gid, ng, q).reshape(n, nb, nbin)
+    def profile(values, q):   # = group_quantile over the groups (image, band, annulus), one compiled pass
+        prof = annulus_quantiles(values.reshape(n, nb, -1), b, nbin, q)
         for k in range(1, nbin):   # an empty annulus (a tiny cutout) takes the previous one's value
             prof[..., k] = np.where(np.isfinite(prof[..., k]), prof[..., k], prof[..., k - 1])
         return np.nan_to_num(prof)
