@@ -490,6 +490,10 @@ def test_clumpy_surface_brightness_is_its_disc_and_knots_with_their_shares_offse
     empty = params_to_tensors(p.iloc[:0], torch.float64, torch.device("cpu"))
     assert fam.sb(torch.zeros((0, 4, 4), dtype=torch.float64), torch.zeros((0, 4, 4), dtype=torch.float64),
                   empty).shape == (0, 3, 4, 4)
+    # one band at a time (what sizes measures, the r band) is that band of all three, bit for bit
+    tx, ty = (torch.as_tensor(np.broadcast_to(v, (3,) + v.shape).copy()) for v in (bx, by))
+    for k in range(3):
+        assert torch.equal(fam._sb(tx, ty, t, slice(k, k + 1)), torch.as_tensor(sb[:, k:k + 1]))
 
 
 def test_clumpy_sizes_match_photutils_aperture_photometry_of_a_finely_sampled_source():

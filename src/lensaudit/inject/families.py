@@ -144,16 +144,21 @@ class Clumpy(SourceFamily):
         return _sersic_constants(p["src_re"], torch.ones_like(p["src_re"]), "disc")
 
     def sb(self, bx, by, p):
+        return self._sb(bx, by, p, slice(None))
+
+    def _sb(self, bx, by, p, bands: slice):
+        """``sb`` in ``bands`` only (B, len(bands), H, W): each band's arithmetic is the same as in all three, so
+        the r band alone (``slice(1, 2)``, what :meth:`sizes` measures) is bit for bit ``sb``'s r band."""
         dx, dy = bx - _col(p["beta_x"], bx), by - _col(p["beta_y"], by)
         disc = sersic_unit_flux(dx, dy, p["src_re"], torch.ones_like(p["src_re"]), p["src_q"], p["src_phi"],
                                 b=p.get("disc_b"), total=p.get("disc_total"))
         has = p["n_knots"] > 0
         kf = torch.where(has, p["knot_fraction"], torch.zeros_like(p["knot_fraction"]))
-        out = disc[:, None] * ((1 - kf)[:, None] * colour_ratios(p["g_r"], p["r_z"]))[..., None, None]
+        out = disc[:, None] * ((1 - kf)[:, None] * colour_ratios(p["g_r"], p["r_z"])[:, bands])[..., None, None]
         k, w = self._knots(p, bx)
         for j in range(k):
             g = gaussian_unit_flux(dx - _col(p[f"knot{j}_x"], dx), dy - _col(p[f"knot{j}_y"], dy), p[f"knot{j}_sigma"])
-            col = colour_ratios(p[f"knot{j}_g_r"], p[f"knot{j}_r_z"]) * (kf * w[:, j])[:, None]
+            col = colour_ratios(p[f"knot{j}_g_r"], p[f"knot{j}_r_z"])[:, bands] * (kf * w[:, j])[:, None]
             out = out + g[:, None] * col[..., None, None]
         return out
 
@@ -176,7 +181,7 @@ class Clumpy(SourceFamily):
             p = params_to_tensors(params.iloc[sl], torch.float64, torch.device("cpu"))
             p = {**p, "beta_x": torch.zeros_like(p["beta_x"]), "beta_y": torch.zeros_like(p["beta_y"])}
             bx, by = xx[None] * half[:, None, None], yy[None] * half[:, None, None]
-            img = self.sb(bx, by, p)[:, 1].numpy()
+            img = self._sb(bx, by, p, slice(1, 2))[:, 0].numpy()      # the r band only
             rh[sl], conc[sl] = curve_of_growth(img, (2 * ext[sl] / (n - 1)))
         return rh, conc
 
