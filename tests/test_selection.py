@@ -395,17 +395,16 @@ def test_probe_auc_is_chance_for_one_distribution_and_high_for_two():
 def test_the_permutation_null_refits_the_probe(monkeypatch):
     """Every permutation runs the whole cross-validation again: (1 + n_permutations) x folds fits, each on the
     permuted labels it is given (a probe fitted once and rescored would give an optimistic null)."""
-    from sklearn.linear_model import LogisticRegression
-
+    import lensaudit.realism.probe as probe
     from lensaudit.realism import probe_auc
     fits = []
-    real_fit = LogisticRegression.fit
+    real_fit = probe.fit_logistic_l2
 
-    def counting_fit(self, x, y, *a, **kw):
-        fits.append(np.asarray(y).copy())
-        return real_fit(self, x, y, *a, **kw)
+    def counting_fit(x, y, weight, *a, **kw):
+        fits.extend(yf[wf > 0].copy() for yf, wf in zip(y, weight, strict=True))   # each fit's training labels
+        return real_fit(x, y, weight, *a, **kw)
 
-    monkeypatch.setattr(LogisticRegression, "fit", counting_fit)
+    monkeypatch.setattr(probe, "fit_logistic_l2", counting_fit)
     rng = np.random.default_rng(4)
     out = probe_auc(rng.normal(size=(30, 4)), rng.normal(size=(60, 4)), folds=3, n_boot=10, n_permutations=7, seed=2)
     assert len(fits) == (1 + 7) * 3 and out["n_permutations"] == 7 and len(out["null_values"]) == 7
