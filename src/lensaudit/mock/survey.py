@@ -298,36 +298,42 @@ def write_sweeps(src: pd.DataFrame, bricks: pd.DataFrame, exposure: np.ndarray, 
     NOBS, PSFDEPTH and GALDEPTH of an object are those of its exposure-map cell (depth scales
     with the exposure count); PSFSIZE is the catalog's report of the brick's PSF (true FWHM with
     scatter); fluxes carry noise of the object's depth and size."""
-    br = bricks.iloc[src.brick_idx.to_numpy()].reset_index(drop=True)
+    bi = src["brick_idx"].to_numpy()
+
+    def br(col: str) -> np.ndarray:
+        """Column ``col`` of each object's brick (a take per column: no 2-million-row frame of every column)."""
+        return bricks[col].to_numpy()[bi]
+
     n = len(src)
     arr = np.zeros(n, dtype=sweep_numpy_dtype())
     arr["RELEASE"] = RELEASE_DR10
-    arr["BRICKID"] = br.brickid.to_numpy()
+    arr["BRICKID"] = br("brickid")
     arr["BRICKNAME"] = src.brickname.to_numpy().astype("S8")
     arr["OBJID"] = src.objid.to_numpy()
     arr["TYPE"] = src.type.to_numpy().astype("S3")
     arr["RA"], arr["DEC"] = src.ra.to_numpy(), src.dec.to_numpy()
     arr["RA_IVAR"] = arr["DEC_IVAR"] = 1.0 / (0.03 / 3600) ** 2
-    arr["EBV"] = br.ebv.to_numpy()
+    ebv = br("ebv")
+    arr["EBV"] = ebv
     snr_r = np.zeros(n)
-    bi, cx, cy = src["brick_idx"].to_numpy(), src["cell_x"].to_numpy(), src["cell_y"].to_numpy()
+    cx, cy = src["cell_x"].to_numpy(), src["cell_y"].to_numpy()
     for k, b in enumerate("grz"):
         B = b.upper()
         nobs = exposure[bi, k, cy, cx].astype(float)
-        scale = nobs / br[f"nobs_mean_{b}"].to_numpy()
-        depth = br[f"psfdepth_{b}"].to_numpy() * scale
-        fwhm = br[f"psfsize_cat_{b}"].to_numpy()
+        scale = nobs / br(f"nobs_mean_{b}")
+        depth = br(f"psfdepth_{b}") * scale
+        fwhm = br(f"psfsize_cat_{b}")
         # galaxies are measured less precisely than points: inflate by the size relative to the PSF
         size_fac = np.sqrt(1.0 + (2.0 * src.shape_r.to_numpy() / fwhm) ** 2)
         sig = size_fac / np.sqrt(depth)
         true = src[f"flux_{b}"].to_numpy()
         arr[f"FLUX_{B}"] = true + rng.normal(0, 1, n) * sig
         arr[f"FLUX_IVAR_{B}"] = 1.0 / sig**2
-        arr[f"MW_TRANSMISSION_{B}"] = mw_transmission(br.ebv.to_numpy(), b)
+        arr[f"MW_TRANSMISSION_{B}"] = mw_transmission(ebv, b)
         arr[f"NOBS_{B}"] = nobs.astype(np.int16)
         arr[f"PSFSIZE_{B}"] = fwhm
         arr[f"PSFDEPTH_{B}"] = depth
-        arr[f"GALDEPTH_{B}"] = br[f"galdepth_{b}"].to_numpy() * scale
+        arr[f"GALDEPTH_{B}"] = br(f"galdepth_{b}") * scale
         arr[f"FIBERFLUX_{B}"] = true * 0.4
         arr[f"FIBERTOTFLUX_{B}"] = true * 0.45
         arr[f"RCHISQ_{B}"] = rng.gamma(20, 0.05, n)
@@ -339,7 +345,7 @@ def write_sweeps(src: pd.DataFrame, bricks: pd.DataFrame, exposure: np.ndarray, 
     arr["FLUX_W1"] = src.flux_z.to_numpy() * 0.8
     arr["FLUX_IVAR_W1"] = 1.0 / 0.5**2
     arr["NOBS_W1"] = arr["NOBS_W2"] = 80
-    arr["MW_TRANSMISSION_I"] = mw_transmission(br.ebv.to_numpy(), "i")
+    arr["MW_TRANSMISSION_I"] = mw_transmission(ebv, "i")
     chi = np.clip(snr_r, 0, None) ** 2
     t = src.type.to_numpy()
     arr["DCHISQ"] = np.stack([chi, chi * np.where(t == "PSF", 0.98, 1.01), chi * np.where(t == "DEV", 1.03, 1.0),
