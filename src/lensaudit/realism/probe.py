@@ -41,8 +41,10 @@ def fit_logistic_l2(x: np.ndarray, y: np.ndarray, weight: np.ndarray, c: float, 
 
     ``x`` (F, n, d) features, ``y`` (F, n) labels 0/1, ``weight`` (F, n) sample weights (0/1: the fit's training
     rows). Newton's method with a backtracking (Armijo) line search, each fit on its own until its Newton
-    decrement g^T H^-1 g falls below ``tol`` (its objective is then within tol/2 of the minimum); a fit's iterates
-    depend on its own data only, so a fit gives the same numbers in any batch. Returns (beta (F, d), b (F,))."""
+    decrement g^T H^-1 g falls below ``tol`` (its objective is then within tol/2 of the minimum) or, in Newton's
+    quadratic phase, stops shrinking (the gradient's rounding floor, reached with weak regularisation on separable
+    data); a fit's iterates depend on its own data only, so a fit gives the same numbers in any batch. Returns
+    (beta (F, d), b (F,))."""
     x, y, weight = np.asarray(x, float), np.asarray(y, float), np.asarray(weight, float)
     if x.ndim != 3 or y.shape != x.shape[:2] or weight.shape != y.shape:
         raise ValueError(f"fit_logistic_l2: need x (F, n, d), y and weight (F, n); got {x.shape}, {y.shape}, "
@@ -63,13 +65,18 @@ def fit_logistic_l2(x: np.ndarray, y: np.ndarray, weight: np.ndarray, c: float, 
     # is still computed with the others (cheaper than copying the rest out) but no longer updated
     f, z = objective(theta)
     active = np.ones(nf, bool)
+    prev = np.full(nf, np.inf)
     for _ in range(max_iter):
         p = expit(z)
         g = (xt @ (c * weight * (p - y))[..., None])[..., 0] + reg * theta
         h = xt @ (xa * (c * weight * p * (1 - p))[..., None]) + np.diag(reg)
         step = np.linalg.solve(h, g[..., None])[..., 0]
         dec = np.sum(g * step, axis=1)                           # Newton decrement^2, >= 0
-        active &= ~(dec < tol)
+        # converged: below tol, or at the gradient's rounding floor (weak regularisation, separable data): in
+        # Newton's quadratic phase (dec far below the objective) a decrement that no longer shrinks by 4 each step
+        floor = (dec < 1e-8 * (1 + np.abs(f))) & (dec > 0.25 * prev)
+        active &= ~((dec < tol) | floor)
+        prev = dec
         if not active.any():
             break
         t = np.ones(nf)
