@@ -31,6 +31,7 @@ from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 from scipy import fft as sp_fft
 from scipy.ndimage import correlate1d
 
@@ -103,14 +104,15 @@ class Renderer:
         art = cfg.get("artefacts", {}) or {}
         self.cr_per_deg2 = float(art.get("cosmic_rays_per_deg2", 0.0))
         self.bleed_mag = float(art.get("bleed_star_max_mag", -99.0))
-        s = survey.sources.sort_values("gx", kind="stable").reset_index(drop=True)
-        self.src = s
-        self._gx = s["gx"].to_numpy()
-        self._gy = s["gy"].to_numpy()
-        self._flux = s[[f"flux_{b}" for b in BANDS]].to_numpy()
-        # per-column numpy arrays: a pandas row lookup per painted source cost a third of the render time
-        self._cols = {c: s[c].to_numpy() for c in s.columns}
-        self._brick_idx = s["brick_idx"].to_numpy()
+        # sources in order of gx (stable), as per-column numpy arrays: a pandas row lookup per painted source cost a
+        # third of the render time, and a sorted copy of the whole table (``src``) is only built when asked for
+        self._order = np.argsort(survey.sources["gx"].to_numpy(), kind="stable")
+        self._cols = {c: survey.sources[c].to_numpy()[self._order] for c in survey.sources.columns}
+        self._src: pd.DataFrame | None = None
+        self._gx = self._cols["gx"]
+        self._gy = self._cols["gy"]
+        self._flux = np.stack([self._cols[f"flux_{b}"] for b in BANDS], axis=1)
+        self._brick_idx = self._cols["brick_idx"]
         self.lenses = {r["id"]: r for r in survey.lenses.to_dict("records")}
         self._sources: OrderedDict[str, SourceImage] = OrderedDict()
         self._psf_spectra: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -132,9 +134,16 @@ class Renderer:
         tr = survey.artefacts
         self._trails = tr[tr["kind"] == "satellite_trail"].to_dict("records") if len(tr) else []
         self._sky = np.array([SKY_NMGY_PER_PIX[b] for b in BANDS])                            # nmgy / pixel
-        self._bleeders = np.flatnonzero(s["is_star"].to_numpy() & (s["rmag"].to_numpy() < self.bleed_mag))
+        self._bleeders = np.flatnonzero(self._cols["is_star"] & (self._cols["rmag"] < self.bleed_mag))
         # bleed-trail half-lengths (pixels), one scalar power each (an array power may round differently)
         self._bleed_len = np.array([8.0 * 10 ** (0.4 * (self.bleed_mag - self._cols["rmag"][k])) for k in self._bleeders])
+
+    @property
+    def src(self) -> pd.DataFrame:
+        """The survey's sources in the renderer's order (by gx, stable), index 0..n-1."""
+        if self._src is None:
+            self._src = self.survey.sources.iloc[self._order].reset_index(drop=True)
+        return self._src
 
     # -------------------------------------------------------------- geometry
     def brick_cell_of(self, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
