@@ -1064,8 +1064,8 @@ def test_fit_logistic_l2_is_scikit_learns_optimum_fit_by_fit_in_any_batch():
     """The probe's batched fits against scikit-learn's LogisticRegression (newton-cholesky, solved to tol 1e-12) on
     the same rows: coefficients and intercept within 1e-7 for well-posed, high-dimensional (d = 40 of n = 90) and
     nearly separable sets, within 1e-6 of the largest coefficient for separable ones under weak regularisation
-    (C up to 1e4), with sample weights selecting each fit's rows (a weight-0 row changes nothing, whatever
-    its label); a fit's numbers do not depend on the batch it is solved in; the regularisation is C's (a larger C
+    (C up to 1e4) and on a set where Newton's full step fails (the line search at work), with sample weights selecting each fit's rows (a weight-0 row changes nothing, whatever
+    its label); a fit's numbers do not depend on the batch it is solved in; one class among a fit's rows is refused; the regularisation is C's (a larger C
     gives larger coefficients, as scikit-learn's); malformed shapes and non-finite features are refused by name."""
     from sklearn.linear_model import LogisticRegression
 
@@ -1098,6 +1098,12 @@ def test_fit_logistic_l2_is_scikit_learns_optimum_fit_by_fit_in_any_batch():
             scale = np.abs(sk.coef_[0]).max()
             np.testing.assert_allclose(np.r_[beta[f], b[f]], np.r_[sk.coef_[0], sk.intercept_[0]], rtol=0,
                                        atol=1e-6 * scale, err_msg=f"C={c} fit {f}")
+    # a set where Newton's full step fails (a singular Hessian after an overshoot): the line search keeps it on course
+    x = np.array([[[232.6438, 60.9579], [36.5985, -109.3772], [-26.0732, -22.4843], [3663.2698, -111.9133]]])
+    y = np.array([[0.0, 1.0, 0.0, 1.0]])
+    beta, b = fit_logistic_l2(x, y, np.ones_like(y), 635.0)
+    sk = LogisticRegression(C=635.0, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(x[0], y[0])
+    np.testing.assert_allclose(np.r_[beta[0], b[0]], np.r_[sk.coef_[0], sk.intercept_[0]], rtol=1e-5)
     x = g.normal(size=(1, 60, 3))
     y = (x[..., 0] + 0.5 * g.normal(size=(1, 60)) > 0).astype(float)
     small, _ = fit_logistic_l2(x, y, np.ones_like(y), 0.1)
@@ -1107,6 +1113,11 @@ def test_fit_logistic_l2_is_scikit_learns_optimum_fit_by_fit_in_any_batch():
         fit_logistic_l2(x[0], y, y, 1.0)
     with pytest.raises(ValueError, match="^fit_logistic_l2: need x"):
         fit_logistic_l2(x, y[:, :5], y[:, :5], 1.0)
+    one_class = np.ones_like(y)
+    with pytest.raises(ValueError, match="^fit_logistic_l2: every fit needs both labels"):
+        fit_logistic_l2(x, one_class, np.ones_like(y), 1.0)
+    with pytest.raises(ValueError, match="both labels"):                # the zeros carry no weight
+        fit_logistic_l2(x, y, y.copy(), 1.0)
     bad = x.copy()
     bad[0, 3, 1] = np.nan
     with pytest.raises(ValueError, match="^fit_logistic_l2: features, labels and weights must be finite"):

@@ -51,6 +51,10 @@ def fit_logistic_l2(x: np.ndarray, y: np.ndarray, weight: np.ndarray, c: float, 
                          f"{weight.shape}")
     if not (np.isfinite(x).all() and np.isfinite(y).all() and np.isfinite(weight).all()):
         raise ValueError("fit_logistic_l2: features, labels and weights must be finite")
+    used = weight > 0
+    if not ((used & (y == 1)).any(axis=-1) & (used & (y == 0)).any(axis=-1)).all():
+        raise ValueError("fit_logistic_l2: every fit needs both labels, 0 and 1, among its rows of positive weight "
+                         "(with one class the intercept has no finite optimum)")
     nf, n, d = x.shape
     xa = np.concatenate([x, np.ones((nf, n, 1))], axis=2)
     xt = xa.transpose(0, 2, 1)                  # a view: the stacked products below run as BLAS calls per fit
