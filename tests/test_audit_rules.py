@@ -1118,6 +1118,11 @@ def test_fit_logistic_l2_is_scikit_learns_optimum_fit_by_fit_in_any_batch():
         fit_logistic_l2(x, one_class, np.ones_like(y), 1.0)
     with pytest.raises(ValueError, match="both labels"):                # the zeros carry no weight
         fit_logistic_l2(x, y, y.copy(), 1.0)
+    with pytest.raises(ValueError, match="both labels"):                # the ones carry no weight
+        fit_logistic_l2(x, y, 1 - y, 1.0)
+    for w2 in (1 - y, y):                                               # the second fit of two has one class
+        with pytest.raises(ValueError, match="both labels"):
+            fit_logistic_l2(np.concatenate([x, x]), np.concatenate([y, y]), np.concatenate([np.ones_like(y), w2]), 1.0)
     bad = x.copy()
     bad[0, 3, 1] = np.nan
     with pytest.raises(ValueError, match="^fit_logistic_l2: features, labels and weights must be finite"):
@@ -1128,3 +1133,27 @@ def test_fit_logistic_l2_is_scikit_learns_optimum_fit_by_fit_in_any_batch():
         fit_logistic_l2(x, y, np.full_like(y, np.inf), 1.0)
     with pytest.raises(FloatingPointError, match="did not converge in 1 Newton steps"):
         fit_logistic_l2(x, y, np.ones_like(y), 1.0, max_iter=1)
+
+
+def test_probe_standardises_each_training_fold_as_scikit_learns_standard_scaler():
+    """The probe scales every feature by the mean and population sd of the training rows (scikit-learn's
+    StandardScaler, within 1e-12), applied to all rows; a constant feature (zero, or any value) and a feature
+    constant up to rounding (a few ulps around 1e8: variance below (n mean eps)^2, scikit-learn's bound) keep scale
+    1 instead of dividing by a rounding-size sd, while a narrow but real spread (sd 3e-7 around 1e3) is scaled."""
+    from sklearn.preprocessing import StandardScaler
+
+    from lensaudit.realism.probe import _standardise
+
+    g = np.random.default_rng(21)
+    n = 40
+    ulp8 = np.spacing(1e8)
+    x = np.c_[g.normal(3, 2, n), g.normal(-1, 0.1, n), np.full(n, 5.0), np.zeros(n),
+              1e8 + ulp8 * g.integers(-3, 4, n), 1e3 + 3e-7 * g.normal(size=n)]
+    rows = np.arange(0, n, 2)
+    out = _standardise(x, rows)
+    want = StandardScaler().fit(x[rows]).transform(x)
+    np.testing.assert_allclose(out[:, :4], want[:, :4], rtol=1e-12, atol=1e-12)
+    assert np.all(out[:, 2:4] == 0.0)                              # constants: scale 1, x minus its mean
+    np.testing.assert_allclose(out[:, 4], x[:, 4] - x[rows, 4].mean(), rtol=1e-6, atol=1e-15)   # scale 1, not 1e-8
+    assert np.std(out[rows, 5]) == pytest.approx(1.0, rel=1e-6)    # a real spread is standardised
+    np.testing.assert_allclose(out[:, 5], want[:, 5], rtol=1e-6, atol=1e-6)
