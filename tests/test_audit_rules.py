@@ -1157,3 +1157,27 @@ def test_probe_standardises_each_training_fold_as_scikit_learns_standard_scaler(
     np.testing.assert_allclose(out[:, 4], x[:, 4] - x[rows, 4].mean(), rtol=1e-6, atol=1e-15)   # scale 1, not 1e-8
     assert np.std(out[rows, 5]) == pytest.approx(1.0, rel=1e-6)    # a real spread is standardised
     np.testing.assert_allclose(out[:, 5], want[:, 5], rtol=1e-6, atol=1e-6)
+
+
+def test_the_probes_fits_are_batched_within_a_memory_budget_with_the_same_numbers(monkeypatch):
+    """Wide features solve fewer fits at a time: with a budget of three fits' arrays each batch holds three, with
+    one byte one (never none); the null distribution and the observed AUC are the same value for value."""
+    import lensaudit.realism.probe as probe
+
+    g = np.random.default_rng(8)
+    real, inj = g.normal(0.5, 1, (12, 4)), g.normal(0, 1, (24, 4))
+    ref = probe.probe_auc(real, inj, folds=3, n_boot=10, n_permutations=5, seed=4)
+    sizes = []
+    real_fit = probe.fit_logistic_l2
+
+    def recording(x, *a, **kw):
+        sizes.append(len(x))
+        return real_fit(x, *a, **kw)
+
+    monkeypatch.setattr(probe, "fit_logistic_l2", recording)
+    for budget, most in ((3 * 8 * 36 * 5, 3), (1, 1)):
+        monkeypatch.setattr(probe, "FIT_BATCH_BYTES", budget)
+        sizes.clear()
+        got = probe.probe_auc(real, inj, folds=3, n_boot=10, n_permutations=5, seed=4)
+        assert max(sizes) == most and sum(sizes) == 3 * (1 + 5)
+        assert got["auc"] == ref["auc"] and got["null_values"].tolist() == ref["null_values"].tolist()
