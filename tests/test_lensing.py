@@ -289,3 +289,98 @@ def test_a_scalar_gaussian_width_is_used_as_given_not_rounded_to_the_positions_d
         rounded = np.exp(-0.5 * (x * x + y * y) / (s32 * s32))
         assert np.array_equal(rounded, want) is not profile_shows
         assert not np.array_equal(rounded / (2 * np.pi * s32 * s32), want / (2 * np.pi * sigma * sigma))
+
+
+# ----------------------------------------------------------------------------- fast paths against their definitions
+def _epl_definition(x, y, theta_e, gamma, q, phi, x0=0.0, y0=0.0, tol=1e-12):
+    """epl_deflection as first written (complex temporaries, the real factor as a complex product)."""
+    c, s = np.cos(phi), np.sin(phi)
+    dx, dy = np.asarray(x, float) - x0, np.asarray(y, float) - y0
+    xr, yr = c * dx + s * dy, -s * dx + c * dy
+    t, b = gamma - 1.0, theta_e * np.sqrt(q)
+    z = q * xr + 1j * yr
+    r = np.maximum(np.abs(z), 1e-12)
+    e2iphi = np.where(np.abs(z) > 0, (z / r) ** 2, 1.0)
+    f = (1.0 - q) / (1.0 + q)
+    term = z / r
+    omega = term.copy()
+    n_max = 1 if f == 0 else int(np.ceil(np.log(tol) / np.log(f))) + 2
+    for n in range(1, max(n_max, 1)):
+        term = term * (-f * e2iphi)
+        term = term * ((2 * n - (2 - t)) / (2 * n + (2 - t)))
+        omega = omega + term
+    alpha = 2.0 * b / (1.0 + q) * (b / r) ** (t - 1.0) * omega
+    return c * alpha.real - s * alpha.imag, s * alpha.real + c * alpha.imag
+
+
+def _multipole_definition(x, y, m, a_m, phi_m, x0=0.0, y0=0.0):
+    dx, dy = np.asarray(x, float) - x0, np.asarray(y, float) - y0
+    r = np.hypot(dx, dy)
+    u = np.where(r > 0, (dx + 1j * dy) / np.where(r > 0, r, 1.0), 1.0 + 0j)
+    um = u.copy()
+    for _ in range(m - 1):
+        um = um * u
+    um = um * np.exp(-1j * m * phi_m)
+    k = a_m / (1.0 - m * m)
+    return k * (u.real * um.real + m * u.imag * um.imag), k * (u.imag * um.real - m * u.real * um.imag)
+
+
+def test_deflection_fast_paths_equal_their_definitions_bit_for_bit():
+    """The EPL series' real factors applied to float64 pairs, and multipoles sharing one angle and its powers across
+    orders, give the numbers of the plain complex-array code (4-d supersampled grids as the mock traces them, the
+    lens centre itself included): the mock's images do not change."""
+    from lensaudit.lensing.mass import epl_deflection, multipole_deflection, multipole_deflections
+
+    g = np.arange(-9, 10) * 0.262
+    off = ((np.arange(4) + 0.5) / 4 - 0.5) * 0.262
+    x = g[None, :, None, None] + off[None, None, None, :] + 0 * g[:, None, None, None]
+    y = g[:, None, None, None] + off[None, None, :, None] + 0 * g[None, :, None, None]
+    pts = [(x, y), (X, Y), (np.array([0.1, 0.1, 2.0]), np.array([-0.2, 0.3, -1.0]))]   # the centre exactly
+    for px, py in pts:
+        for te, gamma, q, phi in ((1.7, 1.976, 0.705, -0.11), (0.9, 2.3, 0.35, 1.2), (1.2, 1.8, 1.0, 0.0)):
+            got = epl_deflection(px, py, te, gamma, q, phi, 0.1, -0.2)
+            ref = _epl_definition(px, py, te, gamma, q, phi, 0.1, -0.2)
+            assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True)), (te, gamma, q)
+        terms = [(3, -0.0126, 0.3), (4, 0.0195, 0.5), (2, 0.01, -0.4), (4, -0.003, 2.0)]   # any order, repeats
+        got = multipole_deflections(px, py, terms, 0.1, -0.2)
+        assert len(got) == len(terms)
+        for (m, a_m, phi_m), pair in zip(terms, got, strict=True):
+            ref = _multipole_definition(px, py, m, a_m, phi_m, 0.1, -0.2)
+            assert np.array_equal(pair[0], ref[0]) and np.array_equal(pair[1], ref[1]), m
+            one = multipole_deflection(px, py, m, a_m, phi_m, 0.1, -0.2)
+            assert np.array_equal(one[0], ref[0]) and np.array_equal(one[1], ref[1])
+        assert not np.array_equal(got[0][0], got[3][0])
+    assert multipole_deflections(X, Y, []) == []
+    for bad in (1, 2.5):
+        with pytest.raises(ValueError, match="integer >= 2"):
+            multipole_deflections(X, Y, [(3, 0.01, 0.0), (bad, 0.01, 0.0)])
+
+
+def test_knots_on_a_grid_equal_knots_profile_bit_for_bit():
+    """Each knot evaluated only within KNOT_REACH_SIGMA of its centre (exp underflows to 0.0 beyond): the grid's
+    sums equal knots_profile's on the full meshgrid, knots near and off the edges and wide ones included."""
+    from lensaudit.lensing.light import KNOT_REACH_SIGMA, knots_on_grid
+
+    rng = np.random.default_rng(3)
+    gx, gy = (np.arange(96) - 47.5) * 0.041, (np.arange(80) - 39.5) * 0.037
+    xx, yy = np.meshgrid(gx, gy)
+    kx = np.concatenate([rng.normal(0, 1.0, 30), [2.5, -3.0, 9.0, 0.0]])
+    ky = np.concatenate([rng.normal(0, 1.0, 30), [-1.6, 1.7, 0.0, 9.0]])
+    ks = np.concatenate([rng.uniform(0.015, 0.05, 30), [0.03, 0.04, 0.05, 0.3]])
+    kw = rng.exponential(1.0, 34)
+    ref = knots_profile(xx, yy, kx, ky, ks, kw)
+    got = knots_on_grid(gx, gy, kx, ky, ks, kw)
+    assert np.array_equal(got, ref) and got.shape == (80, 96)
+    # the reach is what keeps it exact: a much shorter one misses tails that knots_profile has
+    assert KNOT_REACH_SIGMA >= np.sqrt(2 * 745.2)       # exp(-0.5 reach^2) below float64's smallest subnormal
+    assert np.exp(-0.5 * KNOT_REACH_SIGMA ** 2) == 0.0
+    import lensaudit.lensing.light as light
+    saved, light.KNOT_REACH_SIGMA = light.KNOT_REACH_SIGMA, 5.0
+    try:
+        assert not np.array_equal(knots_on_grid(gx, gy, kx, ky, ks, kw), ref)
+    finally:
+        light.KNOT_REACH_SIGMA = saved
+    with pytest.raises(ValueError, match="positive"):
+        knots_on_grid(gx, gy, kx[:2], ky[:2], np.array([0.02, 0.0]), kw[:2])
+    with pytest.raises(ValueError, match="ascending"):
+        knots_on_grid(gx[::-1], gy, kx, ky, ks, kw)

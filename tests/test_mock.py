@@ -476,3 +476,22 @@ def test_pixel_map_finds_a_cell_edge_a_row_crosses_twice(renderer):
     got = pixel_map_grid(gx0, gy0, h, w, r.ra0, r.dec0, fp, r._nside, CELLS, PIXEL_SCALE_ARCSEC, BRICK_SIZE_DEG)
     for a, c in zip(got, ref, strict=True):
         np.testing.assert_array_equal(a, c.reshape(h, w))
+
+
+def test_source_box_equals_its_mgrid_definition():
+    """The painting box's offsets (filled from two aranges) are those of np.mgrid minus the source position, with
+    the same image and box slices, at and beyond the image's edges."""
+    from lensaudit.mock.render import _box
+
+    for gx, gy, rad, w, h in ((37.3, 41.8, 12, 111, 111), (-3.6, 5.2, 6, 50, 40), (108.9, 0.49, 40, 111, 111)):
+        box, inner, xx, yy = _box(np.float64(gx), np.float64(gy), rad, w, h)
+        ix, iy = int(round(gx)), int(round(gy))
+        my, mx = np.mgrid[iy - rad : iy + rad + 1, ix - rad : ix + rad + 1]
+        assert np.array_equal(xx, mx - np.float64(gx)) and np.array_equal(yy, my - np.float64(gy))
+        assert xx.dtype == np.float64 and xx.flags.writeable
+        img = np.zeros((h, w))
+        img[box] = 1.0 + np.zeros_like(xx)[inner]
+        expect = np.zeros((h, w))
+        expect[max(iy - rad, 0) : min(iy + rad + 1, h), max(ix - rad, 0) : min(ix + rad + 1, w)] = 1.0
+        assert np.array_equal(img, expect)
+    assert _box(np.float64(-60.0), np.float64(5.0), 6, 50, 40)[0] is None

@@ -1491,3 +1491,21 @@ def test_a_synthetic_field_draws_each_source_over_25_pixels_and_adds_overlaps(mo
     np.testing.assert_array_equal(two, one((1e12, 350.4, 350.6, 2.5)))
     monkeypatch.undo()
     np.testing.assert_array_equal(X.synthetic_field(2.0, seed=3), X.synthetic_field(2.0, n=1500, size=700, seed=3))
+
+
+def test_gaussian_random_field_equals_its_definition_with_the_frequency_grid_cached():
+    """|k|^2 computed once per grid size (read-only) gives the field of the plain definition, bit for bit."""
+    from lensaudit.sources.procedural import _k_squared, gaussian_random_field
+
+    def definition(n, rng, slope=3.0, k0=3.0):
+        k = np.fft.fftfreq(n) * n
+        kk = np.hypot(*np.meshgrid(k, k))
+        amp = (kk**2 + k0**2) ** (-slope / 4)
+        amp[0, 0] = 0.0
+        f = np.fft.ifft2(amp * (rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n)))).real
+        return (f - f.mean()) / (f.std() + 1e-30)
+
+    for n, slope, k0 in ((96, 3.0, 7.5), (96, 2.5, 4.0), (33, 3.0, 3.0), (96, 3.0, 0.8)):
+        got = gaussian_random_field(n, np.random.default_rng(n + int(10 * k0)), slope=slope, k0=k0)
+        assert np.array_equal(got, definition(n, np.random.default_rng(n + int(10 * k0)), slope, k0))
+    assert not _k_squared(96).flags.writeable and _k_squared(96) is _k_squared(96)

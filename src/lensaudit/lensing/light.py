@@ -82,3 +82,33 @@ def knots_profile(x: np.ndarray, y: np.ndarray, kx: np.ndarray, ky: np.ndarray, 
     for i in range(len(kx)):
         out += kw[i] * gaussian(x - kx[i], y - ky[i], ksig[i]) / (2 * np.pi * ksig[i] ** 2)
     return out
+
+
+#: :func:`knots_on_grid` evaluates a knot only within this many sigmas of its centre along each axis. Beyond it,
+#: 0.5 r^2 / sigma^2 > 800 and exp() underflows to exactly 0.0 in float64 (it does below about -745.13), so
+#: adding the knot there adds +0.0: the sum is unchanged bit for bit.
+KNOT_REACH_SIGMA = 40.0
+
+
+def knots_on_grid(gx: np.ndarray, gy: np.ndarray, kx: np.ndarray, ky: np.ndarray, ksig: np.ndarray,
+                  kw: np.ndarray) -> np.ndarray:
+    """:func:`knots_profile` on the grid x = gx[None, :], y = gy[:, None] (``np.meshgrid(gx, gy)``; ascending axes,
+    arcsec), bit for bit: each knot's Gaussian is evaluated by the same expression, only inside the box of
+    +-:data:`KNOT_REACH_SIGMA` sigma about it (outside, it is exactly 0.0). Sigmas must be positive."""
+    gx, gy = np.asarray(gx, dtype=float), np.asarray(gy, dtype=float)
+    ksig = np.asarray(ksig, dtype=float)
+    if np.any(~(ksig > 0)):
+        raise ValueError(f"knots_on_grid: knot widths must be positive arcsec, got {ksig[~(ksig > 0)][:5]}")
+    if np.any(np.diff(gx) < 0) or np.any(np.diff(gy) < 0):
+        raise ValueError("knots_on_grid: grid axes gx and gy must be ascending")
+    out = np.zeros((gy.size, gx.size))
+    for i in range(len(kx)):
+        reach = KNOT_REACH_SIGMA * ksig[i]
+        c0, c1 = np.searchsorted(gx, kx[i] - reach, "left"), np.searchsorted(gx, kx[i] + reach, "right")
+        r0, r1 = np.searchsorted(gy, ky[i] - reach, "left"), np.searchsorted(gy, ky[i] + reach, "right")
+        if c0 >= c1 or r0 >= r1:
+            continue
+        dx, dy = gx[None, c0:c1] - kx[i], gy[r0:r1, None] - ky[i]
+        out[r0:r1, c0:c1] += kw[i] * gaussian(dx, dy, ksig[i]) / (2 * np.pi * ksig[i] ** 2)
+    return out
+

@@ -115,19 +115,23 @@ def epl_deflection(x: np.ndarray, y: np.ndarray, theta_e: float, gamma: float, q
     t = gamma - 1.0
     b = theta_e * np.sqrt(q)
     z = q * xr + 1j * yr
-    r = np.maximum(np.abs(z), 1e-12)
-    e2iphi = np.where(np.abs(z) > 0, (z / r) ** 2, 1.0)           # e^{2 i varphi}, varphi the elliptical angle
-    f = (1.0 - q) / (1.0 + q)
+    az = np.abs(z)
+    r = np.maximum(az, 1e-12)
     term = z / r                                                  # Omega_0 = e^{i varphi}
+    e2iphi = np.where(az > 0, term**2, 1.0)                       # e^{2 i varphi}, varphi the elliptical angle
+    f = (1.0 - q) / (1.0 + q)
     omega = term.copy()
     n_max = 1 if f == 0 else int(np.ceil(np.log(tol) / np.log(f))) + 2
     ratio = -f * e2iphi
-    for n in range(1, max(n_max, 1)):                             # in place: no temporary array per term
+    # in place, no temporary per term; a real factor scales the real and imaginary parts as float64 pairs (what a
+    # complex product with (c + 0j) computes, without its four products and two sums)
+    pairs = term.view(np.float64)
+    for n in range(1, max(n_max, 1)):
         np.multiply(term, ratio, out=term)
-        np.multiply(term, (2 * n - (2 - t)) / (2 * n + (2 - t)), out=term)
+        np.multiply(pairs, (2 * n - (2 - t)) / (2 * n + (2 - t)), out=pairs)
         np.add(omega, term, out=omega)
-    alpha = 2.0 * b / (1.0 + q) * (b / r) ** (t - 1.0) * omega
-    return _unrotate(alpha.real, alpha.imag, phi)
+    scale = 2.0 * b / (1.0 + q) * (b / r) ** (t - 1.0)            # real: alpha = scale * omega, part by part
+    return _unrotate(scale * omega.real, scale * omega.imag, phi)
 
 
 def multipole_deflection(x: np.ndarray, y: np.ndarray, m: int, a_m: float, phi_m: float,
@@ -135,20 +139,38 @@ def multipole_deflection(x: np.ndarray, y: np.ndarray, m: int, a_m: float, phi_m
     """Deflection (arcsec) of a circular multipole of order m >= 2 (Xu et al. 2013, appendix B):
     potential psi = r a_m / (1 - m^2) cos(m (theta - phi_m)); ``a_m`` in arcsec (a percent of theta_E
     is a typical galaxy's boxiness or diskiness for m = 4), ``phi_m`` its orientation (radians)."""
-    if int(m) != m or m < 2:
-        raise ValueError(f"multipole_deflection: order m={m} must be an integer >= 2")
+    return multipole_deflections(x, y, [(m, a_m, phi_m)], x0, y0)[0]
+
+
+def multipole_deflections(x: np.ndarray, y: np.ndarray, terms, x0: float = 0.0,
+                          y0: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`multipole_deflection` of each ``(m, a_m, phi_m)`` in ``terms`` about one centre, as a list in the
+    order given: the angle e^{i theta} and its powers are computed once for all orders (each order's numbers are
+    those of its own call)."""
+    for m, _, _ in terms:
+        if int(m) != m or m < 2:
+            raise ValueError(f"multipole_deflection: order m={m} must be an integer >= 2")
+    terms = [(int(m), float(a_m), float(phi_m)) for m, a_m, phi_m in terms]
+    if not terms:
+        return []
     dx, dy = np.asarray(x, float) - x0, np.asarray(y, float) - y0
     # e^{i theta} and e^{i m (theta - phi_m)} without trigonometric calls per point (theta = 0 at the centre,
-    # as arctan2(0, 0))
+    # as arctan2(0, 0)); u^m by repeated products, each power once for every order that needs it
     r = np.hypot(dx, dy)
     u = np.where(r > 0, (dx + 1j * dy) / np.where(r > 0, r, 1.0), 1.0 + 0j)
-    um = u.copy()
-    for _ in range(int(m) - 1):
+    c, s = np.ascontiguousarray(u.real), np.ascontiguousarray(u.imag)
+    orders, powers, um = {m for m, _, _ in terms}, {}, u.copy()
+    for p in range(2, max(orders) + 1):
         um *= u
-    um *= np.exp(-1j * m * phi_m)
-    c, s, cm, sm = u.real, u.imag, um.real, um.imag
-    k = a_m / (1.0 - m * m)
-    return k * (c * cm + m * s * sm), k * (s * cm - m * c * sm)
+        if p in orders:
+            powers[p] = um.copy()
+    out = []
+    for m, a_m, phi_m in terms:
+        um = powers[m] * np.exp(-1j * m * phi_m)
+        cm, sm = np.ascontiguousarray(um.real), np.ascontiguousarray(um.imag)
+        k = a_m / (1.0 - m * m)
+        out.append((k * (c * cm + m * s * sm), k * (s * cm - m * c * sm)))
+    return out
 
 
 def convergence_deflection(x: np.ndarray, y: np.ndarray, kappa: float, x0: float = 0.0,

@@ -15,7 +15,7 @@ import numpy as np
 from lensaudit.lensing.mass import (
     convergence_deflection,
     epl_deflection,
-    multipole_deflection,
+    multipole_deflections,
     shear_deflection,
     sie_deflection,
 )
@@ -36,11 +36,9 @@ def deflection(lp: Mapping, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, n
         ax, ay = epl_deflection(x, y, te, gamma, q, phi)
     sx, sy = shear_deflection(x, y, float(lp["shear_g1"]), float(lp["shear_g2"]))
     ax, ay = ax + sx, ay + sy
-    for m in (3, 4):
-        a_m = float(lp.get(f"a{m}", 0.0) or 0.0)
-        if a_m:
-            mx, my = multipole_deflection(x, y, m, a_m, float(lp[f"phi{m}"]))
-            ax, ay = ax + mx, ay + my
+    poles = [(m, float(lp.get(f"a{m}", 0.0) or 0.0)) for m in (3, 4)]
+    for mx, my in multipole_deflections(x, y, [(m, a_m, float(lp[f"phi{m}"])) for m, a_m in poles if a_m]):
+        ax, ay = ax + mx, ay + my
     ts = float(lp.get("sat_theta_e", 0.0) or 0.0)
     if ts > 0:
         mx, my = sie_deflection(x, y, ts, 1.0, 0.0, float(lp["sat_x"]), float(lp["sat_y"]))

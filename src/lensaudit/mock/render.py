@@ -555,9 +555,12 @@ def _box(gx: float, gy: float, rad: int, W: int, H: int):
     ya, yb = max(iy - rad, 0), min(iy + rad + 1, H)
     if xa >= xb or ya >= yb:
         return None, None, None, None
-    yy, xx = np.mgrid[iy - rad : iy + rad + 1, ix - rad : ix + rad + 1]
+    n = 2 * rad + 1                         # = np.mgrid[iy - rad : iy + rad + 1, ix - rad : ix + rad + 1] - (gy, gx),
+    xx, yy = np.empty((n, n)), np.empty((n, n))             # without mgrid's slower construction
+    xx[:] = np.arange(ix - rad, ix + rad + 1) - gx
+    yy[:] = (np.arange(iy - rad, iy + rad + 1) - gy)[:, None]
     inner = (slice(ya - (iy - rad), yb - (iy - rad)), slice(xa - (ix - rad), xb - (ix - rad)))
-    return (slice(ya, yb), slice(xa, xb)), inner, xx - gx, yy - gy
+    return (slice(ya, yb), slice(xa, xb)), inner, xx, yy
 
 
 def load_renderer(root) -> Renderer:

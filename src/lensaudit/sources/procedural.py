@@ -13,11 +13,12 @@ every family. Every draw comes from the lens's own seed stream.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from lensaudit.lensing.light import knots_profile, sersic
+from lensaudit.lensing.light import knots_on_grid, sersic
 from lensaudit.sources.kernels import bilinear_planes
 from lensaudit.survey.constants import MAG_ZEROPOINT
 
@@ -65,11 +66,19 @@ def colour_weights(g_r, r_z) -> np.ndarray:
     return 10 ** (-0.4 * np.stack([g_r, np.zeros_like(g_r), -r_z]))
 
 
+@functools.lru_cache(maxsize=8)
+def _k_squared(n: int) -> np.ndarray:
+    """|k|^2 of an n x n grid's FFT frequencies (cycles per side), read-only: ``np.hypot(kx, ky) ** 2`` as
+    :func:`gaussian_random_field` always computed it (the same numbers, computed once per size)."""
+    k = np.fft.fftfreq(n) * n
+    kk2 = np.hypot(*np.meshgrid(k, k)) ** 2
+    kk2.flags.writeable = False
+    return kk2
+
+
 def gaussian_random_field(n: int, rng: np.random.Generator, slope: float = 3.0, k0: float = 3.0) -> np.ndarray:
     """Zero-mean, unit-variance Gaussian random field on an n x n grid, power ~ (k^2 + k0^2)^(-slope/2)."""
-    k = np.fft.fftfreq(n) * n
-    kk = np.hypot(*np.meshgrid(k, k))
-    amp = (kk**2 + k0**2) ** (-slope / 4)
+    amp = (_k_squared(n) + k0**2) ** (-slope / 4)
     amp[0, 0] = 0.0
     f = np.fft.ifft2(amp * (rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n)))).real
     return (f - f.mean()) / (f.std() + 1e-30)
@@ -126,7 +135,7 @@ def render_rich(p: dict, rng: np.random.Generator) -> SourceImage:
         if n_knots and p["src_knot_frac"] > 0:
             kx, ky = rng.normal(0, 1.2 * re, n_knots), rng.normal(0, 1.2 * re, n_knots)
             ks, kw = rng.uniform(0.015, 0.05, n_knots), rng.exponential(1.0, n_knots)
-            knots = knots_profile(x, y, kx, ky, ks, kw / kw.sum())
+            knots = knots_on_grid(x[0], y[:, 0], kx, ky, ks, kw / kw.sum())   # = knots_profile(x, y, ...)
             comps += colour_weights(p["src_gr"] - 0.35, p["src_rz"] - 0.3)[:, None, None] * \
                 (knots / max(knots.sum(), 1e-30))[None] * p["src_knot_frac"]
         if p["src_dust_tau"] > 0:
@@ -148,7 +157,7 @@ def render_simple(p: dict) -> SourceImage:
     ky = np.array([p[f"knot{k}_y"] for k in range(int(p["src_n_knots"]))], dtype=float)
     ks = np.array([p[f"knot{k}_sig"] for k in range(int(p["src_n_knots"]))], dtype=float)
     kw = np.array([p[f"knot{k}_w"] for k in range(int(p["src_n_knots"]))], dtype=float)
-    knots = knots_profile(x, y, kx, ky, ks, kw) if len(kx) else np.zeros_like(x)
+    knots = knots_on_grid(x[0], y[:, 0], kx, ky, ks, kw) if len(kx) else np.zeros_like(x)
     kf = float(p["src_knot_frac"])
     img = (colour_weights(p["src_gr"], p["src_rz"])[:, None, None] * (disc / disc.sum())[None] * (1 - kf)
            + colour_weights(p["src_gr"] - 0.45, p["src_rz"] - 0.35)[:, None, None]
