@@ -77,3 +77,61 @@ def test_fast_writer_gives_astropys_bytes(bands, shape, with_invvar):
         np.testing.assert_array_equal(back, cube[0] if len(bands) == 1 and back.ndim == 2 else cube)
     with pytest.raises(ValueError, match="does not match bands"):
         cutout_fits_bytes(np.zeros((2, 8, 8), np.float32), 1.0, 1.0, bands="grz")
+
+
+def _astropy_read(raw):
+    with fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=False) as h:
+        return np.array(h[0].data), h[0].header.copy()
+
+
+def test_single_image_fast_path_reads_what_astropy_reads(monkeypatch):
+    """Service bytes of one float32 image are read without fits.open (pixels, NaN and header cards as astropy
+    gives them); anything else - an inverse-variance HDU, scaled data, trailing bytes, a missing END - goes
+    through fits.open, so a scaled image is still unscaled and a damaged one still named."""
+    import lensaudit.survey.cutout_fits as cf
+
+    rng = np.random.default_rng(5)
+    cases = [("grz", (3, 101, 101)), ("r", (1, 64, 64)), ("gz", (2, 51, 31))]
+    for bands, shape in cases:
+        cube = rng.normal(size=shape).astype(np.float32)
+        cube[0, 3, 4], cube[-1, -1, -1] = np.nan, np.inf
+        raw = cutout_fits_bytes(cube, 150.25, -2.5, bands=bands)
+        assert cf._single_float32_image(raw) is not None
+        data, hdr = read_cutout_fits(raw, bands=bands)
+        ref_data, ref_hdr = _astropy_read(raw)
+        ref_data = ref_data[None] if ref_data.ndim == 2 else ref_data
+        assert np.array_equal(data, ref_data, equal_nan=True) and data.dtype == np.float32 and data.flags.c_contiguous
+        assert hdr.tostring() == ref_hdr.tostring()
+    # the fast path is what reads them: with fits.open broken, service bytes still parse
+    raw = cutout_fits_bytes(_cube(), 1.0, 1.0)
+
+    def no_open(*a, **k):
+        raise AssertionError("fits.open called")
+
+    monkeypatch.setattr(cf.fits, "open", no_open)
+    np.testing.assert_array_equal(read_cutout_fits(raw, 101)[0], _cube())
+    with pytest.raises(CutoutFormatError, match="fits.open called"):  # two HDUs: astropy reads (and checks) both
+        read_cutout_fits(cutout_fits_bytes(_cube(), 1.0, 1.0, invvar=np.ones((3, 101, 101), np.float32)), 101)
+    monkeypatch.undo()
+    # left to astropy: scaled integers (BSCALE/BZERO applied), bytes after the HDU, no END card
+    hdu = fits.PrimaryHDU(data=np.arange(3 * 8 * 8, dtype=np.float32).reshape(3, 8, 8))
+    hdu.header["BANDS"] = "grz"
+    hdu.scale("int16", bscale=0.5, bzero=10.0)
+    buf = io.BytesIO()
+    hdu.writeto(buf)
+    assert cf._single_float32_image(buf.getvalue()) is None
+    np.testing.assert_array_equal(read_cutout_fits(buf.getvalue())[0], np.arange(192, dtype=np.float32).reshape(3, 8, 8))
+    assert cf._single_float32_image(raw + b"\0" * 2880) is None
+    assert cf._single_float32_image(raw.replace(b"END" + b" " * 77, b"COMMENT" + b" " * 73)) is None
+    with pytest.raises(CutoutFormatError) as exc:
+        read_cutout_fits(raw.replace(b"END" + b" " * 77, b"COMMENT" + b" " * 73), 101)
+    assert exc.value.reason in ("truncated", "corrupt")
+    # a header whose data no longer fit the payload is astropy's to judge; one that still fits reads as astropy reads
+    four = raw.replace(b"NAXIS3  =                    3", b"NAXIS3  =                    4")
+    assert four != raw and cf._single_float32_image(four) is None
+    with pytest.raises(CutoutFormatError) as exc:
+        read_cutout_fits(four, 101)
+    assert exc.value.reason == "truncated"
+    narrow = raw.replace(b"NAXIS1  =                  101", b"NAXIS1  =                  100")
+    got = cf._single_float32_image(narrow)
+    assert got is not None and np.array_equal(got[0], _astropy_read(narrow)[0]) and got[0].shape == (3, 101, 100)

@@ -48,6 +48,21 @@ def _outer_mask(n: int) -> np.ndarray:
     return m
 
 
+def median_of_finite(values: np.ndarray) -> float:
+    """``float(np.median(values))`` of a 1-d array without NaN, bit for bit (the middle order statistic, or the
+    float mean of the two middle ones, in np.median's order and dtype), without np.median's per-call overhead (about
+    40 us, six times per cutout)."""
+    n = values.size
+    if n == 0:
+        raise ValueError("median_of_finite: no values (the median of nothing is undefined)")
+    k = n // 2
+    part = np.partition(values, k)          # order statistic k at k, the smaller ones before it
+    if n % 2:
+        return float(part[k])
+    # statistic k - 1 is the largest of those before it (one partition and a max: half the time of two kth)
+    return float(np.mean(np.array([part[:k].max(), part[k]], dtype=part.dtype)))
+
+
 def assess(cube: np.ndarray, cfg: QAConfig = QAConfig(), bands: tuple[str, ...] = BANDS) -> tuple[bool, str, dict]:
     """Validate one cutout. Returns (ok, reason, qa) where reason is '' when ok.
 
@@ -72,17 +87,19 @@ def assess(cube: np.ndarray, cfg: QAConfig = QAConfig(), bands: tuple[str, ...] 
     missing = []
     for i, b in enumerate(bands):
         plane = cube[i]
-        finite = plane[~nan[i]]
+        clean = not nan[i].any()                  # the common case: no NaN to leave out (the same values)
+        finite = plane if clean else plane[~nan[i]]
         present = finite.size > 0 and bool(np.any(finite != 0.0))
         qa[f"has_{b}"] = present
         if not present:
             missing.append(b)
         sky = plane[outer]
-        sky = sky[np.isfinite(sky)]
+        if not clean:
+            sky = sky[np.isfinite(sky)]
         if sky.size:
-            med = float(np.median(sky))
+            med = median_of_finite(sky)
             qa[f"sky_median_{b}"] = med
-            qa[f"sky_mad_{b}"] = float(np.median(np.abs(sky - med)))
+            qa[f"sky_mad_{b}"] = median_of_finite(np.abs(sky - med))
         else:
             qa[f"sky_median_{b}"] = float("nan")
             qa[f"sky_mad_{b}"] = float("nan")
