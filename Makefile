@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python -m pip install --quiet -e ".[test,spark,train,onnx,bench]"
 	$(BIN)/python benchmarks/bench_cutouts.py
 	$(BIN)/python benchmarks/bench_mock.py
+	$(BIN)/python benchmarks/bench_fastpaths.py
 	$(BIN)/python benchmarks/bench_catalog.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_scoring.py

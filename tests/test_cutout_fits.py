@@ -135,3 +135,79 @@ def test_single_image_fast_path_reads_what_astropy_reads(monkeypatch):
     narrow = raw.replace(b"NAXIS1  =                  101", b"NAXIS1  =                  100")
     got = cf._single_float32_image(narrow)
     assert got is not None and np.array_equal(got[0], _astropy_read(narrow)[0]) and got[0].shape == (3, 101, 100)
+
+
+def _card(text: str) -> bytes:
+    return text.ljust(80).encode("ascii")
+
+
+def _replace_card(raw: bytes, key: str, card: str) -> bytes:
+    """``raw`` with the card of keyword ``key`` replaced by ``card`` (80 columns)."""
+    for pos in range(0, 2880, 80):
+        if raw[pos : pos + 8].decode().rstrip() == key:
+            return raw[:pos] + _card(card) + raw[pos + 80 :]
+    raise KeyError(key)
+
+
+def _outcome(raw, header):
+    try:
+        cube, hdr = read_cutout_fits(raw, 101, "grz", header=header)
+    except CutoutFormatError as exc:
+        return ("error", exc.reason, str(exc))
+    return ("ok", cube.tobytes(), hdr is None)
+
+
+@pytest.mark.parametrize("key, card", [
+    ("BANDS", "BANDS   = 'gzr'"),                                   # wrong bands
+    ("BANDS", "BANDS   =              'grz'   / free-format value"),
+    ("BAND1", "BAND1   = 'r''x'"),                                  # a doubled quote inside
+    ("BAND2", "BAND2   = 'z       '"),                              # trailing blanks dropped
+    ("BAND0", "BAND0   = '  g'"),                                   # leading blanks kept (then stripped by the check)
+    ("BITPIX", "BITPIX  =                -32.0"),                    # not an integer: astropy reads it
+    ("NAXIS3", "NAXIS3  =                   +3 / signed"),
+    ("NAXIS3", "NAXIS3  =                    2"),                    # data no longer fill the payload
+    ("BAND1", "band1   = 'x'"),                                     # lower-case keyword: astropy's to judge
+    ("BAND1", "BSCALE  =                  1.0"),                    # scaling: fits.open
+    ("BANDS", "BANDS   = 'grz"),                                    # unterminated string
+    ("SIMPLE", "SIMPLE  =                    F"),
+])
+def test_cards_read_without_astropy_decide_as_astropys_header(key, card):
+    """header=False reads the checked cards itself; on the service's layout and on each hostile edit of a card the
+    outcome (cube, or error reason and message) is the one astropy's header gives."""
+    raw = cutout_fits_bytes(_cube(), 150.25, -2.5, bands="grz")
+    assert _outcome(raw, False)[:2] == _outcome(raw, True)[:2] and _outcome(raw, False)[2] is True
+    bad = _replace_card(raw, key, card)
+    fast, ref = _outcome(bad, False), _outcome(bad, True)
+    assert fast[:2] == ref[:2], (fast[:2], ref[:2])
+    if fast[0] == "error":
+        assert fast[2] == ref[2]
+
+
+def test_checked_cards_values_and_refusals():
+    from lensaudit.survey.cutout_fits import _check_cards
+
+    raw = cutout_fits_bytes(_cube(), 150.25, -2.5, bands="grz")
+    end = next(p for p in range(0, 2880, 80) if raw[p : p + 8] == b"END     ")
+    cards = _check_cards(raw, end)
+    assert cards == {"SIMPLE": True, "BITPIX": -32, "NAXIS": 3, "NAXIS1": 101, "NAXIS2": 101, "NAXIS3": 3,
+                     "BANDS": "grz", "BAND0": "g", "BAND1": "r", "BAND2": "z"}
+    assert _check_cards(_replace_card(raw, "BAND1", "BAND1   = 'r''x'"), end)["BAND1"] == "r'x"
+    assert _check_cards(_replace_card(raw, "BITPIX", "BITPIX  =                -32.0"), end) is None
+    assert _check_cards(_replace_card(raw, "BANDS", "BANDS   = 'grz"), end) is None
+    assert _check_cards(_replace_card(raw, "BAND1", "bAND1   = 'r'"), end) is None
+    assert _check_cards(_replace_card(raw, "BAND1", "BAND1    'r'"), end) is None
+    assert _check_cards(_replace_card(raw, "BAND1", "BZERO   =                  0.0"), end)["BZERO"] is True
+    dup = _replace_card(raw, "BAND2", "BAND1   = 'q'")                    # a repeated keyword: the first counts
+    assert _check_cards(dup, end)["BAND1"] == "r" and fits.Header.fromstring(dup[:2880].decode())["BAND1"] == "r"
+
+
+def test_an_unparsable_band_card_is_a_corrupt_cutout_not_a_crash():
+    """astropy parses a card's value when it is read: an unterminated string in BANDS raised astropy's VerifyError
+    out of the reader (and the fetch worker); it is a 'corrupt' cutout named by its source, with or without the
+    astropy header, and a -32.0 BITPIX is refused by both paths as fits.open refuses it."""
+    raw = cutout_fits_bytes(_cube(), 150.25, -2.5, bands="grz")
+    for header in (True, False):
+        for key, card in (("BANDS", "BANDS   = 'grz"), ("BITPIX", "BITPIX  =                -32.0")):
+            with pytest.raises(CutoutFormatError) as exc:
+                read_cutout_fits(_replace_card(raw, key, card), 101, source="cutout Y", header=header)
+            assert exc.value.reason == "corrupt" and "cutout Y" in str(exc.value)

@@ -495,3 +495,25 @@ def test_source_box_equals_its_mgrid_definition():
         expect[max(iy - rad, 0) : min(iy + rad + 1, h), max(ix - rad, 0) : min(ix + rad + 1, w)] = 1.0
         assert np.array_equal(img, expect)
     assert _box(np.float64(-60.0), np.float64(5.0), 6, 50, 40)[0] is None
+
+
+def test_pooled_renderer_serves_the_bytes_the_serving_process_would_encode(renderer, survey_dir):
+    """With a pool of render processes the workers encode the FITS bytes; the service's answers (with and without
+    inverse variance, and off the footprint) are byte for byte those of the renderer in the serving process."""
+    from lensaudit.cutouts.mockfetch import PooledRenderer
+
+    lens = renderer.src[renderer.src.kind == "lens"].iloc[0]
+    gal = renderer.src.iloc[len(renderer.src) // 2]
+    queries = [{"ra": lens.ra, "dec": lens.dec, "size": 101, "layer": "ls-dr10", "bands": "grz"},
+               {"ra": gal.ra, "dec": gal.dec, "size": 64, "layer": "ls-dr10", "bands": "gz", "invvar": "1"},
+               {"ra": lens.ra + 5, "dec": lens.dec, "size": 101, "layer": "ls-dr10"}]
+    answers = []
+    pool = PooledRenderer(survey_dir, 2)
+    try:
+        for render in (renderer, pool):
+            with serve_in_thread(render) as srv:
+                answers.append([(r.status_code, r.content) for r in (httpx.get(srv.url, params=q) for q in queries)])
+    finally:
+        pool.close()
+    assert answers[0] == answers[1]
+    assert [s for s, _ in answers[0]] == [200, 200, 500] and answers[0][0][1] != answers[0][1][1]

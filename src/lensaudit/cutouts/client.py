@@ -197,7 +197,7 @@ def fetch_one(client: httpx.Client, cfg: FetchConfig, cid: str, ra: float, dec: 
             reason = f"not_fits: content-type {ctype!r}: {text!r}"
             break
         try:
-            cube, _hdr = read_cutout_fits(body, cfg.size_pix, cfg.bands, source=f"cutout {cid} ({url})")
+            cube, _ = read_cutout_fits(body, cfg.size_pix, cfg.bands, source=f"cutout {cid} ({url})", header=False)
         except CutoutFormatError as exc:
             reason = f"{exc.reason}: {exc}"
             if exc.reason in _RETRY_FORMAT:

@@ -32,6 +32,13 @@ def _render(req):
     return _RENDERER(req)
 
 
+def _render_fits(req):
+    from lensaudit.mock.server import encode_response
+
+    out = _RENDERER(req)
+    return None if out is None else encode_response(req, out)
+
+
 class PooledRenderer:
     """A render callable that sends each request to a pool of processes holding the mock's renderer."""
 
@@ -42,6 +49,11 @@ class PooledRenderer:
 
     def __call__(self, req):
         return self.pool.submit(_render, req).result()
+
+    def fits_body(self, req) -> bytes | None:
+        """The service's FITS bytes for ``req``, rendered and encoded in a worker (the server sends them as they
+        come: the serving process neither encodes nor unpickles a cube)."""
+        return self.pool.submit(_render_fits, req).result()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

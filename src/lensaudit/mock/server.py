@@ -83,6 +83,25 @@ def parse_request(query: str) -> CutoutRequest | str:
     return CutoutRequest(ra, dec, width, height, pixscale, bands, layer, "invvar" in q)
 
 
+def encode_response(req: CutoutRequest, out: tuple[np.ndarray, np.ndarray | None]) -> bytes:
+    """The FITS bytes the service sends for a renderer's ``(cube, invvar)`` answer to ``req`` (the inverse variance
+    only when the request asks for it)."""
+    cube, invvar = out
+    return cutout_fits_bytes(cube, req.ra, req.dec, bands=req.bands, pixscale_arcsec=req.pixscale,
+                             invvar=invvar if req.invvar else None)
+
+
+def response_body(render: Renderer, req: CutoutRequest) -> bytes | None:
+    """The response body for ``req``, None where the renderer finds no overlap: ``render.fits_body(req)`` when the
+    renderer encodes its answers itself (a pool of render processes does, so the serving process does not),
+    otherwise :func:`encode_response` of ``render(req)``: the same bytes either way."""
+    fits_body = getattr(render, "fits_body", None)
+    if fits_body is not None:
+        return fits_body(req)
+    out = render(req)
+    return None if out is None else encode_response(req, out)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: CutoutHTTPServer
     protocol_version = "HTTP/1.1"
@@ -122,19 +141,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"no such layer", "text/plain")
             return
         try:
-            out = srv.render(req)
+            body = response_body(srv.render, req)
         except NoOverlapError:
-            out = None
+            body = None
         except Exception as exc:  # a renderer bug must be visible, not a silent wrong image
             log.exception("mock service renderer failed for %s", url.query)
             self._send(500, f"render error: {exc}".encode(), "text/plain")
             return
-        if out is None:
+        if body is None:
             self._send(500, b"NoOverlapError: No overlap", "text/html")
             return
-        cube, invvar = out
-        body = cutout_fits_bytes(cube, req.ra, req.dec, bands=req.bands, pixscale_arcsec=req.pixscale,
-                                 invvar=invvar if req.invvar else None)
         if fault and fault.body is not None:
             body = fault.body
         if fault and fault.truncate_to is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import warnings
 
 import numpy as np
@@ -111,12 +112,15 @@ def _header_blocks(bands: str, h: int, w: int, pixscale: float, with_invvar: boo
 
 
 def read_cutout_fits(
-    payload: bytes, expected_size: int | None = None, bands: str = "grz", source: str = "cutout"
-) -> tuple[np.ndarray, fits.Header]:
+    payload: bytes, expected_size: int | None = None, bands: str = "grz", source: str = "cutout",
+    header: bool = True,
+) -> tuple[np.ndarray, fits.Header | None]:
     """Parse service bytes into a float32 cube (n_bands, H, W) in native byte order and its header.
 
     Raises :class:`CutoutFormatError` naming ``source`` when the payload is not FITS, is
-    truncated, lacks image data, has the wrong shape or band layout.
+    truncated, lacks image data, has the wrong shape or band layout. ``header=False``: no astropy
+    header is built (None is returned in its place; the cards the checks need are read directly,
+    about 0.4 ms a cutout less), with the same checks and the same cube.
     """
     if not payload:
         raise CutoutFormatError("empty", f"{source}: empty response body")
@@ -127,7 +131,7 @@ def read_cutout_fits(
         raise CutoutFormatError(
             "truncated", f"{source}: FITS payload of {len(payload)} bytes is not a multiple of 2880 (truncated)"
         )
-    simple = _single_float32_image(payload)
+    simple = _single_float32_image(payload, astropy_header=header)
     if simple is not None:
         data, hdr = simple
     else:
@@ -155,11 +159,14 @@ def read_cutout_fits(
         raise CutoutFormatError(
             "missing_band", f"{source}: HDU0 has {data.shape[0]} band plane(s), expected {len(bands)} ({bands})"
         )
-    hdr_bands = str(hdr.get("BANDS", bands)).strip()
+    try:                                       # astropy parses a card's value when it is read
+        hdr_bands = str(hdr.get("BANDS", bands)).strip()
+        got_bands = [str(hdr.get(f"BAND{i}", b)).strip() for i, b in enumerate(bands)]
+    except (fits.VerifyError, ValueError) as exc:
+        raise CutoutFormatError("corrupt", f"{source}: unparsable header card ({type(exc).__name__}: {exc})") from exc
     if hdr_bands != bands:
         raise CutoutFormatError("wrong_bands", f"{source}: header BANDS={hdr_bands!r}, requested {bands!r}")
-    for i, b in enumerate(bands):
-        got = str(hdr.get(f"BAND{i}", b)).strip()
+    for i, (b, got) in enumerate(zip(bands, got_bands, strict=True)):
         if got != b:
             raise CutoutFormatError("wrong_bands", f"{source}: header BAND{i}={got!r}, expected {b!r}")
     if expected_size is not None and data.shape[1:] != (expected_size, expected_size):
@@ -167,19 +174,20 @@ def read_cutout_fits(
             "wrong_shape",
             f"{source}: cutout is {data.shape[1]}x{data.shape[2]} pixels, expected {expected_size}x{expected_size}",
         )
-    return np.ascontiguousarray(data, dtype=np.float32), hdr
+    return np.ascontiguousarray(data, dtype=np.float32), hdr if header else None
 
 
 #: Header cards :func:`_single_float32_image` leaves to ``fits.open`` (scaled, blanked, grouped or extended data).
 _NOT_SIMPLE = ("BSCALE", "BZERO", "BLANK", "GROUPS", "PCOUNT", "GCOUNT", "XTENSION")
 
 
-def _single_float32_image(payload: bytes) -> tuple[np.ndarray, fits.Header] | None:
+def _single_float32_image(payload: bytes, astropy_header: bool = True) -> tuple[np.ndarray, fits.Header | dict] | None:
     """(big-endian float32 image, header) of a payload that is exactly one primary HDU holding an unscaled float32
     image (BITPIX = -32, NAXIS 2 or 3, the data's padded length and nothing after it), as ``fits.open`` would give
     them: astropy parses the header (``Header.fromstring``) and the pixels are read in place of the HDU machinery
     (``fits.open`` costs about 1.8 ms a cutout, most of a loopback fetch's parsing). None for anything else, and
-    for a header astropy warns about: the caller then opens it with ``fits.open``, which names the fault."""
+    for a header astropy warns about: the caller then opens it with ``fits.open``, which names the fault.
+    ``astropy_header=False``: the header is a dict of the cards the checks read (:func:`_check_cards`)."""
     end = -1
     for pos in range(0, min(len(payload), 36 * 2880), 80):          # the END card, on a card boundary
         if payload[pos : pos + 8] == b"END     ":
@@ -191,8 +199,11 @@ def _single_float32_image(payload: bytes) -> tuple[np.ndarray, fits.Header] | No
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            hdr = fits.Header.fromstring(payload[:head_len].decode("ascii"))
-            if hdr.get("SIMPLE") is not True or hdr.get("BITPIX") != -32 or any(k in hdr for k in _NOT_SIMPLE):
+            hdr = fits.Header.fromstring(payload[:head_len].decode("ascii")) if astropy_header else _check_cards(payload, end)
+            if hdr is None:
+                return None
+            bitpix = hdr.get("BITPIX")          # an integer -32 (fits.open refuses -32.0)
+            if hdr.get("SIMPLE") is not True or type(bitpix) is not int or bitpix != -32 or any(k in hdr for k in _NOT_SIMPLE):
                 return None
             naxis = hdr.get("NAXIS")
             if type(naxis) is not int or naxis not in (2, 3):
@@ -206,4 +217,46 @@ def _single_float32_image(payload: bytes) -> tuple[np.ndarray, fits.Header] | No
     if len(payload) != head_len + nbytes + (-nbytes % 2880):
         return None
     return np.frombuffer(payload, dtype=">f4", count=nbytes // 4, offset=head_len).reshape(shape), hdr
+
+
+#: The cards :func:`read_cutout_fits`'s checks read, by keyword (the NAXISn and BANDn counted).
+_CHECKED = re.compile(r"(SIMPLE|BITPIX|NAXIS\d*|BANDS|BAND\d+)$")
+_STRING = re.compile(r"'((?:[^']|'')*)'")
+_INTEGER = re.compile(r"[+-]?\d+")
+_KEYWORD = re.compile(r"[A-Z0-9_-]*")
+
+
+def _check_cards(payload: bytes, end: int) -> dict | None:
+    """The values of the cards the checks read (SIMPLE, BITPIX, NAXIS, NAXISn, BANDS, BANDn; the first of a
+    repeated keyword, as astropy's ``Header.get``) and the presence of :data:`_NOT_SIMPLE` keywords, from the header
+    cards before byte ``end`` (the END card). Values as astropy gives them: logicals, integers and quoted strings
+    (doubled quotes undone, trailing blanks dropped). None when one of those cards is not in that form: astropy
+    then reads the header. Written by hand because building astropy's ``Header`` costs about 0.4 ms, most of a
+    cutout's reading, for six cards of a layout this module writes."""
+    out: dict = {}
+    for pos in range(0, end, 80):
+        key = payload[pos : pos + 8].decode("ascii", "replace").rstrip()
+        if not _KEYWORD.fullmatch(key):       # lower case, blanks inside, other characters: astropy's to judge
+            return None
+        if key in _NOT_SIMPLE:
+            out.setdefault(key, True)
+        if not _CHECKED.match(key) or key in out:
+            continue
+        if payload[pos + 8 : pos + 10] != b"= ":
+            return None
+        text = payload[pos + 10 : pos + 80].decode("ascii", "replace").lstrip()
+        if text.startswith("'"):
+            m = _STRING.match(text)
+            if m is None:
+                return None
+            out[key] = m.group(1).replace("''", "'").rstrip()
+            continue
+        text = text.split("/", 1)[0].strip()
+        if text in ("T", "F"):
+            out[key] = text == "T"
+        elif _INTEGER.fullmatch(text):
+            out[key] = int(text)
+        else:
+            return None
+    return out
 

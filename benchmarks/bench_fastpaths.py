@@ -1,0 +1,162 @@
+"""Benchmark: each exact fast path against the reference path it replaces, timed in one process, interleaved.
+
+On a shared 2-core machine the rate of a whole benchmark can drift by 20-30 percent between minutes; a paired
+comparison does not: reference and fast path run alternately on the same inputs, round after round, and the
+figure is the median over rounds of the per-round ratio (fast / reference time), with each path's best round.
+Every pair is first checked to give the same numbers (bit for bit), so only the speed differs:
+
+- ``lens_centred_render``: whole lens-centred 101 x 101 g,r,z cutouts of a 1 deg^2 mock, with the m = 3 and 4
+  multipoles sharing one angle (``lensing.mass.multipole_deflections``), knots evaluated within their reach
+  (``lensing.light.knots_on_grid``) and the source field's cached frequency grid, against one multipole call per
+  order, ``knots_profile`` on the full grid and the grid computed per field;
+- ``client_read``: ``survey.cutout_fits.read_cutout_fits`` of the service's bytes as the fetch client reads them
+  (the pixels from the buffer, the checked cards read without building astropy's header) against ``fits.open``;
+- ``qa_assess``: ``cutouts.qa.assess`` with ``median_of_finite`` against ``np.median``.
+
+Writes ``benchmarks/results/fastpaths.json``.
+
+    python benchmarks/bench_fastpaths.py [--rounds 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from lensaudit.cutouts import qa
+from lensaudit.lensing import light
+from lensaudit.lensing import mass as mass_mod
+from lensaudit.mock import lensmodel
+from lensaudit.mock.config import MockConfig
+from lensaudit.mock.render import load_renderer
+from lensaudit.mock.server import CutoutRequest
+from lensaudit.mock.survey import build_survey
+from lensaudit.sources import procedural
+from lensaudit.survey import cutout_fits
+from lensaudit.utils.io import atomic_write_json
+from lensaudit.utils.provenance import run_info
+
+OUT = Path(__file__).resolve().parent / "results" / "fastpaths.json"
+
+
+@contextmanager
+def _patched(pairs: list[tuple[object, str, object]]):
+    """Set each ``(owner, name, value)`` for the block, then restore the originals."""
+    saved = [(o, n, getattr(o, n)) for o, n, _ in pairs]
+    try:
+        for o, n, v in pairs:
+            setattr(o, n, v)
+        yield
+    finally:
+        for o, n, v in saved:
+            setattr(o, n, v)
+
+
+def paired(reference: Callable[[], object], fast: Callable[[], object], rounds: int,
+           same: Callable[[object, object], bool]) -> dict:
+    """Time ``reference`` and ``fast`` alternately for ``rounds`` rounds (after one untimed call each, whose
+    results must be ``same``): each path's best round (s) and the median and range of the per-round ratios."""
+    if not same(reference(), fast()):
+        raise AssertionError("fast path and reference give different numbers")
+    ref_t, fast_t = [], []
+    for k in range(rounds):
+        order = (reference, fast) if k % 2 == 0 else (fast, reference)
+        for fn in order:
+            t0 = time.perf_counter()
+            fn()
+            (ref_t if fn is reference else fast_t).append(time.perf_counter() - t0)
+    ratio = np.array(fast_t) / np.array(ref_t)
+    return {"reference_best_s": round(min(ref_t), 5), "fast_best_s": round(min(fast_t), 5),
+            "ratio_fast_over_reference_median": round(float(np.median(ratio)), 3),
+            "ratio_range": [round(float(ratio.min()), 3), round(float(ratio.max()), 3)], "rounds": rounds,
+            "same_numbers": True}
+
+
+def _per_order_multipoles(x, y, terms, x0=0.0, y0=0.0):
+    """The reference: each order's deflection computed alone (its own angle and powers)."""
+    return [mass_mod.multipole_deflections(x, y, [t], x0, y0)[0] for t in terms]
+
+
+def _knots_full_grid(gx, gy, kx, ky, ksig, kw):
+    """The reference: every knot on every pixel of the grid (plus a meshgrid of the axes, about 20 us at 96 x 96)."""
+    xx, yy = np.meshgrid(gx, gy)
+    return light.knots_profile(xx, yy, kx, ky, ksig, kw)
+
+
+def bench_lens_render(rounds: int) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        build_survey(MockConfig(area_deg2=1.0, seed=1), d)
+        r = load_renderer(d)
+        lenses = r.src[r.src.kind == "lens"]
+        reqs = [CutoutRequest(float(a), float(b), 101, 101, 0.262, "grz", "ls-dr10", False)
+                for a, b in zip(lenses.ra, lenses.dec, strict=True)]
+
+        def render_all():
+            out = []
+            for q in reqs:
+                r._sources.clear()           # each source rendered as a first fetch renders it
+                out.append(r(q)[0])
+            return out
+
+        reference = [(lensmodel, "multipole_deflections", _per_order_multipoles),
+                     (procedural, "knots_on_grid", _knots_full_grid),
+                     (procedural, "_k_squared", procedural._k_squared.__wrapped__)]
+
+        def ref():
+            with _patched(reference):
+                return render_all()
+
+        res = paired(ref, render_all, rounds, lambda a, b: all(np.array_equal(u, v) for u, v in zip(a, b, strict=True)))
+        res.update({"n_cutouts_per_round": len(reqs),
+                    "reference_ms_per_cutout": round(res["reference_best_s"] / len(reqs) * 1e3, 2),
+                    "fast_ms_per_cutout": round(res["fast_best_s"] / len(reqs) * 1e3, 2)})
+        return res
+
+
+def bench_client(rounds: int, n: int = 200) -> dict:
+    rng = np.random.default_rng(0)
+    cubes = [rng.normal(0, 0.01, (3, 101, 101)).astype(np.float32) for _ in range(n)]
+    payloads = [cutout_fits.cutout_fits_bytes(c, 150.0 + i * 1e-3, 2.0, bands="grz") for i, c in enumerate(cubes)]
+
+    def read_all():           # as the fetch client reads: no astropy header
+        return [cutout_fits.read_cutout_fits(p, 101, "grz", header=False)[0] for p in payloads]
+
+    def read_ref():
+        with _patched([(cutout_fits, "_single_float32_image", lambda payload, astropy_header=True: None)]):
+            return [cutout_fits.read_cutout_fits(p, 101, "grz")[0] for p in payloads]
+
+    def assess_all():
+        return [qa.assess(c) for c in cubes]
+
+    def assess_ref():
+        with _patched([(qa, "median_of_finite", lambda v: float(np.median(v)))]):
+            return assess_all()
+
+    read = paired(read_ref, read_all, rounds, lambda a, b: all(np.array_equal(u, v) for u, v in zip(a, b, strict=True)))
+    assess = paired(assess_ref, assess_all, rounds, lambda a, b: a == b)
+    for res in (read, assess):
+        res.update({"n_cutouts_per_round": n, "reference_ms_per_cutout": round(res["reference_best_s"] / n * 1e3, 3),
+                    "fast_ms_per_cutout": round(res["fast_best_s"] / n * 1e3, 3)})
+    return {"client_read": read, "qa_assess": assess}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=12)
+    a = ap.parse_args()
+    res = {"what": "exact fast paths against the reference paths they replace, paired rounds in one process",
+           "lens_centred_render": bench_lens_render(a.rounds), **bench_client(a.rounds)}
+    res["run_info"] = run_info(seeds={"survey": 1, "cubes": 0})
+    atomic_write_json(OUT, res)
+    print(json.dumps({k: v for k, v in res.items() if k != "run_info"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
