@@ -138,7 +138,7 @@ def test_single_image_fast_path_reads_what_astropy_reads(monkeypatch):
 
 
 def _card(text: str) -> bytes:
-    return text.ljust(80).encode("ascii")
+    return text.ljust(80).encode("latin-1")[:80]
 
 
 def _replace_card(raw: bytes, key: str, card: str) -> bytes:
@@ -170,6 +170,7 @@ def _outcome(raw, header):
     ("BAND1", "BSCALE  =                  1.0"),                    # scaling: fits.open
     ("BANDS", "BANDS   = 'grz"),                                    # unterminated string
     ("SIMPLE", "SIMPLE  =                    F"),
+    ("BAND1", "BAND1   = 'r\u00e9'"),                              # not ASCII
 ])
 def test_cards_read_without_astropy_decide_as_astropys_header(key, card):
     """header=False reads the checked cards itself; on the service's layout and on each hostile edit of a card the
@@ -197,6 +198,12 @@ def test_checked_cards_values_and_refusals():
     assert _check_cards(_replace_card(raw, "BAND1", "bAND1   = 'r'"), end) is None
     assert _check_cards(_replace_card(raw, "BAND1", "BAND1    'r'"), end) is None
     assert _check_cards(_replace_card(raw, "BAND1", "BZERO   =                  0.0"), end)["BZERO"] is True
+    free = _replace_card(raw, "BANDS", "BANDS   =              'grz'   / free-format value")
+    assert _check_cards(free, end)["BANDS"] == "grz"
+    for comment in ("3/signed", "3 / a/b", "+3 / signed"):
+        assert _check_cards(_replace_card(raw, "NAXIS3", f"NAXIS3  = {comment:>20s}"), end)["NAXIS3"] == 3
+    assert _check_cards(_replace_card(raw, "SIMPLE", "SIMPLE  =                    F"), end)["SIMPLE"] is False
+    assert _check_cards(_replace_card(raw, "BAND1", "BAND1   = 'r\u00e9'"), end) is None      # not ASCII
     dup = _replace_card(raw, "BAND2", "BAND1   = 'q'")                    # a repeated keyword: the first counts
     assert _check_cards(dup, end)["BAND1"] == "r" and fits.Header.fromstring(dup[:2880].decode())["BAND1"] == "r"
 

@@ -351,14 +351,30 @@ def test_deflection_fast_paths_equal_their_definitions_bit_for_bit():
             assert np.array_equal(one[0], ref[0]) and np.array_equal(one[1], ref[1])
         assert not np.array_equal(got[0][0], got[3][0])
     assert multipole_deflections(X, Y, []) == []
+    # the centre defaults to the origin
+    for (ax, ay), (bx, by) in zip(multipole_deflections(X, Y, terms), multipole_deflections(X, Y, terms, 0.0, 0.0),
+                                  strict=True):
+        assert np.array_equal(ax, bx) and np.array_equal(ay, by)
+    assert not np.array_equal(multipole_deflections(X, Y, terms)[0][0], multipole_deflections(X, Y, terms, 1.0, 0.0)[0][0])
+    assert not np.array_equal(multipole_deflections(X, Y, terms)[0][1], multipole_deflections(X, Y, terms, 0.0, 1.0)[0][1])
     for bad in (1, 2.5):
         with pytest.raises(ValueError, match="integer >= 2"):
             multipole_deflections(X, Y, [(3, 0.01, 0.0), (bad, 0.01, 0.0)])
 
 
+def _knots_definition(x, y, kx, ky, ksig, kw):
+    """knots_profile as first written: every knot on every point."""
+    out = np.zeros_like(x, dtype=float)
+    for i in range(len(kx)):
+        out += kw[i] * gaussian(x - kx[i], y - ky[i], ksig[i]) / (2 * np.pi * ksig[i] ** 2)
+    return out
+
+
 def test_knots_on_a_grid_equal_knots_profile_bit_for_bit():
-    """Each knot evaluated only within KNOT_REACH_SIGMA of its centre (exp underflows to 0.0 beyond): the grid's
-    sums equal knots_profile's on the full meshgrid, knots near and off the edges and wide ones included."""
+    """Each knot evaluated only within KNOT_REACH_SIGMA of its centre (exp underflows to 0.0 beyond): on a grid,
+    knots_on_grid and knots_profile (which hands grids to it) give the plain definition's sums bit for bit, knots
+    near and off the edges and wide ones included; off a grid knots_profile is the definition itself."""
+    import lensaudit.lensing.light as light
     from lensaudit.lensing.light import KNOT_REACH_SIGMA, knots_on_grid
 
     rng = np.random.default_rng(3)
@@ -368,18 +384,32 @@ def test_knots_on_a_grid_equal_knots_profile_bit_for_bit():
     ky = np.concatenate([rng.normal(0, 1.0, 30), [-1.6, 1.7, 0.0, 9.0]])
     ks = np.concatenate([rng.uniform(0.015, 0.05, 30), [0.03, 0.04, 0.05, 0.3]])
     kw = rng.exponential(1.0, 34)
-    ref = knots_profile(xx, yy, kx, ky, ks, kw)
+    ref = _knots_definition(xx, yy, kx, ky, ks, kw)
     got = knots_on_grid(gx, gy, kx, ky, ks, kw)
     assert np.array_equal(got, ref) and got.shape == (80, 96)
-    # the reach is what keeps it exact: a much shorter one misses tails that knots_profile has
+    assert np.array_equal(knots_profile(xx, yy, kx, ky, ks, kw), ref)
+    # not grids: scattered points, a descending axis, a row that differs, NaN: the definition
+    pts = rng.normal(0, 1, (2, 50, 40))
+    for x, y in ((pts[0], pts[1]), (xx[:, ::-1], yy), (xx + np.eye(80, 96) * 1e-3, yy), (np.where(xx > 1, np.nan, xx), yy)):
+        assert not light._is_grid(x, y)
+        assert np.array_equal(knots_profile(x, y, kx, ky, ks, kw), _knots_definition(x, y, kx, ky, ks, kw),
+                              equal_nan=True)
+    assert light._is_grid(xx, yy) and not light._is_grid(xx[0], yy[0]) and not light._is_grid(xx, yy[:, :5])
+    assert not light._is_grid(xx[:0], yy[:0]) and not light._is_grid(list(xx), yy)
+    # the reach is what keeps it exact: a much shorter one misses tails that the definition has
     assert KNOT_REACH_SIGMA >= np.sqrt(2 * 745.2)       # exp(-0.5 reach^2) below float64's smallest subnormal
     assert np.exp(-0.5 * KNOT_REACH_SIGMA ** 2) == 0.0
-    import lensaudit.lensing.light as light
     saved, light.KNOT_REACH_SIGMA = light.KNOT_REACH_SIGMA, 5.0
     try:
         assert not np.array_equal(knots_on_grid(gx, gy, kx, ky, ks, kw), ref)
+        assert not np.array_equal(knots_profile(xx, yy, kx, ky, ks, kw), ref)      # grids do take the fast path
     finally:
         light.KNOT_REACH_SIGMA = saved
+    with np.errstate(divide="ignore", invalid="ignore"):    # a zero width: the definition's inf/NaN, not the grid's
+        zero = np.array([0.02, 0.0])
+        assert np.array_equal(knots_profile(xx, yy, kx[:2], ky[:2], zero, kw[:2]),
+                              _knots_definition(xx, yy, kx[:2], ky[:2], zero, kw[:2]), equal_nan=True)
+    assert np.array_equal(knots_profile(xx, yy, kx[:0], ky[:0], ks[:0], kw[:0]), np.zeros_like(xx))
     with pytest.raises(ValueError, match="positive"):
         knots_on_grid(gx, gy, kx[:2], ky[:2], np.array([0.02, 0.0]), kw[:2])
     with pytest.raises(ValueError, match="ascending"):

@@ -77,11 +77,25 @@ def gaussian_unit_flux(x, y, sigma):
 
 def knots_profile(x: np.ndarray, y: np.ndarray, kx: np.ndarray, ky: np.ndarray, ksig: np.ndarray,
                   kw: np.ndarray) -> np.ndarray:
-    """Sum of Gaussian knots, each integrating to its weight ``kw`` (positions and widths arcsec)."""
+    """Sum of Gaussian knots, each integrating to its weight ``kw`` (positions and widths arcsec).
+
+    Where (x, y) is a grid (``np.meshgrid`` of ascending axes) and every width positive, :func:`knots_on_grid`
+    computes it: the same numbers bit for bit, each knot evaluated only where it is not exactly 0.0."""
+    if _is_grid(x, y) and len(ksig) and np.all(np.asarray(ksig, dtype=float) > 0):
+        return knots_on_grid(x[0], y[:, 0], kx, ky, ksig, kw)
     out = np.zeros_like(x, dtype=float)
     for i in range(len(kx)):
         out += kw[i] * gaussian(x - kx[i], y - ky[i], ksig[i]) / (2 * np.pi * ksig[i] ** 2)
     return out
+
+
+def _is_grid(x, y) -> bool:
+    """Whether NumPy arrays (x, y) are ``np.meshgrid(gx, gy)`` of ascending axes: every row of x is its first row,
+    every column of y its first column (NaN is never equal, so an axis with NaN is not a grid)."""
+    if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)) or x.ndim != 2 or x.shape != y.shape or not x.size:
+        return False
+    return bool((x == x[:1]).all() and (y == y[:, :1]).all() and (np.diff(x[0]) >= 0).all()
+                and (np.diff(y[:, 0]) >= 0).all())
 
 
 #: :func:`knots_on_grid` evaluates a knot only within this many sigmas of its centre along each axis. Beyond it,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lensaudit.lensing.light import knots_on_grid, sersic
+from lensaudit.lensing.light import knots_profile, sersic
 from lensaudit.sources.kernels import bilinear_planes
 from lensaudit.survey.constants import MAG_ZEROPOINT
 
@@ -135,7 +135,7 @@ def render_rich(p: dict, rng: np.random.Generator) -> SourceImage:
         if n_knots and p["src_knot_frac"] > 0:
             kx, ky = rng.normal(0, 1.2 * re, n_knots), rng.normal(0, 1.2 * re, n_knots)
             ks, kw = rng.uniform(0.015, 0.05, n_knots), rng.exponential(1.0, n_knots)
-            knots = knots_on_grid(x[0], y[:, 0], kx, ky, ks, kw / kw.sum())   # = knots_profile(x, y, ...)
+            knots = knots_profile(x, y, kx, ky, ks, kw / kw.sum())
             comps += colour_weights(p["src_gr"] - 0.35, p["src_rz"] - 0.3)[:, None, None] * \
                 (knots / max(knots.sum(), 1e-30))[None] * p["src_knot_frac"]
         if p["src_dust_tau"] > 0:
@@ -157,7 +157,7 @@ def render_simple(p: dict) -> SourceImage:
     ky = np.array([p[f"knot{k}_y"] for k in range(int(p["src_n_knots"]))], dtype=float)
     ks = np.array([p[f"knot{k}_sig"] for k in range(int(p["src_n_knots"]))], dtype=float)
     kw = np.array([p[f"knot{k}_w"] for k in range(int(p["src_n_knots"]))], dtype=float)
-    knots = knots_on_grid(x[0], y[:, 0], kx, ky, ks, kw) if len(kx) else np.zeros_like(x)
+    knots = knots_profile(x, y, kx, ky, ks, kw) if len(kx) else np.zeros_like(x)
     kf = float(p["src_knot_frac"])
     img = (colour_weights(p["src_gr"], p["src_rz"])[:, None, None] * (disc / disc.sum())[None] * (1 - kf)
            + colour_weights(p["src_gr"] - 0.45, p["src_rz"] - 0.35)[:, None, None]

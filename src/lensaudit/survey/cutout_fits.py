@@ -233,18 +233,22 @@ def _check_cards(payload: bytes, end: int) -> dict | None:
     (doubled quotes undone, trailing blanks dropped). None when one of those cards is not in that form: astropy
     then reads the header. Written by hand because building astropy's ``Header`` costs about 0.4 ms, most of a
     cutout's reading, for six cards of a layout this module writes."""
+    try:
+        head = payload[:end].decode("ascii")
+    except UnicodeDecodeError:                # astropy's to judge
+        return None
     out: dict = {}
     for pos in range(0, end, 80):
-        key = payload[pos : pos + 8].decode("ascii", "replace").rstrip()
+        key = head[pos : pos + 8].rstrip()
         if not _KEYWORD.fullmatch(key):       # lower case, blanks inside, other characters: astropy's to judge
             return None
         if key in _NOT_SIMPLE:
             out.setdefault(key, True)
         if not _CHECKED.match(key) or key in out:
             continue
-        if payload[pos + 8 : pos + 10] != b"= ":
+        if head[pos + 8 : pos + 10] != "= ":
             return None
-        text = payload[pos + 10 : pos + 80].decode("ascii", "replace").lstrip()
+        text = head[pos + 10 : pos + 80].lstrip()
         if text.startswith("'"):
             m = _STRING.match(text)
             if m is None:
