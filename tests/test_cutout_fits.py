@@ -218,3 +218,55 @@ def test_an_unparsable_band_card_is_a_corrupt_cutout_not_a_crash():
             with pytest.raises(CutoutFormatError) as exc:
                 read_cutout_fits(_replace_card(raw, key, card), 101, source="cutout Y", header=header)
             assert exc.value.reason == "corrupt" and "cutout Y" in str(exc.value)
+
+
+def test_fast_path_header_forms_and_what_it_leaves_to_astropy(monkeypatch):
+    """The fast path gives astropy's Header by default and the checked cards as a dict for the client; it reads
+    the END card on card boundaries only; integer pixels are astropy's (named wrong_dtype); and the client's read
+    builds no astropy Header at all."""
+    import lensaudit.survey.cutout_fits as cf
+
+    raw = cutout_fits_bytes(_cube(), 150.25, -2.5, bands="grz")
+    assert isinstance(cf._single_float32_image(raw)[1], fits.Header)
+    got = cf._single_float32_image(raw, astropy_header=False)
+    assert got is not None and got[1] == {"SIMPLE": True, "BITPIX": -32, "NAXIS": 3, "NAXIS1": 101, "NAXIS2": 101,
+                                          "NAXIS3": 3, "BANDS": "grz", "BAND0": "g", "BAND1": "r", "BAND2": "z"}
+    # "END" inside a card before the checked ones is not the END card: BANDS after it is still read
+    fake = _replace_card(_replace_card(raw, "SURVEY", "COMMENT END     of a comment"), "BANDS", "BANDS   = 'gzr'")
+    for header in (True, False):
+        with pytest.raises(CutoutFormatError) as exc:
+            read_cutout_fits(fake, 101, header=header)
+        assert exc.value.reason == "wrong_bands"
+    # 32-bit integers have the length of float32 pixels: left to astropy, which reads integers (wrong_dtype)
+    hdu = fits.PrimaryHDU(data=np.arange(3 * 8 * 8, dtype=np.int32).reshape(3, 8, 8))
+    buf = io.BytesIO()
+    hdu.writeto(buf)
+    assert cf._single_float32_image(buf.getvalue()) is None
+    assert cf._single_float32_image(buf.getvalue(), astropy_header=False) is None
+    for header in (True, False):
+        with pytest.raises(CutoutFormatError) as exc:
+            read_cutout_fits(buf.getvalue(), 8, header=header)
+        assert exc.value.reason == "wrong_dtype"
+
+    def no_header(*a, **k):
+        raise AssertionError("astropy Header built")
+
+    monkeypatch.setattr(cf.fits.Header, "fromstring", no_header)
+    cube, hdr = read_cutout_fits(raw, 101, header=False)
+    assert hdr is None and np.array_equal(cube, _cube())
+
+
+def test_axis_cards_the_fast_path_declines_are_named_by_astropy():
+    """A non-integer axis length and a zero-length axis are declined by the fast path and named as fits.open
+    names them (the first 'corrupt', the second an empty image of the wrong shape), with or without the astropy
+    header."""
+    raw = cutout_fits_bytes(_cube(), 150.25, -2.5, bands="grz")
+    floaty = _replace_card(raw, "NAXIS1", "NAXIS1  =                101.0")
+    empty = _replace_card(raw[:2880], "NAXIS1", "NAXIS1  =                    0")
+    for bad, reasons in ((floaty, {"corrupt"}), (empty, {"wrong_shape"})):
+        got = set()
+        for header in (True, False):
+            with pytest.raises(CutoutFormatError) as exc:
+                read_cutout_fits(bad, 101, header=header)
+            got.add(exc.value.reason)
+        assert got == reasons, (got, reasons)

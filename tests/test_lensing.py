@@ -414,3 +414,21 @@ def test_knots_on_a_grid_equal_knots_profile_bit_for_bit():
         knots_on_grid(gx, gy, kx[:2], ky[:2], np.array([0.02, 0.0]), kw[:2])
     with pytest.raises(ValueError, match="ascending"):
         knots_on_grid(gx[::-1], gy, kx, ky, ks, kw)
+    with pytest.raises(ValueError, match="ascending"):
+        knots_on_grid(gx, gy[::-1], kx, ky, ks, kw)
+    with pytest.raises(ValueError, match="ascending"):              # unsigned axes: no wrap-around of differences
+        knots_on_grid(np.array([3, 2, 1], np.uint8), gy, kx, ky, ks, kw)
+    for bumpy in (np.array([0.0, 2.0, 1.0, 3.0]), np.array([-1.0, 0.5, 0.2])):   # each value against its predecessor
+        with pytest.raises(ValueError, match="ascending"):
+            knots_on_grid(bumpy, gy, kx, ky, ks, kw)
+        with pytest.raises(ValueError, match="ascending"):
+            knots_on_grid(gx, bumpy, kx, ky, ks, kw)
+    # float32 grids and parameters are computed in their own dtypes, as the definition computes them; a
+    # repeated axis value is still a grid
+    f32 = [a.astype(np.float32) for a in (xx, yy, kx, ky, ks, kw)]
+    assert np.array_equal(knots_profile(*f32), _knots_definition(*f32))
+    assert not np.array_equal(_knots_definition(*f32), ref)
+    for ax, ay in ((np.sort(np.concatenate([gx, gx[40:45]])), gy), (gx, np.sort(np.concatenate([gy, gy[30:33]])))):
+        xr, yr = np.meshgrid(ax, ay)
+        assert light._is_grid(xr, yr)
+        assert np.array_equal(knots_profile(xr, yr, kx, ky, ks, kw), _knots_definition(xr, yr, kx, ky, ks, kw))

@@ -60,7 +60,7 @@ def median_of_finite(values: np.ndarray) -> float:
     if n % 2:
         return float(part[k])
     # statistic k - 1 is the largest of those before it (one partition and a max: half the time of two kth)
-    return float(np.mean(np.array([part[:k].max(), part[k]], dtype=part.dtype)))
+    return float(np.mean(np.array([part[:k].max(), part[k]])))      # two scalars of the values' dtype
 
 
 def assess(cube: np.ndarray, cfg: QAConfig = QAConfig(), bands: tuple[str, ...] = BANDS) -> tuple[bool, str, dict]:

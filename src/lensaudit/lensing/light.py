@@ -81,7 +81,7 @@ def knots_profile(x: np.ndarray, y: np.ndarray, kx: np.ndarray, ky: np.ndarray, 
 
     Where (x, y) is a grid (``np.meshgrid`` of ascending axes) and every width positive, :func:`knots_on_grid`
     computes it: the same numbers bit for bit, each knot evaluated only where it is not exactly 0.0."""
-    if _is_grid(x, y) and len(ksig) and np.all(np.asarray(ksig, dtype=float) > 0):
+    if _is_grid(x, y) and len(ksig) and (np.asarray(ksig) > 0).all():
         return knots_on_grid(x[0], y[:, 0], kx, ky, ksig, kw)
     out = np.zeros_like(x, dtype=float)
     for i in range(len(kx)):
@@ -109,17 +109,17 @@ def knots_on_grid(gx: np.ndarray, gy: np.ndarray, kx: np.ndarray, ky: np.ndarray
     """:func:`knots_profile` on the grid x = gx[None, :], y = gy[:, None] (``np.meshgrid(gx, gy)``; ascending axes,
     arcsec), bit for bit: each knot's Gaussian is evaluated by the same expression, only inside the box of
     +-:data:`KNOT_REACH_SIGMA` sigma about it (outside, it is exactly 0.0). Sigmas must be positive."""
-    gx, gy = np.asarray(gx, dtype=float), np.asarray(gy, dtype=float)
-    ksig = np.asarray(ksig, dtype=float)
-    if np.any(~(ksig > 0)):
-        raise ValueError(f"knots_on_grid: knot widths must be positive arcsec, got {ksig[~(ksig > 0)][:5]}")
-    if np.any(np.diff(gx) < 0) or np.any(np.diff(gy) < 0):
+    gx, gy = np.asarray(gx), np.asarray(gy)       # in their own dtypes, as knots_profile computes with them
+    positive = np.asarray(ksig) > 0
+    if not positive.all():
+        raise ValueError(f"knots_on_grid: knot widths must be positive arcsec, got {np.asarray(ksig)[~positive][:5]}")
+    if (gx[1:] < gx[:-1]).any() or (gy[1:] < gy[:-1]).any():
         raise ValueError("knots_on_grid: grid axes gx and gy must be ascending")
     out = np.zeros((gy.size, gx.size))
     for i in range(len(kx)):
-        reach = KNOT_REACH_SIGMA * ksig[i]
-        c0, c1 = np.searchsorted(gx, kx[i] - reach, "left"), np.searchsorted(gx, kx[i] + reach, "right")
-        r0, r1 = np.searchsorted(gy, ky[i] - reach, "left"), np.searchsorted(gy, ky[i] + reach, "right")
+        reach = KNOT_REACH_SIGMA * float(ksig[i])
+        c0, c1 = np.searchsorted(gx, kx[i] - reach), np.searchsorted(gx, kx[i] + reach, "right")
+        r0, r1 = np.searchsorted(gy, ky[i] - reach), np.searchsorted(gy, ky[i] + reach, "right")
         if c0 >= c1 or r0 >= r1:
             continue
         dx, dy = gx[None, c0:c1] - kx[i], gy[r0:r1, None] - ky[i]

@@ -188,12 +188,9 @@ def _single_float32_image(payload: bytes, astropy_header: bool = True) -> tuple[
     (``fits.open`` costs about 1.8 ms a cutout, most of a loopback fetch's parsing). None for anything else, and
     for a header astropy warns about: the caller then opens it with ``fits.open``, which names the fault.
     ``astropy_header=False``: the header is a dict of the cards the checks read (:func:`_check_cards`)."""
-    end = -1
-    for pos in range(0, min(len(payload), 36 * 2880), 80):          # the END card, on a card boundary
-        if payload[pos : pos + 8] == b"END     ":
-            end = pos
-            break
-    if end < 0:
+    # the END card, on a card boundary, within 36 blocks (a longer header is left to fits.open)
+    end = next((pos for pos in range(0, min(len(payload), 36 * 2880), 80) if payload[pos : pos + 8] == b"END     "), None)
+    if end is None:
         return None
     head_len = (end // 2880 + 1) * 2880
     try:
@@ -255,7 +252,7 @@ def _check_cards(payload: bytes, end: int) -> dict | None:
                 return None
             out[key] = m.group(1).replace("''", "'").rstrip()
             continue
-        text = text.split("/", 1)[0].strip()
+        text = text.partition("/")[0].strip()
         if text in ("T", "F"):
             out[key] = text == "T"
         elif _INTEGER.fullmatch(text):
