@@ -428,7 +428,8 @@ def test_knots_on_a_grid_equal_knots_profile_bit_for_bit():
     f32 = [a.astype(np.float32) for a in (xx, yy, kx, ky, ks, kw)]
     assert np.array_equal(knots_profile(*f32), _knots_definition(*f32))
     assert not np.array_equal(_knots_definition(*f32), ref)
-    for ax, ay in ((np.sort(np.concatenate([gx, gx[40:45]])), gy), (gx, np.sort(np.concatenate([gy, gy[30:33]])))):
+    for ax, ay in ((np.sort(np.concatenate([gx, gx[40:45]])), gy), (gx, np.sort(np.concatenate([gy, gy[30:33]]))),
+                   (gx, gy[:1]), (gx[:1], gy)):          # repeated values, one row, one column
         xr, yr = np.meshgrid(ax, ay)
         assert light._is_grid(xr, yr)
         assert np.array_equal(knots_profile(xr, yr, kx, ky, ks, kw), _knots_definition(xr, yr, kx, ky, ks, kw))
