@@ -1122,7 +1122,7 @@ def test_the_engine_compiles_its_render_step_only_when_asked():
     eager = InjectionEngine(build_family(SERSIC), EngineConfig(chunk=4))
     assert eager._render == eager._render_eager
     fast = InjectionEngine(build_family(SERSIC), EngineConfig(chunk=4, compile=True))
-    assert fast._render != fast.render_unit and fast._render.__wrapped__ == fast.render_unit   # torch.compile's wrapper
+    assert fast._render != fast.render_shape and fast._render.__wrapped__ == fast.render_shape   # torch.compile's wrapper
 
 
 def test_families_hand_the_engine_the_sersic_constants_its_profiles_would_compute():
@@ -1166,9 +1166,124 @@ def test_the_eager_render_in_sub_batches_gives_the_same_arcs():
             pd.testing.assert_frame_equal(rg, rec, rtol=1e-5)
     eng = InjectionEngine(build_family(SERSIC), EngineConfig(chunk=11))
     calls = []
-    real = eng.render_unit
-    eng.render_unit = lambda q, branch=None: calls.append((len(q["theta_e"]), branch)) or real(q, branch)
+    real = eng.render_shape
+    eng.render_shape = lambda q, branch=None: calls.append((len(q["theta_e"]), branch)) or real(q, branch)
     eng.inject(hosts, fwhm, draw_parameters(Priors(q_lens=(0.5, 0.9)), SERSIC, 5, np.arange(11)))
     assert calls == [(8, "elliptical"), (3, "elliptical")]        # the CPU default, one branch for the chunk
     with pytest.raises(ValueError, match="render_batch"):
         EngineConfig(render_batch=0)
+
+
+def _plain_psf_kernels(fw: torch.Tensor, size: int, model: str, beta: float = 3.5) -> torch.Tensor:
+    """The kernels' definition written out: the profile at every one of the (3 size)^2 sub-pixel centres, summed
+    3 x 3 per pixel, normalised."""
+    s = ((torch.arange(3 * size, dtype=fw.dtype) + 0.5) / 3 - 0.5 - (size - 1) / 2) * PS
+    r2 = s[None, :] ** 2 + s[:, None] ** 2
+    f = fw[..., None, None]
+    if model == "moffat":
+        k = (1 + r2 / (f / (2 * np.sqrt(2 ** (1 / beta) - 1))) ** 2) ** (-beta)
+    else:
+        k = torch.exp(-0.5 * r2 / (f / (2 * np.sqrt(2 * np.log(2)))) ** 2)
+    k = k.reshape(*fw.shape, size, 3, size, 3).sum(dim=(-3, -1))
+    return k / k.sum(dim=(-2, -1), keepdim=True)
+
+
+@pytest.mark.parametrize("model", ["moffat", "gaussian"])
+def test_psf_kernels_from_distinct_radii_equal_every_sub_pixel_evaluated(model):
+    """The fast path (each distinct sub-pixel radius and pixel of the 8-fold symmetric stamp once) against the
+    definition on every sub-pixel: to float64 rounding, and to a few float32 ulps of the peak in float32; every
+    kernel is symmetric under the stamp's reflections and its transpose, as a round PSF's must be."""
+    fw = torch.as_tensor(np.random.default_rng(5).uniform(0.6, 2.5, (4, 3)))
+    for size in (1, 3, 9, 25):
+        for dt, tol in ((torch.float64, 1e-14), (torch.float32, 2e-6)):
+            got = psf_kernels(fw.to(dt), size, model, 2.5)
+            want = _plain_psf_kernels(fw.to(dt), size, model, 2.5)
+            assert got.dtype == dt and got.shape == (4, 3, size, size)
+            np.testing.assert_allclose(got.double().numpy(), want.double().numpy(), rtol=0,
+                                       atol=tol * float(want.max()))
+        k = psf_kernels(fw, size, model).numpy()
+        np.testing.assert_array_equal(k, k[..., ::-1, :])
+        np.testing.assert_array_equal(k, k[..., :, ::-1])
+        np.testing.assert_array_equal(k, np.swapaxes(k, -1, -2))
+
+
+def test_fft_length_is_the_next_5_smooth_number():
+    from lensaudit.inject.psf import fft_length
+    smooth = [m for m in range(1, 200) if all(p in (2, 3, 5) for p in _prime_factors(m))]
+    for n in range(1, 190):
+        assert fft_length(n) == min(m for m in smooth if m >= n), n
+    assert fft_length(77) == 80 and fft_length(75) == 75
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        fft_length(0)
+
+
+def _prime_factors(m: int) -> list[int]:
+    out, d = [], 2
+    while m > 1:
+        while m % d == 0:
+            out.append(d)
+            m //= d
+        d += 1
+    return out
+
+
+def test_convolve_spectrum_on_a_larger_grid_is_the_weighted_linear_convolution():
+    """One image for all bands, scaled per band, on an FFT grid larger than the convolution: the same pixels as
+    SciPy's convolution of the scaled image with each band's kernel, and the spectrum is the zero-padded
+    convolution's; a grid smaller than the convolution is refused."""
+    from scipy.signal import fftconvolve
+
+    from lensaudit.inject.psf import convolve_spectrum
+    rng = np.random.default_rng(2)
+    img, ker, w = rng.random((2, 1, 20, 20)), rng.random((2, 3, 5, 5)), rng.uniform(0.5, 2.0, (2, 3))
+    out, spec = convolve_spectrum(torch.as_tensor(img), torch.as_tensor(ker), torch.as_tensor(w), 30)
+    assert out.shape == (2, 3, 24, 24) and spec.shape == (2, 3, 30, 16)
+    for i in range(2):
+        for b in range(3):
+            want = fftconvolve(img[i, 0] * w[i, b], ker[i, b])
+            np.testing.assert_allclose(out[i, b].numpy(), want, atol=1e-10)
+            padded = np.zeros((30, 30))
+            padded[:24, :24] = want
+            np.testing.assert_allclose(spec[i, b].numpy(), np.fft.rfft2(padded), atol=1e-9)
+    with pytest.raises(ValueError, match="smaller than the convolution"):
+        convolve_spectrum(torch.as_tensor(img), torch.as_tensor(ker), n_fft=23)
+
+
+def test_spectral_snr_is_the_matched_filter_snr():
+    """S/N from the zero-padded spectrum (Parseval) against the 5-tap definition: faint and bright, white and
+    correlated noise, a band of zero noise and an empty band (both 0), on the smallest grid allowed (M + 2) and
+    a larger one; float32 spectra to float32 rounding; a grid without room for the lags is refused."""
+    from lensaudit.inject.engine import matched_filter_snr, spectral_snr
+    rng = np.random.default_rng(4)
+    arc = np.zeros((3, 3, 31, 31))
+    arc[:, :, 8:24, 10:20] = rng.uniform(0.0, 1.0, (3, 3, 16, 10)) ** 3
+    arc[:, :, 0, :] += 0.01                                             # light on the edge row: the lags must not wrap
+    arc[1] *= 1e-4
+    arc[2, 2] = 0.0
+    sigma = rng.uniform(0.01, 0.1, (3, 3))
+    sigma[0, 1] = 0.0
+    rho = np.array([[0.0, 0.3, 0.5], [0.2, 0.45, 0.1], [0.6, 0.05, 0.35]])
+    want = matched_filter_snr(arc, sigma, rho)
+    assert want[0, 1] == 0.0 and want[2, 2] == 0.0 and (np.delete(want.ravel(), [1, 8]) > 0).all()
+    for n in (33, 40):
+        spec = torch.fft.rfft2(torch.as_tensor(arc), s=(n, n))
+        np.testing.assert_allclose(spectral_snr(spec, 31, sigma, rho), want, rtol=1e-10, atol=0)
+        np.testing.assert_allclose(spectral_snr(spec.to(torch.complex64), 31, sigma, rho), want, rtol=2e-6, atol=0)
+    with pytest.raises(ValueError, match="N >= M \\+ 2"):
+        spectral_snr(torch.fft.rfft2(torch.as_tensor(arc), s=(32, 32)), 31, sigma, rho)
+
+
+def test_correlated_noise_is_the_padded_three_tap_filter_written_out():
+    """correlate_like against NumPy's reflect padding and the two 3-tap passes, to float64 rounding, any weights."""
+    rng = np.random.default_rng(6)
+    z, a = rng.normal(size=(2, 3, 12, 9)), rng.uniform(0.0, 0.3, (2, 3))
+    want = z.copy()
+    aa = a[..., None, None]
+    for axis in (-1, -2):
+        p = np.pad(want, [(0, 0), (0, 0), (1, 1), (0, 0)] if axis == -2 else [(0, 0), (0, 0), (0, 0), (1, 1)],
+                   mode="reflect")
+        lo, hi = (p[..., :-2, :], p[..., 2:, :]) if axis == -2 else (p[..., :-2], p[..., 2:])
+        want = ((1 - 2 * aa) * want + aa * (lo + hi)) / np.sqrt((1 - 2 * aa) ** 2 + 2 * aa * aa)
+    np.testing.assert_allclose(correlate_like(z, a), want, rtol=1e-13, atol=1e-14)
+    with pytest.raises(ValueError, match="at least 2 pixels"):
+        correlate_like(z[..., :1], a)

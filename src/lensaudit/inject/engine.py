@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from lensaudit.inject.config import EngineConfig
 from lensaudit.inject.families import SourceFamily, params_to_tensors
 from lensaudit.inject.params import check_parameters
-from lensaudit.inject.psf import fft_convolve, psf_kernels
+from lensaudit.inject.psf import convolve_spectrum, fft_length, psf_kernels
 from lensaudit.lensing.mass import ray_trace, sie_branch
 from lensaudit.survey.arcphot import edge_strips
 from lensaudit.survey.constants import MAG_ZEROPOINT, PIXEL_SCALE_ARCSEC
@@ -96,57 +96,71 @@ class InjectionEngine:
         self._x = xx.to(self.dtype).to(self.device)
         self._y = yy.to(self.dtype).to(self.device)
         #: the function that renders: render_unit, or its torch.compile'd form (fused elementwise kernels)
-        self._render = torch.compile(self.render_unit) if self.cfg.compile else self._render_eager
+        self._render = torch.compile(self.render_shape) if self.cfg.compile else self._render_eager
 
     # ------------------------------------------------------------------ rendering
-    def render_unit(self, p: dict[str, torch.Tensor], branch: str | None = None) -> torch.Tensor:
-        """(B, 3, L, L) lensed flux per pixel (nanomaggies) of the unit-r source, before the PSF. ``branch``: the
-        batch's :func:`~lensaudit.lensing.mass.sie_branch` (found here when None); ``p`` may hold the family's
-        :meth:`~lensaudit.inject.families.SourceFamily.constants`."""
+    def render_shape(self, p: dict[str, torch.Tensor], branch: str | None = None) -> torch.Tensor:
+        """(B, C, L, L) lensed flux per pixel (nanomaggies) of the unit-r source before the PSF: C = 3 bands, or C = 1
+        (the r band) for an :attr:`~lensaudit.inject.families.SourceFamily.achromatic` family, whose colours
+        :meth:`render_unit` applies. ``branch``: the batch's :func:`~lensaudit.lensing.mass.sie_branch` (found
+        here when None); ``p`` may hold the family's :meth:`~lensaudit.inject.families.SourceFamily.constants`."""
         b = p["theta_e"].shape[0]
         x, y = self._x.expand(b, -1, -1), self._y.expand(b, -1, -1)
         bx, by = ray_trace(x, y, p["theta_e"], p["q_lens"], p["phi_lens"], p["gamma1"], p["gamma2"], p["x0"], p["y0"],
                            branch=branch)
         sb = self.family.sb(bx, by, p)                                   # nmgy / arcsec^2
         s = self.cfg.oversample
-        flux = F.avg_pool2d(sb, s) * PIXEL_SCALE_ARCSEC**2 if s > 1 else sb * PIXEL_SCALE_ARCSEC**2   # block sum
+        return F.avg_pool2d(sb, s) * PIXEL_SCALE_ARCSEC**2 if s > 1 else sb * PIXEL_SCALE_ARCSEC**2   # block sum
+
+    def render_unit(self, p: dict[str, torch.Tensor], branch: str | None = None) -> torch.Tensor:
+        """(B, 3, L, L) lensed flux per pixel (nanomaggies) of the unit-r source in g, r, z, before the PSF."""
+        flux = self.render_shape(p, branch)
         if self.family.achromatic:
             flux = flux * self.family.source_flux(p)[..., None, None]
         return flux
 
     def _render_eager(self, p: dict[str, torch.Tensor], branch: str | None = None) -> torch.Tensor:
-        """:meth:`render_unit` over sub-batches of ``render_batch`` injections, with the temporaries in cache on a
+        """:meth:`render_shape` over sub-batches of ``render_batch`` injections, with the temporaries in cache on a
         CPU: the same arcs to float32 rounding (the ray tracing and the light are elementwise, the block sum is per
         image, and ``branch``, the chunk's, gives each lens the formula it would get alone; how torch splits an
         elementwise operation over threads and vector lanes depends on the array's length, as with ``chunk``)."""
         b = p["theta_e"].shape[0]
         n = self.cfg.render_batch or (8 if self.device.type == "cpu" else b)
         if n >= b:
-            return self.render_unit(p, branch)
-        return torch.cat([self.render_unit({k: v[lo : lo + n] for k, v in p.items()}, branch) for lo in range(0, b, n)])
+            return self.render_shape(p, branch)
+        return torch.cat([self.render_shape({k: v[lo : lo + n] for k, v in p.items()}, branch) for lo in range(0, b, n)])
 
     def arcs(self, params: pd.DataFrame, psf_fwhm: np.ndarray) -> tuple[torch.Tensor, pd.DataFrame]:
         """(B, 3, M, M) final-pixel arcs in nanomaggies (M = box + kernel - 1, centred on the stamp centre)
         and the derived quantities (magnitudes, magnifications)."""
+        arc, rec, _ = self._arcs(params, psf_fwhm)
+        return arc, rec
+
+    def _arcs(self, params: pd.DataFrame, psf_fwhm: np.ndarray) -> tuple[torch.Tensor, pd.DataFrame, torch.Tensor | None]:
+        """:meth:`arcs` and, when convolved, the arcs' spectrum on an FFT grid at least M + 2 pixels wide (zero
+        padded: :func:`spectral_snr` reads the arcs' autocorrelation at lags up to 2 from it)."""
         p = params_to_tensors(params, self.dtype, self.device)
         # what is read on the host (SciPy's constants, the SIE's branch) is found before the render step, so that
         # the compiled render is one graph and a GPU does not wait on it
         p.update(self.family.constants(p))
-        unit = self._render(p, sie_branch(p["q_lens"]))
+        shape = self._render(p, sie_branch(p["q_lens"]))                # (B, 1 or 3, L, L)
         src = self.family.source_flux(p)                                 # (B, 3) unlensed, unit r
-        lensed_r = unit[:, 1].sum(dim=(-2, -1))
+        colour = src if self.family.achromatic else torch.ones_like(src)  # what the shape still lacks per band
+        lensed_r = shape[:, 1 if shape.shape[1] == 3 else 0].sum(dim=(-2, -1)) * colour[:, 1]
         if "arc_mag_r_target" in p:
             scale = 10 ** (-0.4 * (p["arc_mag_r_target"] - MAG_ZEROPOINT)) / lensed_r.clamp_min(1e-30)
         else:
             scale = 10 ** (-0.4 * (p["src_mag_r"] - MAG_ZEROPOINT)) * torch.ones_like(lensed_r)
-        arc = unit * scale[:, None, None, None]
+        weights = colour * scale[:, None]                                # (B, 3)
         k = self.cfg.psf_kernel_pix
+        spec = None
         if self.family.needs_psf:
             ker = psf_kernels(torch.as_tensor(psf_fwhm, dtype=self.dtype, device=self.device), k,
                               self.cfg.psf_model, self.cfg.moffat_beta)
-            arc = fft_convolve(arc, ker)
+            m = shape.shape[-1] + k - 1
+            arc, spec = convolve_spectrum(shape, ker, weights, fft_length(m + 2))
         else:
-            arc = F.pad(arc, ((k - 1) // 2,) * 4)
+            arc = F.pad(shape * weights[..., None, None], ((k - 1) // 2,) * 4)
         flux = arc.sum(dim=(-2, -1)).double().cpu().numpy()              # (B, 3) rendered, after the PSF
         srcf = (src * scale[:, None]).double().cpu().numpy()
         rec = {"src_mag_r_rendered": MAG_ZEROPOINT - 2.5 * np.log10(srcf[:, 1])}
@@ -154,7 +168,7 @@ class InjectionEngine:
             with np.errstate(divide="ignore"):
                 rec[f"arc_mag_{band}"] = MAG_ZEROPOINT - 2.5 * np.log10(np.clip(flux[:, i], 1e-30, None))
             rec[f"mu_{band}"] = flux[:, i] / srcf[:, i]
-        return arc, pd.DataFrame(rec, index=params.index)
+        return arc, pd.DataFrame(rec, index=params.index), spec
 
     def noise_keys(self, params: pd.DataFrame) -> np.ndarray:
         key = derive_seed(int(params["seed"].iat[0]) if len(params) else 0, "inject.noise", self.family.name)
@@ -191,43 +205,55 @@ class InjectionEngine:
         return out, record.reset_index(drop=True)
 
     def _chunk(self, hosts: np.ndarray, fwhm: np.ndarray, params: pd.DataFrame, stats=None) -> tuple[np.ndarray, pd.DataFrame]:
-        arc, rec = self.arcs(params, fwhm)
+        arc, rec, spec = self._arcs(params, fwhm)
         b, _, nn, _ = hosts.shape
-        m = arc.shape[-1]
         sig, rho = host_noise(hosts) if stats is None else stats
-        a = arc.float().cpu().numpy()
+        a = arc.float().cpu().contiguous()                                               # (B, 3, M, M)
         if self.family.needs_noise and self.cfg.shot_noise:
-            gain = np.asarray(self.cfg.gain_e_per_nmgy, np.float32)[None, :, None, None]
+            gain = torch.as_tensor(self.cfg.gain_e_per_nmgy, dtype=torch.float32)[None, :, None, None]
+            z = torch.empty_like(a)
             gen = torch.Generator()
-            z = np.stack([torch.randn((3, m, m), generator=gen.manual_seed(int(k)), dtype=torch.float32).numpy()
-                          for k in self.noise_keys(params)])
+            for i, key in enumerate(self.noise_keys(params)):                         # each injection's own stream
+                z[i].normal_(generator=gen.manual_seed(int(key)))
             if self.cfg.noise_correlation == "host":
-                z = correlate_like(z, three_tap(rho).astype(np.float32))
-            noisy = a + np.sqrt(np.clip(a, 0, None) / gain) * z
+                z = _correlate(z, torch.as_tensor(three_tap(rho), dtype=torch.float32))
+            noisy = a + torch.sqrt(a.clamp_min(0) / gain) * z
         else:
             noisy = a
-        snr = matched_filter_snr(a, sig, rho)                                            # (B, 3)
+        snr = (matched_filter_snr(a.numpy(), sig, rho) if spec is None
+               else spectral_snr(spec, arc.shape[-1], sig, rho))                        # (B, 3)
+        peak = a.amax(dim=(-2, -1)).double().numpy()
         rec = rec.assign(**{f"arc_snr_{band}": snr[:, i] for i, band in enumerate(BANDS)},
                          arc_snr=np.sqrt((snr * snr).sum(axis=1)),
-                         arc_peak_snr=(a.max(axis=(-2, -1)) / np.where(sig > 0, sig, np.inf)).max(axis=1),
+                         arc_peak_snr=(peak / np.where(sig > 0, sig, np.inf)).max(axis=1),
                          **{f"host_sigma_{band}": sig[:, i] for i, band in enumerate(BANDS)},
                          **{f"host_rho_{band}": rho[:, i] for i, band in enumerate(BANDS)})
         out = hosts.astype(np.float32, copy=True)
-        paste(out, noisy, (nn - 1) // 2)
+        paste(out, noisy.numpy(), (nn - 1) // 2)
         return out, rec
 
 
 def correlate_like(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     """White noise (B, 3, M, M) correlated per (injection, band) by the separable kernel [a, 1 - 2a, a] on
-    each axis (edges reflected), renormalised to unit variance."""
-    a = np.asarray(a, z.dtype)[..., None, None]
-    norm = np.sqrt((1 - 2 * a) ** 2 + 2 * a * a)
+    each axis (edges reflected), renormalised to unit variance; ``z``'s dtype kept."""
+    z = np.asarray(z)
+    return _correlate(torch.from_numpy(np.ascontiguousarray(z)), torch.as_tensor(np.asarray(a, z.dtype))).numpy()
+
+
+def _correlate(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """:func:`correlate_like` on tensors (``a`` of ``z``'s dtype, broadcast over its leading axes)."""
+    a = a[..., None, None]
+    c = 1 - 2 * a
+    norm = torch.sqrt(c * c + 2 * a * a)
     for axis in (-1, -2):
-        p = np.pad(z, [(0, 0)] * (z.ndim - 1) + [(1, 1)] if axis == -1 else [(0, 0)] * (z.ndim - 2) + [(1, 1), (0, 0)],
-                   mode="reflect")
-        lo = p[..., :, :-2] if axis == -1 else p[..., :-2, :]
-        hi = p[..., :, 2:] if axis == -1 else p[..., 2:, :]
-        z = ((1 - 2 * a) * z + a * (lo + hi)) / norm
+        n = z.shape[axis]
+        if n < 2:
+            raise ValueError(f"correlate_like: noise images must be at least 2 pixels wide, got {tuple(z.shape)}")
+        t = torch.empty_like(z)                                   # the two neighbours' sum, edges reflected
+        t.narrow(axis, 1, n - 2).copy_(z.narrow(axis, 0, n - 2)).add_(z.narrow(axis, 2, n - 2))
+        t.narrow(axis, 0, 1).copy_(z.narrow(axis, 1, 1)).mul_(2)              # an edge's outer neighbour is its inner
+        t.narrow(axis, n - 1, 1).copy_(z.narrow(axis, n - 2, 1)).mul_(2)
+        z = (c * z).add_(t.mul_(a)).div_(norm)
     return z
 
 
@@ -256,6 +282,32 @@ def matched_filter_snr(arc: np.ndarray, sigma: np.ndarray, rho: np.ndarray) -> n
         return np.where((sigma > 0) & (aca > 0), s2 / (sigma * np.sqrt(np.clip(aca, 1e-300, None))), 0.0).astype(float)
 
 
+def spectral_snr(spec: torch.Tensor, m: int, sigma: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """:func:`matched_filter_snr` of (B, 3, M, M) arcs (``m`` = M) from their real-FFT spectrum ``spec`` on an N x N
+    grid with N >= M + 2 (the arcs zero-padded): by Parseval, sum(a^2) = sum_k |A_k|^2 / N^2 and a^T C a =
+    sum_k |A_k|^2 S_y(k_y) S_x(k_x) / N^2, S the DFT of the per-axis noise autocorrelation (lags -2..2, no
+    wrap-around at N >= M + 2); the same quantity to rounding, without the two 5-tap filtering passes."""
+    n = spec.shape[-2]
+    if n < m + 2 or spec.shape[-1] != n // 2 + 1:
+        raise ValueError(f"spectral_snr: an {tuple(spec.shape[-2:])} half spectrum does not hold {m}-pixel arcs "
+                         "zero-padded by 2 (N >= M + 2 needed)")
+    dev = spec.device
+    ac = torch.as_tensor(noise_autocorrelation_1d(rho), dtype=torch.float64, device=dev)   # (B, 3, 5) lags -2..2
+    k = torch.arange(n, dtype=torch.float64, device=dev) * (2 * np.pi / n)
+    s = ac[..., 2:3] + 2 * ac[..., 3:4] * torch.cos(k) + 2 * ac[..., 4:5] * torch.cos(2 * k)    # (B, 3, N)
+    w = torch.full((n // 2 + 1,), 2.0, dtype=torch.float64, device=dev)                   # rfft: the half spectrum
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0
+    pw = spec.real.double() ** 2 + spec.imag.double() ** 2                                   # (B, 3, N, N // 2 + 1)
+    s2 = (pw @ w).sum(dim=-1) / n**2
+    rows = (pw * (s[..., : n // 2 + 1] * w)[..., None, :]).sum(dim=-1)                       # (B, 3, N) over k_x
+    aca = (rows * s).sum(dim=-1) / n**2
+    s2, aca = s2.cpu().numpy(), aca.cpu().numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((sigma > 0) & (aca > 0), s2 / (sigma * np.sqrt(np.clip(aca, 1e-300, None))), 0.0).astype(float)
+
+
 def paste(stamps: np.ndarray, arcs: np.ndarray, centre: int) -> None:
     """Add (B, 3, M, M) arcs centred on pixel ``centre`` of (B, 3, N, N) stamps, in place (clipped at the edges)."""
     n, m = stamps.shape[-1], arcs.shape[-1]
@@ -265,4 +317,4 @@ def paste(stamps: np.ndarray, arcs: np.ndarray, centre: int) -> None:
 
 
 __all__ = ["InjectionEngine", "check_hosts", "correlate_like", "host_noise", "matched_filter_snr", "noise_autocorrelation_1d",
-           "paste", "three_tap"]
+           "paste", "spectral_snr", "three_tap"]
