@@ -134,10 +134,11 @@ class InjectionEngine:
         """(B, 3, M, M) final-pixel arcs in nanomaggies (M = box + kernel - 1, centred on the stamp centre)
         and the derived quantities (magnitudes, magnifications)."""
         arc, rec, _ = self._arcs(params, psf_fwhm)
-        return arc, rec
+        return arc, pd.DataFrame(rec, index=params.index)
 
-    def _arcs(self, params: pd.DataFrame, psf_fwhm: np.ndarray) -> tuple[torch.Tensor, pd.DataFrame, torch.Tensor | None]:
-        """:meth:`arcs` and, when convolved, the arcs' spectrum on an FFT grid at least M + 2 pixels wide (zero
+    def _arcs(self, params: pd.DataFrame, psf_fwhm: np.ndarray) -> tuple[torch.Tensor, dict[str, np.ndarray],
+                                                                          torch.Tensor | None]:
+        """:meth:`arcs` (the table's columns as arrays) and, when convolved, the arcs' spectrum on an FFT grid at least M + 2 pixels wide (zero
         padded: :func:`spectral_snr` reads the arcs' autocorrelation at lags up to 2 from it)."""
         p = params_to_tensors(params, self.dtype, self.device)
         # what is read on the host (SciPy's constants, the SIE's branch) is found before the render step, so that
@@ -168,7 +169,7 @@ class InjectionEngine:
             with np.errstate(divide="ignore"):
                 rec[f"arc_mag_{band}"] = MAG_ZEROPOINT - 2.5 * np.log10(np.clip(flux[:, i], 1e-30, None))
             rec[f"mu_{band}"] = flux[:, i] / srcf[:, i]
-        return arc, pd.DataFrame(rec, index=params.index), spec
+        return arc, rec, spec
 
     def noise_keys(self, params: pd.DataFrame) -> np.ndarray:
         key = derive_seed(int(params["seed"].iat[0]) if len(params) else 0, "inject.noise", self.family.name)
@@ -194,17 +195,16 @@ class InjectionEngine:
             img, rec = self._chunk(hosts[sl], np.asarray(psf_fwhm, float)[sl], params.iloc[sl], stats)
             out[sl] = img
             recs.append(rec)
-        rec = pd.concat(recs) if recs else pd.DataFrame()
         r_half, conc = self.family.sizes(params)             # every family sizes an empty table as empty arrays
         record = params.copy()
-        for c in rec.columns:
-            record[c] = rec[c].to_numpy()
+        for c in recs[0] if recs else ():
+            record[c] = np.concatenate([r[c] for r in recs])
         record["src_r_half_arcsec"] = r_half
         record["src_concentration"] = conc
         record["planted"] = self.family.cfg.planted
         return out, record.reset_index(drop=True)
 
-    def _chunk(self, hosts: np.ndarray, fwhm: np.ndarray, params: pd.DataFrame, stats=None) -> tuple[np.ndarray, pd.DataFrame]:
+    def _chunk(self, hosts: np.ndarray, fwhm: np.ndarray, params: pd.DataFrame, stats=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         arc, rec, spec = self._arcs(params, fwhm)
         b, _, nn, _ = hosts.shape
         sig, rho = host_noise(hosts) if stats is None else stats
@@ -217,17 +217,17 @@ class InjectionEngine:
                 z[i].normal_(generator=gen.manual_seed(int(key)))
             if self.cfg.noise_correlation == "host":
                 z = _correlate(z, torch.as_tensor(three_tap(rho), dtype=torch.float32))
-            noisy = a + torch.sqrt(a.clamp_min(0) / gain) * z
+            noisy = a.clamp_min(0).div_(gain).sqrt_().mul_(z).add_(a)                  # a + sqrt(a / gain) z
         else:
             noisy = a
         snr = (matched_filter_snr(a.numpy(), sig, rho) if spec is None
                else spectral_snr(spec, arc.shape[-1], sig, rho))                        # (B, 3)
         peak = a.amax(dim=(-2, -1)).double().numpy()
-        rec = rec.assign(**{f"arc_snr_{band}": snr[:, i] for i, band in enumerate(BANDS)},
-                         arc_snr=np.sqrt((snr * snr).sum(axis=1)),
-                         arc_peak_snr=(peak / np.where(sig > 0, sig, np.inf)).max(axis=1),
-                         **{f"host_sigma_{band}": sig[:, i] for i, band in enumerate(BANDS)},
-                         **{f"host_rho_{band}": rho[:, i] for i, band in enumerate(BANDS)})
+        rec.update({f"arc_snr_{band}": snr[:, i] for i, band in enumerate(BANDS)},
+                   arc_snr=np.sqrt((snr * snr).sum(axis=1)),
+                   arc_peak_snr=(peak / np.where(sig > 0, sig, np.inf)).max(axis=1),
+                   **{f"host_sigma_{band}": sig[:, i] for i, band in enumerate(BANDS)},
+                   **{f"host_rho_{band}": rho[:, i] for i, band in enumerate(BANDS)})
         out = hosts.astype(np.float32, copy=True)
         paste(out, noisy.numpy(), (nn - 1) // 2)
         return out, rec
