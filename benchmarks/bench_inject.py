@@ -167,11 +167,42 @@ def bench_lenstronomy_full(n: int) -> dict:
             "settings": "ImageModel per band over 101 x 101, PSF PIXEL kernel inside, supersampling_factor 3"}
 
 
+def paired_rounds(rounds: int, n: int, n_lenstronomy: int) -> dict:
+    """The engine as selection run calls it (compiled, the hosts' noise statistics known) and lenstronomy at its best
+    (:func:`bench_lenstronomy`), alternating in one process, ``rounds`` times (order swapped every round): a machine
+    whose speed drifts from minute to minute moves both sides of a round alike, so the median of the per-round
+    ratios is steadier than a ratio of two best-of figures taken a minute apart."""
+    from lensaudit.inject import EngineConfig, InjectionEngine, build_family
+    from lensaudit.inject.engine import host_noise
+
+    fam, p, hosts, fwhm = _setup(n)
+    eng = InjectionEngine(build_family(fam), EngineConfig(chunk=64, device="cpu", oversample=3, compile=True))
+    stats = host_noise(hosts)
+    eng.inject(hosts, fwhm, p, host_stats=stats)                   # compilation and warm-up
+    bench_lenstronomy(min(n_lenstronomy, 20))                       # lenstronomy's imports and caches
+    eng_rate, len_rate = [], []
+    for r in range(rounds):
+        for side in (("engine", "lenstronomy") if r % 2 == 0 else ("lenstronomy", "engine")):
+            if side == "engine":
+                t0 = time.perf_counter()
+                eng.inject(hosts, fwhm, p, host_stats=stats)
+                eng_rate.append(n / (time.perf_counter() - t0))
+            else:
+                len_rate.append(bench_lenstronomy(n_lenstronomy)["injections_per_s"])
+    ratio = np.array(eng_rate) / np.array(len_rate)
+    return {"rounds": rounds, "n_engine": n, "n_lenstronomy": n_lenstronomy,
+            "engine_injections_per_s": [round(v, 1) for v in eng_rate],
+            "lenstronomy_injections_per_s": [round(v, 1) for v in len_rate],
+            "ratios": [round(float(v), 2) for v in ratio], "ratio_median": round(float(np.median(ratio)), 2),
+            "ratio_min": round(float(ratio.min()), 2), "ratio_max": round(float(ratio.max()), 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--n-lenstronomy", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=9, help="paired engine / lenstronomy rounds (the target's figure)")
     ap.add_argument("--cuda-only", action="store_true",
                     help="only the engine on the GPU, into inject_cuda.json (benchmarks/gpu.sh on a lent GPU machine: "
                          "its CPU figures would not be comparable with the project's 2-core ones)")
@@ -219,8 +250,10 @@ def main() -> None:
     # the selection function's own call: a selection run measures each host's noise statistics once
     # (``host_noise.npz``) and hands them to every injection into that host, so the engine as the product runs it
     # is the compiled row with the statistics known; the other rows are kept beside it
-    res["target_row"] = "compiled engine, host statistics known (as selection run calls it)"
-    res["target_met"] = res["ratio_compiled_engine_known_host_stats_over_lenstronomy_cpu"] >= 8.0
+    res["paired_compiled_known_host_stats_vs_lenstronomy_cpu"] = paired_rounds(a.rounds, a.n, a.n_lenstronomy)
+    res["target_row"] = ("compiled engine, host statistics known (as selection run calls it), median of the paired "
+                         "rounds' ratios")
+    res["target_met"] = res["paired_compiled_known_host_stats_vs_lenstronomy_cpu"]["ratio_median"] >= 8.0
     if torch.cuda.is_available():
         res["engine_cuda"] = [bench_engine(max(a.n, 8192), chunk, "cuda") for chunk in (256, 1024)]
         res["gpu"] = torch.cuda.get_device_name(0)

@@ -183,18 +183,16 @@ class InjectionEngine:
         (B, 3) arcsec in g, r, z. ``host_stats``: the hosts' (sigma, rho) of :func:`host_noise`, (B, 3) each,
         when already known (a host used many times). Returns the injected cutouts (float32) and the
         per-injection record."""
-        hosts = np.asarray(hosts, dtype=np.float32)
+        hosts = np.asarray(hosts)
         n = len(params)
         check_hosts(hosts, psf_fwhm, n)
         check_parameters(params)
-        out = np.empty_like(hosts)
+        out = np.array(hosts, dtype=np.float32)                 # the injected cutouts: the hosts' copy, arcs added
         recs = []
         for lo in range(0, n, self.cfg.chunk):
             sl = slice(lo, min(n, lo + self.cfg.chunk))
             stats = None if host_stats is None else (np.asarray(host_stats[0])[sl], np.asarray(host_stats[1])[sl])
-            img, rec = self._chunk(hosts[sl], np.asarray(psf_fwhm, float)[sl], params.iloc[sl], stats)
-            out[sl] = img
-            recs.append(rec)
+            recs.append(self._chunk(out[sl], np.asarray(psf_fwhm, float)[sl], params.iloc[sl], stats))
         r_half, conc = self.family.sizes(params)             # every family sizes an empty table as empty arrays
         record = params.copy()
         for c in recs[0] if recs else ():
@@ -204,10 +202,11 @@ class InjectionEngine:
         record["planted"] = self.family.cfg.planted
         return out, record.reset_index(drop=True)
 
-    def _chunk(self, hosts: np.ndarray, fwhm: np.ndarray, params: pd.DataFrame, stats=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _chunk(self, stamps: np.ndarray, fwhm: np.ndarray, params: pd.DataFrame, stats=None) -> dict[str, np.ndarray]:
+        """Adds the arcs of ``params`` to ``stamps`` (float32 host cutouts, in place; their noise statistics are
+        measured first when ``stats`` is None); returns the chunk's record columns."""
         arc, rec, spec = self._arcs(params, fwhm)
-        b, _, nn, _ = hosts.shape
-        sig, rho = host_noise(hosts) if stats is None else stats
+        sig, rho = host_noise(stamps) if stats is None else stats
         a = arc.float().cpu().contiguous()                                               # (B, 3, M, M)
         if self.family.needs_noise and self.cfg.shot_noise:
             gain = torch.as_tensor(self.cfg.gain_e_per_nmgy, dtype=torch.float32)[None, :, None, None]
@@ -228,9 +227,8 @@ class InjectionEngine:
                    arc_peak_snr=(peak / np.where(sig > 0, sig, np.inf)).max(axis=1),
                    **{f"host_sigma_{band}": sig[:, i] for i, band in enumerate(BANDS)},
                    **{f"host_rho_{band}": rho[:, i] for i, band in enumerate(BANDS)})
-        out = hosts.astype(np.float32, copy=True)
-        paste(out, noisy.numpy(), (nn - 1) // 2)
-        return out, rec
+        paste(stamps, noisy.numpy(), (stamps.shape[-1] - 1) // 2)
+        return rec
 
 
 def correlate_like(z: np.ndarray, a: np.ndarray) -> np.ndarray:
