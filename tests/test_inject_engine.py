@@ -1287,3 +1287,17 @@ def test_correlated_noise_is_the_padded_three_tap_filter_written_out():
     np.testing.assert_allclose(correlate_like(z, a), want, rtol=1e-13, atol=1e-14)
     with pytest.raises(ValueError, match="at least 2 pixels"):
         correlate_like(z[..., :1], a)
+
+
+def test_the_arcs_table_is_the_records_photometry():
+    """``arcs``' table (indexed like the parameters) holds the rendered source magnitude, the lensed magnitude and
+    magnification per band: the same numbers as ``inject``'s record of the same injections."""
+    p = draw_parameters(Priors(), SERSIC, 12, np.arange(4)).set_index(pd.Index([7, 3, 9, 1]))
+    eng = InjectionEngine(build_family(SERSIC), EngineConfig(shot_noise=False, chunk=3))
+    fw = np.full((4, 3), 1.3)
+    _, table = eng.arcs(p, fw)
+    _, rec = eng.inject(_hosts(4), fw, p)
+    cols = ["src_mag_r_rendered"] + [f"{c}_{b}" for c in ("arc_mag", "mu") for b in "grz"]
+    assert sorted(table.columns) == sorted(cols) and list(table.index) == [7, 3, 9, 1]
+    np.testing.assert_allclose(table[cols].to_numpy(), rec[cols].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(table["arc_mag_r"], p["arc_mag_r_target"], atol=2e-4)
