@@ -1274,17 +1274,19 @@ def test_spectral_snr_is_the_matched_filter_snr():
 
 
 def test_correlated_noise_is_the_padded_three_tap_filter_written_out():
-    """correlate_like against NumPy's reflect padding and the two 3-tap passes, to float64 rounding, any weights."""
+    """correlate_like against NumPy's reflect padding and the two 3-tap passes, to float64 rounding, any weights,
+    down to images 2 pixels wide (each pixel the other's reflection); 1 pixel is refused."""
     rng = np.random.default_rng(6)
-    z, a = rng.normal(size=(2, 3, 12, 9)), rng.uniform(0.0, 0.3, (2, 3))
-    want = z.copy()
-    aa = a[..., None, None]
-    for axis in (-1, -2):
-        p = np.pad(want, [(0, 0), (0, 0), (1, 1), (0, 0)] if axis == -2 else [(0, 0), (0, 0), (0, 0), (1, 1)],
-                   mode="reflect")
-        lo, hi = (p[..., :-2, :], p[..., 2:, :]) if axis == -2 else (p[..., :-2], p[..., 2:])
-        want = ((1 - 2 * aa) * want + aa * (lo + hi)) / np.sqrt((1 - 2 * aa) ** 2 + 2 * aa * aa)
-    np.testing.assert_allclose(correlate_like(z, a), want, rtol=1e-13, atol=1e-14)
+    for shape in ((2, 3, 12, 9), (2, 3, 2, 5), (2, 3, 4, 2)):
+        z, a = rng.normal(size=shape), rng.uniform(0.0, 0.3, (2, 3))
+        want = z.copy()
+        aa = a[..., None, None]
+        for axis in (-1, -2):
+            p = np.pad(want, [(0, 0), (0, 0), (1, 1), (0, 0)] if axis == -2 else [(0, 0), (0, 0), (0, 0), (1, 1)],
+                       mode="reflect")
+            lo, hi = (p[..., :-2, :], p[..., 2:, :]) if axis == -2 else (p[..., :-2], p[..., 2:])
+            want = ((1 - 2 * aa) * want + aa * (lo + hi)) / np.sqrt((1 - 2 * aa) ** 2 + 2 * aa * aa)
+        np.testing.assert_allclose(correlate_like(z, a), want, rtol=1e-13, atol=1e-14)
     with pytest.raises(ValueError, match="at least 2 pixels"):
         correlate_like(z[..., :1], a)
 
