@@ -1249,6 +1249,8 @@ def test_convolve_spectrum_on_a_larger_grid_is_the_weighted_linear_convolution()
             np.testing.assert_allclose(spec[i, b].numpy(), np.fft.rfft2(padded), atol=1e-9)
     with pytest.raises(ValueError, match="smaller than the convolution"):
         convolve_spectrum(torch.as_tensor(img), torch.as_tensor(ker), n_fft=23)
+    with pytest.raises(ValueError, match="smaller than the convolution"):        # too narrow on one axis only
+        convolve_spectrum(torch.zeros(1, 1, 20, 26, dtype=torch.float64), torch.as_tensor(ker[:1]), n_fft=26)
 
 
 def test_spectral_snr_is_the_matched_filter_snr():
