@@ -201,3 +201,12 @@ def pytest_collection_modifyitems(config, items):
     if stats.is_file():
         dur = json.loads(stats.read_text()).get("duration_by_test", {})
         items.sort(key=lambda it: dur.get(it.nodeid, 0.0))
+
+
+@pytest.fixture(scope="session")
+def xdf(tmp_path_factory):
+    """(folder, build report) of the XDF stamp library, built once per session (about half a minute)."""
+    from lensaudit.sources.xdf import build_xdf_library
+
+    d = tmp_path_factory.mktemp("xdf")
+    return d, build_xdf_library(d)

@@ -81,7 +81,7 @@ def test_closure_p_values_are_uniform_under_the_null():
                             "probability": prob})
         inj["cell"] = np.ravel_multi_index((grid.bin_of("theta_e", te), np.zeros(3000, int), np.zeros(3000, int),
                                             grid.bin_of("arc_mag", mag)), grid.shape)
-        s = closure_test(true, inj, grid, [OperatingPoint.fixed(0.5)], n_boot=150, seed=k)[1]
+        s = closure_test(true, inj, grid, [OperatingPoint.fixed(0.5)], n_boot=150, seed=k, marginal_bins=False)[1]
         ps.append(float(s["p_value"].iat[0]))
     assert kstest(ps, "uniform").pvalue > 0.01
 
@@ -704,6 +704,11 @@ def test_closure_test_counts_covered_cells_at_the_minimum_merges_bins_and_keeps_
     explicit = closure_test(true, inj, grid, ops, min_count=10, min_true=10, n_boot=1000, seed=0)
     pd.testing.assert_frame_equal(explicit[1], s)
     pd.testing.assert_frame_equal(explicit[0], bins)
+    # without the marginal rows (repeated tests): the same summary and merged-bin rows, no marginal row
+    lean_bins, lean = closure_test(true, inj, grid, ops, marginal_bins=False)
+    pd.testing.assert_frame_equal(lean, s)
+    pd.testing.assert_frame_equal(lean_bins, bins[bins["quantity"] == "theta_e x arc_mag"].dropna(axis=1, how="all")
+                                  .reset_index(drop=True), check_like=True)
     assert closure_test(true, inj, grid, ops, min_count=11, n_boot=50)[1]["n_true_covered"].iat[0] == 12
     assert closure_test(true, inj, grid, ops, min_true=11, n_boot=50)[1]["dof"].iat[0] == 1
     assert closure_test(true, inj, grid, ops, seed=1)[1]["se"].iat[0] != row["se"]

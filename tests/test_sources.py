@@ -94,14 +94,6 @@ def test_a_wrong_pixel_scale_an_empty_half_and_a_missing_half(tmp_path):
 
 
 # ------------------------------------------------------------------ the XDF library
-@pytest.fixture(scope="session")
-def xdf(tmp_path_factory):
-    from lensaudit.sources.xdf import build_xdf_library
-
-    d = tmp_path_factory.mktemp("xdf")
-    return d, build_xdf_library(d)
-
-
 @pytest.mark.slow
 def test_the_xdf_library_has_hundreds_of_galaxies_in_both_halves_and_counts_every_cut(xdf):
     d, rep = xdf
@@ -118,12 +110,22 @@ def test_the_xdf_library_has_hundreds_of_galaxies_in_both_halves_and_counts_ever
 
 @pytest.mark.slow
 def test_the_xdf_build_is_deterministic_and_its_provenance_is_checked(xdf, tmp_path):
-    from lensaudit.sources.xdf import XdfError, build_xdf_library, check_provenance
+    from lensaudit.sources import xdf as X
+    from lensaudit.sources.xdf import XdfError, XdfSettings, build_xdf_library, check_provenance, copy_library
 
     d, rep = xdf
-    build_xdf_library(tmp_path / "again")
+    X._gamma_calibration.cache_clear()              # the whole build again, its stretch calibration included
+    again = build_xdf_library(tmp_path / "again")
     assert (tmp_path / "again" / "xdf_stamps.fits").read_bytes() == (d / "xdf_stamps.fits").read_bytes()
+    assert again["gamma_calibration"] == rep["gamma_calibration"] and again["gamma"] == rep["gamma"]
     assert check_provenance(d)["n_stamps"] == rep["n_stamps"]
+    # a copy instead of a build (validation matrices): the same file; a library of other settings is refused
+    copied = copy_library(d, tmp_path / "copy")
+    assert (tmp_path / "copy" / "xdf_stamps.fits").read_bytes() == (d / "xdf_stamps.fits").read_bytes()
+    assert copied["gamma"] == rep["gamma"] and copied["copied_from"] == str(d)
+    with pytest.raises(XdfError, match=r"other settings than asked for \(min_snr\)"):
+        copy_library(d, tmp_path / "other", XdfSettings(min_snr=20.0))
+    assert not (tmp_path / "other" / "xdf_stamps.fits").exists()
     shutil.copytree(d, tmp_path / "tampered")
     r = json.loads((tmp_path / "tampered" / "xdf_report.json").read_text())
     r["provenance"]["sha256"] = "0" * 64
@@ -140,6 +142,8 @@ def test_the_stretch_estimate_recovers_a_known_stretch(tmp_path):
     s = XdfSettings()
     truth, est = gamma_calibration(s)
     assert (np.diff(est) >= 0).all() and est[-1] > est[0]
+    est[0] = -1.0                                    # computed once per process: each call gets arrays of its own
+    assert gamma_calibration(s)[1][0] != -1.0
     img = synthetic_field(2.5, seed=7).astype(float)
     raw, _ = raw_gamma(img - np.median(img), s)
     assert calibrated_gamma(raw, truth, est) == pytest.approx(2.5, abs=0.35)

@@ -109,7 +109,7 @@ def test_too_few_real_lenses_for_the_probe_is_an_error(tmp_path):
 
 # ---------------------------------------------------------------- one universe end to end
 @pytest.mark.slow
-def test_a_one_universe_matrix_runs_and_its_gate_and_selection_read_no_truth(tmp_path, capsys):
+def test_a_one_universe_matrix_runs_and_its_gate_and_selection_read_no_truth(tmp_path, capsys, xdf):
     from lensaudit.artifacts import ValidationDir, read_artifact_table
     from lensaudit.artifacts.kinds import REALISM
     from lensaudit.cli import main
@@ -122,12 +122,14 @@ def test_a_one_universe_matrix_runs_and_its_gate_and_selection_read_no_truth(tmp
     (tmp_path / "realism.yaml").write_text(yaml.safe_dump(
         {"selection_run": "-", "predictions": "-", "manifest": "-", "store": "-", "out": "-", "n_subsamples": 3,
          "probe": {"folds": 3, "n_boot": 100, "n_permutations": 20}}))
-    cfg = _cfg(tmp_path, realism_config=str(tmp_path / "realism.yaml"), n_per_cell=4, epochs=1, closure_n_boot=100)
+    cfg = _cfg(tmp_path, realism_config=str(tmp_path / "realism.yaml"), n_per_cell=4, epochs=1, closure_n_boot=100,
+               xdf_library=str(xdf[0]))                # the session's library, copied (the build: test_sources)
     (tmp_path / "v.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     assert main(["validate", "--config", str(tmp_path / "v.yaml"), "--results", str(tmp_path / "m.json")]) == 0
     out = capsys.readouterr().out
     assert "agreement" in out and "report:" in out
     vd = ValidationDir(tmp_path / "v")
+    assert json.loads(vd.xdf.report.read_text())["copied_from"] == str(xdf[0])
     doc = json.loads((tmp_path / "m.json").read_text())
     assert {(c["family"], c["seed"]) for c in doc["cells"]} == {("sersic", 0), ("planted", 0)}
     for c in doc["cells"]:

@@ -153,10 +153,13 @@ def _delta_summary(point: np.ndarray, boot: np.ndarray, k: int, n: int) -> dict[
 
 def closure_test(true: pd.DataFrame, inj: pd.DataFrame, grid: Grid, ops: list[OperatingPoint], min_count: int = 10,
                  min_true: int = 10, n_boot: int = 1000, seed: int = 0,
-                 stamp_ids: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 stamp_ids: np.ndarray | None = None, marginal_bins: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-bin table, summary table) for one family at each operating point: the primary statistic and the
     secondary tests of the module docstring. ``true`` needs the columns of :data:`TRUE_AXES` and ``probability``;
-    ``inj`` a selection run's records; ``stamp_ids`` (one per injection) turns on the library bootstrap."""
+    ``inj`` a selection run's records; ``stamp_ids`` (one per injection) turns on the library bootstrap.
+    ``marginal_bins=False`` leaves out the per-axis marginal rows of the per-bin table (the figure's; each has its
+    own replicates, four fifths of the time): for repeated tests (size and power studies) that read the summary.
+    The summary and the merged-bin rows are the same either way (their replicates come first, from their own seed)."""
     t = place_lenses(true, grid)
     cell_n = np.bincount(inj["cell"].to_numpy(np.int64), minlength=grid.n_cells)
     covered = t[cell_n[t["cell"].to_numpy(np.int64)] >= min_count].copy() if len(t) else t
@@ -191,7 +194,7 @@ def closure_test(true: pd.DataFrame, inj: pd.DataFrame, grid: Grid, ops: list[Op
                             "n_true": int(sel.sum()), "k_true": k, "true_lo68": float(lo), "true_hi68": float(hi),
                             **row})
         for a in AXES:   # marginal bins of every axis (the figure), from their own replicates
-            if not len(covered):
+            if not len(covered) or not marginal_bins:
                 break
             r2 = closure_bootstrap(covered["cell"].to_numpy(), det_true, inj["cell"].to_numpy(), det_inj,
                                    grid.n_cells, min(n_boot, 300), sd + 1 + _AX.index(a), stamp_ids, marg[a])

@@ -80,6 +80,9 @@ class ValidationConfig(_Strict):
     n_per_cell: int | None = Field(None, ge=1, description="injections per grid cell (default: the selection config's)")
     epochs: int | None = Field(None, ge=1, description="training epochs (default: the training config's)")
     fetch_limit: int | None = Field(None, ge=10, description="cutouts fetched per universe (default: all)")
+    xdf_library: str | None = Field(None, description="an XDF library folder already built (lensaudit sources "
+                                    "build-xdf) to copy instead of building one; its provenance and settings are "
+                                    "checked")
     closure_n_boot: int = Field(1000, ge=50)
     closure_min_true: int = Field(10, ge=1)
     rules: ValidationRules = ValidationRules()

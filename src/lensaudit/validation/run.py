@@ -135,7 +135,7 @@ def run_validation(cfg: ValidationConfig, config_path: str | None = None, result
                                {"selection_run": "-", "predictions": "-", "manifest": "-", "store": "-", "out": "-"})
         ref = load_reference()
         times: dict[str, dict[str, float]] = {}
-        rec = run_stage(vd.root, "xdf", *_xdf_stage())
+        rec = run_stage(vd.root, "xdf", *_xdf_stage(cfg.xdf_library))
         times["xdf"] = {"build": rec.get("elapsed_s") or 0.0}
         # phase 1, every universe: its mock and training set, and the gate's real lenses counted before training
         ups = {}
@@ -177,15 +177,18 @@ def run_validation(cfg: ValidationConfig, config_path: str | None = None, result
         return doc
 
 
-def _xdf_stage():
+def _xdf_stage(source: str | None = None):
+    """The validation's XDF library: built into its folder, or copied from ``source`` (a folder already built with
+    the same settings; checked): the same file either way, the build being deterministic."""
     from dataclasses import asdict
 
-    from lensaudit.sources.xdf import XdfSettings, build_xdf_library, load_xdf
+    from lensaudit.sources.xdf import XdfSettings, build_xdf_library, copy_library, load_xdf
 
     settings = XdfSettings()
 
     def run(stage_dir: Path) -> dict:
-        rep = build_xdf_library(ValidationDir(stage_dir.parent).xdf.root, settings)
+        root = ValidationDir(stage_dir.parent).xdf.root
+        rep = copy_library(source, root, settings) if source else build_xdf_library(root, settings)
         return {k: rep[k] for k in ("n_stamps", "halves", "gamma")}
 
     return {"settings": asdict(settings), "image": load_xdf()[1]}, run
