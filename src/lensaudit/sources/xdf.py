@@ -222,17 +222,21 @@ def gamma_calibration(s: XdfSettings) -> tuple[np.ndarray, np.ndarray]:
     """(true gammas, raw estimates) on synthetic fields of known stretch: the counts-slope estimate is biased
     (isophotal segments on a stretched image lose a gamma-dependent share of faint light), so the measured gamma
     is read off this relation. The fields are fixed (seed 0) and the relation depends on the settings alone, so it
-    is computed once per process and settings (six segmentations, about a fifth of a build); new arrays each call."""
+    is computed once per process and settings (six segmentations, about a fifth of a build, spread over
+    :func:`~lensaudit.utils.pool.fork_map`'s workers); new arrays each call."""
     est = _gamma_calibration(s)
     return np.asarray(CALIBRATION_GAMMAS), np.array(est)
 
 
 @functools.lru_cache(maxsize=4)
 def _gamma_calibration(s: XdfSettings) -> tuple[float, ...]:
-    est = []
-    for g in CALIBRATION_GAMMAS:
+    from lensaudit.utils.pool import fork_map
+
+    def estimate(g: float) -> float:        # one field, the same code in a worker or here (fork_map's contract)
         img = synthetic_field(g).astype(float)
-        est.append(raw_gamma(img - np.median(img), s)[0])
+        return raw_gamma(img - np.median(img), s)[0]
+
+    est = fork_map(estimate, list(CALIBRATION_GAMMAS), chunksize=1)
     return tuple(np.maximum.accumulate(np.asarray(est)).tolist())
 
 
