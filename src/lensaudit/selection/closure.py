@@ -234,7 +234,8 @@ def mock_true_lenses(survey_dir, rule: SplitRule, splits=("val", "test")) -> pd.
     sw = pd.concat([read_sweep(p, ("BRICKNAME", "OBJID", "PSFSIZE_R", "PSFDEPTH_R"))
                     for p in sorted(md.sweeps.glob("*.fits"))], ignore_index=True)
     sw["id"] = object_id(sw["BRICKNAME"].astype(str).to_numpy(), sw["OBJID"].to_numpy())
-    found = lenses["id"].isin(set(sw["id"]))
+    sw = sw[sw["id"].isin(lenses["id"])]            # the lenses' rows first: a hash of the few ids, not of every row
+    found = lenses["id"].isin(sw["id"])
     excluded = {"not in the sweeps": int((~found).sum())}
     if excluded["not in the sweeps"]:
         log.warning("%d true lens(es) of splits %s are not in the mock's sweeps: excluded from closure, counted",
