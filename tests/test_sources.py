@@ -77,6 +77,51 @@ def test_bad_libraries_are_refused_naming_the_stamp(tmp_path, edit, match):
     assert not (tmp_path / "bad.fits").exists()
 
 
+def test_a_half_is_the_library_of_its_stamps():
+    """A half is sliced from its library, not validated again: every attribute equals a library built from the
+    half's stamps alone."""
+    imgs, meta = _lib(n=30)
+    lib = StampLibrary(imgs, 0.05, meta)
+    for name in ("A", "B"):
+        half = lib.half(name)
+        keep = np.flatnonzero(library_half(meta["ID"]) == name)
+        fresh = StampLibrary(imgs[keep], 0.05, meta.iloc[keep], source=f"{lib.source}:{name}")
+        assert half.source == fresh.source and half.pixscale == fresh.pixscale and len(half) == len(keep) > 0
+        pd.testing.assert_frame_equal(half.meta, fresh.meta)
+        for attr in ("images", "unit_images", "colour_ratios", "r_half", "concentration"):
+            np.testing.assert_array_equal(getattr(half, attr), getattr(fresh, attr), err_msg=attr)
+
+
+def test_the_vectorised_screen_passes_no_stamp_that_negative_excess_flags():
+    """may_have_negative_excess is a superset of negative_excess's flags (the library only judges those one by one):
+    stamps with holes, offset borders and masked borders at and around each threshold."""
+    from lensaudit.sources.library import may_have_negative_excess, negative_excess
+
+    rng = np.random.default_rng(5)
+    stamps = []
+    for k in range(600):
+        v = rng.normal(0, 1.0, (3, 24, 24))
+        v[:, 3:-3, 3:-3] += rng.uniform(0, 40)
+        b = rng.integers(3)
+        kind = k % 4
+        if kind == 0:                                   # a hole near -10 sigma of a size near 5 percent of the light
+            v[b, 10:10 + rng.integers(1, 5), 10:14] = -rng.uniform(8, 12)
+        elif kind == 1:                                 # a border offset near 5 standard errors
+            v[b] -= rng.uniform(0, 0.5)
+        elif kind == 2:                                 # a masked (zero) border, a hole measured against the negatives
+            v[b, :3], v[b, -3:], v[b, :, :3], v[b, :, -3:] = 0, 0, 0, 0
+            v[b, 10:10 + rng.integers(1, 5), 10:14] = -rng.uniform(0, 60)
+        stamps.append(v)
+    stamps = np.array(stamps)
+    flagged = np.array([negative_excess(v) is not None for v in stamps])
+    screen = may_have_negative_excess(stamps)
+    assert 30 < flagged.sum() < 570                    # both outcomes represented
+    assert not (flagged & ~screen).any()
+    masked = np.arange(len(stamps)) % 4 == 2           # zero borders: the noise from the negative pixels
+    assert 0 < flagged[masked].sum() < masked.sum()
+    assert (screen & ~flagged).sum() < 20              # and it screens: few extra stamps judged one by one
+
+
 def test_a_wrong_pixel_scale_an_empty_half_and_a_missing_half(tmp_path):
     imgs, meta = _lib()
     with pytest.raises(StampLibraryError, match=r"PIXSCALE 2\.0 arcsec per pixel is outside"):
