@@ -85,6 +85,22 @@ def test_point_source_magnification_of_a_singular_isothermal_sphere():
     assert mu == pytest.approx(2 * 1.5 / 0.25, rel=0.02)
 
 
+def _assert_same_sources(root, renderer, n=6):
+    from lensaudit.mock.render import mock_source_images
+
+    ids, srcs, real = mock_source_images(root, n)
+    assert ids == list(renderer.lenses)[:n] and len(ids) == n and real == (renderer.library is not None)
+    for i, src in zip(ids, srcs, strict=True):
+        want = renderer.source_image(i)
+        np.testing.assert_array_equal(src.image, want.image)
+        assert (src.pixscale, src.x0, src.y0) == (want.pixscale, want.x0, want.y0)
+
+
+def test_the_mock_source_images_without_a_renderer_are_the_renderers(mock_survey_dir, renderer):
+    """The report's figure of the mock's sources reads the lens table alone: the same images the renderer lenses."""
+    _assert_same_sources(mock_survey_dir, renderer)
+
+
 # ----------------------------------------------------------------------------- truth vs pixels
 def test_rendered_magnification_equals_the_truth_table(renderer, truth):
     """Lensed flux in the served cutout (with and without the lensed source) / source flux = mu in truth."""

@@ -273,6 +273,9 @@ def test_a_mock_universe_with_xdf_sources_takes_half_a_and_follows_the_size_rela
     row = lenses.iloc[0]
     assert img.flux[1] == pytest.approx(10 ** (-0.4 * (row["src_rmag"] - MAG_ZEROPOINT)), rel=1e-9)
     assert img.pixscale == pytest.approx(lib.pixscale * row["src_scale"])
+    from test_mock_truth import _assert_same_sources  # the report's path: the same stamps, scaled alike
+
+    _assert_same_sources(tmp_path / "m", r)
     t = pd.read_parquet(tmp_path / "m" / "truth" / "truth.parquet")
     assert t.loc[t["kind"] == "lens", "arc_mag_r"].notna().all()
     with pytest.raises(ValueError, match="names no half"):

@@ -214,13 +214,7 @@ class Renderer:
         """The source-plane image of lens ``cid`` (drawn from its own seed stream; cached)."""
         img = self._sources.get(cid)
         if img is None:
-            p = self.lenses[cid]
-            if self.library is not None:
-                img = stamp_source(self.library, p)
-            elif p["family"] == "rich":
-                img = render_rich(p, seed_stream(self.seed, "mock.source_texture", int(p["src_seed"])))
-            else:
-                img = render_simple(p)
+            img = lens_source_image(self.lenses[cid], self.seed, self.library)
             self._sources[cid] = img
             if len(self._sources) > 512:
                 self._sources.popitem(last=False)
@@ -567,4 +561,33 @@ def load_renderer(root) -> Renderer:
     return Renderer(MockSurvey.load(root))
 
 
-__all__ = ["Renderer", "load_renderer", "hashed_normal", "hashed_normal3"]
+def lens_source_image(lp, seed: int, library=None) -> SourceImage:
+    """The source-plane image of the mock lens with parameters ``lp`` in a survey of ``seed``: a stamp of
+    ``library`` (the survey's source library, when its lenses take real galaxies), else the procedural galaxy of the
+    lens's family, drawn from its own seed stream (what :meth:`Renderer.source_image` caches)."""
+    if library is not None:
+        return stamp_source(library, lp)
+    if lp["family"] == "rich":
+        return render_rich(lp, seed_stream(seed, "mock.source_texture", int(lp["src_seed"])))
+    return render_simple(lp)
+
+
+def mock_source_images(root, n: int) -> tuple[list[str], list[SourceImage], bool]:
+    """(ids, source images, whether they are real galaxies) of the first ``n`` lenses of the mock survey at ``root``,
+    read from its lens table and settings alone (not the whole survey a :class:`Renderer` loads): the report's
+    figure of the mock's own sources."""
+    import json
+
+    md = MockSurveyDir(root)
+    cfg = json.loads(md.survey_json.read_text())["config"]
+    lenses = pd.read_parquet(md.lenses).head(n).to_dict("records")
+    library = None
+    if (cfg.get("lenses") or {}).get("sources", "procedural") != "procedural":
+        from lensaudit.sources.library import StampLibrary
+
+        library = StampLibrary.read(md.source_library)
+    ids = [r["id"] for r in lenses]
+    return ids, [lens_source_image(r, int(cfg["seed"]), library) for r in lenses], library is not None
+
+
+__all__ = ["Renderer", "lens_source_image", "load_renderer", "mock_source_images", "hashed_normal", "hashed_normal3"]

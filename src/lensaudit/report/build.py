@@ -233,16 +233,14 @@ def section_sources(run: Run, figs: Path, tables: dict) -> Section:
                          "Real galaxies, unlensed and lensed"))
     md = run.mock
     if md.survey_json.is_file():
-        from lensaudit.mock.render import load_renderer
+        from lensaudit.mock.render import mock_source_images
 
-        r = load_renderer(md.root)
-        ids = list(r.lenses)[:8]
-        imgs = [r.source_image(i).image for i in ids]
-        image_grid(imgs, [f"{'XDF' if r.library is not None else 'procedural'} {i[-6:]}" for i in ids],
+        ids, srcs, real = mock_source_images(md.root, 8)
+        image_grid([src.image for src in srcs], [f"{'XDF' if real else 'procedural'} {i[-6:]}" for i in ids],
                    figs / "mock_sources.png", ncol=8)
         s.add(figure(figs / "mock_sources.png", "The mock universe's own lensed sources, unlensed (source plane, "
                                                 "each on its own grid): "
-                     + ("XDF galaxies of the other half." if r.library is not None else
+                     + ("XDF galaxies of the other half." if real else
                         "procedural galaxies (discs with textures, knots, arms, bulges, dust), drawn by the mock's "
                         "generator: a different hand from the injected real galaxies above."), "The mock's sources"))
         s.add(_tier_a_diagnosis(md, tables))
