@@ -11,7 +11,10 @@ Every pair is first checked to give the same numbers (bit for bit), so only the 
   frequency grid, against one multipole call per order, every knot on every pixel and the grid computed per field;
 - ``client_read``: ``survey.cutout_fits.read_cutout_fits`` of the service's bytes as the fetch client reads them
   (the pixels from the buffer, the checked cards read without building astropy's header) against ``fits.open``;
-- ``qa_assess``: ``cutouts.qa.assess`` with ``median_of_finite`` against ``np.median``.
+- ``qa_assess``: ``cutouts.qa.assess`` with ``median_of_finite`` against ``np.median``;
+- ``stamp_library_open``: ``StampLibrary.open`` of the XDF library's half B (the stamps family's), the negative-light
+  rule screened for every stamp at once (``sources.library.may_have_negative_excess``) and the half sliced from its
+  validated library, against every stamp judged one by one and the half validated again.
 
 Writes ``benchmarks/results/fastpaths.json``.
 
@@ -141,12 +144,41 @@ def bench_client(rounds: int, n: int = 200) -> dict:
     return {"client_read": read, "qa_assess": assess}
 
 
+def bench_stamp_library(rounds: int) -> dict:
+    from lensaudit.sources import library as L
+    from lensaudit.sources.xdf import default_library
+
+    path = f"{default_library()}:B"                 # the user cache's XDF library (built there once, ~30 s)
+
+    def half_validated_again(self, name):
+        keep = np.flatnonzero(self.meta["HALF"].to_numpy() == name)
+        return L.StampLibrary(self.images[keep], self.pixscale, self.meta.iloc[keep], source=f"{self.source}:{name}")
+
+    def open_fast():
+        return L.StampLibrary.open(path)
+
+    def open_ref():
+        with _patched([(L, "may_have_negative_excess", lambda images: np.ones(len(images), bool)),
+                       (L.StampLibrary, "half", half_validated_again)]):
+            return L.StampLibrary.open(path)
+
+    def same(a, b):
+        return (a.source == b.source and a.meta.equals(b.meta)
+                and all(np.array_equal(getattr(a, k), getattr(b, k))
+                        for k in ("images", "unit_images", "colour_ratios", "r_half", "concentration")))
+
+    res = paired(open_ref, open_fast, rounds, same)
+    res["n_stamps"] = len(open_fast())
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=12)
     a = ap.parse_args()
     res = {"what": "exact fast paths against the reference paths they replace, paired rounds in one process",
-           "lens_centred_render": bench_lens_render(a.rounds), **bench_client(a.rounds)}
+           "lens_centred_render": bench_lens_render(a.rounds), **bench_client(a.rounds),
+           "stamp_library_open": bench_stamp_library(a.rounds)}
     res["run_info"] = run_info(seeds={"survey": 1, "cubes": 0})
     atomic_write_json(OUT, res)
     print(json.dumps({k: v for k, v in res.items() if k != "run_info"}, indent=2))
