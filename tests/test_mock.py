@@ -4,6 +4,8 @@ and the real-data check against the real DR10 sample cutouts."""
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 
 import httpx
 import numpy as np
@@ -495,6 +497,45 @@ def test_source_box_equals_its_mgrid_definition():
         expect[max(iy - rad, 0) : min(iy + rad + 1, h), max(ix - rad, 0) : min(ix + rad + 1, w)] = 1.0
         assert np.array_equal(img, expect)
     assert _box(np.float64(-60.0), np.float64(5.0), 6, 50, 40)[0] is None
+
+
+def _die_in_worker(req):
+    os._exit(3)
+
+
+def _fail_to_load(root):
+    raise RuntimeError(f"cannot load {root}")
+
+
+def test_mock_fetch_fails_at_once_and_clearly_when_the_render_pool_cannot_serve(survey_dir, renderer, tmp_path,
+                                                                                monkeypatch):
+    """A survey that cannot be rendered, workers that cannot start, or a worker lost during the fetch are errors
+    naming the survey within seconds (an incomplete survey used to leave every request retried for 30 s against a
+    broken pool: a fetch of 800 cutouts hung for more than ten minutes)."""
+    from lensaudit.cutouts import mockfetch
+    from lensaudit.cutouts.store import CutoutStore
+
+    gal = renderer.src[renderer.src.kind != "lens"].iloc[:3]
+    m = pd.DataFrame({"id": [f"g{i}" for i in range(3)], "ra": gal.ra.to_numpy(), "dec": gal.dec.to_numpy()})
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "survey.json").write_bytes((survey_dir / "survey.json").read_bytes())
+    t0 = time.monotonic()
+    with pytest.raises(SurveyError, match=r"mock survey .*incomplete is incomplete: missing \['bricks.parquet'"):
+        mockfetch.fetch_from_mock(m, CutoutStore(tmp_path / "s0", create=True), incomplete, workers=2)
+    with monkeypatch.context() as mp:
+        mp.setattr(mockfetch, "_init_worker", _fail_to_load)
+        with pytest.raises(mockfetch.RenderPoolError, match=r"render processes for mock survey .* failed to start"):
+            mockfetch.PooledRenderer(survey_dir, 2)
+    store = CutoutStore(tmp_path / "s1", create=True)
+    with monkeypatch.context() as mp:
+        mp.setattr(mockfetch, "_render_fits", _die_in_worker)
+        with pytest.raises(mockfetch.RenderPoolError, match=r"was lost .*\(0 of 3 fetched\)"):
+            mockfetch.fetch_from_mock(m, store, survey_dir, workers=2)
+    assert time.monotonic() - t0 < 60
+    assert len(store.ids()) == 0
+    rep = mockfetch.fetch_from_mock(m, store, survey_dir, workers=2)   # the same store, a working pool: all three
+    assert rep.n_stored == 3 and sorted(store.ids().astype(str)) == ["g0", "g1", "g2"]
 
 
 def test_pooled_renderer_serves_the_bytes_the_serving_process_would_encode(renderer, survey_dir):

@@ -72,8 +72,10 @@ class MockSurvey:
     exposure: np.ndarray
     artefacts: pd.DataFrame
 
-    @classmethod
-    def load(cls, root: str | os.PathLike) -> MockSurvey:
+    @staticmethod
+    def check(root: str | os.PathLike) -> dict:
+        """``survey.json``'s contents once ``root`` is a complete mock survey of a format this lensaudit renders;
+        otherwise a :class:`SurveyError` naming the folder and what is wrong (reads no table)."""
         root = Path(root)
         md = MockSurveyDir(root)
         missing = [str(f.relative_to(root)) for f in md.required if not f.exists()]
@@ -85,6 +87,13 @@ class MockSurvey:
         if int(meta.get("version", 1)) < 2:
             raise SurveyError(f"mock survey {root}: format version {meta.get('version', 1)} is older than this lensaudit "
                               f"renders (2); rebuild it with `lensaudit mock build`")
+        return meta
+
+    @classmethod
+    def load(cls, root: str | os.PathLike) -> MockSurvey:
+        root = Path(root)
+        meta = cls.check(root)
+        md = MockSurveyDir(root)
         with np.load(md.exposure, allow_pickle=False) as z:
             exposure = z["nobs"]
         return cls(root, meta, pd.read_parquet(md.bricks), pd.read_parquet(md.sources), pd.read_parquet(md.lenses),
