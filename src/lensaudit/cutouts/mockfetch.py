@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -30,22 +31,29 @@ log = logging.getLogger(__name__)
 class RenderPoolError(LensauditError, RuntimeError):
     """The processes that render the mock survey's cutouts could not start, or one was lost during a fetch."""
 
-_RENDERER = None
+_RENDERER = None        # this process's renderer (a worker's; in the parent only while the workers are forked)
+_RENDERER_ROOT = None
+_INHERITED = False      # whether this worker's renderer came from the parent at fork
+_FORK_LOCK = threading.Lock()
 
 
 def _init_worker(root: str) -> None:
-    global _RENDERER
+    """A worker's renderer: the one it inherited from the parent at fork (its tables shared copy-on-write with
+    the other workers), else loaded here."""
+    global _RENDERER, _RENDERER_ROOT, _INHERITED
     from lensaudit.mock.render import load_renderer
 
-    _RENDERER = load_renderer(root)
+    _INHERITED = _RENDERER is not None and _RENDERER_ROOT == root
+    if not _INHERITED:
+        _RENDERER, _RENDERER_ROOT = load_renderer(root), root
 
 
 def _render(req):
     return _RENDERER(req)
 
 
-def _ready() -> bool:
-    return _RENDERER is not None
+def _ready() -> tuple[bool, bool]:
+    return _RENDERER is not None, _INHERITED
 
 
 def _render_fits(req):
@@ -66,18 +74,28 @@ class PooledRenderer:
     def __init__(self, root: str | Path, workers: int):
         from lensaudit.mock.layout import MockSurvey
 
+        global _RENDERER, _RENDERER_ROOT
+        from lensaudit.mock.render import load_renderer
+
         MockSurvey.check(root)
         self.root, self.broken = str(root), None
-        # forked workers: renders use numpy and scipy only (no OpenMP), and fork needs no main-module guard
-        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(self.root,),
-                                        mp_context=multiprocessing.get_context("fork"))
-        try:
-            for f in [self.pool.submit(_ready) for _ in range(workers)]:
-                f.result()
-        except BrokenProcessPool as exc:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            raise RenderPoolError(f"the {workers} render processes for mock survey {self.root} failed to start "
-                                  "(a worker's traceback is logged above)") from exc
+        # The renderer is loaded once, here, and the workers forked with it: its tables (about 1.2 GB for the
+        # demo's 33 deg^2) are shared copy-on-write, not loaded again by each worker. The parent drops its
+        # reference once every worker has started. Forked workers: renders use numpy and scipy only (no
+        # OpenMP), and fork needs no main-module guard.
+        with _FORK_LOCK:
+            _RENDERER, _RENDERER_ROOT = load_renderer(self.root), self.root
+            try:
+                self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                                                initargs=(self.root,), mp_context=multiprocessing.get_context("fork"))
+                #: whether every worker holds the parent's renderer (shared pages) rather than a copy it loaded
+                self.shared = all(f.result()[1] for f in [self.pool.submit(_ready) for _ in range(workers)])
+            except BrokenProcessPool as exc:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                raise RenderPoolError(f"the {workers} render processes for mock survey {self.root} failed to start "
+                                      "(a worker's traceback is logged above)") from exc
+            finally:
+                _RENDERER = _RENDERER_ROOT = None
 
     def _run(self, fn, req):
         if self.broken is not None:
