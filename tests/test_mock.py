@@ -561,3 +561,22 @@ def test_pooled_renderer_serves_the_bytes_the_serving_process_would_encode(rende
         pool.close()
     assert answers[0] == answers[1]
     assert [s for s, _ in answers[0]] == [200, 200, 500] and answers[0][0][1] != answers[0][1][1]
+
+
+def test_sweep_rows_filled_block_by_block_equal_column_by_column(monkeypatch):
+    """``_fill_rows`` (blocks of rows, for the cache) gives the records that whole-column assignment gives: arrays,
+    sub-arrays, strings and one value for every row, with a last block shorter than the others."""
+    import lensaudit.mock.survey as ms
+    from lensaudit.survey.columns import sweep_numpy_dtype
+
+    rng = np.random.default_rng(5)
+    n = 103
+    cols = {"RA": rng.uniform(0, 360, n), "FLUX_R": rng.normal(size=n), "NOBS_G": rng.integers(0, 9, n),
+            "TYPE": rng.choice(np.array([b"PSF", b"REX", b"DEV"]), n), "DCHISQ": rng.normal(size=(n, 5)),
+            "RELEASE": 10000, "FRACIN_G": 0.98}
+    whole = np.zeros(n, sweep_numpy_dtype())
+    for c, v in cols.items():
+        whole[c] = v
+    monkeypatch.setattr(ms, "FILL_BLOCK_ROWS", 10)
+    blocks = ms._fill_rows(np.zeros(n, sweep_numpy_dtype()), cols)
+    assert blocks.tobytes() == whole.tobytes() and blocks["DCHISQ"][-1, 4] == np.float32(cols["DCHISQ"][-1, 4])

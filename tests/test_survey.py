@@ -147,8 +147,13 @@ def test_fast_sweep_writer_gives_astropys_bytes(tmp_path, monkeypatch):
     odd = np.zeros(3, dtype=[("RA", "<f8"), ("NOBS_G", "<u2")])            # needs TZERO: astropy writes it
     assert sw._bintable_rows(odd) is None
     box = (150, 155, 0, 5)
+    before = arr.copy()
     fast = [sw.write_sweep_fits(a, tmp_path / f"fast{i}.fits", box).read_bytes() for i, a in enumerate((arr, sub))]
-    monkeypatch.setattr(sw, "_bintable_rows", lambda a: None)
+    assert arr.tobytes() == before.tobytes()                    # not consumed: the caller's rows are untouched
+    given = arr.copy()                                          # consumed: converted in place, the same bytes
+    assert sw.write_sweep_fits(given, tmp_path / "given.fits", box, consume=True).read_bytes() == fast[0]
+    assert given.tobytes() != before.tobytes()
+    monkeypatch.setattr(sw, "_bintable_rows", lambda a, in_place=False: None)
     slow = [sw.write_sweep_fits(a, tmp_path / f"slow{i}.fits", box).read_bytes() for i, a in enumerate((arr, sub))]
     assert fast[0] == slow[0] and fast[1] == slow[1]
     back = sw.read_sweep(tmp_path / "fast0.fits", columns=("TYPE", "REF_CAT", "GAIA_PHOT_VARIABLE_FLAG", "DCHISQ"))

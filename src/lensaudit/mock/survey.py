@@ -305,7 +305,7 @@ def write_sweeps(src: pd.DataFrame, bricks: pd.DataFrame, exposure: np.ndarray, 
         return bricks[col].to_numpy()[bi]
 
     n = len(src)
-    arr = np.zeros(n, dtype=sweep_numpy_dtype())
+    arr: dict[str, object] = {}   # column -> its n values or one for every row; each box's rows: _fill_rows
     arr["RELEASE"] = RELEASE_DR10
     arr["BRICKID"] = br("brickid")
     arr["BRICKNAME"] = src.brickname.to_numpy().astype("S8")
@@ -370,10 +370,28 @@ def write_sweeps(src: pd.DataFrame, bricks: pd.DataFrame, exposure: np.ndarray, 
     for k in np.unique(key):
         sel = key == k
         ramin, ramax, decmin, decmax = boxes[np.argmax(sel)]
-        path = write_sweep_fits(arr[sel], out / sweep_filename(ramin, ramax, decmin, decmax),
-                                (ramin, ramax, decmin, decmax), version="lensaudit-mock")
+        rows = _fill_rows(np.zeros(int(sel.sum()), dtype=sweep_numpy_dtype()),
+                          {c: v[sel] if isinstance(v, np.ndarray) and v.ndim else v for c, v in arr.items()})
+        path = write_sweep_fits(rows, out / sweep_filename(ramin, ramax, decmin, decmax),
+                                (ramin, ramax, decmin, decmax), version="lensaudit-mock", consume=True)
         files.append(path)
     return files
+
+
+#: rows of the sweep table filled at a time by :func:`_fill_rows` (8192 records of 532 bytes: 4 MB)
+FILL_BLOCK_ROWS = 8192
+
+
+def _fill_rows(arr: np.ndarray, columns: dict[str, object]) -> np.ndarray:
+    """``arr[name] = value`` for every column (an array of ``len(arr)`` values or one value for every row), block
+    by block of :data:`FILL_BLOCK_ROWS` rows: the same values as column by column, but a block's records stay in
+    cache while its 140 columns are written, where filling whole columns of millions of 532-byte records touches
+    every record's cache line once per column (11 of the demo's 20 s of sweep writing)."""
+    for lo in range(0, len(arr), FILL_BLOCK_ROWS):
+        blk = arr[lo : lo + FILL_BLOCK_ROWS]
+        for name, v in columns.items():
+            blk[name] = v[lo : lo + FILL_BLOCK_ROWS] if isinstance(v, np.ndarray) and v.ndim else v
+    return arr
 
 
 def _desi_name(ra: float, dec: float) -> str:
