@@ -580,3 +580,15 @@ def test_sweep_rows_filled_block_by_block_equal_column_by_column(monkeypatch):
     monkeypatch.setattr(ms, "FILL_BLOCK_ROWS", 10)
     blocks = ms._fill_rows(np.zeros(n, sweep_numpy_dtype()), cols)
     assert blocks.tobytes() == whole.tobytes() and blocks["DCHISQ"][-1, 4] == np.float32(cols["DCHISQ"][-1, 4])
+
+
+def test_renderer_rows_of_ids_match_its_source_table(renderer):
+    """``rows_of`` / ``source_rows`` (what the truth measurement uses instead of the whole reordered table) give
+    ``src``'s rows and values; an id the survey lacks is a KeyError naming it."""
+    src = renderer.src
+    pick = np.array([len(src) - 1, 0, len(src) // 3, 7])
+    rows = renderer.rows_of(src["id"].to_numpy()[pick])
+    np.testing.assert_array_equal(rows, pick)
+    pd.testing.assert_frame_equal(renderer.source_rows(rows), src.iloc[pick].reset_index(drop=True), check_exact=True)
+    with pytest.raises(KeyError, match="no source .*'nope'"):
+        renderer.rows_of([src["id"].iat[0], "nope"])

@@ -145,6 +145,19 @@ class Renderer:
             self._src = self.survey.sources.iloc[self._order].reset_index(drop=True)
         return self._src
 
+    def rows_of(self, ids) -> np.ndarray:
+        """Row of each source id in :attr:`src`'s order (the ``k`` of :meth:`host_light`); a KeyError names ids
+        the survey does not hold. Builds no table of the whole survey (:attr:`src` reorders every column)."""
+        ids = np.asarray(ids, dtype=object)
+        rows = pd.Index(self._cols["id"]).get_indexer(ids)
+        if (rows < 0).any():
+            raise KeyError(f"mock survey {self.survey.root}: no source {ids[rows < 0][:5].tolist()}")
+        return rows
+
+    def source_rows(self, rows: np.ndarray) -> pd.DataFrame:
+        """``src.iloc[rows]`` (every column, the same values; index 0..len(rows)-1), from the renderer's columns."""
+        return pd.DataFrame({c: v[rows] for c, v in self._cols.items()})
+
     # -------------------------------------------------------------- geometry
     def brick_cell_of(self, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(brick index, cell column, cell row) of sky positions; brick -1 outside the footprint."""

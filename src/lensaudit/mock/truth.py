@@ -70,8 +70,9 @@ def visible_snr(arc_pix: np.ndarray, host_pix: np.ndarray, sigma_white: float,
 def lens_truth(renderer, lenses: pd.DataFrame, host_confusion: float = 0.4) -> pd.DataFrame:
     """Per lens: magnification, lensed magnitude and S/N per band, peak S/N, theta_E / FWHM (see module doc)."""
     k = np.outer(CORR_KERNEL, CORR_KERNEL)
-    src = renderer.src.set_index("id")
-    row_of = {cid: i for i, cid in enumerate(renderer.src["id"])}
+    rows = renderer.rows_of(lenses["id"])        # the lenses' rows only: not the whole survey's table
+    src = renderer.source_rows(rows).set_index("id")
+    row_of = dict(zip(src.index, rows, strict=True))
     b = renderer.survey.bricks
     with progress(len(lenses), "measuring the true lenses", "lenses") as advance:
         # forked workers (the same numbers as in-process, in lens order)
