@@ -235,6 +235,12 @@ def test_ingestion_native_order_units_and_resume(fake, tmp_path):
     np.testing.assert_array_equal(df["OBJID"].to_numpy(), np.asarray(ref["OBJID"]))
     np.testing.assert_array_equal(df["FLUX_Z"].to_numpy(), np.asarray(ref["FLUX_Z"]))
     assert df["FLUX_Z"].dtype.byteorder in ("=", "<") and df["TYPE"].iloc[0] == "SER"
+    assert df["TYPE"].tolist() == [s.strip() for s in ref["TYPE"]]
+    # dictionary encoding only where it pays: the string columns
+    meta = pq.ParquetFile(r1["partition"]).metadata.row_group(0)
+    enc = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" in enc["TYPE"] and "RLE_DICTIONARY" in enc["BRICKNAME"]
+    assert not {"RLE_DICTIONARY", "PLAIN_DICTIONARY"} & set(enc["FLUX_Z"] + enc["RA"])
     assert ingest_sweep(src, tmp_path)["skipped"]
 
 

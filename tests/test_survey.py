@@ -158,4 +158,12 @@ def test_fast_sweep_writer_gives_astropys_bytes(tmp_path, monkeypatch):
     assert fast[0] == slow[0] and fast[1] == slow[1]
     back = sw.read_sweep(tmp_path / "fast0.fits", columns=("TYPE", "REF_CAT", "GAIA_PHOT_VARIABLE_FLAG", "DCHISQ"))
     assert back["TYPE"].tolist() == [t.decode().strip() for t in arr["TYPE"]]
+    assert back["REF_CAT"].tolist() == [t.decode().strip() for t in arr["REF_CAT"]]
+    with fits.open(tmp_path / "fast0.fits") as h:       # what astropy's own decoding gives, stripped
+        assert back["TYPE"].tolist() == [t.strip() for t in h[1].data["TYPE"]]
+    bad = arr.copy()
+    bad["TYPE"][7] = b"\xe9X "
+    sw.write_sweep_fits(bad, tmp_path / "bad.fits", box)
+    with pytest.raises(SchemaError, match=r"bad.fits: column TYPE holds bytes that are not ASCII"):
+        sw.read_sweep(tmp_path / "bad.fits", columns=("RA", "TYPE"))
     np.testing.assert_array_equal(back["GAIA_PHOT_VARIABLE_FLAG"].to_numpy(), arr["GAIA_PHOT_VARIABLE_FLAG"])

