@@ -14,7 +14,12 @@ Every pair is first checked to give the same numbers (bit for bit), so only the 
 - ``qa_assess``: ``cutouts.qa.assess`` with ``median_of_finite`` against ``np.median``;
 - ``stamp_library_open``: ``StampLibrary.open`` of the XDF library's half B (the stamps family's), the negative-light
   rule screened for every stamp at once (``sources.library.may_have_negative_excess``) and the half sliced from its
-  validated library, against every stamp judged one by one and the half validated again.
+  validated library, against every stamp judged one by one and the half validated again;
+- ``sweep_write``: ``mock.survey.write_sweeps`` of a 4 deg^2 mock (each box's rows filled block by block, converted
+  in place, the empty table header built once per dtype) against the rows filled column by column, copied before
+  conversion and the header built per file (every file compared byte for byte);
+- ``sweep_read``: ``survey.sweepio.read_sweep`` of those files (each distinct TYPE and BRICKNAME decoded once from
+  the on-disk bytes) against astropy's decoding of every cell.
 
 Writes ``benchmarks/results/fastpaths.json``.
 
@@ -172,13 +177,68 @@ def bench_stamp_library(rounds: int) -> dict:
     return res
 
 
+def _column_by_column(arr: np.ndarray, columns: dict) -> np.ndarray:
+    for name, v in columns.items():
+        arr[name] = v
+    return arr
+
+
+def bench_sweeps(rounds: int) -> dict:
+    import pandas as pd
+
+    from lensaudit.artifacts import MockSurveyDir
+    from lensaudit.mock import survey as ms
+    from lensaudit.survey import sweepio
+    from lensaudit.utils.seeds import rng
+
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        build_survey(MockConfig(area_deg2=4.0, seed=1), d / "mock")
+        md = MockSurveyDir(d / "mock")
+        src, bricks = pd.read_parquet(md.sources), pd.read_parquet(md.bricks)
+        with np.load(md.exposure, allow_pickle=False) as z:
+            exposure = z["nobs"]
+        (d / "fast").mkdir()
+        (d / "ref").mkdir()
+
+        def write(where):
+            files = ms.write_sweeps(src, bricks, exposure, d / where, rng(1, "mock.sweeps"))
+            return [f.read_bytes() for f in files]
+
+        def write_ref():
+            with _patched([(ms, "_fill_rows", _column_by_column),
+                           (sweepio, "_empty_table_hdu", lambda dtype: sweepio._table_hdu(np.zeros(0, dtype))),
+                           (sweepio, "_bintable_rows", lambda a, in_place=False: _rows_copied(a))]):
+                return write("ref")
+
+        _rows_copied = sweepio._bintable_rows
+        w = paired(write_ref, lambda: write("fast"), rounds, lambda a, b: a == b)
+        files = sorted((d / "fast").glob("sweep-*.fits"))
+        cols = tuple(sweepio.LENS_COLUMNS)
+
+        def read():
+            return [sweepio.read_sweep(f, cols) for f in files]
+
+        def read_ref():
+            slow = [(sweepio, "_string_column",
+                     lambda data, name: np.char.strip(np.asarray(data[name]).astype(str)).astype(object))]
+            with _patched(slow):
+                return read()
+
+        r = paired(read_ref, read, rounds, lambda a, b: all(x.equals(y) for x, y in zip(a, b, strict=True)))
+        n = int(sum(len(x) for x in read()))
+        w["n_rows"] = r["n_rows"] = n
+        w["n_files"] = r["n_files"] = len(files)
+        return {"sweep_write": w, "sweep_read": r}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=12)
     a = ap.parse_args()
     res = {"what": "exact fast paths against the reference paths they replace, paired rounds in one process",
            "lens_centred_render": bench_lens_render(a.rounds), **bench_client(a.rounds),
-           "stamp_library_open": bench_stamp_library(a.rounds)}
+           "stamp_library_open": bench_stamp_library(a.rounds), **bench_sweeps(max(a.rounds // 2, 3))}
     res["run_info"] = run_info(seeds={"survey": 1, "cubes": 0})
     atomic_write_json(OUT, res)
     print(json.dumps({k: v for k, v in res.items() if k != "run_info"}, indent=2))

@@ -175,11 +175,10 @@ def read_sweep(path: str | os.PathLike, columns: tuple[str, ...] | None = LENS_C
             want = tuple(c for c in SWEEP_SCHEMA if c in present) if columns is None else tuple(columns)
             check_sweep_columns({k: present[k] for k in want if k in present}, required=want, source=f"sweep {path}")
             out = {}
-            raw = data.view(np.ndarray)     # the on-disk fields, without astropy's per-cell conversions
             for c in want:
                 if c in STRING_COLUMNS:
                     try:
-                        out[c] = _decoded_strings(raw[c])
+                        out[c] = _string_column(data, c)
                     except UnicodeDecodeError as exc:
                         raise SchemaError(f"sweep {path}: column {c} holds bytes that are not ASCII ({exc})") from exc
                     continue
@@ -189,6 +188,12 @@ def read_sweep(path: str | os.PathLike, columns: tuple[str, ...] | None = LENS_C
                 else:
                     out[c] = v.astype(v.dtype.newbyteorder("="))
     return pd.DataFrame(out)
+
+
+def _string_column(data: fits.FITS_rec, name: str) -> np.ndarray:
+    """A string column of a sweep table as stripped str objects, decoded from its on-disk bytes (astropy's own
+    access decodes every cell: :func:`_decoded_strings` decodes each distinct value once)."""
+    return _decoded_strings(data.view(np.ndarray)[name])
 
 
 def _decoded_strings(v: np.ndarray) -> np.ndarray:
