@@ -127,7 +127,8 @@ def rows() -> list[tuple[str, str, str, str, str, str]]:
     total = rt.get("total") if isinstance(rt, dict) else rt
     out.append(("validation matrix (`configs/validation.yaml`), whole run (s)", _fmt(total),
                 "3 universes x (mock, fetch, train, 3 seeds' selection runs)", "", "recorded",
-                _committed("validation_matrix.json") + ", cpu, 2 cores"))
+                _where({**vm, "cores": vm["run_info"].get("cores")}) if vm and "run_info" in vm
+                else _committed("validation_matrix.json") + ", cpu, 2 cores"))
     return out
 
 

@@ -290,6 +290,33 @@ def test_stamp_library_with_missing_metadata_is_refused(tmp_path):
         StampLibrary.read(tmp_path / "nothing.fits")
 
 
+def test_curve_of_growth_gives_the_same_numbers_on_any_number_of_threads():
+    """The images are measured by threads: every worker count gives the numbers of one thread bit for bit,
+    an image with no light gives NaN, and a flux-weighted hand computation of one image agrees."""
+    rng = np.random.default_rng(5)
+    g = (np.arange(61) - 30) * 0.05
+    xx, yy = np.meshgrid(g, g)
+    imgs = np.stack([np.exp(-np.hypot(xx - rng.normal(0, 0.2), yy - rng.normal(0, 0.2)) / rng.uniform(0.1, 0.5))
+                     + rng.normal(0, 1e-3, xx.shape) for _ in range(9)])
+    imgs[4] = 0.0
+    pix = rng.uniform(0.01, 0.05, 9)
+    one = curve_of_growth(imgs, pix, workers=1)
+    assert np.isnan(one[0][4]) and np.isnan(one[1][4]) and np.isfinite(np.delete(one[0], 4)).all()
+    for workers in (2, 3, 8):
+        got = curve_of_growth(imgs, pix, workers=workers)
+        np.testing.assert_array_equal(got[0], one[0])
+        np.testing.assert_array_equal(got[1], one[1])
+    # image 0 by hand: sort pixels by distance from the positive-light centroid, accumulate
+    im = imgs[0]
+    pos = np.clip(im, 0, None)
+    yi, xi = np.mgrid[0:61, 0:61]
+    cx, cy = (pos * xi).sum() / pos.sum(), (pos * yi).sum() / pos.sum()
+    r = np.hypot(xi - cx, yi - cy).ravel()
+    o = np.argsort(r)
+    cum = np.maximum.accumulate(np.cumsum(im.ravel()[o]) / im.sum())
+    assert one[0][0] == pytest.approx(np.interp(0.5, cum, r[o] * pix[0]), rel=1e-12)
+
+
 def test_curve_of_growth_measures_an_exponential_profile():
     g = (np.arange(201) - 100) * 0.02
     xx, yy = np.meshgrid(g, g)

@@ -82,6 +82,40 @@ def test_fork_map_equals_a_loop_for_any_worker_count():
         assert (pids == {os.getpid()}) if workers == 1 else (os.getpid() not in pids)
 
 
+def test_thread_map_equals_a_loop_in_order_and_raises_the_items_error():
+    """thread_map returns [fn(x) for x in items] in item order for any worker count (threads: the items run
+    concurrently, so a slow early item must not come back late), and an item's exception reaches the caller."""
+    import threading
+    import time
+
+    from lensaudit.utils.pool import thread_map
+
+    items = list(range(23))
+    seen = set()
+
+    def fn(i):
+        time.sleep(0.002 * ((23 - i) % 5))        # later items often finish first
+        seen.add(threading.get_ident())
+        return np.random.default_rng(i).normal(size=2) * i
+
+    want = [fn(i) for i in items]
+    for workers in (1, 2, 4):
+        seen.clear()
+        got = thread_map(fn, items, workers=workers)
+        assert len(got) == len(items)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+        assert (seen == {threading.get_ident()}) if workers == 1 else (threading.get_ident() not in seen)
+
+    def bad(i):
+        if i == 7:
+            raise ValueError("item 7 is bad")
+        return i
+
+    with pytest.raises(ValueError, match="item 7 is bad"):
+        thread_map(bad, items, workers=3)
+
+
 def test_default_workers_reads_the_environment(monkeypatch):
     from lensaudit.utils.pool import default_workers
 

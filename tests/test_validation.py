@@ -136,6 +136,9 @@ def test_a_one_universe_matrix_runs_and_its_gate_and_selection_read_no_truth(tmp
         assert c["verdict"] in ("GO", "NO-GO") and c["delta_lo95"] <= c["delta"] <= c["delta_hi95"]
         assert c["delta"] == pytest.approx(c["c_inj"] - c["c_true"])
     assert doc["summary"]["runtime_s"]["total"] > 0 and doc["universes"][0]["truth_diagnostics"]["n_true_lenses"] > 0
+    # the runtimes name the machine and commit that measured them (the README's performance table reads them)
+    ri = doc["run_info"]
+    assert ri["cpu"] and ri["git_commit"] and ri["cores"] >= 1 and ri["seeds"] == {"mock": cfg.mock_seed, "injection": [0]}
     assert vd.figure("closure_heatmap").stat().st_size > 5000 and vd.figure("gate_vs_closure").stat().st_size > 5000
     assert "validation" in vd.report.index.read_text()
     # the selection run and the gate with the mock's truth file gone: identical outputs

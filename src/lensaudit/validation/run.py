@@ -13,6 +13,7 @@ columns and the real lenses available to the gate's folds. Outputs (:class:`~len
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -161,9 +162,14 @@ def run_validation(cfg: ValidationConfig, config_path: str | None = None, result
         summary = summarize(table, cfg.rules.tolerance, cfg.rules.gate_statistic,
                             cfg.rules.exclude_planted_from_correlation, cfg.rules.real_galaxy_cell)
         summary["runtime_s"] = {**times, "total": round(time.perf_counter() - t_start, 1)}
+        from lensaudit.utils.provenance import run_info
+
         doc = {"config": cfg.model_dump(mode="json"), "config_path": config_path,
                "rules": cfg.rules.model_dump(mode="json"), "universes": universes,
-               "cells": table.to_dict("records"), "summary": summary}
+               "cells": table.to_dict("records"), "summary": summary,
+               # where and at which commit the runtimes were measured (a resumed run's total is its own wall time)
+               "run_info": run_info(seeds={"mock": cfg.mock_seed, "injection": list(cfg.seeds)},
+                                    extra={"cores": os.cpu_count()})}
         write_doc(vd.matrix, VALIDATION_MATRIX, doc)
         if results:
             atomic_write_json(Path(results), read_doc(vd.matrix, VALIDATION_MATRIX))
