@@ -126,10 +126,13 @@ def run_validation(cfg: ValidationConfig, config_path: str | None = None, result
     from lensaudit.realism import RealismConfig
     from lensaudit.reference import load_reference
     from lensaudit.utils.io import atomic_write_json
+    from lensaudit.utils.provenance import run_info
 
     vd = ValidationDir(cfg.out)
     with vd.lock("validation"):
         t_start = time.perf_counter()
+        # where, when and at which commit the run started (its runtimes: a resumed run's total is its own wall time)
+        info = run_info(seeds={"mock": cfg.mock_seed, "injection": list(cfg.seeds)}, extra={"cores": os.cpu_count()})
         xdf_lib = str(vd.xdf.library)
         check_config(cfg, xdf_lib)
         real_cfg = load_config(_path(cfg.realism_config), RealismConfig,
@@ -162,14 +165,10 @@ def run_validation(cfg: ValidationConfig, config_path: str | None = None, result
         summary = summarize(table, cfg.rules.tolerance, cfg.rules.gate_statistic,
                             cfg.rules.exclude_planted_from_correlation, cfg.rules.real_galaxy_cell)
         summary["runtime_s"] = {**times, "total": round(time.perf_counter() - t_start, 1)}
-        from lensaudit.utils.provenance import run_info
-
         doc = {"config": cfg.model_dump(mode="json"), "config_path": config_path,
                "rules": cfg.rules.model_dump(mode="json"), "universes": universes,
                "cells": table.to_dict("records"), "summary": summary,
-               # where and at which commit the runtimes were measured (a resumed run's total is its own wall time)
-               "run_info": run_info(seeds={"mock": cfg.mock_seed, "injection": list(cfg.seeds)},
-                                    extra={"cores": os.cpu_count()})}
+               "run_info": info}
         write_doc(vd.matrix, VALIDATION_MATRIX, doc)
         if results:
             atomic_write_json(Path(results), read_doc(vd.matrix, VALIDATION_MATRIX))
