@@ -174,7 +174,6 @@ class Clumpy(SourceFamily):
         ext = 5 * re + np.max(np.abs(params[[f"knot{j}_{a}" for j in range(MAX_KNOTS) for a in "xy"]].to_numpy()), axis=1)
         n = self.SIZE_GRID
         g = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / ((n - 1) / 2)
-        yy, xx = torch.meshgrid(g, g, indexing="ij")
         rh, conc = np.empty(len(params)), np.empty(len(params))
         # batches of similar knot counts: a batch evaluates as many knots as its richest source has, and a knot
         # of zero weight adds +0.0 to a source's non-negative light, so each source's image is the same bit for
@@ -184,11 +183,30 @@ class Clumpy(SourceFamily):
             sl = order[lo:lo + self.SIZE_BATCH]
             half = torch.as_tensor(ext[sl], dtype=torch.float64)
             p = params_to_tensors(params.iloc[sl], torch.float64, torch.device("cpu"))
-            p = {**p, "beta_x": torch.zeros_like(p["beta_x"]), "beta_y": torch.zeros_like(p["beta_y"])}
-            bx, by = xx[None] * half[:, None, None], yy[None] * half[:, None, None]
-            img = self._sb(bx, by, p, slice(1, 2))[:, 0].numpy()      # the r band only
+            img = self.size_images(p, g[None, :] * half[:, None]).numpy()
             rh[sl], conc[sl] = curve_of_growth(img, (2 * ext[sl] / (n - 1)))
         return rh, conc
+
+    def size_images(self, p: dict[str, torch.Tensor], axis: torch.Tensor) -> torch.Tensor:
+        """(B, n, n) r-band light of the unit-r sources of ``p`` at rest (source centre at the origin) on the square
+        grids whose pixel centres sit at ``axis`` (B, n) arcsec along x (columns) and y (rows): :meth:`sb`'s r band
+        (its Sersic disc by the same arithmetic), with each Gaussian knot evaluated as the outer product of its x
+        and y factors, exp(a) exp(b) for exp(a + b): 2 passes over the grid per knot instead of 11, equal to
+        ``sb`` to float64 rounding (tested)."""
+        bx, by = axis[:, None, :].expand(-1, axis.shape[1], -1), axis[:, :, None].expand(-1, -1, axis.shape[1])
+        disc = sersic_unit_flux(bx, by, p["src_re"], torch.ones_like(p["src_re"]), p["src_q"], p["src_phi"],
+                                b=p.get("disc_b"), total=p.get("disc_total"))
+        has = p["n_knots"] > 0
+        kf = torch.where(has, p["knot_fraction"], torch.zeros_like(p["knot_fraction"]))
+        out = disc * (1 - kf)[:, None, None]                      # the r band's colour ratio is 1
+        k, w = self._knots(p, bx)
+        for j in range(k):
+            s2 = p[f"knot{j}_sigma"] ** 2
+            ex = torch.exp(-0.5 * (axis - p[f"knot{j}_x"][:, None]) ** 2 / s2[:, None])        # (B, n) along x
+            ey = torch.exp(-0.5 * (axis - p[f"knot{j}_y"][:, None]) ** 2 / s2[:, None])        # (B, n) along y
+            amp = kf * w[:, j] / (2 * np.pi * s2)
+            out.add_((ey * amp[:, None])[:, :, None] * ex[:, None, :])
+        return out
 
 
 class Stamps(SourceFamily):
