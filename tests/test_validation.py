@@ -384,3 +384,11 @@ def test_family_configs_resolve_each_library_spec_for_one_universe():
     assert got == [("s", "sersic", None), ("own", "stamps", "/u/mock_stamps.fits"),
                    ("xa", "stamps", "/v/xdf.fits:A"), ("xb", "stamps", "/v/xdf.fits:B"),
                    ("file", "stamps", "/libs/other.fits:B"), ("pl", "planted", None)]
+
+
+def test_report_p_values_never_read_as_zero():
+    """A p-value of 5e-13 is written with its digits (the matrix page once printed it as 0.000)."""
+    from lensaudit.report.html import fmt_p
+
+    assert fmt_p(5.16e-13) == "5.2e-13" and fmt_p(0.0009) == "0.0009" and fmt_p(0.0456) == "0.046"
+    assert fmt_p(1.0) == "1.000" and fmt_p(None) == "-" and fmt_p(float("nan")) == "-"

@@ -43,7 +43,7 @@ from lensaudit.artifacts.kinds import (
     VALIDATION_MATRIX,
 )
 from lensaudit.artifacts.operating import by_name, headline
-from lensaudit.report.html import Section, esc, figure, fmt, interval, page, table
+from lensaudit.report.html import Section, esc, figure, fmt, fmt_p, interval, page, table
 from lensaudit.report.tables import write_tables
 from lensaudit.utils.display import image_grid, pyplot, save_figure
 from lensaudit.utils.io import atomic_write_text
@@ -825,7 +825,7 @@ def section_validation(vd: ValidationDir, tables: dict) -> Section:
           f"{' (planted control apart)' if rules['exclude_planted_from_correlation'] else ''}. Universes:</p><ul>{uni}</ul>"
           f"<p><b>Agreement</b> {fmt(sm['agreement'])} of {sm['n_judged']} cells ({fmt(sm['agreement_without_planted'])} "
           f"without the planted control); <b>Spearman</b>({esc(rc['statistic'])}, |Delta|) = {fmt(rc['rho'])} "
-          f"(p {fmt(rc['p'])}, {rc['n']} cells); planted NO-GO in {fmt(sm['planted_no_go'])} of its cells; closure "
+          f"(p {fmt_p(rc['p'])}, {rc['n']} cells); planted NO-GO in {fmt(sm['planted_no_go'])} of its cells; closure "
           f"undecided (interval straddles the tolerance) in {fmt(sm['undecided_fraction'])} of cells; median MDE80 of "
           f"Delta {fmt(sm['median_delta_mde80'])}. Without the planted control the gate said GO in "
           f"{fmt(sm['gate_go_fraction'])} of cells and closure held in {fmt(sm['closure_holds_fraction'])}; the score "

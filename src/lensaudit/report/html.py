@@ -76,6 +76,13 @@ def fmt(v, digits: int = 3) -> str:
     return esc(v)
 
 
+def fmt_p(p) -> str:
+    """A p-value: three decimals, or two significant digits below 0.001 (never a bare 0.000)."""
+    if p is None or (isinstance(p, float) and not np.isfinite(p)):
+        return "-"
+    return f"{p:.3f}" if p >= 1e-3 else f"{p:.2g}"
+
+
 def interval(value, lo, hi, digits: int = 3) -> str:
     """``value [lo, hi]`` with dashes for what is missing."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
