@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lensaudit.demo import run_demo
 from lensaudit.utils.io import atomic_write_json
+from lensaudit.utils.logs import setup_logging
 from lensaudit.utils.provenance import run_info
 
 OUT = Path(__file__).resolve().parent / "results" / "demo.json"
@@ -28,6 +29,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="the --quick demo instead (not the target's run)")
     ap.add_argument("--out", default=None, help="demo folder (default: a temporary one, removed after)")
     a = ap.parse_args()
+    setup_logging(0)                                   # the stages' progress, as `lensaudit demo` shows it
     with tempfile.TemporaryDirectory() as d:
         out = Path(a.out) if a.out else Path(d) / "demo_out"
         t0 = time.perf_counter()
